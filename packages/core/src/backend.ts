@@ -1,0 +1,68 @@
+import type { Tensor } from './tensor.js';
+
+/** Devices of onnxruntime-node. */
+export type NodeDevice = 'cpu' | 'cuda' | 'webgpu';
+/** Devices of onnxruntime-web. */
+export type WebDevice = 'wasm' | 'webgpu';
+export type Device = NodeDevice | WebDevice;
+/** 'auto' picks the fastest device that works here and logs what it passed over. */
+export type DeviceRequest = Device | 'auto';
+
+export interface DeviceStatus {
+  device: Device;
+  available: boolean;
+  /** The onnxruntime execution provider behind the device. */
+  executionProvider: string;
+  /** Why it is not available (absent when it is). */
+  reason?: string;
+  /** What to install or change to make it available. */
+  hint?: string;
+}
+
+/** An external-data file a model refers to: its location as written in the model, and its bytes or URL/path. */
+export interface ExternalDataFile {
+  path: string;
+  data: Uint8Array | string;
+}
+
+/**
+ * A model to load: serialized bytes, or a path (Node) / URL (browser) of an .onnx file. Weights
+ * stored as external data are found beside a path or URL; with bytes, pass them in `externalData`.
+ */
+export type ModelSource = Uint8Array | string | { model: Uint8Array | string; externalData?: ExternalDataFile[] };
+
+export interface SessionOptions {
+  device?: DeviceRequest;
+  /** Receives fallback notices for `device: 'auto'` (default: console.warn). */
+  logger?: (message: string) => void;
+  /** CPU threads inside one operator (default: onnxruntime's choice). */
+  intraOpNumThreads?: number;
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+/**
+ * Outputs to fetch: names (the runtime allocates them), or preallocated tensors keyed by name, which
+ * the runtime writes into (used for KV caches shared between past and present).
+ */
+export type Fetches = readonly string[] | Record<string, Tensor>;
+
+export interface InferenceSession {
+  readonly device: Device;
+  readonly executionProvider: string;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
+  dispose(): Promise<void>;
+}
+
+/** One runtime (onnxruntime-node or onnxruntime-web) behind the interface every stage uses. */
+export interface Backend {
+  readonly name: 'onnxruntime-node' | 'onnxruntime-web';
+  /** The devices this backend knows, fastest first: the order `auto` tries. */
+  readonly devices: readonly Device[];
+  /** Which devices work on this machine (each probed once by loading and running a tiny model). */
+  probe(): Promise<DeviceStatus[]>;
+  /** Resolve a request ('auto' or a device) to a device that works, or throw DeviceUnavailableError. */
+  resolveDevice(request?: DeviceRequest, logger?: (message: string) => void): Promise<Device>;
+  createSession(source: ModelSource, options?: SessionOptions): Promise<InferenceSession>;
+}

@@ -1,0 +1,254 @@
+import type {
+  Backend,
+  Device,
+  DeviceRequest,
+  DeviceStatus,
+  Fetches,
+  InferenceSession,
+  ModelSource,
+  SessionOptions,
+} from '../backend.js';
+import { DeviceUnavailableError, errorMessage, InvalidOptionError, SessionError } from '../errors.js';
+import { Graph } from '../onnx/ops.js';
+import { type DType, type Tensor, tensor, type TensorData } from '../tensor.js';
+
+/*
+ * What this file needs of an onnxruntime JS package. onnxruntime-node and onnxruntime-web share the
+ * onnxruntime-common API, so one implementation serves both; typing it structurally keeps the
+ * runtimes out of the public type declarations.
+ */
+export interface OrtTensor {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: unknown;
+}
+interface OrtSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, OrtTensor>, fetches?: readonly string[] | Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  release(): Promise<void>;
+}
+export interface OrtModule {
+  Tensor: new (type: string, data: TensorData, dims: readonly number[]) => OrtTensor;
+  InferenceSession: { create(model: Uint8Array | string, options?: object): Promise<OrtSession> };
+}
+
+/** One device of a backend: its execution provider, an optional cheap pre-check, and the fix to suggest. */
+export interface OrtFeatures {
+  /**
+   * The runtime writes outputs into caller-provided CPU tensors. onnxruntime-node does;
+   * onnxruntime-web's WASM path leaves them untouched, so results are copied into them instead.
+   */
+  preallocatedOutputs: boolean;
+}
+
+export interface DeviceSpec {
+  device: Device;
+  executionProvider: string;
+  /** Returns a reason the device cannot work here, before trying onnxruntime (e.g. no navigator.gpu). */
+  precheck?: () => Promise<string | undefined>;
+  hint: string;
+}
+
+const ORT_OPT_LEVEL = { disabled: 'disabled', basic: 'basic', extended: 'extended', all: 'all' } as const;
+
+/** First line of a native error, without onnxruntime's source-file prefix. */
+function nativeReason(err: unknown): string {
+  const line = errorMessage(err).split('\n')[0];
+  return line.replace(/^\/\S+:\d+ /, '').trim();
+}
+
+export class OrtBackend implements Backend {
+  readonly devices: readonly Device[];
+  private readonly specs: Map<Device, DeviceSpec>;
+  private probes = new Map<Device, Promise<DeviceStatus>>();
+
+  constructor(
+    readonly name: 'onnxruntime-node' | 'onnxruntime-web',
+    private readonly ort: OrtModule,
+    specs: DeviceSpec[],
+    /** Turns a source into what this runtime's create() can load (the web runtime needs external data listed). */
+    private readonly features: OrtFeatures,
+    private readonly prepare: (source: ModelSource) => Promise<ModelSource> = async (s) => s,
+  ) {
+    this.devices = specs.map((s) => s.device);
+    this.specs = new Map(specs.map((s) => [s.device, s]));
+  }
+
+  probe(): Promise<DeviceStatus[]> {
+    return Promise.all(this.devices.map((d) => this.probeDevice(d)));
+  }
+
+  async resolveDevice(request: DeviceRequest = 'auto', logger: (m: string) => void = console.warn): Promise<Device> {
+    if (request !== 'auto') {
+      const status = await this.probeDevice(this.spec(request).device);
+      if (!status.available) throw new DeviceUnavailableError(request, status.reason ?? 'unknown', status.hint ?? '');
+      return request;
+    }
+    const passed: string[] = [];
+    for (const device of this.devices) {
+      const status = await this.probeDevice(device);
+      if (status.available) {
+        if (passed.length) logger(`[llava-mini] device 'auto' uses '${device}' (${this.name}); not available: ${passed.join('; ')}`);
+        return device;
+      }
+      passed.push(`${device}: ${status.reason}`);
+    }
+    throw new DeviceUnavailableError('auto', `no device of ${this.name} works here (${passed.join('; ')})`, '');
+  }
+
+  async createSession(source: ModelSource, options: SessionOptions = {}): Promise<InferenceSession> {
+    const device = await this.resolveDevice(options.device ?? 'auto', options.logger);
+    const spec = this.spec(device);
+    const prepared = await this.prepare(source);
+    const { model, externalData } = typeof prepared === 'string' || prepared instanceof Uint8Array ? { model: prepared, externalData: undefined } : prepared;
+    const ortOptions: Record<string, unknown> = { executionProviders: [spec.executionProvider] };
+    if (externalData) ortOptions.externalData = externalData;
+    if (options.intraOpNumThreads !== undefined) ortOptions.intraOpNumThreads = options.intraOpNumThreads;
+    if (options.graphOptimizationLevel) ortOptions.graphOptimizationLevel = ORT_OPT_LEVEL[options.graphOptimizationLevel];
+    let session: OrtSession;
+    try {
+      session = await this.ort.InferenceSession.create(model, ortOptions);
+    } catch (err) {
+      const what = typeof model === 'string' ? `model '${model}'` : 'the model';
+      throw new SessionError(`${this.name} could not load ${what} on ${device}: ${nativeReason(err)}`, { cause: err });
+    }
+    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features);
+  }
+
+  private spec(device: Device): DeviceSpec {
+    const spec = this.specs.get(device);
+    if (!spec) {
+      throw new InvalidOptionError(`device '${device}' is not one of ${this.name}'s devices (${this.devices.join(', ')}, or 'auto')`);
+    }
+    return spec;
+  }
+
+  private probeDevice(device: Device): Promise<DeviceStatus> {
+    let p = this.probes.get(device);
+    if (!p) {
+      p = this.runProbe(this.spec(device));
+      this.probes.set(device, p);
+    }
+    return p;
+  }
+
+  private async runProbe(spec: DeviceSpec): Promise<DeviceStatus> {
+    const base = { device: spec.device, executionProvider: spec.executionProvider };
+    const early = await spec.precheck?.();
+    if (early) return { ...base, available: false, reason: early, hint: spec.hint };
+    try {
+      // Loading and running a one-node model is the only reliable test: a provider can register
+      // fine and still fail on the first session (missing CUDA libraries, no GPU adapter).
+      const session = await this.ort.InferenceSession.create(probeModel(), {
+        executionProviders: [spec.executionProvider],
+        logSeverityLevel: 4,
+      });
+      const x = new this.ort.Tensor('float32', Float32Array.of(1, 2), [2]);
+      const out = await session.run({ x });
+      await session.release();
+      const y = out.y.data as Float32Array;
+      if (y[0] !== 2 || y[1] !== 4) return { ...base, available: false, reason: 'the probe model gave a wrong result', hint: spec.hint };
+      return { ...base, available: true };
+    } catch (err) {
+      return { ...base, available: false, reason: nativeReason(err), hint: spec.hint };
+    }
+  }
+}
+
+let probeBytes: Uint8Array | undefined;
+function probeModel(): Uint8Array {
+  if (!probeBytes) {
+    const g = new Graph({ name: 'probe' });
+    const x = g.input('x', 'float32', [2]);
+    g.output(g.add(x, x), 'y', 'float32', [2]);
+    probeBytes = g.toBytes();
+  }
+  return probeBytes;
+}
+
+const ORT_TO_DTYPE: Record<string, DType> = {
+  float32: 'float32',
+  float16: 'float16',
+  int8: 'int8',
+  uint8: 'uint8',
+  int32: 'int32',
+  int64: 'int64',
+  bool: 'bool',
+};
+
+class OrtInferenceSession implements InferenceSession {
+  private disposed = false;
+
+  constructor(
+    private readonly ort: OrtModule,
+    private readonly session: OrtSession,
+    readonly device: Device,
+    readonly executionProvider: string,
+    private readonly features: OrtFeatures,
+  ) {}
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  async run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>> {
+    if (this.disposed) throw new SessionError('run() on a disposed session');
+    const missing = this.session.inputNames.filter((n) => !(n in feeds));
+    if (missing.length) throw new InvalidOptionError(`missing model inputs: ${missing.join(', ')}`);
+    const ortFeeds: Record<string, OrtTensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = this.toOrt(t);
+    const targets = fetches && !Array.isArray(fetches) ? (fetches as Record<string, Tensor>) : undefined;
+    let ortFetches: readonly string[] | Record<string, OrtTensor> | undefined;
+    if (Array.isArray(fetches)) ortFetches = fetches;
+    else if (targets && this.features.preallocatedOutputs) ortFetches = Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, this.toOrt(t)]));
+    else if (targets) ortFetches = Object.keys(targets);
+    let out: Record<string, OrtTensor>;
+    try {
+      out = ortFetches ? await this.session.run(ortFeeds, ortFetches) : await this.session.run(ortFeeds);
+    } catch (err) {
+      throw new SessionError(`inference failed on ${this.device}: ${nativeReason(err)}`, { cause: err });
+    }
+    const result: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(out)) result[name] = fromOrt(name, t);
+    if (targets) {
+      for (const [name, target] of Object.entries(targets)) {
+        const got = result[name];
+        if (got.data !== target.data) {
+          if (got.data.length !== target.data.length) {
+            throw new SessionError(`output '${name}' has shape [${got.dims.join(', ')}], the preallocated tensor [${target.dims.join(', ')}]`);
+          }
+          (target.data as TensorData & { set(a: ArrayLike<unknown>): void }).set(got.data as never);
+        }
+        result[name] = target;
+      }
+    }
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.session.release();
+  }
+
+  private toOrt(t: Tensor): OrtTensor {
+    if (t.dtype === 'bfloat16') throw new InvalidOptionError('bfloat16 tensors cannot cross the onnxruntime JS API; convert to float16 or float32');
+    return new this.ort.Tensor(t.dtype, t.data, t.dims);
+  }
+}
+
+function fromOrt(name: string, t: OrtTensor): Tensor {
+  const dtype = ORT_TO_DTYPE[t.type];
+  if (!dtype) throw new SessionError(`output '${name}' has type ${t.type}, which the stages do not use`);
+  let data = t.data as TensorData;
+  // Newer runtimes may hand float16 back as a Float16Array; keep the project's Uint16Array bits.
+  if (dtype === 'float16' && !(data instanceof Uint16Array)) {
+    const view = data as unknown as ArrayBufferView;
+    data = new Uint16Array(view.buffer, view.byteOffset, view.byteLength / 2);
+  }
+  return tensor(dtype, t.dims, data as never);
+}

@@ -1,0 +1,104 @@
+/**
+ * Every failure the library reports on purpose is a `LlavaMiniError` with a stable `code`, so callers
+ * can branch on `err.code` (or `instanceof`) instead of parsing messages. Native errors from
+ * onnxruntime, sharp or the file system are wrapped with the original kept as `cause`.
+ */
+export type ErrorCode =
+  | 'INVALID_OPTION'
+  | 'DEVICE_UNAVAILABLE'
+  | 'SAFETENSORS'
+  | 'MODEL_FILES'
+  | 'CHECKPOINT_MISMATCH'
+  | 'UNSUPPORTED_CONFIG'
+  | 'GRAPH'
+  | 'SESSION'
+  | 'IMAGE'
+  | 'VIDEO'
+  | 'PROMPT_TOO_LONG'
+  | 'ABORTED';
+
+export class LlavaMiniError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option or argument has a value the library does not accept. */
+export class InvalidOptionError extends LlavaMiniError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INVALID_OPTION', message, options);
+  }
+}
+
+/** The requested device cannot run on this machine; `hint` says what to install or change. */
+export class DeviceUnavailableError extends LlavaMiniError {
+  readonly device: string;
+  readonly hint: string;
+  constructor(device: string, reason: string, hint: string, options?: { cause?: unknown }) {
+    super('DEVICE_UNAVAILABLE', `device '${device}' is not available: ${reason}. ${hint}`, options);
+    this.device = device;
+    this.hint = hint;
+  }
+}
+
+/** A safetensors file is malformed: bad header, truncated data, bad offsets, unknown dtype. */
+export class SafetensorsError extends LlavaMiniError {
+  readonly file: string;
+  constructor(file: string, message: string, options?: { cause?: unknown }) {
+    super('SAFETENSORS', `${file}: ${message}`, options);
+    this.file = file;
+  }
+}
+
+/** A model file is missing or unreadable (a shard named in an index, config.json, an .onnx file). */
+export class ModelFilesError extends LlavaMiniError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('MODEL_FILES', `${path}: ${message}`, options);
+    this.path = path;
+  }
+}
+
+/** The checkpoint's tensors disagree with its config (a shape, a missing or extra tensor). */
+export class CheckpointMismatchError extends LlavaMiniError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CHECKPOINT_MISMATCH', message, options);
+  }
+}
+
+/** A config value this runtime does not implement; `key` names it. */
+export class UnsupportedConfigError extends LlavaMiniError {
+  readonly key: string;
+  constructor(key: string, message: string, options?: { cause?: unknown }) {
+    super('UNSUPPORTED_CONFIG', `config '${key}': ${message}`, options);
+    this.key = key;
+  }
+}
+
+/** A graph under construction is invalid (unknown value, duplicate name, bad attribute). */
+export class GraphError extends LlavaMiniError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GRAPH', message, options);
+  }
+}
+
+/** onnxruntime refused to create or run a session; the runtime's message is in `cause`. */
+export class SessionError extends LlavaMiniError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SESSION', message, options);
+  }
+}
+
+/** The operation was stopped through an AbortSignal. */
+export class AbortError extends LlavaMiniError {
+  constructor(message = 'the operation was aborted') {
+    super('ABORTED', message);
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
