@@ -66,3 +66,10 @@ export interface Backend {
   resolveDevice(request?: DeviceRequest, logger?: (message: string) => void): Promise<Device>;
   createSession(source: ModelSource, options?: SessionOptions): Promise<InferenceSession>;
 }
+
+/** Where a stage reads checkpoint tensors from (a `Checkpoint` in Node, or anything with the same shape). */
+export interface WeightSource {
+  has(name: string): boolean;
+  /** Reads the tensor in its stored dtype. */
+  read(name: string): Tensor;
+}

@@ -92,6 +92,36 @@ export class SessionError extends LlavaMiniError {
   }
 }
 
+/** An image cannot be used: unreadable, corrupt, truncated, an unsupported format, or too many pixels. */
+export class ImageError extends LlavaMiniError {
+  /** The file path, or a short description of an in-memory input. */
+  readonly source: string;
+  constructor(source: string, message: string, options?: { cause?: unknown }) {
+    super('IMAGE', `${source}: ${message}`, options);
+    this.source = source;
+  }
+}
+
+/** A video cannot be decoded, or has no frames. */
+export class VideoError extends LlavaMiniError {
+  readonly source: string;
+  constructor(source: string, message: string, options?: { cause?: unknown }) {
+    super('VIDEO', `${source}: ${message}`, options);
+    this.source = source;
+  }
+}
+
+/** The prompt (with its vision tokens) does not fit the model's context window. */
+export class PromptTooLongError extends LlavaMiniError {
+  readonly tokens: number;
+  readonly limit: number;
+  constructor(tokens: number, limit: number, what = 'the prompt') {
+    super('PROMPT_TOO_LONG', `${what} needs ${tokens} tokens, but the context window holds ${limit}`);
+    this.tokens = tokens;
+    this.limit = limit;
+  }
+}
+
 /** The operation was stopped through an AbortSignal. */
 export class AbortError extends LlavaMiniError {
   constructor(message = 'the operation was aborted') {

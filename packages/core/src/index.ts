@@ -12,3 +12,5 @@ export type { Attrs, AttrValue, Dim, ExternalRef, GraphOptions, OpOptions, Weigh
 export { decodeModel, encodeModel, externalDataLocations } from './onnx/proto.js';
 export { buildHeader, headerLength, MAX_HEADER_BYTES, parseHeader, SAFETENSORS_DTYPES } from './safetensors.js';
 export type { SafetensorsHeader, TensorEntry, TensorInfo } from './safetensors.js';
+export { FP32, linear, param, type WeightFormat } from './onnx/linear.js';
+export { readWeight } from './weights.js';

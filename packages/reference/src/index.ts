@@ -1,0 +1,3 @@
+export * from './math.js';
+export * from './llama.js';
+export * from './testing.js';
