@@ -1,0 +1,130 @@
+// Node entry of @llava-mini/encoder: everything platform-neutral, plus image decoding with sharp.
+import { stat } from 'node:fs/promises';
+import { errorMessage, ImageError } from '@llava-mini/core';
+import sharp, { type Metadata, type Sharp } from 'sharp';
+import type { RGB8 } from './image.js';
+
+export * from './index.js';
+
+export interface LoadImageOptions {
+  /** Refuse images with more pixels than this, from the header, before decoding (default 1e8). */
+  maxPixels?: number;
+  /** Apply the EXIF orientation (default true). PIL's `Image.open` does not; pass false for bit parity with it. */
+  autoOrient?: boolean;
+  /** Name used in errors for buffer input (default '<buffer>'). */
+  name?: string;
+}
+
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+
+/** The formats a LLaVA-Mini user can hand the Python reference, as sharp names them (AVIF is 'heif' + av1). */
+const FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+
+/**
+ * Decode an image file or buffer (JPEG, PNG, WebP, GIF first frame, TIFF first page, AVIF) into RGB8
+ * pixels with the values PIL's `Image.open(f).convert('RGB')` gives (see README: alpha dropped,
+ * greyscale replicated, CMYK by PIL's formula, 16-bit as PIL unpacks it, ICC profiles ignored), plus
+ * the EXIF orientation unless `autoOrient: false`. Every failure is an ImageError naming the input.
+ */
+export async function loadImage(input: string | Buffer | Uint8Array, options: LoadImageOptions = {}): Promise<RGB8> {
+  const name = typeof input === 'string' ? input : (options.name ?? '<buffer>');
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels > 0)) throw new ImageError(name, `maxPixels must be positive, got ${maxPixels}`);
+  await checkNotEmpty(input, name);
+
+  // sharp's own pixel limit would make metadata() fail with a vaguer message, so the header is read
+  // without it; the decode keeps it as a second guard.
+  const open = (limit: number | false) =>
+    sharp(input, { autoOrient: options.autoOrient ?? true, ignoreIcc: true, failOn: 'error', limitInputPixels: limit });
+  let meta: Metadata;
+  try {
+    // Header only: the pixel limit is enforced before any pixel is decoded.
+    meta = await open(false).metadata();
+  } catch (err) {
+    const msg = errorMessage(err);
+    if (/unsupported image format/i.test(msg)) throw new ImageError(name, 'not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)', { cause: err });
+    throw new ImageError(name, `corrupt image header: ${msg}`, { cause: err });
+  }
+  if (!FORMATS.has(meta.format) || (meta.format === 'heif' && meta.compression !== 'av1')) {
+    const what = meta.format === 'heif' ? `HEIF/${meta.compression ?? 'unknown'}` : meta.format;
+    throw new ImageError(name, `${what} images are not supported (JPEG, PNG, WebP, GIF, TIFF, AVIF are)`);
+  }
+  const pixels = meta.width * meta.height;
+  if (!(pixels > 0)) throw new ImageError(name, `the header gives no size (${meta.width}x${meta.height})`);
+  if (pixels > maxPixels) throw new ImageError(name, `${meta.width}x${meta.height} = ${pixels} pixels is more than the limit of ${maxPixels} (option maxPixels)`);
+  if (meta.depth !== 'uchar' && meta.depth !== 'ushort') throw new ImageError(name, `${meta.depth} samples are not supported (8- and 16-bit are)`);
+
+  try {
+    return await decodeAsPil(open(Number.isFinite(maxPixels) ? Math.max(1, Math.floor(maxPixels)) : false), meta);
+  } catch (err) {
+    throw new ImageError(name, `corrupt or truncated image: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+async function checkNotEmpty(input: string | Buffer | Uint8Array, name: string): Promise<void> {
+  if (typeof input !== 'string') {
+    if (!(input instanceof Uint8Array)) throw new ImageError(name, `expected a file path, Buffer or Uint8Array, got ${typeof input}`);
+    if (input.length === 0) throw new ImageError(name, 'empty buffer');
+    return;
+  }
+  let size: number;
+  try {
+    const s = await stat(input);
+    if (!s.isFile()) throw new ImageError(name, 'not a file');
+    size = s.size;
+  } catch (err) {
+    if (err instanceof ImageError) throw err;
+    throw new ImageError(name, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`, { cause: err });
+  }
+  if (size === 0) throw new ImageError(name, 'empty file (0 bytes)');
+}
+
+/**
+ * Raw samples in the image's own colour space (no ICC or CMYK colour management), then the
+ * conversion PIL's `convert('RGB')` applies to the mode PIL would open the file in.
+ */
+async function decodeAsPil(img: Sharp, meta: Metadata): Promise<RGB8> {
+  const space = meta.space;
+  if (space === 'cmyk') {
+    const { data, info } = await img.pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
+    return cmykToRgb(data, info.width, info.height, info.channels);
+  }
+  if (meta.depth === 'ushort') {
+    const grey = space === 'grey16' || space === 'b-w';
+    const { data, info } = await img.toColourspace(grey ? 'grey16' : 'rgb16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+    const samples = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
+    // PIL opens 16-bit greyscale without alpha as mode I and clamps it into 0..255 on convert('RGB');
+    // every other 16-bit layout is unpacked to 8 bits by keeping the high byte.
+    const to8 = grey && info.channels === 1 ? (v: number) => (v > 255 ? 255 : v) : (v: number) => v >> 8;
+    return toRgb(samples, info.width, info.height, info.channels, to8);
+  }
+  const { data, info } = await img.toColourspace(space === 'b-w' ? 'b-w' : 'srgb').raw().toBuffer({ resolveWithObject: true });
+  return toRgb(data, info.width, info.height, info.channels, (v) => v);
+}
+
+/** 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA) channels to RGB: grey replicated, alpha dropped. */
+function toRgb(src: ArrayLike<number>, width: number, height: number, channels: number, to8: (v: number) => number): RGB8 {
+  const out = new Uint8Array(width * height * 3);
+  const colour = channels >= 3;
+  for (let i = 0, s = 0; i < width * height; i++, s += channels) {
+    const r = to8(src[s]);
+    out[i * 3] = r;
+    out[i * 3 + 1] = colour ? to8(src[s + 1]) : r;
+    out[i * 3 + 2] = colour ? to8(src[s + 2]) : r;
+  }
+  return { width, height, data: out };
+}
+
+/** PIL's cmyk2rgb: R = (255 - K) - round(C * (255 - K) / 255) with its MULDIV255 rounding, no profile. */
+function cmykToRgb(src: Uint8Array, width: number, height: number, channels: number): RGB8 {
+  const out = new Uint8Array(width * height * 3);
+  const muldiv255 = (a: number, b: number) => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let i = 0, s = 0; i < width * height; i++, s += channels) {
+    const nk = 255 - src[s + 3];
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.max(0, nk - muldiv255(src[s + c], nk));
+  }
+  return { width, height, data: out };
+}

@@ -1,0 +1,97 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { errorMessage, ModelFilesError, type ProgressCallback, UnsupportedConfigError, type Tensor, type WeightSource } from '@llava-mini/core';
+import { Checkpoint } from '@llava-mini/core/node';
+
+const LLAVA_VISION_PREFIX = 'model.vision_tower.vision_tower.vision_model.';
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
+
+export function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ModelFilesError(file, `cannot be read: ${errorMessage(err)}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ModelFilesError(file, `is not valid JSON: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/** A Hugging Face LLaVA-Mini folder as published: config, weights (maybe without CLIP), tokenizer. */
+export interface HfCheckpoint {
+  dir: string;
+  /** config.json; with a separate CLIP folder, its config becomes `vision_config`. */
+  config: Record<string, unknown>;
+  generationConfig?: Record<string, unknown>;
+  /** All weights, CLIP included (from the separate CLIP folder when the checkpoint lacks them). */
+  weights: WeightSource & { names: string[]; close(): void };
+  /** Tokenizer files present in the folder. */
+  tokenizerFiles: string[];
+}
+
+/**
+ * Open a checkpoint folder and check it is one this runtime can convert, before any heavy work.
+ * `clipDir` names a standalone CLIP vision checkpoint (`vision_model.*` tensors) for checkpoints
+ * whose own copy of the tower is missing.
+ */
+export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ModelFilesError(dir, 'is not a folder');
+  const config = readJson(path.join(dir, 'config.json'));
+  if (config.model_type !== 'llava_mini_llama') {
+    throw new UnsupportedConfigError('model_type', `expected "llava_mini_llama" (a LLaVA-Mini checkpoint), got ${JSON.stringify(config.model_type)}`);
+  }
+  const genPath = path.join(dir, 'generation_config.json');
+  const generationConfig = fs.existsSync(genPath) ? readJson(genPath) : undefined;
+  for (const required of ['tokenizer.json', 'tokenizer_config.json']) {
+    if (!fs.existsSync(path.join(dir, required))) throw new ModelFilesError(path.join(dir, required), 'is missing (the tokenizer is part of the checkpoint)');
+  }
+  const tokenizerFiles = TOKENIZER_FILES.filter((f) => fs.existsSync(path.join(dir, f)));
+  const main = Checkpoint.open(dir);
+  if (main.has(`${LLAVA_VISION_PREFIX}embeddings.class_embedding`)) return { dir, config, generationConfig, weights: main, tokenizerFiles };
+  if (!clipDir) {
+    main.close();
+    throw new ModelFilesError(dir, `has no CLIP vision tower (${LLAVA_VISION_PREFIX}*): name a CLIP checkpoint folder (--clip DIR)`);
+  }
+  const clipConfig = readJson(path.join(clipDir, 'config.json'));
+  const clip = Checkpoint.open(clipDir);
+  const visionConfig = (clipConfig.vision_config as Record<string, unknown> | undefined) ?? clipConfig;
+  return { dir, config: { ...config, vision_config: visionConfig }, generationConfig, weights: merged(main, clip), tokenizerFiles };
+}
+
+/** The main checkpoint's tensors, with the CLIP folder's `vision_model.*` under LLaVA-Mini's prefix. */
+function merged(main: Checkpoint, clip: Checkpoint): HfCheckpoint['weights'] {
+  const mapName = (name: string) => (name.startsWith(LLAVA_VISION_PREFIX) ? name.slice('model.vision_tower.vision_tower.'.length) : undefined);
+  const clipNames = clip.names.filter((n) => n.startsWith('vision_model.')).map((n) => `model.vision_tower.vision_tower.${n}`);
+  return {
+    names: [...main.names, ...clipNames],
+    has: (name) => {
+      const c = mapName(name);
+      return c ? clip.has(c) : main.has(name);
+    },
+    read: (name): Tensor => {
+      const c = mapName(name);
+      return c ? clip.read(c) : main.read(name);
+    },
+    close: () => {
+      main.close();
+      clip.close();
+    },
+  };
+}
+
+/** A weight source that reports each tensor read as progress of `task`. */
+export function withProgress(src: WeightSource, task: string, total: number, onProgress?: ProgressCallback): WeightSource {
+  if (!onProgress) return src;
+  let done = 0;
+  return {
+    has: (n) => src.has(n),
+    read: (n) => {
+      const t = src.read(n);
+      onProgress({ task, item: n, done: ++done, total: Math.max(total, done), unit: 'tensors' });
+      return t;
+    },
+  };
+}

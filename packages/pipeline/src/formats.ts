@@ -1,0 +1,48 @@
+import { InvalidOptionError, type WeightFormat } from '@llava-mini/core';
+
+/** Weight types a user asks for. q8/q4 quantize Linear weights (MatMulNBits); norms and biases stay float. */
+export type DtypeName = 'fp32' | 'fp16' | 'q8' | 'q4';
+export const DTYPE_NAMES: readonly DtypeName[] = ['fp32', 'fp16', 'q8', 'q4'];
+
+/** The runtime a converted model is for: picks the I/O dtype and graph variants it needs. */
+export type Target = 'cpu' | 'cuda' | 'webgpu';
+export const TARGETS: readonly Target[] = ['cpu', 'cuda', 'webgpu'];
+
+export const STAGES = ['encoder', 'compressor', 'prefusion', 'llm'] as const;
+export type StageName = (typeof STAGES)[number];
+
+export function checkDtype(value: unknown, what = 'dtype'): DtypeName {
+  if (!DTYPE_NAMES.includes(value as DtypeName)) throw new InvalidOptionError(`${what} must be one of ${DTYPE_NAMES.join(', ')}, got ${JSON.stringify(value)}`);
+  return value as DtypeName;
+}
+
+export function checkTarget(value: unknown): Target {
+  if (!TARGETS.includes(value as Target)) throw new InvalidOptionError(`target must be one of ${TARGETS.join(', ')}, got ${JSON.stringify(value)}`);
+  return value as Target;
+}
+
+/**
+ * The dtype each stage gets for a requested dtype. The vision encoder is not quantized unless asked
+ * by name (the reference runs CLIP in fp32, and its cost is small next to the LLM's).
+ */
+export function stageDtypes(dtype: DtypeName, overrides: Partial<Record<StageName, DtypeName>> = {}): Record<StageName, DtypeName> {
+  const encoderDefault: DtypeName = dtype === 'q8' || dtype === 'q4' ? 'fp32' : dtype;
+  const out: Record<StageName, DtypeName> = { encoder: encoderDefault, compressor: dtype, prefusion: dtype, llm: dtype };
+  for (const [stage, d] of Object.entries(overrides)) {
+    if (!STAGES.includes(stage as StageName)) throw new InvalidOptionError(`unknown stage '${stage}' (stages: ${STAGES.join(', ')})`);
+    if (d !== undefined) out[stage as StageName] = checkDtype(d, `dtype of stage ${stage}`);
+  }
+  return out;
+}
+
+/**
+ * The graph format for a stage. GPU targets need float16 activations: onnxruntime's CUDA attention
+ * kernels have no float32 variant, and WebGPU is fastest (and smallest) in float16. On CPU,
+ * quantized weights run with float32 activations.
+ */
+export function weightFormat(dtype: DtypeName, target: Target, blockSize = 32): WeightFormat {
+  const activations = dtype === 'fp16' || target !== 'cpu' ? 'float16' : 'float32';
+  if (dtype === 'q8') return { dtype: activations, quant: { bits: 8, blockSize } };
+  if (dtype === 'q4') return { dtype: activations, quant: { bits: 4, blockSize } };
+  return { dtype: activations };
+}
