@@ -87,6 +87,7 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
       contextLength: plan.contextLength,
       prefusionPositions: plan.prefusionPositions,
       keyGrid: plan.keyGrid,
+      compressor: plan.compressor,
       stages,
       tokenizer: hf.tokenizerFiles.map((f) => fileEntry(tmp, f)),
     };

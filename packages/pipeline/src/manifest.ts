@@ -1,4 +1,5 @@
 import { ModelFilesError, type WeightFormat } from '@llava-mini/core';
+import type { CompressorConfig } from '@llava-mini/compressor';
 import type { DtypeName, StageName, Target } from './formats.js';
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -33,6 +34,8 @@ export interface Manifest {
   prefusionPositions: number;
   /** s: CLIP grid side the compressor's key table was built for ((image/patch) * resolution_ratio). */
   keyGrid: number;
+  /** The compressor's settings, read from the checkpoint's tensors at conversion (C comes from a shape). */
+  compressor: CompressorConfig;
   stages: Record<StageName, StageEntry> & { embeddings: StageEntry };
   tokenizer: FileEntry[];
 }

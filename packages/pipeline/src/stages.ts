@@ -1,5 +1,5 @@
 import { type Graph, InvalidOptionError, type WeightFormat, type WeightSink, type WeightSource } from '@llava-mini/core';
-import { buildCompressorGraph, readCompressorConfig } from '@llava-mini/compressor';
+import { buildCompressorGraph, type CompressorConfig, readCompressorConfig } from '@llava-mini/compressor';
 import { buildEncoderGraph, readVisionConfig } from '@llava-mini/encoder';
 import { buildEmbeddingsGraph, buildLlamaGraph, readLlamaConfig } from '@llava-mini/llm';
 import { buildPrefusionGraph, DEFAULT_MAX_POSITIONS } from '@llava-mini/prefusion';
@@ -29,7 +29,7 @@ export interface ConversionPlan {
   contextLength: number;
   prefusionPositions: number;
   keyGrid: number;
-  compressedTokens: number;
+  compressor: CompressorConfig;
 }
 
 export function planConversion(config: Record<string, unknown>, weights: WeightSource, options: ConversionOptions = {}): ConversionPlan {
@@ -52,7 +52,7 @@ export function planConversion(config: Record<string, unknown>, weights: WeightS
     contextLength,
     prefusionPositions: DEFAULT_MAX_POSITIONS,
     keyGrid: vision.gridSize * vision.resolutionRatio,
-    compressedTokens: compressor.queries,
+    compressor,
   };
 }
 
@@ -66,9 +66,9 @@ export function buildGraph(name: GraphName, config: Record<string, unknown>, src
     case 'encoder':
       return buildEncoderGraph(src, readVisionConfig(config), { format, weights });
     case 'compressor':
-      return buildCompressorGraph(src, readCompressorConfig(config, src), { format, keyGrid: plan.keyGrid, weights });
+      return buildCompressorGraph(src, plan.compressor, { format, keyGrid: plan.keyGrid, weights });
     case 'prefusion':
-      return buildPrefusionGraph(src, config, { format, compressedTokens: plan.compressedTokens, maxPositions: plan.prefusionPositions, weights });
+      return buildPrefusionGraph(src, config, { format, compressedTokens: plan.compressor.queries, maxPositions: plan.prefusionPositions, weights });
     case 'llm':
     case 'embeddings': {
       // WebGPU buffers are often capped at 1 GB, below an 8B model's fp16 embedding table and

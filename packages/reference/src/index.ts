@@ -4,3 +4,4 @@ export * from './testing.js';
 export * from './compressor.js';
 export * from './prefusion.js';
 export * from './clip.js';
+export * from './pipeline.js';

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat. Errors the library raises on
+// purpose (LlavaMiniError) print as one line and exit 1; usage errors exit 2.
+import { Command, CommanderError, Option } from 'commander';
+import { LlavaMiniError } from '@llava-mini/core';
+import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
+
+const program = new Command('llava-mini')
+  .description('LLaVA-Mini: answer questions about images and videos with one vision token per picture')
+  .exitOverride()
+  .showHelpAfterError();
+
+program.command('devices').description('list the devices that can run here, and how to enable the others').action(devicesCommand);
+
+program
+  .command('init-tiny <dir>')
+  .description('write a seeded random-weight tiny LLaVA-Mini checkpoint (Hugging Face layout) for trying things out')
+  .option('--seed <n>', 'random seed', '0')
+  .option('--hd', 'high-resolution variant (resolution_ratio 2, compressor size doubled)')
+  .option('--compressor-size <C>', 'C: C*C vision tokens per image', '1')
+  .option('--image-size <px>', 'CLIP input size', '336')
+  .action(initTinyCommand);
+
+const dtypeOption = (flag: string, what: string) => new Option(flag, what).choices(['fp32', 'fp16', 'q8', 'q4']);
+
+program
+  .command('convert <checkpoint>')
+  .description('convert a Hugging Face LLaVA-Mini checkpoint folder into ONNX models for every stage')
+  .requiredOption('--out <dir>', 'output folder (written atomically)')
+  .addOption(dtypeOption('--dtype <dtype>', 'weight type of every stage').default('fp32'))
+  .addOption(new Option('--target <target>', 'runtime the graphs are for').choices(['cpu', 'cuda', 'webgpu']).default('cpu'))
+  .addOption(dtypeOption('--encoder-dtype <dtype>', 'override for the vision encoder (default: fp32, or fp16 for GPU targets)'))
+  .addOption(dtypeOption('--compressor-dtype <dtype>', 'override for the compressor'))
+  .addOption(dtypeOption('--prefusion-dtype <dtype>', 'override for the pre-fusion layers'))
+  .addOption(dtypeOption('--llm-dtype <dtype>', 'override for the LLM'))
+  .option('--clip <dir>', 'a CLIP vision checkpoint folder, when the checkpoint has no CLIP weights')
+  .option('--context <tokens>', 'LLM context window (default min(max_position_embeddings, 8192))')
+  .option('--force', 'replace the output folder if it exists')
+  .action(convertCommand);
+
+const withModelOptions = (cmd: Command) =>
+  cmd
+    .requiredOption('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory)')
+    .option('--image <path...>', 'image file(s) or URL(s)')
+    .option('--video <path>', 'a video file (one frame per second)')
+    .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
+    .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
+    .option('--max-new-tokens <n>', 'most tokens to generate', '512')
+    .option('--temperature <t>', '0 = greedy, as the reference', '0')
+    .option('--top-p <p>', 'nucleus sampling')
+    .option('--top-k <k>', 'top-k sampling')
+    .option('--seed <n>', 'seed for reproducible sampling')
+    .option('--max-frames <n>', 'most video frames');
+
+withModelOptions(program.command('ask').description('answer one question about an image or video, streaming the answer'))
+  .requiredOption('--prompt <text>', 'the question')
+  .option('--json', 'print one JSON object: promptTokenIds, tokenIds, text, timings')
+  .action(askCommand);
+
+withModelOptions(program.command('chat').description('an interactive conversation about an image or video')).action(chatCommand);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+  if (e instanceof LlavaMiniError) {
+    process.stderr.write(`llava-mini: ${e.code}: ${e.message}\n`);
+    process.exit(1);
+  }
+  throw e;
+}

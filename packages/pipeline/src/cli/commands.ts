@@ -1,0 +1,204 @@
+import * as readline from 'node:readline/promises';
+import { InvalidOptionError } from '@llava-mini/core';
+import { nodeBackend } from '@llava-mini/core/node';
+import { webBackend } from '@llava-mini/core/web';
+import { writeTinyCheckpoint } from '@llava-mini/tiny';
+import { convertCheckpoint } from '../convert.js';
+import { checkDtype, checkTarget, type DtypeName, type StageName } from '../formats.js';
+import type { AskOptions, AskResult, Conversation } from '../llava-mini.js';
+import { LlavaMini, type NodeDeviceRequest } from '../node.js';
+import { ProgressView } from './progress.js';
+
+const out = (s: string) => process.stdout.write(s);
+const err = (s: string) => process.stderr.write(s);
+
+export async function devicesCommand(): Promise<void> {
+  for (const backend of [await nodeBackend(), await webBackend()]) {
+    for (const d of await backend.probe()) {
+      const status = d.available ? 'available' : `not available: ${d.reason}`;
+      out(`${backend.name.padEnd(17)} ${d.device.padEnd(7)} ${status}\n`);
+      if (!d.available && d.hint) out(`${''.padEnd(25)} ${d.hint}\n`);
+    }
+  }
+}
+
+export interface InitTinyFlags {
+  seed: string;
+  hd?: boolean;
+  compressorSize: string;
+  imageSize: string;
+}
+
+export async function initTinyCommand(dir: string, flags: InitTinyFlags): Promise<void> {
+  const hd = flags.hd === true;
+  const info = await writeTinyCheckpoint(dir, {
+    seed: int(flags.seed, '--seed'),
+    compressorSize: int(flags.compressorSize, '--compressor-size') * (hd ? 2 : 1),
+    resolutionRatio: hd ? 2 : 1,
+    imageSize: int(flags.imageSize, '--image-size'),
+  });
+  out(`wrote a random-weight tiny LLaVA-Mini checkpoint (${info.tensorNames.length} tensors, vocabulary ${info.vocabSize}) to ${info.dir}\n`);
+}
+
+export interface ConvertFlags {
+  out: string;
+  dtype: string;
+  target: string;
+  clip?: string;
+  context?: string;
+  force?: boolean;
+  encoderDtype?: string;
+  compressorDtype?: string;
+  prefusionDtype?: string;
+  llmDtype?: string;
+}
+
+export async function convertCommand(checkpoint: string, flags: ConvertFlags): Promise<void> {
+  const stageDtypes: Partial<Record<StageName, DtypeName>> = {};
+  for (const stage of ['encoder', 'compressor', 'prefusion', 'llm'] as const) {
+    const v = flags[`${stage}Dtype`];
+    if (v !== undefined) stageDtypes[stage] = checkDtype(v, `--${stage}-dtype`);
+  }
+  const view = new ProgressView();
+  const t0 = performance.now();
+  try {
+    const manifest = await convertCheckpoint(checkpoint, flags.out, {
+      dtype: checkDtype(flags.dtype, '--dtype'),
+      target: checkTarget(flags.target),
+      stageDtypes,
+      clipDir: flags.clip,
+      contextLength: flags.context === undefined ? undefined : int(flags.context, '--context'),
+      force: flags.force === true,
+      onProgress: view.callback,
+    });
+    view.stop();
+    const bytes = Object.values(manifest.stages).flatMap((s) => s.files).reduce((n, f) => n + f.bytes, 0);
+    const dtypes = Object.entries(manifest.stages).map(([k, v]) => `${k} ${v.dtype}`).join(', ');
+    out(`converted ${checkpoint} -> ${flags.out} (${(bytes / 1e6).toFixed(1)} MB; ${dtypes}; target ${manifest.target}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  } finally {
+    view.stop();
+  }
+}
+
+export interface AskFlags {
+  model: string;
+  image?: string[];
+  video?: string;
+  prompt: string;
+  device: string;
+  dtype?: string;
+  maxNewTokens: string;
+  temperature: string;
+  topP?: string;
+  topK?: string;
+  seed?: string;
+  maxFrames?: string;
+  json?: boolean;
+}
+
+function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): unknown {
+  if (flags.video && flags.image?.length) throw new InvalidOptionError('give --image or --video, not both');
+  if (flags.video) return { video: flags.video };
+  if (!flags.image?.length) return undefined;
+  return flags.image.length === 1 ? flags.image[0] : flags.image;
+}
+
+async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFrames'>, view: ProgressView): Promise<LlavaMini> {
+  return LlavaMini.fromPretrained(flags.model, {
+    device: flags.device as NodeDeviceRequest,
+    dtype: flags.dtype === undefined ? undefined : checkDtype(flags.dtype, '--dtype'),
+    maxFrames: flags.maxFrames === undefined ? undefined : int(flags.maxFrames, '--max-frames'),
+    logger: (m) => err(`${m}\n`),
+    onProgress: view.callback,
+  });
+}
+
+function generationOptions(flags: AskFlags, view: ProgressView): AskOptions {
+  return {
+    maxNewTokens: int(flags.maxNewTokens, '--max-new-tokens'),
+    temperature: num(flags.temperature, '--temperature'),
+    topP: flags.topP === undefined ? undefined : num(flags.topP, '--top-p'),
+    topK: flags.topK === undefined ? undefined : int(flags.topK, '--top-k'),
+    seed: flags.seed === undefined ? undefined : int(flags.seed, '--seed'),
+    onProgress: view.callback,
+  };
+}
+
+export async function askCommand(flags: AskFlags): Promise<void> {
+  const input = visualInput(flags);
+  const view = new ProgressView(!flags.json && process.stderr.isTTY === true);
+  const options = generationOptions(flags, view);
+  const model = await load(flags, view);
+  try {
+    const answer = model.ask(input, flags.prompt, options);
+    if (flags.json) {
+      const r = await answer.done();
+      view.stop();
+      out(`${JSON.stringify({ promptTokenIds: r.promptTokenIds, tokenIds: r.ids, text: r.text, finishReason: r.finishReason, timings: r.timings })}\n`);
+      return;
+    }
+    let first = true;
+    for await (const token of answer) {
+      if (first) view.stop();
+      first = false;
+      out(token.text);
+    }
+    out('\n');
+    printTimings(await answer.done());
+  } finally {
+    view.stop();
+    await model.dispose();
+  }
+}
+
+function printTimings(r: AskResult): void {
+  const t = r.timings;
+  const ms = (v: number) => `${v.toFixed(1)} ms`;
+  err(
+    [
+      `prompt ${r.promptTokenIds.length} tokens -> LLM input ${r.llmInputTokens} rows; generated ${r.ids.length} tokens (${r.finishReason})`,
+      `input ${ms(t.inputMs)} | encoder ${ms(t.encoderMs)} | compressor ${ms(t.compressorMs)} | embed ${ms(t.embedMs)} | prefusion ${ms(t.prefusionMs)}`,
+      `time to first token ${ms(t.timeToFirstTokenMs)} | prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s | decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s | total ${ms(t.totalMs)}`,
+    ].join('\n') + '\n',
+  );
+}
+
+export async function chatCommand(flags: AskFlags): Promise<void> {
+  const view = new ProgressView();
+  const options = generationOptions(flags, view);
+  const model = await load(flags, view);
+  view.stop();
+  const conversation: Conversation = model.chat(visualInput(flags), options);
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+  out('Ask about the input; an empty line or Ctrl-D ends the chat.\n');
+  try {
+    for (;;) {
+      const question = await rl.question('> ').catch(() => '');
+      if (!question.trim()) break;
+      const controller = new AbortController();
+      const stop = () => controller.abort();
+      process.once('SIGINT', stop);
+      try {
+        for await (const token of conversation.ask(question, { ...options, signal: controller.signal })) out(token.text);
+      } finally {
+        process.removeListener('SIGINT', stop);
+      }
+      out('\n');
+    }
+  } finally {
+    rl.close();
+    await model.dispose();
+  }
+}
+
+function int(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function num(v: string, flag: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidOptionError(`${flag} must be a number, got ${JSON.stringify(v)}`);
+  return n;
+}

@@ -1,0 +1,63 @@
+import * as path from 'node:path';
+import { ImageError, InvalidOptionError, type ProgressCallback } from '@llava-mini/core';
+import { fromImageData, type RGB8 } from '@llava-mini/encoder';
+import { loadImage } from '@llava-mini/encoder/node';
+import type { Pictures } from './llava-mini.js';
+import { decodeFrames, probeVideo } from './video/ffmpeg.js';
+import { frameIndices } from './video/sampling.js';
+
+/** File extensions read as videos when a path is passed without `{ video }`. */
+export const VIDEO_EXTENSIONS = new Set(['.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp']);
+
+/**
+ * What `ask()` accepts in Node:
+ * - an image: a file path, an http(s) URL, a Buffer/Uint8Array of an encoded image, ImageData-like
+ *   RGBA pixels `{ width, height, data }`, or RGB pixels (`data.length === width * height * 3`);
+ * - several images: an array of those (their vision tokens are concatenated in order, as video frames are);
+ * - a video: `{ video: path }`, or a path with a video extension.
+ */
+export type NodeInput = string | URL | Uint8Array | { width: number; height: number; data: Uint8Array | Uint8ClampedArray } | { video: string } | NodeInput[];
+
+export interface ResolveOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressCallback;
+  maxFrames?: number;
+  maxPixels?: number;
+}
+
+async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
+  if (typeof input === 'string' && /^https?:\/\//.test(input)) input = new URL(input);
+  if (input instanceof URL) {
+    const res = await fetch(input, { signal: o.signal }).catch((err) => {
+      throw new ImageError(input.toString(), `cannot be fetched: ${(err as Error).message}`, { cause: err });
+    });
+    if (!res.ok) throw new ImageError(input.toString(), `cannot be fetched: HTTP ${res.status}`);
+    return loadImage(new Uint8Array(await res.arrayBuffer()), { maxPixels: o.maxPixels, name: input.toString() });
+  }
+  if (typeof input === 'string' || input instanceof Uint8Array) return loadImage(input, { maxPixels: o.maxPixels });
+  if (input && typeof input === 'object' && 'data' in input && 'width' in input && 'height' in input) {
+    const img = input as { width: number; height: number; data: Uint8Array | Uint8ClampedArray };
+    if (img.data.length === img.width * img.height * 3) return { width: img.width, height: img.height, data: new Uint8Array(img.data) };
+    return fromImageData(img);
+  }
+  throw new InvalidOptionError(`cannot read ${describe(input)} as an image: pass a path, URL, Buffer, ImageData, or { video: path }`);
+}
+
+function describe(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? `an object (${Object.keys(v as object).join(', ')})` : typeof v;
+}
+
+export async function resolveNodeInput(input: unknown, o: ResolveOptions): Promise<Pictures> {
+  const videoPath =
+    input && typeof input === 'object' && 'video' in input ? String((input as { video: unknown }).video) : typeof input === 'string' && VIDEO_EXTENSIONS.has(path.extname(input).toLowerCase()) ? input : undefined;
+  if (videoPath !== undefined) {
+    const info = await probeVideo(videoPath);
+    const indices = frameIndices(info.frames, info.fps, o.maxFrames);
+    return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal) };
+  }
+  const list = Array.isArray(input) ? input : [input];
+  if (list.length === 0) throw new InvalidOptionError('no images given');
+  const images: RGB8[] = [];
+  for (const item of list) images.push(await loadOne(item, o));
+  return { kind: 'images', images };
+}

@@ -1,0 +1,23 @@
+// Node entry of @llava-mini/pipeline: LlavaMini.fromPretrained(dir), the converter, video decoding.
+import { LlavaMiniModel } from './llava-mini.js';
+import { type LoadOptions, loadParts } from './load.js';
+
+export * from './index.js';
+export { convertCheckpoint, type ConvertOptions } from './convert.js';
+export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
+export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
+export { resolveNodeInput, VIDEO_EXTENSIONS, type NodeInput } from './inputs.js';
+export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from './video/ffmpeg.js';
+
+export class LlavaMini extends LlavaMiniModel {
+  /**
+   * Load a model folder: one written by `llava-mini convert` (manifest.json), or a small Hugging
+   * Face LLaVA-Mini checkpoint, converted in memory.
+   *
+   *   const model = await LlavaMini.fromPretrained('./llava-mini-tiny', { device: 'cpu' });
+   *   const { text } = await model.ask('photo.jpg', 'What is in this picture?').done();
+   */
+  static async fromPretrained(dir: string, options: LoadOptions = {}): Promise<LlavaMini> {
+    return new LlavaMini(await loadParts(dir, options));
+  }
+}
