@@ -25,7 +25,12 @@ export function nodeBackend(): Promise<Backend> {
       backend = undefined;
       throw new DeviceUnavailableError('cpu', 'the onnxruntime-node package is not installed', 'Run `npm install onnxruntime-node`.', { cause: err });
     }
-    return new OrtBackend('onnxruntime-node', mod.default ?? mod, [
+    const ort = mod.default ?? mod;
+    // onnxruntime's default logger would print a native error line for every probe of a missing
+    // provider (the failure reaches the caller as a typed error anyway). Its level is fixed when the
+    // first session is made; ORT_LOG_LEVEL=warning brings its own log back.
+    (ort as unknown as { env: { logLevel?: string } }).env.logLevel = process.env.ORT_LOG_LEVEL ?? 'fatal';
+    return new OrtBackend('onnxruntime-node', ort, [
       { device: 'cuda', executionProvider: 'cuda', hint: CUDA_HINT },
       { device: 'cpu', executionProvider: 'cpu', hint: 'The CPU provider ships inside onnxruntime-node; reinstall it.' },
       { device: 'webgpu', executionProvider: 'webgpu', hint: WEBGPU_HINT },

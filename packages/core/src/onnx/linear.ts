@@ -11,7 +11,12 @@ import type { Graph } from './ops.js';
  */
 export interface WeightFormat {
   dtype: 'float32' | 'float16';
-  quant?: { bits: 4 | 8; blockSize: number };
+  /**
+   * `accuracyLevel` is MatMulNBits' accuracy_level: 0 (default) computes in the activation dtype;
+   * 4 quantizes activations to int8 per block, which onnxruntime's CPU kernels need to run 8-bit
+   * weights fast (about 14x on x64 here).
+   */
+  quant?: { bits: 4 | 8; blockSize: number; accuracyLevel?: 0 | 1 | 2 | 3 | 4 };
 }
 
 export const FP32: WeightFormat = { dtype: 'float32' };
@@ -41,7 +46,7 @@ export function linear(g: Graph, x: Value, name: string, weight: Tensor, bias: T
       g.weight(`${name}.qweight`, tensor('uint8', [N, nb, (blockSize * bits) / 8], q.data)),
       param(g, `${name}.scales`, tensor('float32', [N * nb], q.scales), format),
       g.weight(`${name}.zero_points`, tensor('uint8', [q.zeroPoints.length], q.zeroPoints)),
-      { K, N, bits, blockSize },
+      { K, N, bits, blockSize, accuracyLevel: format.quant.accuracyLevel },
     );
   } else {
     y = g.matMul(x, param(g, `${name}.T`, transpose2d(weight), format));

@@ -156,7 +156,7 @@ export class Graph extends GraphCore {
    * y = a @ dequant(B)^T with B block-quantized to `bits` (quant.ts makes B, scales, zero points).
    * K = input features, N = output features.
    */
-  matMulNBits(a: Value, b: Value, scales: Value, zeroPoints: Value | undefined, q: { K: number; N: number; bits: 4 | 8; blockSize: number }, o?: OpOptions): Value {
-    return this.op('MatMulNBits', [a, b, scales, zeroPoints], { K: q.K, N: q.N, bits: q.bits, block_size: q.blockSize }, { ...o, ...MS });
+  matMulNBits(a: Value, b: Value, scales: Value, zeroPoints: Value | undefined, q: { K: number; N: number; bits: 4 | 8; blockSize: number; accuracyLevel?: number }, o?: OpOptions): Value {
+    return this.op('MatMulNBits', [a, b, scales, zeroPoints], { K: q.K, N: q.N, bits: q.bits, block_size: q.blockSize, accuracy_level: q.accuracyLevel }, { ...o, ...MS });
   }
 }

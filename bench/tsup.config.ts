@@ -1,0 +1,19 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'tsup';
+
+// Compiles the TypeScript benchmarks to <repo>/.cache/bench/*.js; packages stay external (their dist is used).
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export default defineConfig({
+  entry: { llm: path.join(root, 'bench', 'llm.ts') },
+  outDir: path.join(root, '.cache', 'bench'),
+  format: ['esm'],
+  target: 'node20',
+  platform: 'node',
+  skipNodeModulesBundle: true,
+  splitting: false,
+  clean: false,
+  dts: false,
+  silent: true,
+});

@@ -1,0 +1,219 @@
+import { AbortError, InvalidOptionError, PromptTooLongError, type Tensor } from '@llava-mini/core';
+import type { LlamaModel } from './model.js';
+import { assistantHeaderIds } from './prompt.js';
+import { checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
+import { TextStream } from './text.js';
+import type { Tokenizer } from './tokenizer.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Default 512 (run_llava_mini.py). */
+  maxNewTokens?: number;
+  /** Ids that end generation (not shown). Default: the tokenizer's stop ids (generation_config.json). */
+  stopIds?: readonly number[];
+  /** Texts that end generation; the text is cut before them. Needs `tokenizer`. */
+  stopStrings?: readonly string[];
+  /** Turns ids into streamed text; without it tokens carry ids only. */
+  tokenizer?: Tokenizer;
+  /** Hide a generated assistant header (`<|start_header_id|>assistant<|end_header_id|>\n\n`). Default true. */
+  consumeAssistantHeader?: boolean;
+  /** Stops generation between steps; the KV cache is freed and the iterator throws AbortError. */
+  signal?: AbortSignal;
+  /** Called for every generated token, in order (the callback form of the stream). */
+  onToken?: (token: GeneratedToken) => void;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** Text this token made visible ('' inside a multi-byte character, a held-back stop-string prefix, or a consumed header). */
+  text: string;
+  /** 0-based position among the generated tokens. */
+  index: number;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  /** Tokens sampled, without the stop id. */
+  generatedTokens: number;
+  timeToFirstTokenMs: number;
+  prefillTokensPerSecond: number;
+  /** Decode steps (embed + one-token forward + sampling) per second. */
+  decodeTokensPerSecond: number;
+}
+
+export type FinishReason = 'stop' | 'length' | 'context';
+
+export interface GenerationResult {
+  /** Generated ids (a consumed header included; the stop id not). */
+  ids: number[];
+  /** The visible text, trimmed as the reference does. */
+  text: string;
+  finishReason: FinishReason;
+  /** Ids sampled but not written to the KV cache (the last token); a follow-up turn feeds them first. */
+  unfed: number[];
+  stats: GenerationStats;
+}
+
+/** What generate() needs to know about the prompt before any work: its length and how to get its embeddings. */
+export interface PromptSource {
+  length: number;
+  embeds: () => Promise<Tensor>;
+}
+
+const now = (): number => globalThis.performance.now();
+
+function toSource(model: LlamaModel, prompt: Tensor | readonly number[]): PromptSource {
+  if (Array.isArray(prompt)) {
+    const ids = prompt as readonly number[];
+    return { length: ids.length, embeds: () => model.embed(ids) };
+  }
+  const t = prompt as Tensor;
+  return { length: t.dims.length === 3 ? t.dims[1] : 0, embeds: async () => t };
+}
+
+/** Check every option and the prompt length, so bad input fails before the model runs. */
+function checkOptions(model: LlamaModel, prompt: PromptSource, o: GenerateOptions): void {
+  checkSamplingOptions(o);
+  const max = o.maxNewTokens ?? 512;
+  if (!Number.isSafeInteger(max) || max < 1) throw new InvalidOptionError(`maxNewTokens must be an integer >= 1, got ${String(max)}`);
+  for (const id of o.stopIds ?? []) {
+    if (!Number.isInteger(id) || id < 0) throw new InvalidOptionError(`stopIds must be token ids, got ${String(id)}`);
+  }
+  for (const s of o.stopStrings ?? []) if (typeof s !== 'string' || s === '') throw new InvalidOptionError('stopStrings must be non-empty strings');
+  if (o.stopStrings?.length && !o.tokenizer) throw new InvalidOptionError('stopStrings need a tokenizer to see the text');
+  if (prompt.length < 1) throw new InvalidOptionError('the prompt is empty');
+  if (prompt.length > model.maxSequence - model.length) {
+    throw new PromptTooLongError(model.length + prompt.length, model.maxSequence, `${model.length} cached + ${prompt.length} prompt positions`);
+  }
+}
+
+/**
+ * Generate tokens after `prompt` (embeddings [1, S, H], or token ids), appending to the model's KV
+ * cache (so a follow-up turn continues the conversation). Iterate it with `for await`, or call
+ * `done()` (with `onToken` for streaming) to run it to the end.
+ */
+export function generate(model: LlamaModel, prompt: Tensor | readonly number[] | PromptSource, options: GenerateOptions = {}): Generation {
+  const source = 'embeds' in prompt && typeof prompt.embeds === 'function' ? (prompt as PromptSource) : toSource(model, prompt as Tensor | readonly number[]);
+  checkOptions(model, source, options);
+  return new Generation(model, source, options);
+}
+
+export class Generation implements AsyncIterable<GeneratedToken> {
+  /** Settles when the generation ends: its result, or the error that stopped it. */
+  readonly finished: Promise<GenerationResult>;
+  private readonly steps: AsyncGenerator<GeneratedToken, GenerationResult>;
+  private started = false;
+  private finish!: (r: GenerationResult) => void;
+  private fail!: (e: unknown) => void;
+
+  constructor(model: LlamaModel, prompt: PromptSource, options: GenerateOptions) {
+    this.steps = run(model, prompt, options);
+    this.finished = new Promise<GenerationResult>((resolve, reject) => {
+      this.finish = resolve;
+      this.fail = reject;
+    });
+    this.finished.catch(() => {}); // reported by the iterator; nobody may be waiting here
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {
+    if (this.started) throw new InvalidOptionError('a generation can be consumed once');
+    this.started = true;
+    return {
+      next: async () => {
+        try {
+          const r = await this.steps.next();
+          if (!r.done) return r;
+          this.finish(r.value);
+          return { done: true, value: undefined };
+        } catch (err) {
+          this.fail(err);
+          throw err;
+        }
+      },
+      return: async () => {
+        await this.steps.return(undefined as never);
+        this.fail(new AbortError('the generation was left before its end'));
+        return { done: true, value: undefined };
+      },
+    };
+  }
+
+  /** Run to the end (or, while iterating elsewhere, wait for it); returns the ids, text and stats. */
+  async done(): Promise<GenerationResult> {
+    if (!this.started) {
+      const it = this[Symbol.asyncIterator]();
+      while (!(await it.next()).done);
+    }
+    return this.finished;
+  }
+}
+
+async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
+  const sampler = new Sampler(o);
+  const stopIds = new Set(o.stopIds ?? o.tokenizer?.stopIds ?? []);
+  const maxNew = o.maxNewTokens ?? 512;
+  const text = o.tokenizer ? new TextStream(o.tokenizer, o.stopStrings ?? [], o.consumeAssistantHeader === false ? [] : assistantHeaderIds(o.tokenizer)) : undefined;
+  const ids: number[] = [];
+  const abort = () => {
+    model.release();
+    return new AbortError('generation was aborted');
+  };
+  const t0 = now();
+  let logits: Float32Array;
+  try {
+    if (o.signal?.aborted) throw abort();
+    logits = await model.prefill(await prompt.embeds(), o.signal);
+  } catch (err) {
+    if (err instanceof AbortError) model.release();
+    throw err;
+  }
+  const prefillMs = now() - t0;
+  let firstTokenMs = 0;
+  let finishReason: FinishReason = 'length';
+  let unfed: number[] = [];
+  let steps = 0;
+  let decodeMs = 0;
+  let stepStart = 0;
+  for (;;) {
+    if (o.signal?.aborted) throw abort();
+    const id = sampler.next(logits);
+    if (ids.length === 0) firstTokenMs = now() - t0;
+    else decodeMs += now() - stepStart;
+    unfed = [id];
+    if (stopIds.has(id)) {
+      finishReason = 'stop';
+      break;
+    }
+    ids.push(id);
+    const piece = text?.push(id) ?? { text: '', stopped: false };
+    const token = { id, text: piece.text, index: ids.length - 1 };
+    o.onToken?.(token);
+    yield token;
+    if (piece.stopped) {
+      finishReason = 'stop';
+      break;
+    }
+    if (ids.length >= maxNew) break;
+    if (model.length >= model.maxSequence) {
+      finishReason = 'context';
+      break;
+    }
+    if (o.signal?.aborted) throw abort();
+    stepStart = now();
+    logits = await model.step(id);
+    steps++;
+    unfed = [];
+  }
+  return {
+    ids,
+    text: (text?.text() ?? '').trim(),
+    finishReason,
+    unfed,
+    stats: {
+      promptTokens: prompt.length,
+      generatedTokens: ids.length,
+      timeToFirstTokenMs: firstTokenMs,
+      prefillTokensPerSecond: prompt.length / (prefillMs / 1000),
+      decodeTokensPerSecond: steps > 0 ? steps / (decodeMs / 1000) : 0,
+    },
+  };
+}

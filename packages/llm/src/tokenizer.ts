@@ -1,0 +1,135 @@
+import { Template } from '@huggingface/jinja';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { errorMessage, InvalidOptionError, ModelFilesError, UnsupportedConfigError } from '@llava-mini/core';
+
+/** One chat message as chat templates see it. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | (string & {});
+  content: string;
+}
+
+type Json = Record<string, unknown>;
+
+function parseJson(what: string, value: string | Json): Json {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value) as Json;
+  } catch (err) {
+    throw new ModelFilesError(what, `is not valid JSON: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/** A special token in tokenizer_config.json is a string or an AddedToken object. */
+function tokenText(entry: unknown): string | undefined {
+  if (typeof entry === 'string') return entry;
+  if (entry && typeof entry === 'object' && typeof (entry as { content?: unknown }).content === 'string') return (entry as { content: string }).content;
+  return undefined;
+}
+
+/** tokenizer_config.json's chat_template: a string, or a list of named templates (use 'default'). */
+function chatTemplateOf(config: Json): string | undefined {
+  const t = config.chat_template;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    const named = t as { name?: string; template?: string }[];
+    return (named.find((x) => x.name === 'default') ?? named[0])?.template;
+  }
+  return undefined;
+}
+
+function idList(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => Number.isInteger(x));
+  return [];
+}
+
+export interface TokenizerFiles {
+  /** tokenizer.json (parsed or text). */
+  tokenizer: string | Json;
+  /** tokenizer_config.json (parsed or text). */
+  tokenizerConfig: string | Json;
+  /** generation_config.json: its eos_token_id list gives the stop ids. */
+  generationConfig?: string | Json;
+  /** A chat template to use instead of (or when missing from) tokenizer_config.json. */
+  chatTemplate?: string;
+}
+
+/**
+ * A Hugging Face tokenizer (tokenizer.json through @huggingface/tokenizers) with its chat template
+ * (tokenizer_config.json through @huggingface/jinja) and stop ids (generation_config.json).
+ * Platform-neutral: it takes file contents; `loadTokenizer(dir)` in '@llava-mini/llm/node' reads them.
+ */
+export class Tokenizer {
+  readonly bosToken: string | undefined;
+  readonly bosId: number | undefined;
+  /** Token ids that end generation: generation_config's eos_token_id, else tokenizer_config's eos_token. */
+  readonly stopIds: readonly number[];
+  readonly chatTemplate: string | undefined;
+  private readonly hf: HfTokenizer;
+  private readonly config: Json;
+  private template: Template | undefined;
+
+  private constructor(files: TokenizerFiles) {
+    const json = parseJson('tokenizer.json', files.tokenizer);
+    this.config = parseJson('tokenizer_config.json', files.tokenizerConfig);
+    try {
+      this.hf = new HfTokenizer(json, this.config);
+    } catch (err) {
+      throw new ModelFilesError('tokenizer.json', `cannot be loaded: ${errorMessage(err)}`, { cause: err });
+    }
+    this.bosToken = tokenText(this.config.bos_token);
+    this.bosId = this.bosToken === undefined ? undefined : this.hf.token_to_id(this.bosToken);
+    this.chatTemplate = files.chatTemplate ?? chatTemplateOf(this.config);
+    const generation = files.generationConfig === undefined ? undefined : parseJson('generation_config.json', files.generationConfig);
+    let stops = idList(generation?.eos_token_id);
+    if (!stops.length) {
+      const eos = tokenText(this.config.eos_token);
+      const id = eos === undefined ? undefined : this.hf.token_to_id(eos);
+      if (id !== undefined) stops = [id];
+    }
+    this.stopIds = stops;
+  }
+
+  static fromFiles(files: TokenizerFiles): Tokenizer {
+    return new Tokenizer(files);
+  }
+
+  /** Vocabulary size including added tokens (largest id + 1). */
+  get vocabSize(): number {
+    let max = -1;
+    for (const id of this.hf.get_vocab(true).values()) max = Math.max(max, id);
+    return max + 1;
+  }
+
+  /** Token ids of `text`; with `addSpecialTokens` the post-processor adds its tokens (Llama-3: BOS). */
+  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /** Text of `ids`; special tokens are dropped unless `skipSpecialTokens` is false. */
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return ''; // the library refuses an empty list
+    return this.hf.decode(ids as number[], { skip_special_tokens: options.skipSpecialTokens ?? true });
+  }
+
+  /** The id of a token's text (e.g. '<|eot_id|>'), if the vocabulary has it. */
+  tokenId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  /** Render the chat template as transformers' `apply_chat_template(messages, tokenize=False)` does. */
+  applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+    if (!this.chatTemplate) {
+      throw new UnsupportedConfigError('chat_template', 'tokenizer_config.json has no chat template; pass one as `chatTemplate`');
+    }
+    this.template ??= new Template(this.chatTemplate);
+    const special: Json = {};
+    for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) special[key] = tokenText(this.config[key]) ?? '';
+    try {
+      // @huggingface/jinja supplies raise_exception itself.
+      return this.template.render({ ...special, messages, add_generation_prompt: options.addGenerationPrompt ?? false });
+    } catch (err) {
+      throw new InvalidOptionError(`the chat template refused these messages: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+}
