@@ -2,7 +2,7 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig([
   {
-    entry: ['src/index.ts', 'src/node.ts'],
+    entry: ['src/index.ts', 'src/node.ts', 'src/web.ts'],
     format: ['esm', 'cjs'],
     dts: true,
     sourcemap: true,

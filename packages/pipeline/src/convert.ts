@@ -5,7 +5,8 @@ import { InvalidOptionError, ModelFilesError, type ProgressCallback } from '@lla
 import { ExternalDataWriter, saveModel, writeFileAtomic } from '@llava-mini/core/node';
 import { openHfCheckpoint, withProgress } from './checkpoint.js';
 import { type FileEntry, type Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry } from './manifest.js';
-import { buildGraph, type ConversionOptions, GRAPHS, type GraphName, planConversion } from './stages.js';
+import { GRAPHS, type GraphName } from './parts.js';
+import { buildGraph, type ConversionOptions, planConversion } from './stages.js';
 
 export interface ConvertOptions extends ConversionOptions {
   /** A standalone CLIP vision checkpoint, for checkpoints without their own copy of the tower. */

@@ -1,21 +1,18 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Backend, type Device, InvalidOptionError, ModelFilesError, type ModelSource, type ProgressCallback } from '@llava-mini/core';
+import { type Backend, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { Compressor } from '@llava-mini/compressor';
-import { readVisionConfig, type RGB8, VisionEncoder } from '@llava-mini/encoder';
-import { LlamaModel, readLlamaConfig, type Tokenizer } from '@llava-mini/llm';
+import type { RGB8 } from '@llava-mini/encoder';
 import { loadTokenizer } from '@llava-mini/llm/node';
-import { Prefusion } from '@llava-mini/prefusion';
 import { openHfCheckpoint } from './checkpoint.js';
 import { checkDtype, type DtypeName } from './formats.js';
 import { resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
-import { type Manifest, MANIFEST_FILE, parseManifest } from './manifest.js';
-import { buildGraph, type ConversionPlan, type GraphName, planConversion } from './stages.js';
-import { VisionPipeline } from './vision.js';
+import { MANIFEST_FILE, parseManifest } from './manifest.js';
+import { GRAPHS, type GraphName, manifestSources, type ModelSources, openParts } from './parts.js';
+import { buildGraph, planConversion } from './stages.js';
 
 export type NodeDeviceRequest = 'auto' | 'cpu' | 'cuda' | 'webgpu' | 'wasm';
 
@@ -43,32 +40,19 @@ function pixelHash(img: RGB8): string {
   return createHash('sha1').update(`${img.width}x${img.height}:`).update(img.data).digest('hex');
 }
 
-/** Where a stage's graph comes from: a file of a converted folder, or bytes built in memory. */
-type GraphSource = (name: GraphName) => ModelSource;
-
-interface Resolved {
-  config: Record<string, unknown>;
-  plan: Pick<ConversionPlan, 'formats' | 'contextLength' | 'prefusionPositions' | 'keyGrid' | 'compressor'>;
-  graph: GraphSource;
-}
-
-function fromManifest(dir: string, options: LoadOptions): Resolved {
-  const manifest: Manifest = parseManifest(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8'), path.join(dir, MANIFEST_FILE));
+function fromManifest(dir: string, options: LoadOptions): ModelSources {
+  const manifestPath = path.join(dir, MANIFEST_FILE);
+  const manifest = parseManifest(fs.readFileSync(manifestPath, 'utf8'), manifestPath);
   if (options.dtype && manifest.stages.llm.dtype !== checkDtype(options.dtype)) {
     throw new InvalidOptionError(`${dir} was converted with dtype ${manifest.stages.llm.dtype}; convert it again with --dtype ${options.dtype}`);
   }
   for (const stage of Object.values(manifest.stages)) {
     for (const f of stage.files) if (!fs.existsSync(path.join(dir, f.name))) throw new ModelFilesError(path.join(dir, f.name), 'is listed in the manifest but missing');
   }
-  const formats = Object.fromEntries(Object.entries(manifest.stages).map(([k, v]) => [k, v.format])) as ConversionPlan['formats'];
-  return {
-    config: manifest.config,
-    plan: { formats, contextLength: manifest.contextLength, prefusionPositions: manifest.prefusionPositions, keyGrid: manifest.keyGrid, compressor: manifest.compressor },
-    graph: (name) => path.join(dir, manifest.stages[name].model),
-  };
+  return manifestSources(manifest, loadTokenizer(dir), (file) => path.join(dir, file));
 }
 
-function fromCheckpoint(dir: string, options: LoadOptions): Resolved {
+function fromCheckpoint(dir: string, options: LoadOptions): ModelSources {
   const shards = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors'));
   const bytes = shards.reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
   if (bytes > IN_MEMORY_LIMIT_BYTES) {
@@ -78,11 +62,11 @@ function fromCheckpoint(dir: string, options: LoadOptions): Resolved {
   try {
     const plan = planConversion(hf.config, hf.weights, { dtype: options.dtype });
     const graphs = new Map<GraphName, Uint8Array>();
-    for (const name of ['encoder', 'compressor', 'prefusion', 'llm', 'embeddings'] as const) {
+    for (const name of GRAPHS) {
       graphs.set(name, buildGraph(name, hf.config, hf.weights, plan).toBytes());
-      options.onProgress?.({ task: 'convert', item: name, done: graphs.size, total: 5, unit: 'files' });
+      options.onProgress?.({ task: 'convert', item: name, done: graphs.size, total: GRAPHS.length, unit: 'files' });
     }
-    return { config: hf.config, plan, graph: (name) => graphs.get(name) as Uint8Array };
+    return { ...plan, config: hf.config, graph: (name) => graphs.get(name) as Uint8Array, tokenizer: loadTokenizer(dir) };
   } finally {
     hf.weights.close();
   }
@@ -95,38 +79,15 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
   if (!converted && !fs.existsSync(path.join(dir, 'config.json'))) {
     throw new ModelFilesError(dir, `is neither a converted model (${MANIFEST_FILE}) nor a Hugging Face checkpoint (config.json)`);
   }
-  const { config, plan, graph } = converted ? fromManifest(dir, options) : fromCheckpoint(dir, options);
-  const tokenizer: Tokenizer = loadTokenizer(dir);
+  const sources = converted ? fromManifest(dir, options) : fromCheckpoint(dir, options);
   const request = options.device ?? 'auto';
   const backend: Backend = request === 'wasm' ? await webBackend({ numThreads: options.numThreads }) : await nodeBackend();
-  const device: Device = await backend.resolveDevice(request, options.logger);
-  const common = { device, logger: options.logger };
-  const dtype = (name: GraphName) => plan.formats[name].dtype;
-  const vision = readVisionConfig(config);
-  const llamaConfig = readLlamaConfig(config);
-  const opened: { dispose(): Promise<void> }[] = [];
-  try {
-    const encoder = await VisionEncoder.create(backend, graph('encoder'), { ...common, config: vision, dtype: dtype('encoder') });
-    opened.push(encoder);
-    const compressor = await Compressor.create(backend, graph('compressor'), { ...common, config: plan.compressor, dtype: dtype('compressor'), keyGrid: plan.keyGrid });
-    opened.push(compressor);
-    const prefusion = await Prefusion.create(backend, graph('prefusion'), { ...common, json: config, dtype: dtype('prefusion'), maxPositions: plan.prefusionPositions });
-    opened.push(prefusion);
-    const llm = await LlamaModel.create(backend, { model: graph('llm'), embeddings: graph('embeddings') }, { ...common, config: llamaConfig, maxSequence: plan.contextLength, dtype: dtype('llm') });
-    opened.push(llm);
-    return {
-      config,
-      tokenizer,
-      llm,
-      vision: new VisionPipeline(vision, encoder, compressor, prefusion, llm, pixelHash),
-      resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
-      dispose: async () => {
-        await Promise.all(opened.map((s) => s.dispose()));
-      },
-    };
-  } catch (err) {
-    await Promise.all(opened.map((s) => s.dispose()));
-    throw err;
-  }
+  const device = await backend.resolveDevice(request, options.logger);
+  return openParts(sources, {
+    backend,
+    device,
+    logger: options.logger,
+    hash: pixelHash,
+    resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
+  });
 }
-

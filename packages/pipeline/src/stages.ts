@@ -4,10 +4,8 @@ import { buildEncoderGraph, readVisionConfig } from '@llava-mini/encoder';
 import { buildEmbeddingsGraph, buildLlamaGraph, readLlamaConfig } from '@llava-mini/llm';
 import { buildPrefusionGraph, DEFAULT_MAX_POSITIONS } from '@llava-mini/prefusion';
 import { checkDtype, checkTarget, type DtypeName, type StageName, stageDtypes, type Target, weightFormat } from './formats.js';
+import type { GraphName } from './parts.js';
 
-/** The graphs a converted model holds: the four stages, plus the LLM's token-embedding graph. */
-export type GraphName = StageName | 'embeddings';
-export const GRAPHS: readonly GraphName[] = ['encoder', 'compressor', 'prefusion', 'llm', 'embeddings'];
 
 export interface ConversionOptions {
   /** Weight type of every stage (default fp32); the encoder stays float unless named in `stageDtypes`. */

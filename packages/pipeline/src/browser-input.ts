@@ -1,0 +1,106 @@
+import { ImageError, InvalidOptionError, type ProgressCallback, VideoError } from '@llava-mini/core';
+import { fromImageData, type ImageDataLike, type RGB8 } from '@llava-mini/encoder';
+import type { Pictures } from './llava-mini.js';
+import { frameIndices } from './video/sampling.js';
+
+/** A `<video>` element to sample at one frame per second; `fps` is the file's frame rate (browsers do not expose it). */
+export interface VideoElementInput {
+  video: HTMLVideoElement;
+  fps?: number;
+}
+
+/** Pixels of anything a canvas can draw: ImageBitmap, <img>, <canvas>, OffscreenCanvas, VideoFrame, <video>. */
+function drawToPixels(source: CanvasImageSource, width: number, height: number): RGB8 {
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  if (!ctx) throw new ImageError('canvas', 'no 2D canvas context in this environment');
+  ctx.drawImage(source, 0, 0, width, height);
+  return fromImageData(ctx.getImageData(0, 0, width, height));
+}
+
+/** Intrinsic size of a drawable: <img> natural size, <video> frame size, VideoFrame display size, else width/height. */
+function sizeOf(source: CanvasImageSource): [number, number] {
+  const s = source as unknown as Record<string, unknown>;
+  const first = (...keys: string[]) => keys.map((k) => s[k]).find((v): v is number => typeof v === 'number' && v > 0) ?? 0;
+  return [first('naturalWidth', 'videoWidth', 'displayWidth', 'width'), first('naturalHeight', 'videoHeight', 'displayHeight', 'height')];
+}
+
+async function loadOne(input: unknown, signal?: AbortSignal): Promise<RGB8> {
+  if (typeof input === 'string' || input instanceof URL) {
+    const url = String(input);
+    const res = await fetch(url, { signal }).catch((err) => {
+      throw new ImageError(url, `cannot be fetched: ${(err as Error).message}`, { cause: err });
+    });
+    if (!res.ok) throw new ImageError(url, `cannot be fetched: HTTP ${res.status}`);
+    input = await res.blob();
+  }
+  if (input instanceof Blob) {
+    const bitmap = await createImageBitmap(input).catch((err) => {
+      throw new ImageError('blob', `cannot be decoded as an image: ${(err as Error).message}`, { cause: err });
+    });
+    try {
+      return drawToPixels(bitmap, bitmap.width, bitmap.height);
+    } finally {
+      bitmap.close();
+    }
+  }
+  if (input && typeof input === 'object' && 'data' in input && 'width' in input) return fromImageData(input as ImageDataLike);
+  if (typeof OffscreenCanvas !== 'undefined' && input && typeof input === 'object') {
+    const [w, h] = sizeOf(input as CanvasImageSource);
+    if (w > 0 && h > 0) return drawToPixels(input as CanvasImageSource, w, h);
+  }
+  throw new InvalidOptionError('cannot read this input as an image: pass a URL, Blob, ImageData, ImageBitmap, <img>, <canvas> or { video }');
+}
+
+function seek(video: HTMLVideoElement, time: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      video.removeEventListener('seeked', done);
+      video.removeEventListener('error', fail);
+      resolve();
+    };
+    const fail = () => reject(new VideoError(video.currentSrc || 'video', 'cannot be decoded'));
+    if (signal?.aborted) return reject(new VideoError('video', 'aborted'));
+    video.addEventListener('seeked', done, { once: true });
+    video.addEventListener('error', fail, { once: true });
+    video.currentTime = time;
+  });
+}
+
+/** The reference's frames (one per second, spec §6.1) of a <video>, drawn one at a time. */
+async function* videoFrames(video: HTMLVideoElement, fps: number, indices: number[], signal?: AbortSignal): AsyncGenerator<RGB8> {
+  for (const i of indices) {
+    // Frame i spans [i/fps, (i+1)/fps); seeking to its middle avoids landing on the previous frame.
+    await seek(video, (i + 0.5) / fps, signal);
+    yield drawToPixels(video, video.videoWidth, video.videoHeight);
+  }
+}
+
+export async function resolveBrowserInput(input: unknown, o: { signal?: AbortSignal; onProgress?: ProgressCallback; maxFrames?: number }): Promise<Pictures> {
+  if (input && typeof input === 'object' && 'video' in input) {
+    const { video, fps = 30 } = input as VideoElementInput;
+    if (!(video.readyState >= 1) || !Number.isFinite(video.duration)) throw new VideoError(video.currentSrc || 'video', 'has no metadata yet (wait for loadedmetadata)');
+    const total = Math.max(1, Math.floor(video.duration * fps));
+    const indices = frameIndices(total, fps, o.maxFrames);
+    return { kind: 'video', count: indices.length, frames: videoFrames(video, fps, indices, o.signal) };
+  }
+  const list = Array.isArray(input) ? input : [input];
+  if (list.length === 0) throw new InvalidOptionError('no images given');
+  const images: RGB8[] = [];
+  for (const item of list) images.push(await loadOne(item, o.signal));
+  return { kind: 'images', images };
+}
+
+/** cyrb53: a fast 53-bit hash, enough to key a cache of a few hundred pictures. */
+export function pixelHash53(img: RGB8): string {
+  let h1 = 0xdeadbeef ^ img.width;
+  let h2 = 0x41c6ce57 ^ img.height;
+  const d = img.data;
+  for (let i = 0; i < d.length; i++) {
+    h1 = Math.imul(h1 ^ d[i], 2654435761);
+    h2 = Math.imul(h2 ^ d[i], 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
