@@ -120,18 +120,23 @@ export class GraphCore {
 
   /** A checkpoint weight: its bytes go to the weight sink (external data) when there is one. */
   weight(name: string, t: Tensor): Value {
-    const proto = tensorProto(name, t);
     const ref = this.weights?.place(name, tensorBytes(t));
-    if (ref) {
-      delete proto.raw_data;
-      proto.data_location = 1;
-      proto.external_data = [
+    if (!ref) {
+      this.initializers.push(tensorProto(name, t));
+      return this.claim(name);
+    }
+    // External: only the reference stays in the graph, so memory does not grow with the weights.
+    this.initializers.push({
+      name,
+      dims: [...t.dims],
+      data_type: ONNX_DATA_TYPE[t.dtype],
+      data_location: 1,
+      external_data: [
         { key: 'location', value: ref.location },
         { key: 'offset', value: String(ref.offset) },
         { key: 'length', value: String(ref.length) },
-      ];
-    }
-    this.initializers.push(proto);
+      ],
+    });
     return this.claim(name);
   }
 
