@@ -1,34 +1,6 @@
-import type { Backend, Device, Tensor } from '../src/index.js';
-import { nodeBackend } from '../src/node.js';
-import { webBackend } from '../src/web.js';
+import type { Tensor } from '../src/index.js';
 
-/** The two backends every test runs on here: onnxruntime-node CPU and onnxruntime-web WASM. */
-export async function backends(): Promise<{ label: string; backend: Backend; device: Device }[]> {
-  return [
-    { label: 'node-cpu', backend: await nodeBackend(), device: 'cpu' },
-    { label: 'web-wasm', backend: await webBackend(), device: 'wasm' },
-  ];
-}
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-export function seededFloats(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * 2 - 1) * scale;
-  }
-  return out;
-}
+export { maxAbsDiff, seededFloats, testBackends as backends } from '../src/testing.js';
 
 export function f32(t: Tensor): Float32Array {
   return t.data as Float32Array;

@@ -1,10 +1,11 @@
 import type { Backend, Device, ModelSource, WeightFormat } from '@llava-mini/core';
-import { Compressor, type CompressorConfig } from '@llava-mini/compressor';
+import { Compressor } from '@llava-mini/compressor';
 import { readVisionConfig, VisionEncoder } from '@llava-mini/encoder';
 import { LlamaModel, readLlamaConfig, type Tokenizer } from '@llava-mini/llm';
 import { Prefusion } from '@llava-mini/prefusion';
 import type { InputResolver, ModelParts } from './llava-mini.js';
 import type { Manifest } from './manifest.js';
+import type { ConversionPlan } from './stages.js';
 import { type PixelHasher, VisionPipeline } from './vision.js';
 
 /** The graphs the model is made of: the four stages and the LLM's token embeddings. */
@@ -12,13 +13,8 @@ export type GraphName = 'encoder' | 'compressor' | 'prefusion' | 'llm' | 'embedd
 export const GRAPHS: readonly GraphName[] = ['encoder', 'compressor', 'prefusion', 'llm', 'embeddings'];
 
 /** What it takes to open a model, wherever its files are (a folder, URLs, bytes built in memory). */
-export interface ModelSources {
+export interface ModelSources extends Pick<ConversionPlan, 'formats' | 'contextLength' | 'prefusionPositions' | 'keyGrid' | 'compressor'> {
   config: Record<string, unknown>;
-  formats: Record<GraphName, WeightFormat>;
-  contextLength: number;
-  prefusionPositions: number;
-  keyGrid: number;
-  compressor: CompressorConfig;
   graph: (name: GraphName) => ModelSource;
   tokenizer: Tokenizer;
 }
