@@ -158,15 +158,23 @@ export class Conversation {
     const features: PrefusionImage[] = [];
     const frame = pictures.kind === 'video';
     const source = pictures.kind === 'images' ? pictures.images : pictures.frames;
+    const { vision } = this.parts;
+    let batch: RGB8[] = [];
+    const flush = async () => {
+      features.push(...(await vision.features(batch, frame, timings)));
+      batch = [];
+      options.onProgress?.({ task: frame ? 'video' : 'images', done: features.length, total: count, unit: 'frames' });
+    };
     // Time spent waiting for the next decoded frame counts as input time, the rest as the stages'.
     let waitStart = now();
     for await (const img of source) {
       timings.inputMs += now() - waitStart;
       if (options.signal?.aborted) break;
-      features.push(await this.parts.vision.features(img, frame, timings));
-      options.onProgress?.({ task: frame ? 'video' : 'images', done: features.length, total: count, unit: 'frames' });
+      batch.push(img);
+      if (batch.length >= vision.batchSize) await flush();
       waitStart = now();
     }
+    if (batch.length) await flush();
     if (options.signal?.aborted) throw new AbortError('reading the pictures was aborted');
     this.features = features;
     return features;

@@ -36,6 +36,8 @@ export class VisionPipeline {
     private readonly llm: LlamaModel,
     private readonly hash: PixelHasher,
     private readonly cacheLimit = 256,
+    /** Pictures per batched CLIP call (video frames arrive one by one and are grouped). */
+    readonly batchSize = 8,
   ) {}
 
   /** Vision tokens each picture adds to the LLM input (C*C). */
@@ -43,35 +45,61 @@ export class VisionPipeline {
     return this.compressor.config.queries;
   }
 
-  /** CLIP features and compressed features of one picture (an image, or a video frame when `frame`). */
-  async features(img: RGB8, frame: boolean, timings: StageTimings): Promise<PrefusionImage> {
-    const key = `${frame ? 'frame' : 'image'}:${this.hash(img)}`;
-    const hit = this.cache.get(key);
-    if (hit) return hit;
-    const N = this.config.resolutionRatio;
-    const pixels = frame ? processFrame(img, this.config) : processImage(img, this.config);
+  /**
+   * CLIP features and compressed features of pictures (images, or video frames when `frame`). Cached
+   * pictures are skipped; the rest go through CLIP in one batched call (all their pieces: HD crops,
+   * frames) and through the compressor in another.
+   */
+  async features(imgs: readonly RGB8[], frame: boolean, timings: StageTimings): Promise<PrefusionImage[]> {
+    const keys = imgs.map((img) => `${frame ? 'frame' : 'image'}:${this.hash(img)}`);
+    const missing = [...new Set(keys.filter((k) => !this.cache.has(k)))];
+    if (missing.length) {
+      const todo = missing.map((k) => imgs[keys.indexOf(k)]);
+      const entries = await this.encode(todo, frame, timings);
+      missing.forEach((k, i) => {
+        if (this.cache.size >= this.cacheLimit) this.cache.delete(this.cache.keys().next().value as string);
+        this.cache.set(k, entries[i]);
+      });
+    }
+    return keys.map((k) => this.cache.get(k) as PrefusionImage);
+  }
+
+  private async encode(imgs: readonly RGB8[], frame: boolean, timings: StageTimings): Promise<PrefusionImage[]> {
+    const { resolutionRatio: N, gridSize: g, hiddenSize: D } = this.config;
+    const batches = imgs.map((img) => (frame ? processFrame(img, this.config) : processImage(img, this.config)));
+    const pieces = batches[0].pieces; // N*N + 1 with HD, else 1: the same for every picture
+    const pixels = new Float32Array(batches.reduce((n, b) => n + b.data.length, 0));
+    batches.forEach((b, i) => pixels.set(b.data, i * b.data.length));
     let t = now();
-    const features = await this.encoder.encode(pixels.data, pixels.pieces); // [P, g*g, D]
-    this.encoderRuns++;
+    const features = await this.encoder.encode(pixels, imgs.length * pieces); // [pictures * P, g*g, D]
+    this.encoderRuns += imgs.length;
     timings.encoderMs += now() - t;
-    let imageFeatures = features;
-    let keys = features;
-    if (N > 1) {
+    const perPicture = pieces * g * g * D;
+    const imageFeatures: Float32Array[] = [];
+    const keyGrids: Float32Array[] = [];
+    for (let i = 0; i < imgs.length; i++) {
+      const f = features.subarray(i * perPicture, (i + 1) * perPicture);
+      if (N === 1) {
+        imageFeatures.push(f);
+        keyGrids.push(f);
+        continue;
+      }
       // HD (spec §5): the N*N sub-image maps stitched into one grid feed the compressor; pre-fusion
       // sees the stitched grid followed by the global image's tokens.
-      const s = stitchFeatures(features, N, this.config.gridSize);
-      keys = s.grid;
-      imageFeatures = new Float32Array(s.grid.length + s.global.length);
-      imageFeatures.set(s.grid);
-      imageFeatures.set(s.global, s.grid.length);
+      const s = stitchFeatures(f, N, g);
+      const both = new Float32Array(s.grid.length + s.global.length);
+      both.set(s.grid);
+      both.set(s.global, s.grid.length);
+      imageFeatures.push(both);
+      keyGrids.push(s.grid);
     }
+    const keys = new Float32Array(keyGrids.reduce((n, k) => n + k.length, 0));
+    keyGrids.forEach((k, i) => keys.set(k, i * k.length));
     t = now();
-    const compressed = await this.compressor.run(keys, 1);
+    const compressed = await this.compressor.run(keys, imgs.length); // [pictures, C*C, D]
     timings.compressorMs += now() - t;
-    const entry = { imageFeatures, compressed };
-    if (this.cache.size >= this.cacheLimit) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(key, entry);
-    return entry;
+    const per = compressed.length / imgs.length;
+    return imageFeatures.map((f, i) => ({ imageFeatures: f, compressed: compressed.subarray(i * per, (i + 1) * per) }));
   }
 
   /** Prompt token embeddings [L, H] as float32 (the placeholder looks up token 0, spec §3.2). */
