@@ -5,7 +5,6 @@ import {
   type GeneratedToken,
   type GenerationResult,
   type Generation,
-  IMAGE_TOKEN_INDEX,
   type LlamaModel,
   LlavaChat,
   type LlavaPromptOptions,
@@ -38,7 +37,10 @@ export interface AskTimings extends StageTimings {
 }
 
 export interface AskResult extends GenerationResult {
-  /** The prompt ids as the tokenizer step built them, IMAGE_TOKEN_INDEX (-200) at the placeholder. */
+  /**
+   * The prompt ids this turn ran, as the tokenizer step built them: the whole prompt with
+   * IMAGE_TOKEN_INDEX (-200) at the placeholder on a first turn, the new text on a follow-up.
+   */
   promptTokenIds: number[];
   /** Rows the LLM received for this turn (text with vision tokens spliced in). */
   llmInputTokens: number;
@@ -112,12 +114,11 @@ export class Conversation {
     let promptTokenIds: number[] = [];
     let llmInputTokens = 0;
     const embed = async (ids: number[]) => {
+      promptTokenIds = ids;
       if (this.input === undefined) {
-        promptTokenIds = ids;
         llmInputTokens = ids.length;
         return this.parts.llm.embed(ids);
       }
-      if (ids.includes(IMAGE_TOKEN_INDEX)) promptTokenIds = ids;
       const pictures = await this.resolvePictures(ids, options, timings);
       const fused = await vision.fuse(ids, pictures, timings);
       const embeds = vision.assemble(ids, fused);

@@ -1,5 +1,5 @@
 import * as readline from 'node:readline/promises';
-import { InvalidOptionError } from '@llava-mini/core';
+import { AbortError, InvalidOptionError } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
@@ -170,21 +170,26 @@ export async function chatCommand(flags: AskFlags): Promise<void> {
   view.stop();
   const conversation: Conversation = model.chat(visualInput(flags), options);
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
-  out('Ask about the input; an empty line or Ctrl-D ends the chat.\n');
+  out('Ask about the input; an empty line or Ctrl-D ends the chat.\n> ');
   try {
-    for (;;) {
-      const question = await rl.question('> ').catch(() => '');
+    // Iterating the lines (rather than rl.question) keeps piped input that arrives while a turn runs.
+    for await (const question of rl) {
       if (!question.trim()) break;
       const controller = new AbortController();
       const stop = () => controller.abort();
       process.once('SIGINT', stop);
       try {
         for await (const token of conversation.ask(question, { ...options, signal: controller.signal })) out(token.text);
+      } catch (e) {
+        // Ctrl-C stops the answer, not the chat.
+        if (!(e instanceof AbortError)) throw e;
+        out(' [stopped]');
       } finally {
         process.removeListener('SIGINT', stop);
       }
-      out('\n');
+      out('\n> ');
     }
+    out('\n');
   } finally {
     rl.close();
     await model.dispose();
