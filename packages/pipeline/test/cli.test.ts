@@ -17,7 +17,11 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  return cliWithInput('', ...args);
+}
+
+function cliWithInput(input: string, ...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { input, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -38,6 +42,15 @@ describe('llava-mini CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/encoder [\d.]+ ms \| compressor [\d.]+ ms/);
     expect(r.stderr).toMatch(/time to first token/);
+  });
+
+  it('chat answers each piped question in turn and stops at an empty line', () => {
+    const r = cliWithInput('What is this?\nAnd its colour?\n\nnever asked\n', 'chat', '--model', model, '--image', IMAGE, '--max-new-tokens', '3', '--device', 'cpu');
+    expect(r.code).toBe(0);
+    const turns = r.stdout.split('\n> ');
+    // The greeting, two answers, then the prompt the empty line closed ('never asked' is not answered).
+    expect(turns).toHaveLength(4);
+    expect(turns[3].trim()).toBe('');
   });
 
   it('init-tiny and convert write a model that ask can use', () => {
