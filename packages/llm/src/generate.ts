@@ -31,6 +31,7 @@ export interface GeneratedToken {
 }
 
 export interface GenerationStats {
+  /** Positions the prompt took (its embeddings' rows). */
   promptTokens: number;
   /** Tokens sampled, without the stop id. */
   generatedTokens: number;
@@ -159,9 +160,12 @@ async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions)
   };
   const t0 = now();
   let logits: Float32Array;
+  let promptTokens = prompt.length;
   try {
     if (o.signal?.aborted) throw abort();
-    logits = await model.prefill(await prompt.embeds(), o.signal);
+    const embeds = await prompt.embeds();
+    promptTokens = embeds.dims[1]; // vision tokens may make it longer than the ids
+    logits = await model.prefill(embeds, o.signal);
   } catch (err) {
     if (err instanceof AbortError) model.release();
     throw err;
@@ -209,10 +213,10 @@ async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions)
     finishReason,
     unfed,
     stats: {
-      promptTokens: prompt.length,
+      promptTokens,
       generatedTokens: ids.length,
       timeToFirstTokenMs: firstTokenMs,
-      prefillTokensPerSecond: prompt.length / (prefillMs / 1000),
+      prefillTokensPerSecond: promptTokens / (prefillMs / 1000),
       decodeTokensPerSecond: steps > 0 ? steps / (decodeMs / 1000) : 0,
     },
   };

@@ -10,6 +10,7 @@ import {
   type Tensor,
   tensor,
   toFloat32,
+  UnsupportedConfigError,
   type Value,
   type WeightFormat,
   type WeightSink,
@@ -65,17 +66,20 @@ function shapeNote(c: LlamaConfig): string {
  *   last   = x[:, -1:, :]                                         [1, 1, H] only the next token is needed
  *   logits = lm_head(model.norm(last))                            [1, vocab] float32
  *
- * The KV cache is one preallocated buffer per layer and kind, [1, kvHeads, maxSeq, headDim]: the
+ * The KV cache is one preallocated buffer per layer and kind, [1, kvHeads, capacity, headDim]: the
  * caller passes the same tensor as `past_key_values.{l}.key` and as the fetch for `present.{l}.key`,
  * so GroupQueryAttention writes the S new rows in place at positions total-S .. total-1.
  * `seqlens_k` = [total - 1], `total_sequence_length` = total (cached + new tokens).
  */
 export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraphOptions = {}): Graph {
+  if (c.headDim % 16 !== 0) {
+    throw new UnsupportedConfigError('head_dim', `${c.headDim} is not a multiple of 16, which onnxruntime's GroupQueryAttention needs for its built-in rotary embedding`);
+  }
   const format = o.format ?? FP32;
   const dtype = format.dtype;
   const H = c.hiddenSize;
   const g = new Graph({ name: 'llama', weights: o.weights, metadata: { 'llava_mini.stage': 'llm', 'llava_mini.dtype': dtype } });
-  const kvShape = [1, c.numKvHeads, 'max_sequence', c.headDim];
+  const kvShape = [1, c.numKvHeads, 'capacity', c.headDim];
 
   const inputsEmbeds = g.input(LLAMA_IO.inputsEmbeds, dtype, [1, 'sequence', H]);
   const seqlensK = g.input(LLAMA_IO.seqlensK, 'int32', [1]);

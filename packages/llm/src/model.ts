@@ -24,7 +24,10 @@ export interface LlamaModelFiles {
 export interface LlamaModelOptions {
   config: LlamaConfig;
   device?: DeviceRequest;
-  /** The context window: KV-cache positions. Default min(max_position_embeddings, 4096). */
+  /**
+   * The context window in positions. Default min(max_position_embeddings, 4096). At most the
+   * graph's `maxPositions` (its RoPE table rows; buildLlamaGraph's default is max_position_embeddings).
+   */
   maxSequence?: number;
   /** The float dtype the graphs were built with (their I/O dtype). Default 'float32'. */
   dtype?: 'float32' | 'float16';
@@ -101,7 +104,7 @@ export class LlamaModel {
     return this.cache.length;
   }
 
-  /** Bytes the KV cache takes. */
+  /** Bytes the KV cache takes now (its capacity follows the context, up to maxSequence). */
   get cacheBytes(): number {
     return this.cache.bytes;
   }
@@ -178,7 +181,7 @@ export class LlamaModel {
 
   private async forward(embeds: Tensor, n: number): Promise<Float32Array> {
     const total = this.cache.length + n;
-    const { past, present } = this.cache.buffers();
+    const { past, present } = this.cache.buffers(n);
     const feeds = {
       [LLAMA_IO.inputsEmbeds]: embeds,
       [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(total - 1)),

@@ -7,7 +7,7 @@ export interface SamplingOptions {
   topK?: number;
   /** Keep the smallest set of tokens whose probability reaches p, in (0, 1] (1: all). */
   topP?: number;
-  /** > 1 discourages tokens already generated (transformers' rule: logit / p if positive, logit * p if not). Default 1. */
+  /** > 1 discourages tokens this generation already produced (transformers' rule: logit / p if positive, logit * p if not). Default 1. */
   repetitionPenalty?: number;
   /** Seed of the sampling random numbers; the same seed and logits give the same tokens. */
   seed?: number;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { argmax as refArgmax, maxAbsDiff, RefLlama, refLlamaConfig, testBackends } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
-import { LlamaModel } from '../src/index.js';
+import { numel, type Tensor, tensor } from '@llava-mini/core';
+import { buildLlamaGraph, LLAMA_IO, LlamaModel } from '../src/index.js';
 import { openModel, tinyLlm, type TinyLlm } from './helpers.js';
 
 const backends = await testBackends();
@@ -92,6 +93,23 @@ describe('backbone mechanics', () => {
     }
   });
 
+  it.each(backends)('the cache grows past its first capacity without changing the results on $label', async ({ backend, device }) => {
+    const tiny = await tinyLlm({ seed: 24, std: 0.1 });
+    const ids = Array.from({ length: 300 }, (_, i) => (i * 53 + 7) % tiny.config.vocabSize);
+    const once = await openModel(tiny, backend, device, {}, { maxSequence: 320, prefillChunk: 512 });
+    const grown = await openModel(tiny, backend, device, {}, { maxSequence: 320, prefillChunk: 200 });
+    try {
+      const a = await once.prefill(await once.embed(ids));
+      const b = await grown.prefill(await grown.embed(ids)); // 200 rows, then 100 more: the capacity grows from 256
+      expect(maxAbsDiff(b, a)).toBeLessThanOrEqual(1e-5);
+      expect(grown.cacheBytes).toBe(once.cacheBytes);
+      expect(maxAbsDiff(await grown.step(11), await once.step(11))).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await once.dispose();
+      await grown.dispose();
+    }
+  });
+
   it.each(backends)('the embeddings graph returns rows of model.embed_tokens on $label', async ({ backend, device }) => {
     const tiny = await tinyLlm({ seed: 22 });
     const model = await openModel(tiny, backend, device);
@@ -105,5 +123,49 @@ describe('backbone mechanics', () => {
     } finally {
       await model.dispose();
     }
+  });
+});
+
+describe('KV cache in place', () => {
+  it('onnxruntime-node writes only the new rows into the shared past/present buffer', async () => {
+    const { nodeBackend } = await import('@llava-mini/core/node');
+    const tiny = await tinyLlm({ seed: 23 });
+    const c = tiny.config;
+    const session = await (await nodeBackend()).createSession(buildLlamaGraph(tiny.src, c, { maxPositions: 64 }).toBytes(), { device: 'cpu' });
+    const M = 32;
+    const SENTINEL = 7;
+    const dims = [1, c.numKvHeads, M, c.headDim];
+    const buffers = Array.from({ length: c.numLayers }, () => ({ key: tensor('float32', dims, new Float32Array(numel(dims)).fill(SENTINEL)), value: tensor('float32', dims, new Float32Array(numel(dims)).fill(SENTINEL)) }));
+    const feeds: Record<string, Tensor> = {};
+    const fetches: Record<string, Tensor> = { [LLAMA_IO.logits]: tensor('float32', [1, c.vocabSize]) };
+    buffers.forEach((b, l) => {
+      feeds[LLAMA_IO.pastKey(l)] = fetches[LLAMA_IO.presentKey(l)] = b.key;
+      feeds[LLAMA_IO.pastValue(l)] = fetches[LLAMA_IO.presentValue(l)] = b.value;
+    });
+    // 5 cached positions (their rows hold the sentinel too), 3 new ones at positions 5..7.
+    const S = 3;
+    const out = await session.run(
+      {
+        ...feeds,
+        [LLAMA_IO.inputsEmbeds]: tensor('float32', [1, S, c.hiddenSize], new Float32Array(S * c.hiddenSize).fill(0.1)),
+        [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(7)),
+        [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(8)),
+      },
+      fetches,
+    );
+    expect(out[LLAMA_IO.presentKey(0)]).toBe(buffers[0].key);
+    for (const b of buffers) {
+      for (const t of [b.key, b.value]) {
+        for (let h = 0; h < c.numKvHeads; h++) {
+          const row = (p: number) => Array.from(t.data.subarray((h * M + p) * c.headDim, (h * M + p + 1) * c.headDim) as Float32Array);
+          for (let p = 0; p < M; p++) {
+            // Rows 5..7 are new; every other row, before and after, is untouched: no copy, no clearing.
+            if (p >= 5 && p < 8) expect(row(p).some((v) => v !== SENTINEL)).toBe(true);
+            else expect(row(p).every((v) => v === SENTINEL)).toBe(true);
+          }
+        }
+      }
+    }
+    await session.dispose();
   });
 });

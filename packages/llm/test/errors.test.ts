@@ -58,6 +58,8 @@ describe('typed errors before any model work', () => {
       expect(() => readLlamaConfig({ ...tiny.json, rope_scaling })).toThrow(UnsupportedConfigError);
     }
     expect(() => readLlamaConfig({ ...tiny.json, rope_scaling: { rope_type: 'llama3', factor: 8 } })).toThrow(UnsupportedConfigError);
+    // head_dim 8: onnxruntime's rotary attention needs a multiple of 16.
+    expect(() => buildLlamaGraph(tiny.src, readLlamaConfig({ ...tiny.json, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 8 }))).toThrow(UnsupportedConfigError);
     const dir = tiny.dir;
     const noTemplate = Tokenizer.fromFiles({
       tokenizer: fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'),

@@ -44,7 +44,7 @@ export async function openModel(
   graph: LlamaGraphOptions = {},
   options: Partial<LlamaModelOptions> = {},
 ): Promise<LlamaModel> {
-  const model = buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 256, ...graph }).toBytes();
+  const model = buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 512, ...graph }).toBytes();
   const embeddings = buildEmbeddingsGraph(tiny.src, tiny.config, graph).toBytes();
   return LlamaModel.create(backend, { model, embeddings }, { config: tiny.config, device, maxSequence: 256, dtype: graph.format?.dtype, ...options });
 }

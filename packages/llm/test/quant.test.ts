@@ -95,3 +95,24 @@ describe('float16', () => {
     expect(relErr(got, fp32)).toBeLessThanOrEqual(0.03);
   });
 });
+
+describe('quantized embeddings', () => {
+  it.each(backends)('rows come back dequantized, also when blocks overhang the width, on $label', async ({ backend, device }) => {
+    const tiny = await tinyLlm({ seed: 32 }); // width 64
+    const H = tiny.config.hiddenSize;
+    for (const q of [{ bits: 4, blockSize: 32 }, { bits: 8, blockSize: 128 }] as const) {
+      const model = await openModel(tiny, backend, device, { embeddingQuant: q });
+      try {
+        const ids = [0, 17, tiny.config.vocabSize - 1];
+        const e = (await model.embed(ids)).data as Float32Array;
+        expect(e.length).toBe(ids.length * H);
+        const table = tiny.src.float32('model.embed_tokens.weight');
+        const deq = dequantizeBlockwise(quantizeBlockwise(table, tiny.config.vocabSize, H, q));
+        ids.forEach((id, s) => expect(maxAbsDiff(e.subarray(s * H, (s + 1) * H), deq.subarray(id * H, (id + 1) * H))).toBeLessThanOrEqual(1e-7));
+        expect(maxAbsDiff(e.subarray(H, 2 * H), table.subarray(17 * H, 18 * H))).toBeGreaterThan(0);
+      } finally {
+        await model.dispose();
+      }
+    }
+  });
+});
