@@ -96,7 +96,7 @@ export class LlavaMiniModel {
 /** One conversation; created by `LlavaMiniModel.chat()`. Turns must not overlap. */
 export class Conversation {
   private readonly chat: LlavaChat;
-  /** The pictures' features, once the first turn has encoded them. */
+  /** The images' features, once the first turn has encoded them (video frames are streamed, not kept). */
   private features?: PrefusionImage[];
 
   constructor(
@@ -119,7 +119,7 @@ export class Conversation {
         llmInputTokens = ids.length;
         return this.parts.llm.embed(ids);
       }
-      const pictures = await this.resolvePictures(ids, options, timings);
+      const pictures = await this.pictures(ids, options, timings);
       const fused = await vision.fuse(ids, pictures, timings);
       const embeds = vision.assemble(ids, fused);
       llmInputTokens = embeds.dims[1];
@@ -145,10 +145,12 @@ export class Conversation {
   }
 
   /**
-   * The features of this conversation's pictures: decoded and encoded on the first turn, reused after.
-   * A video's frames are streamed through CLIP and the compressor once, and their (small) features kept.
+   * The features of this conversation's pictures. Images are decoded and encoded on the first turn
+   * and kept for follow-ups. A video's frames are streamed: decoded, encoded and handed to pre-fusion
+   * a batch at a time and then dropped, so memory holds one batch of frames whatever the video's
+   * length (a follow-up reads the video again).
    */
-  private async resolvePictures(ids: readonly number[], options: AskOptions, timings: StageTimings & { inputMs: number }): Promise<PrefusionImage[]> {
+  private async pictures(ids: readonly number[], options: AskOptions, timings: StageTimings & { inputMs: number }): Promise<AsyncIterable<PrefusionImage> | PrefusionImage[]> {
     if (this.features) return this.features;
     const t0 = now();
     const pictures = await this.parts.resolveInput(this.input, { signal: options.signal, onProgress: options.onProgress });
@@ -156,29 +158,34 @@ export class Conversation {
     if (count === 0) throw new InvalidOptionError('no pictures to look at');
     this.checkLength(ids, count);
     timings.inputMs += now() - t0;
-    const features: PrefusionImage[] = [];
-    const frame = pictures.kind === 'video';
-    const source = pictures.kind === 'images' ? pictures.images : pictures.frames;
+    if (pictures.kind === 'images') {
+      this.features = await this.parts.vision.features(pictures.images, false, timings);
+      return this.features;
+    }
+    return this.streamFrames(pictures.frames, count, options, timings);
+  }
+
+  private async *streamFrames(frames: AsyncIterable<RGB8>, count: number, options: AskOptions, timings: StageTimings & { inputMs: number }): AsyncGenerator<PrefusionImage> {
     const { vision } = this.parts;
     let batch: RGB8[] = [];
+    let done = 0;
     const flush = async () => {
-      features.push(...(await vision.features(batch, frame, timings)));
+      const features = await vision.features(batch, true, timings);
+      done += batch.length;
       batch = [];
-      options.onProgress?.({ task: frame ? 'video' : 'images', done: features.length, total: count, unit: 'frames' });
+      options.onProgress?.({ task: 'video', done, total: count, unit: 'frames' });
+      return features;
     };
-    // Time spent waiting for the next decoded frame counts as input time, the rest as the stages'.
+    // Time spent waiting for the next decoded frame counts as input time.
     let waitStart = now();
-    for await (const img of source) {
+    for await (const img of frames) {
       timings.inputMs += now() - waitStart;
-      if (options.signal?.aborted) break;
+      if (options.signal?.aborted) throw new AbortError('reading the video was aborted');
       batch.push(img);
-      if (batch.length >= vision.batchSize) await flush();
+      if (batch.length >= vision.batchSize) yield* await flush();
       waitStart = now();
     }
-    if (batch.length) await flush();
-    if (options.signal?.aborted) throw new AbortError('reading the pictures was aborted');
-    this.features = features;
-    return features;
+    if (batch.length) yield* await flush();
   }
 
   /** Refuse before any encoding when the prompt with its vision tokens cannot fit the context. */

@@ -46,16 +46,18 @@ export class VisionPipeline {
   }
 
   /**
-   * CLIP features and compressed features of pictures (images, or video frames when `frame`). Cached
-   * pictures are skipped; the rest go through CLIP in one batched call (all their pieces: HD crops,
-   * frames) and through the compressor in another.
+   * CLIP features and compressed features of pictures (images, or video frames when `frame`). Images
+   * are cached by a hash of their pixels; video frames are not (a long video would flush the cache,
+   * and a frame's features are dropped as soon as it is fused). What is not cached goes through CLIP
+   * in one batched call (all pieces: HD crops, frames) and through the compressor in another.
    */
   async features(imgs: readonly RGB8[], frame: boolean, timings: StageTimings): Promise<PrefusionImage[]> {
-    const keys = imgs.map((img) => `${frame ? 'frame' : 'image'}:${this.hash(img)}`);
+    if (frame) return this.encode(imgs, true, timings);
+    const keys = imgs.map((img) => this.hash(img));
     const missing = [...new Set(keys.filter((k) => !this.cache.has(k)))];
     if (missing.length) {
       const todo = missing.map((k) => imgs[keys.indexOf(k)]);
-      const entries = await this.encode(todo, frame, timings);
+      const entries = await this.encode(todo, false, timings);
       missing.forEach((k, i) => {
         if (this.cache.size >= this.cacheLimit) this.cache.delete(this.cache.keys().next().value as string);
         this.cache.set(k, entries[i]);
@@ -111,11 +113,14 @@ export class VisionPipeline {
   }
 
   /** Pre-fusion of one or more pictures with the prompt: vision tokens concatenated, fused text averaged. */
-  async fuse(ids: readonly number[], pictures: AsyncIterable<PrefusionImage> | Iterable<PrefusionImage>, timings: StageTimings): Promise<PrefusionResult> {
+  async fuse(ids: readonly number[], pictures: AsyncIterable<PrefusionImage> | Iterable<PrefusionImage>, timings: StageTimings & { inputMs?: number }): Promise<PrefusionResult> {
     const textEmbeds = await this.textEmbeds(ids, timings);
+    // Streamed pictures are decoded and encoded while pre-fusion runs: their time is the other stages'.
+    const others = () => timings.encoderMs + timings.compressorMs + (timings.inputMs ?? 0);
     const t = now();
+    const before = others();
     const fused = await this.prefusion.fuseFrames(pictures, { textEmbeds, ids });
-    timings.prefusionMs += now() - t;
+    timings.prefusionMs += now() - t - (others() - before);
     return fused;
   }
 

@@ -120,6 +120,18 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     expect(maxAbsDiff(toFloat32(embeds), ref.embeds) / scale).toBeLessThanOrEqual(1e-5);
   });
 
+  it('video frames are streamed through the stages and not kept: a follow-up reads the video again', async () => {
+    const model = await LlavaMini.fromPretrained(standard.model, { device: 'cpu' });
+    const chat = model.chat({ video: VIDEO });
+    const progress: number[] = [];
+    await chat.ask('What happens?', { maxNewTokens: 2, onProgress: (e) => e.task === 'video' && progress.push(e.done) }).done();
+    expect(progress).toEqual([4]); // 4 frames, one batch
+    expect(model.vision.encoderRuns).toBe(4);
+    await chat.ask('And then?', { maxNewTokens: 2 }).done();
+    expect(model.vision.encoderRuns).toBe(8);
+    await model.dispose();
+  });
+
   it('a second chat turn on the same image reuses the cache and does not re-run the encoder', async () => {
     const model = await LlavaMini.fromPretrained(standard.model, { device: 'cpu' });
     const chat = model.chat(IMAGE);
