@@ -6,7 +6,11 @@ import { defineConfig } from 'tsup';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export default defineConfig({
-  entry: { llm: path.join(root, 'bench', 'llm.ts'), 'convert-memory': path.join(root, 'bench', 'convert-memory.ts') },
+  entry: {
+    llm: path.join(root, 'bench', 'llm.ts'),
+    'convert-memory': path.join(root, 'bench', 'convert-memory.ts'),
+    run: path.join(root, 'bench', 'run.ts'),
+  },
   outDir: path.join(root, '.cache', 'bench'),
   format: ['esm'],
   target: 'node20',

@@ -1,0 +1,138 @@
+// Seeded LLaVA-Mini checkpoints for the benches (written and converted once, cached under .cache/bench/),
+// and one timed image question through the pipeline's stages.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type InferenceSession, type Tensor, tensor } from '@llava-mini/core';
+import type { RGB8 } from '@llava-mini/encoder';
+import { buildLlavaPrompt, IMAGE_TOKEN_INDEX, type Tokenizer } from '@llava-mini/llm';
+import { type ModelParts, zeroTimings } from '@llava-mini/pipeline';
+import { convertCheckpoint } from '@llava-mini/pipeline/node';
+import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
+import { CACHE, fmt, log, now } from './common.js';
+import type { LlmShape, VisionShape } from './flops.js';
+
+export interface Backbone {
+  name: string;
+  /** LLM + pre-fusion + CLIP sizes (compressorSize is set per model). */
+  options: TinyOptions;
+}
+
+/** Write the checkpoint for `options` and convert it (fp32, CPU); both are reused while the options stay the same. */
+export async function ensureModel(name: string, options: TinyOptions, contextLength: number): Promise<{ hf: string; converted: string }> {
+  const base = path.join(CACHE, 'models', name);
+  const hf = path.join(base, 'hf');
+  const converted = path.join(base, 'onnx');
+  const stamp = path.join(base, 'options.json');
+  const want = JSON.stringify({ options, contextLength });
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === want && fs.existsSync(path.join(converted, 'manifest.json'))) return { hf, converted };
+  fs.rmSync(base, { recursive: true, force: true });
+  log(`writing and converting ${name} (once)...`);
+  const t = now();
+  await writeTinyCheckpoint(hf, options);
+  await convertCheckpoint(hf, converted, { contextLength, force: true });
+  fs.writeFileSync(stamp, want);
+  log(`  ${fmt((now() - t) / 1000)} s`);
+  return { hf, converted };
+}
+
+export function llmShape(config: Record<string, unknown>): LlmShape {
+  const n = (k: string) => config[k] as number;
+  const heads = n('num_attention_heads');
+  return {
+    hidden: n('hidden_size'),
+    intermediate: n('intermediate_size'),
+    layers: n('num_hidden_layers'),
+    heads,
+    kvHeads: n('num_key_value_heads') ?? heads,
+    headDim: n('head_dim') ?? n('hidden_size') / heads,
+    vocab: n('vocab_size'),
+  };
+}
+
+export function visionShape(config: Record<string, unknown>): VisionShape {
+  const v = config.vision_config as Record<string, number>;
+  const grid = v.image_size / v.patch_size;
+  const select = (config.mm_vision_select_layer as number) ?? -2;
+  return { hidden: v.hidden_size, intermediate: v.intermediate_size, blocks: v.num_hidden_layers + select + 1, patches: grid * grid, patchSize: v.patch_size };
+}
+
+/** A 336x336 picture with seeded noise over smooth gradients (every seed a different picture, so no cache hits). */
+export function randomImage(seed: number, size = 336): RGB8 {
+  const data = new Uint8Array(size * size * 3);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      const i = (y * size + x) * 3;
+      data[i] = (x + seed * 7) & 255;
+      data[i + 1] = (y + seed * 13) & 255;
+      data[i + 2] = (s >>> 0) & 255;
+    }
+  }
+  return { width: size, height: size, data };
+}
+
+/** The LLaVA-Mini prompt (Llama-3.1 template, system prompt, <image> placeholder) for a question. */
+export function promptIds(tokenizer: Tokenizer): number[] {
+  return buildLlavaPrompt(tokenizer, 'What is shown in this picture? Describe the scene in detail.', { image: true, addAssistantHeader: true }).ids;
+}
+
+export interface StageMs {
+  encoder: number;
+  compressor: number;
+  /** The projector's time where it runs alone (v1.5); LLaVA-Mini projects inside pre-fusion. */
+  projector: number;
+  embed: number;
+  prefusion: number;
+  prefill: number;
+  /** From pixels to the first token's logits. */
+  ttft: number;
+  /** LLM input rows. */
+  rows: number;
+}
+
+/** One image question through LLaVA-Mini's stages, timed per stage (pixels -> logits of the first token). */
+export async function timeMini(parts: ModelParts, ids: number[], img: RGB8): Promise<StageMs> {
+  const timings = zeroTimings();
+  const t0 = now();
+  const features = await parts.vision.features([img], false, timings);
+  const fused = await parts.vision.fuse(ids, features, timings);
+  const embeds = parts.vision.assemble(ids, fused);
+  parts.llm.reset();
+  const tp = now();
+  await parts.llm.prefill(embeds);
+  const end = now();
+  return { encoder: timings.encoderMs, compressor: timings.compressorMs, projector: 0, embed: timings.embedMs, prefusion: timings.prefusionMs, prefill: end - tp, ttft: end - t0, rows: embeds.dims[1] };
+}
+
+/**
+ * The same question the LLaVA-v1.5 way on the same sessions: CLIP features -> projector -> all 576
+ * tokens spliced in place of the placeholder -> LLM prefill. The encoder is the pipeline's (its
+ * compressor call is not counted), the projector a graph built from the same checkpoint weights.
+ */
+export async function timeV15(parts: ModelParts, projector: InferenceSession, ids: number[], img: RGB8): Promise<StageMs> {
+  const timings = zeroTimings();
+  const H = parts.llm.config.hiddenSize;
+  const t0 = now();
+  const [f] = await parts.vision.features([img], false, timings);
+  const P = f.imageFeatures.length / parts.vision.config.hiddenSize;
+  const tj = now();
+  const out = await projector.run({ image_features: tensor('float32', [1, P, parts.vision.config.hiddenSize], f.imageFeatures) }, ['image_tokens']);
+  const projectorMs = now() - tj;
+  const text = await parts.vision.textEmbeds(ids, timings);
+  const p = ids.indexOf(IMAGE_TOKEN_INDEX);
+  const rows = ids.length - 1 + P;
+  const x = new Float32Array(rows * H);
+  x.set(text.subarray(0, p * H));
+  x.set((out.image_tokens as Tensor<'float32'>).data, p * H);
+  x.set(text.subarray((p + 1) * H), (p + P) * H);
+  parts.llm.reset();
+  const tp = now();
+  await parts.llm.prefill(tensor('float32', [1, rows, H], x));
+  const end = now();
+  // The compressor ran inside features() but v1.5 has none: its time comes off the total.
+  const ttft = end - t0 - timings.compressorMs;
+  return { encoder: timings.encoderMs, compressor: 0, projector: projectorMs, embed: timings.embedMs, prefusion: 0, prefill: end - tp, ttft, rows };
+}

@@ -1,0 +1,104 @@
+/**
+ * The benchmark suite (issue 6): five tables, printed and written to bench/RESULTS.md (between the
+ * `suite` markers; other benches' sections stay) with plots under bench/plots/.
+ *
+ *   npm run bench                      full run
+ *   npm run bench -- --quick           a few minutes on 2 cores (once the cached models exist)
+ *   options: --only=headline,memory,hardware,backends,peer   --runs=N   --frames=N   --backbones=small,large   --no-record
+ *
+ * 1. headline: LLaVA-Mini (1/4/16/64 vision tokens) vs a LLaVA-v1.5-style pipeline, FLOPs and ms per stage
+ * 2. memory: KV bytes per picture (analytic) and RSS over a synthetic video (measured)
+ * 3. hardware: bandwidth and peak MatMul, the LLM stage's decode/prefill against them
+ * 4. backends: each stage on onnxruntime-node CPU vs onnxruntime-web WASM
+ * 5. peer: transformers.js on the same decoder (see peer.ts)
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { backends } from './backends.js';
+import { headline } from './headline.js';
+import { hardware } from './hardware.js';
+import { LoadMeter, log, machine, ROOT, replaceMarked } from './lib/common.js';
+import { memory, videoChild } from './memory.js';
+import { peer } from './peer.js';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const ONLY = value('only')?.split(',') ?? ['headline', 'memory', 'hardware', 'backends', 'peer'];
+const RUNS = Number(value('runs') ?? (QUICK ? 3 : 7));
+const FRAMES = Number(value('frames') ?? (QUICK ? 500 : 10000));
+
+interface Section {
+  id: string;
+  title: string;
+  run: () => Promise<{ markdown: string; plots: string[] }>;
+}
+
+const SECTIONS: Section[] = [
+  { id: 'headline', title: '1. Headline: LLaVA-Mini vs a LLaVA-v1.5-style pipeline', run: () => headline(QUICK, RUNS, value('backbones')?.split(',')) },
+  { id: 'memory', title: '2. Memory per image and per video frame', run: () => memory(QUICK, FRAMES) },
+  { id: 'hardware', title: '3. Against the hardware limit', run: () => hardware(QUICK) },
+  { id: 'backends', title: '4. Backends: onnxruntime-node CPU vs onnxruntime-web WASM', run: () => backends(QUICK, RUNS) },
+  { id: 'peer', title: '5. A peer: transformers.js on the same decoder', run: () => peer(QUICK) },
+];
+
+const RESULTS = path.join(ROOT, 'bench', 'RESULTS.md');
+
+/** The suite's block in RESULTS.md: a head, then one marked block per section, so `--only` runs replace just theirs. */
+function ensureSkeleton(): void {
+  const text = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '';
+  if (SECTIONS.every((s) => text.includes(`<!-- suite-${s.id}:start -->`)) && text.includes('<!-- suite-head:start -->')) return;
+  const blocks = ['head', ...SECTIONS.map((s) => s.id)].map((id) => `<!-- suite-${id}:start -->\n(not run yet)\n<!-- suite-${id}:end -->`);
+  replaceMarked(RESULTS, 'suite', blocks.join('\n\n'), '## LLM stage');
+}
+
+async function main(): Promise<void> {
+  const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
+  const record = !args.includes('--no-record');
+  if (record) ensureSkeleton();
+  for (const s of SECTIONS.filter((x) => ONLY.includes(x.id))) {
+    const meter = new LoadMeter();
+    const started = new Date();
+    const t = performance.now();
+    let body: string;
+    let plots: string[] = [];
+    try {
+      const r = await s.run();
+      body = r.markdown;
+      plots = r.plots;
+      if ('childCpuSeconds' in r) meter.addOwn(r.childCpuSeconds as number);
+    } catch (err) {
+      body = `This table failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+      log(body);
+    }
+    const images = plots.map((p) => `![${path.basename(p, '.png')}](${path.relative(path.join(ROOT, 'bench'), p)})`);
+    const run = `<sub>Run: \`${command}\`, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${QUICK ? 'quick' : 'full'} mode, ${((performance.now() - t) / 1000).toFixed(0)} s; load: ${meter.report()}.</sub>`;
+    const section = [`### ${s.title}`, '', run, '', body, '', ...images].join('\n');
+    console.log(`\n${section}\n`);
+    if (record) replaceMarked(RESULTS, `suite-${s.id}`, section);
+  }
+  if (record) {
+    const reading = readingFile();
+    const head = [
+      '## Suite (issue 6)',
+      '',
+      `Machine: ${machine()}, onnxruntime 1.30 (node CPU and web WASM). Each table below names the command, date and machine load of the run that wrote it.`,
+      '',
+      ...(reading ? [reading] : []),
+    ];
+    replaceMarked(RESULTS, 'suite-head', head.join('\n'));
+    log('written to bench/RESULTS.md');
+  }
+}
+
+/** bench/READING.md: the hand-written reading of the latest full run, placed above the tables. */
+function readingFile(): string | undefined {
+  const file = path.join(ROOT, 'bench', 'READING.md');
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : undefined;
+}
+
+if (args[0] === '--video-child') {
+  await videoChild(args[1], Number(args[2]));
+} else {
+  await main();
+}
