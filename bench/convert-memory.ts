@@ -16,15 +16,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
-
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'turbo.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
+import { ROOT } from './lib/common.js';
 
 const QUICK = process.argv.includes('--quick');
-const CACHE = path.join(repoRoot(), '.cache', 'bench', 'convert');
+const CACHE = path.join(ROOT, '.cache', 'bench', 'convert');
 
 /** Llama-3-8B-like proportions at a quarter of the width (and the real CLIP ViT-L for full runs). */
 const LARGE: TinyOptions = {

@@ -19,20 +19,13 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Backend, Device } from '@llava-mini/core';
 import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { argmax, generate, type LlamaConfig, LlamaModel, llamaModelPaths, loadTokenizer, readLlamaConfig, type Tokenizer, writeLlamaModel } from '@llava-mini/llm/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
+import { median, ROOT, systemCpuSeconds } from './lib/common.js';
 
-/** The repository root: the nearest folder above this script with turbo.json (the script runs compiled from .cache/). */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'turbo.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-const ROOT = repoRoot();
 const CACHE = path.join(ROOT, '.cache', 'bench', 'llm');
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
@@ -172,7 +165,6 @@ interface ContextPoint {
   cacheMB: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Time `n` single-token steps; returns per-step wall times and the part spent outside onnxruntime. */
 async function timeSteps(model: LlamaModel, id: number, n: number): Promise<{ id: number; wall: number[]; js: number[] }> {
@@ -219,16 +211,6 @@ async function contextScaling(model: LlamaModel, tokenizer: Tokenizer): Promise<
   };
 }
 
-/** CPU seconds all processes have used (Linux /proc/stat; undefined elsewhere). */
-function systemCpuSeconds(): number | undefined {
-  try {
-    const [, ...fields] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
-    const [user, nice, system, , , irq, softirq, steal] = fields.map(Number);
-    return (user + nice + system + irq + softirq + steal) / 100;
-  } catch {
-    return undefined;
-  }
-}
 
 /** How busy the machine was with other work while the benchmark ran: the numbers are only as good as that. */
 function otherLoad(startSystem: number | undefined, startOwn: NodeJS.CpuUsage, startWall: number): string {
