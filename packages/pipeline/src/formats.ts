@@ -42,7 +42,10 @@ export function stageDtypes(dtype: DtypeName, overrides: Partial<Record<StageNam
  */
 export function weightFormat(dtype: DtypeName, target: Target, blockSize = 32): WeightFormat {
   const activations = dtype === 'fp16' || target !== 'cpu' ? 'float16' : 'float32';
-  if (dtype === 'q8') return { dtype: activations, quant: { bits: 8, blockSize } };
-  if (dtype === 'q4') return { dtype: activations, quant: { bits: 4, blockSize } };
+  // accuracy_level 4 (int8 activations) selects onnxruntime's fast CPU kernels; without it 8-bit
+  // weights run about 14x slower (packages/llm/README.md, bench/README.md).
+  const accuracyLevel = target === 'cpu' ? 4 : undefined;
+  if (dtype === 'q8') return { dtype: activations, quant: { bits: 8, blockSize, accuracyLevel } };
+  if (dtype === 'q4') return { dtype: activations, quant: { bits: 4, blockSize, accuracyLevel } };
   return { dtype: activations };
 }
