@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { type Backend, Graph, tensor } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { CACHE, fmt, log, median, now, ROOT, table } from './lib/common.js';
+import { CACHE, fmt, log, median, now, promptIds, ROOT, table } from './lib/common.js';
 import { causalPairs, type LlmShape } from './lib/flops.js';
 import { llmShape } from './lib/models.js';
 import { generate, LlamaModel, llamaModelPaths, loadTokenizer, readLlamaConfig } from '@llava-mini/llm/node';
@@ -149,10 +149,7 @@ async function measureLlmStage(quick: boolean): Promise<{ rows: LlmRow[]; prompt
   const tokenizer = loadTokenizer(ck);
   const P = quick ? 64 : 128;
   const N = quick ? 16 : 32;
-  const text = 'The photo shows a city street at night with cars, buses, people walking and bright lights from the shops. ';
-  const ids: number[] = [];
-  while (ids.length < P) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
-  ids.length = P;
+  const ids = promptIds(tokenizer, P);
   const backend = await nodeBackend();
   const rows: LlmRow[] = [];
   for (const format of ['fp32', 'q8', 'q4']) {

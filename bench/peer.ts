@@ -20,7 +20,7 @@ import { FP32, Graph, linear, param, readWeight, tensor, type Value, type Weight
 import { Checkpoint, ExternalDataWriter, nodeBackend, saveModel } from '@llava-mini/core/node';
 import { argmax, generate, type LlamaConfig, LlamaModel, llamaLayer, loadTokenizer, readLlamaConfig, ropeCaches, writeLlamaModel } from '@llava-mini/llm/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
-import { CACHE, fmt, log, median, now, table } from './lib/common.js';
+import { CACHE, fmt, log, median, now, promptIds, table } from './lib/common.js';
 
 const DIR = path.join(CACHE, process.env.BENCH_PEER_CHECKPOINT ? 'peer-custom' : 'peer');
 const MAX_POSITIONS = 512;
@@ -125,10 +125,7 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
   const P = quick ? 64 : 128;
   const N = quick ? 16 : 32;
   const reps = quick ? 3 : 5;
-  const text = 'The photo shows a city street at night with cars, buses, people walking and bright lights from the shops. ';
-  const ids: number[] = [];
-  while (ids.length < P) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
-  ids.length = P;
+  const ids = promptIds(tokenizer, P);
 
   log('peer: loading ours and transformers.js (both onnxruntime-node CPU)...');
   const model = await LlamaModel.create(await nodeBackend(), ours, { config: c, device: 'cpu', maxSequence: MAX_POSITIONS });

@@ -103,3 +103,11 @@ export function replaceMarked(file: string, name: string, body: string, before?:
   else out = `${text.trimEnd()}\n\n${block}\n`;
   fs.writeFileSync(file, out);
 }
+
+/** A `count`-token prompt of ordinary English (one sentence repeated), the same for every LLM bench. */
+export function promptIds(tokenizer: { encode(text: string, o: { addSpecialTokens: boolean }): number[] }, count: number): number[] {
+  const text = 'The photo shows a city street at night with cars, buses, people walking and bright lights from the shops. ';
+  const ids: number[] = [];
+  while (ids.length < count) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
+  return ids.slice(0, count);
+}

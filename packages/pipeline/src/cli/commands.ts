@@ -4,7 +4,7 @@ import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { convertCheckpoint } from '../convert.js';
-import { checkDtype, checkTarget, type DtypeName, type StageName } from '../formats.js';
+import { checkDtype, checkTarget, type DtypeName, STAGES, type StageName } from '../formats.js';
 import type { AskOptions, AskResult, Conversation } from '../llava-mini.js';
 import { LlavaMini, type NodeDeviceRequest } from '../node.js';
 import { ProgressView } from './progress.js';
@@ -55,7 +55,7 @@ export interface ConvertFlags {
 
 export async function convertCommand(checkpoint: string, flags: ConvertFlags): Promise<void> {
   const stageDtypes: Partial<Record<StageName, DtypeName>> = {};
-  for (const stage of ['encoder', 'compressor', 'prefusion', 'llm'] as const) {
+  for (const stage of STAGES) {
     const v = flags[`${stage}Dtype`];
     if (v !== undefined) stageDtypes[stage] = checkDtype(v, `--${stage}-dtype`);
   }
