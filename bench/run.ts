@@ -18,6 +18,7 @@ import { backends } from './backends.js';
 import { headline } from './headline.js';
 import { hardware } from './hardware.js';
 import { LoadMeter, log, machine, ROOT, replaceMarked } from './lib/common.js';
+import { plotOutput } from './lib/plot.js';
 import { memory, videoChild } from './memory.js';
 import { peer } from './peer.js';
 
@@ -55,6 +56,7 @@ function ensureSkeleton(): void {
 async function main(): Promise<void> {
   const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
   const record = !args.includes('--no-record');
+  plotOutput.record = record;
   if (record) ensureSkeleton();
   for (const s of SECTIONS.filter((x) => ONLY.includes(x.id))) {
     const meter = new LoadMeter();

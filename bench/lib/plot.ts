@@ -1,6 +1,7 @@
 // Small SVG charts (grouped bars, lines) rendered to PNG with sharp, for bench/plots/.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CACHE } from './common.js';
 
 export interface Series {
   name: string;
@@ -110,8 +111,12 @@ export function lineChart(o: ChartOptions): string {
 const svg = (W: number, H: number, body: string[]) =>
   `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, Arial, sans-serif">${body.join('')}</svg>`;
 
+/** Whether this run records its results; when not (--no-record), plots go to .cache/bench/plots. */
+export const plotOutput = { record: true };
+
 /** Render an SVG string to a PNG file (sharp is a dev dependency of the repository root). */
 export async function savePng(svgText: string, file: string): Promise<void> {
+  if (!plotOutput.record) file = path.join(CACHE, 'plots', path.basename(file));
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const { default: sharp } = await import('sharp');
   await sharp(Buffer.from(svgText)).png().toFile(file);
