@@ -36,8 +36,11 @@ export class LlavaChat {
   constructor(
     readonly model: LlamaModel,
     readonly tokenizer: Tokenizer,
-    readonly options: Omit<LlavaPromptOptions, 'history'> = {},
-  ) {}
+    readonly options: LlavaPromptOptions = {},
+  ) {
+    // Earlier turns given up front (a stateless API replaying a conversation): the first ask runs them all.
+    this.turns.push(...(options.history ?? []));
+  }
 
   get history(): readonly ChatTurn[] {
     return this.turns;

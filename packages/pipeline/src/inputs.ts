@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ImageError, InvalidOptionError, type ProgressCallback } from '@llava-mini/core';
 import { fromImageData, type RGB8 } from '@llava-mini/encoder';
 import { loadImage } from '@llava-mini/encoder/node';
@@ -11,7 +12,7 @@ export const VIDEO_EXTENSIONS = new Set(['.mp4', '.m4v', '.mov', '.mkv', '.webm'
 
 /**
  * What `ask()` accepts in Node:
- * - an image: a file path, an http(s) URL, a Buffer/Uint8Array of an encoded image, ImageData-like
+ * - an image: a file path, a file: URL, an http(s) URL, a data: URL (base64), a Buffer/Uint8Array of an encoded image, ImageData-like
  *   RGBA pixels `{ width, height, data }`, or RGB pixels (`data.length === width * height * 3`);
  * - several images: an array of those (their vision tokens are concatenated in order, as video frames are);
  * - a video: `{ video: path }`, or a path with a video extension.
@@ -25,8 +26,26 @@ export interface ResolveOptions {
   maxPixels?: number;
 }
 
+/** The bytes of a base64 data: URL (`data:image/png;base64,...`). */
+export function dataUrlBytes(url: string): Uint8Array {
+  const m = /^data:([^,;]*)((?:;[^,;]*)*),(.*)$/s.exec(url);
+  if (!m) throw new ImageError('data URL', 'malformed: expected data:<type>;base64,<data>');
+  if (!/;base64$/i.test(m[2])) throw new ImageError('data URL', 'only base64 data URLs are supported');
+  const data = m[3].replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(data) || data.length % 4 === 1) throw new ImageError('data URL', 'the data is not valid base64');
+  return new Uint8Array(Buffer.from(data, 'base64'));
+}
+
+/** A path from a path or file: URL string (other strings are returned as they are). */
+function localPath(input: string): string {
+  return input.startsWith('file:') ? fileURLToPath(input) : input;
+}
+
 async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
   if (typeof input === 'string' && /^https?:\/\//.test(input)) input = new URL(input);
+  if (typeof input === 'string' && input.startsWith('data:')) return loadImage(dataUrlBytes(input), { maxPixels: o.maxPixels, name: 'data URL' });
+  if (typeof input === 'string') input = localPath(input);
+  if (input instanceof URL && input.protocol === 'file:') input = fileURLToPath(input);
   if (input instanceof URL) {
     const res = await fetch(input, { signal: o.signal }).catch((err) => {
       throw new ImageError(input.toString(), `cannot be fetched: ${(err as Error).message}`, { cause: err });
@@ -49,8 +68,9 @@ function describe(v: unknown): string {
 
 export async function resolveNodeInput(input: unknown, o: ResolveOptions): Promise<Pictures> {
   const videoPath =
-    input && typeof input === 'object' && 'video' in input ? String((input as { video: unknown }).video) : typeof input === 'string' && VIDEO_EXTENSIONS.has(path.extname(input).toLowerCase()) ? input : undefined;
+    input && typeof input === 'object' && 'video' in input ? localPath(String((input as { video: unknown }).video)) : typeof input === 'string' && VIDEO_EXTENSIONS.has(path.extname(input).toLowerCase()) ? localPath(input) : undefined;
   if (videoPath !== undefined) {
+    if (/^(data|https?):/.test(videoPath)) throw new InvalidOptionError(`videos are read from files: ${videoPath.slice(0, 40)}... is not a path or file: URL`);
     const info = await probeVideo(videoPath);
     const indices = frameIndices(info.frames, info.fps, o.maxFrames);
     return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal) };

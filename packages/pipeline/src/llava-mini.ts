@@ -2,6 +2,7 @@ import { AbortError, InvalidOptionError, type ProgressCallback, PromptTooLongErr
 import type { RGB8 } from '@llava-mini/encoder';
 import {
   type AskOptions as LlmAskOptions,
+  type ChatTurn,
   type GeneratedToken,
   type GenerationResult,
   type Generation,
@@ -11,6 +12,7 @@ import {
   type Tokenizer,
 } from '@llava-mini/llm';
 import type { PrefusionImage } from '@llava-mini/prefusion';
+import { Completions } from './completions.js';
 import { type StageTimings, type VisionPipeline, zeroTimings } from './vision.js';
 
 /**
@@ -24,6 +26,11 @@ export type InputResolver = (input: unknown, options: { signal?: AbortSignal; on
 
 export interface AskOptions extends Omit<LlmAskOptions, 'embed'>, Omit<LlavaPromptOptions, 'history' | 'image'> {
   onProgress?: ProgressCallback;
+}
+
+/** Options of a conversation: its prompt (system message), and earlier turns to start from. */
+export interface ChatOptions extends Omit<AskOptions, keyof LlmAskOptions> {
+  history?: readonly ChatTurn[];
 }
 
 export interface AskTimings extends StageTimings {
@@ -69,7 +76,17 @@ const now = (): number => globalThis.performance.now();
  * by hand and passed in as `ModelParts`.
  */
 export class LlavaMiniModel {
-  constructor(readonly parts: ModelParts) {}
+  /**
+   * `chat(input?)` starts a conversation about `input` (or text only when input is undefined).
+   * Follow-up questions reuse the KV cache and the pictures' cached features: nothing is encoded
+   * twice. `chat.completions.create({ messages, stream, ... })` is OpenAI's API over it.
+   */
+  readonly chat: ((input?: unknown, options?: ChatOptions) => Conversation) & { completions: Completions };
+
+  constructor(readonly parts: ModelParts) {
+    const chat = (input?: unknown, options: ChatOptions = {}) => new Conversation(this.parts, input, options);
+    this.chat = Object.assign(chat, { completions: new Completions(chat) });
+  }
 
   get vision(): VisionPipeline {
     return this.parts.vision;
@@ -78,14 +95,6 @@ export class LlavaMiniModel {
   /** Answer one question about `input` (an image, several images, or a video), from a fresh context. */
   ask(input: unknown, question: string, options: AskOptions = {}): Answer {
     return this.chat(input, options).ask(question, options);
-  }
-
-  /**
-   * A conversation about `input` (or text only when input is undefined). Follow-up questions reuse
-   * the KV cache and the pictures' cached features: nothing is encoded twice.
-   */
-  chat(input?: unknown, options: Omit<AskOptions, keyof LlmAskOptions> = {}): Conversation {
-    return new Conversation(this.parts, input, options);
   }
 
   dispose(): Promise<void> {
@@ -102,7 +111,7 @@ export class Conversation {
   constructor(
     private readonly parts: ModelParts,
     private readonly input: unknown,
-    promptOptions: Omit<LlavaPromptOptions, 'history' | 'image'>,
+    promptOptions: Omit<LlavaPromptOptions, 'image'>,
   ) {
     this.chat = new LlavaChat(parts.llm, parts.tokenizer, { ...promptOptions, image: input !== undefined });
   }

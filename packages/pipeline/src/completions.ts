@@ -1,0 +1,131 @@
+// `model.chat.completions.create(...)`: OpenAI's chat-completions API in process (as WebLLM has it
+// in the page), built only on the public chat()/ask() API. One request = one fresh conversation
+// seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
+import type { ChatTurn, GeneratedToken } from '@llava-mini/llm';
+import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
+import type { AskOptions, AskResult, AskTimings } from './llava-mini.js';
+
+export interface CompletionUsage {
+  /** Positions the prompt took in the LLM (text tokens plus vision tokens). */
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: 'assistant'; content: string; refusal: null }; logprobs: null; finish_reason: FinishReason }[];
+  usage: CompletionUsage;
+  /** Not OpenAI: where the time went (input decode, each stage, time to first token, tokens/s). */
+  timings: AskTimings;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; logprobs: null; finish_reason: FinishReason | null }[];
+  /** With `stream_options.include_usage`: null on every chunk but the last, which has `choices: []`. */
+  usage?: CompletionUsage | null;
+  timings?: AskTimings;
+}
+
+export interface CompletionRequestOptions {
+  signal?: AbortSignal;
+  onProgress?: AskOptions['onProgress'];
+}
+
+/** What completions need of a model: its conversations (LlavaMiniModel.chat). */
+export interface ChatSource {
+  (input: unknown, options: { system?: string; history?: ChatTurn[] }): { ask(question: string, options: AskOptions): AsyncIterable<GeneratedToken> & { done(): Promise<AskResult> } };
+}
+
+/** The visual input `chat()` takes for the request's pictures: one, several (concatenated), or a video. */
+export function mediaInput(media: readonly MediaRef[]): unknown {
+  if (media.length === 0) return undefined;
+  if (media[0].kind === 'video') return { video: media[0].source };
+  return media.length === 1 ? media[0].source : media.map((m) => m.source);
+}
+
+let counter = 0;
+const completionId = () => `chatcmpl-${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+
+function usageOf(r: AskResult): CompletionUsage {
+  return { prompt_tokens: r.stats.promptTokens, completion_tokens: r.stats.generatedTokens, total_tokens: r.stats.promptTokens + r.stats.generatedTokens };
+}
+
+const finishOf = (r: AskResult): FinishReason => (r.finishReason === 'stop' ? 'stop' : 'length');
+
+export class Completions {
+  constructor(
+    private readonly chat: ChatSource,
+    /** The id responses carry when the request names none. */
+    private readonly modelId = 'llava-mini',
+  ) {}
+
+  /** A whole answer (stream false or absent), or its chunks as they are generated (stream true). */
+  create(params: ChatCompletionCreateParams & { stream: true }, options?: CompletionRequestOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+  create(params: ChatCompletionCreateParams & { stream?: false | null }, options?: CompletionRequestOptions): Promise<ChatCompletion>;
+  create(params: ChatCompletionCreateParams, options?: CompletionRequestOptions): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+  async create(params: ChatCompletionCreateParams, options: CompletionRequestOptions = {}): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+    const request = parseChatRequest(params);
+    return request.stream ? this.stream(request, options) : this.complete(request, options);
+  }
+
+  private start(request: ParsedRequest, options: CompletionRequestOptions) {
+    const conversation = this.chat(mediaInput(request.media), { system: request.system, history: request.history });
+    return conversation.ask(request.question, { ...request.generation, signal: options.signal, onProgress: options.onProgress });
+  }
+
+  private async complete(request: ParsedRequest, options: CompletionRequestOptions): Promise<ChatCompletion> {
+    const r = await this.start(request, options).done();
+    return {
+      id: completionId(),
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: request.model ?? this.modelId,
+      choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: null, finish_reason: finishOf(r) }],
+      usage: usageOf(r),
+      timings: r.timings,
+    };
+  }
+
+  /**
+   * The answer as chunks: a role chunk, one chunk per token that shows text (a token inside a
+   * multi-byte character or a held-back stop prefix shows none), a finish chunk, then the usage.
+   * Nothing runs until the first chunk is asked for; leaving the loop early stops the generation.
+   */
+  private stream(request: ParsedRequest, options: CompletionRequestOptions): AsyncIterable<ChatCompletionChunk> {
+    const head = { id: completionId(), object: 'chat.completion.chunk' as const, created: Math.floor(Date.now() / 1000), model: request.model ?? this.modelId };
+    const usage = request.includeUsage ? { usage: null } : {};
+    const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason | null = null): ChatCompletionChunk => ({
+      ...head,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      ...usage,
+    });
+    const start = () => this.start(request, options);
+    return {
+      async *[Symbol.asyncIterator]() {
+        const answer = start();
+        // The role chunk waits for the first token, so a request that fails (a bad picture, a prompt
+        // too long) fails before any chunk: a server can still answer it with an error status.
+        let first = true;
+        for await (const token of answer) {
+          if (first) yield chunk({ role: 'assistant', content: '' });
+          first = false;
+          if (token.text) yield chunk({ content: token.text });
+        }
+        const r = await answer.done();
+        if (first) yield chunk({ role: 'assistant', content: '' });
+        yield chunk({}, finishOf(r));
+        if (request.includeUsage) yield { ...head, choices: [], usage: usageOf(r), timings: r.timings };
+      },
+    };
+  }
+}
