@@ -10,6 +10,7 @@ export default defineConfig({
     llm: path.join(root, 'bench', 'llm.ts'),
     'convert-memory': path.join(root, 'bench', 'convert-memory.ts'),
     run: path.join(root, 'bench', 'run.ts'),
+    prefusion: path.join(root, 'bench', 'prefusion.ts'),
   },
   outDir: path.join(root, '.cache', 'bench'),
   format: ['esm'],

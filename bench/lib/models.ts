@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { type InferenceSession, type Tensor, tensor } from '@llava-mini/core';
 import type { RGB8 } from '@llava-mini/encoder';
 import { buildLlavaPrompt, IMAGE_TOKEN_INDEX, type Tokenizer } from '@llava-mini/llm';
-import { type ModelParts, zeroTimings } from '@llava-mini/pipeline';
+import { MANIFEST_VERSION, type ModelParts, zeroTimings } from '@llava-mini/pipeline';
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, log, now } from './common.js';
@@ -23,7 +23,7 @@ export async function ensureModel(name: string, options: TinyOptions, contextLen
   const hf = path.join(base, 'hf');
   const converted = path.join(base, 'onnx');
   const stamp = path.join(base, 'options.json');
-  const want = JSON.stringify({ options, contextLength });
+  const want = JSON.stringify({ options, contextLength, manifest: MANIFEST_VERSION }); // a new manifest version means converting again
   if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === want && fs.existsSync(path.join(converted, 'manifest.json'))) return { hf, converted };
   fs.rmSync(base, { recursive: true, force: true });
   log(`writing and converting ${name} (once)...`);

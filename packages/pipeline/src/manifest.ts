@@ -4,7 +4,8 @@ import type { DtypeName, StageName, Target } from './formats.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'llava-mini-onnx';
-export const MANIFEST_VERSION = 1;
+// 2: pre-fusion is one causal GroupQueryAttention graph over a cacheable picture prefix (no attention_bias input).
+export const MANIFEST_VERSION = 2;
 
 export interface FileEntry {
   name: string;

@@ -1,29 +1,29 @@
 import {
   type Backend,
-  castFloat,
   type Device,
   type DeviceRequest,
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
   type SessionOptions,
+  type Tensor,
   tensor,
-  toFloat32,
 } from '@llava-mini/core';
 import { DEFAULT_MAX_POSITIONS, type PrefusionConfig, readPrefusionConfig } from './config.js';
-import { type PrefusionInputs, prefusionInputs } from './inputs.js';
+import { PREFUSION_IO } from './graph.js';
+import { keptRows } from './inputs.js';
 
 export interface PrefusionOptions extends Omit<SessionOptions, 'device'> {
   device?: DeviceRequest;
   /** config.json of the checkpoint the graph was built from. */
   json: Record<string, unknown>;
-  /** The graph's activation dtype (what it was built with); float16 graphs get converted I/O. Default float32. */
+  /** The graph's activation dtype (what it was built with): the dtype of the keys/values it hands out. Default float32. */
   dtype?: 'float32' | 'float16';
   /** The graph's RoPE cache rows (what it was built with; default DEFAULT_MAX_POSITIONS). */
   maxPositions?: number;
 }
 
-/** The prompt side of a pre-fusion call, shared by every frame of a video. */
+/** The prompt side of a pre-fusion call, shared by every picture. */
 export interface PrefusionText {
   /** [L, H] embed_tokens(max(ids, 0)), float32. */
   textEmbeds: Float32Array;
@@ -39,14 +39,45 @@ export interface PrefusionImage {
   compressed: Float32Array;
 }
 
+/**
+ * What pre-fusion keeps of a picture: its vision tokens and, per pre-fusion layer, the keys and
+ * values of its P = M + C*C rows (RoPE applied, the graph's dtype). Any prompt about the picture
+ * runs only its own rows after this prefix. Immutable once made: the runtime never writes into it.
+ */
+export interface PicturePrefix {
+  /** [C*C, H] float32: the pre-fusion outputs at the compressed slots (spec §3.3). */
+  readonly visionTokens: Float32Array;
+  /** Per layer [1, kvHeads, P, headDim]. */
+  readonly keys: readonly Tensor[];
+  readonly values: readonly Tensor[];
+  /** P: the picture's rows. */
+  readonly rows: number;
+  /** Bytes held (vision tokens, keys and values). */
+  readonly bytes: number;
+}
+
+/** A picture for pre-fusion: its features (first look) or its prefix (seen before). */
+export type PrefusionPicture = PrefusionImage | PicturePrefix;
+
 export interface PrefusionResult {
-  /** [C*C, H] (video: [frames*C*C, H], frames in order) */
+  /** [C*C, H] (several pictures: [pictures*C*C, H], in order) */
   visionTokens: Float32Array;
-  /** [L, H]; rows at ids <= 0 are the raw embeddings (spec §3.3). Video: the mean over frames. */
+  /** [L, H]; rows at ids <= 0 are the raw embeddings (spec §3.3). Several pictures: the mean over them. */
   fusedText: Float32Array;
 }
 
-/** A loaded pre-fusion graph: image features, compressed features and prompt embeddings in, vision tokens and fused text out. */
+export interface FuseOptions {
+  /**
+   * Called with the prefix of each picture that came as features, so the caller can cache it
+   * (images). Without it, no prefix is fetched and each picture's rows are dropped after its pass
+   * (video frames: nothing of a frame outlives it but its vision tokens and the running sum).
+   */
+  onPrefix?: (prefix: PicturePrefix, picture: PrefusionImage, index: number) => void;
+}
+
+const isPrefix = (p: PrefusionPicture): p is PicturePrefix => 'keys' in p;
+
+/** A loaded pre-fusion graph: pictures (features or cached prefixes) and a prompt in, vision tokens and fused text out. */
 export class Prefusion {
   private constructor(
     private readonly session: InferenceSession,
@@ -67,81 +98,118 @@ export class Prefusion {
     return this.session.device;
   }
 
-  /** One image: spec §3.2-3.3. */
-  async run(input: PrefusionImage & PrefusionText): Promise<PrefusionResult> {
-    const shape = this.check(input, input);
-    return this.runOne(input, input, prefusionInputs(input.ids, shape.M, shape.CC, this.dtype));
+  /** One picture (features or prefix) with the prompt: spec §3.2-3.3. */
+  async run(input: PrefusionPicture & PrefusionText, options: FuseOptions = {}): Promise<PrefusionResult> {
+    return this.fuseFrames([input], input, options);
+  }
+
+  /** A picture's prefix alone (no prompt rows), e.g. to warm a cache. */
+  async prefix(image: PrefusionImage): Promise<PicturePrefix> {
+    this.checkImage(image);
+    return (await this.pass(image, new Float32Array(0), 0, true)).prefix as PicturePrefix;
   }
 
   /**
-   * A video (spec §6.2): one pre-fusion pass per frame with the whole prompt; vision tokens are
-   * concatenated in frame order, fused text is the float32 mean over frames, kept as a running sum
-   * so no frame's activations outlive its pass.
+   * Several pictures with one prompt (a video's frames, spec §6.2, or several images): one pass per
+   * picture; vision tokens are concatenated in order, fused text is the float32 mean over pictures,
+   * kept as a running sum so no picture's activations outlive its pass. Pictures given as prefixes
+   * run only the prompt's rows.
    */
-  async fuseFrames(frames: AsyncIterable<PrefusionImage> | Iterable<PrefusionImage>, text: PrefusionText): Promise<PrefusionResult & { frames: number }> {
+  async fuseFrames(pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>, text: PrefusionText, options: FuseOptions = {}): Promise<PrefusionResult & { frames: number }> {
     const H = this.config.llama.hiddenSize;
-    const sum = new Float32Array(text.ids.length * H);
+    const L = this.checkText(text);
+    // Padded rows (ids <= 0) are neither fused nor attended: only the kept rows go through the graph.
+    const kept = keptRows(text.ids);
+    const keptEmbeds = new Float32Array(kept.length * H);
+    kept.forEach((t, i) => keptEmbeds.set(text.textEmbeds.subarray(t * H, (t + 1) * H), i * H));
+    const sum = new Float32Array(kept.length * H);
     const vision: Float32Array[] = [];
-    let masks: { M: number; CC: number; inputs: PrefusionInputs } | undefined;
-    for await (const frame of frames) {
-      const { M, CC } = this.check(frame, text);
-      if (!masks || masks.M !== M || masks.CC !== CC) masks = { M, CC, inputs: prefusionInputs(text.ids, M, CC, this.dtype) };
-      const { visionTokens, fusedText } = await this.runOne(frame, text, masks.inputs);
-      vision.push(visionTokens);
-      for (let i = 0; i < sum.length; i++) sum[i] += fusedText[i];
+    for await (const picture of pictures) {
+      const index = vision.length;
+      let fused: Float32Array;
+      if (isPrefix(picture)) {
+        this.checkPositions(picture.rows + kept.length);
+        vision.push(picture.visionTokens);
+        fused = kept.length ? (await this.pass(picture, keptEmbeds, picture.rows, false)).fusedText : keptEmbeds;
+      } else {
+        const { M, CC } = this.checkImage(picture);
+        this.checkPositions(M + CC + kept.length);
+        const out = await this.pass(picture, keptEmbeds, 0, options.onPrefix !== undefined);
+        vision.push(out.visionTokens as Float32Array);
+        if (out.prefix) options.onPrefix?.(out.prefix, picture, index);
+        fused = out.fusedText;
+      }
+      for (let i = 0; i < sum.length; i++) sum[i] += fused[i];
     }
     if (vision.length === 0) throw new InvalidOptionError('fuseFrames got no frames');
     const visionTokens = new Float32Array(vision.reduce((n, v) => n + v.length, 0));
     vision.reduce((offset, v) => (visionTokens.set(v, offset), offset + v.length), 0);
-    for (let i = 0; i < sum.length; i++) sum[i] /= vision.length;
-    return { visionTokens, fusedText: sum, frames: vision.length };
+    // Scatter the mean back; padded rows keep their raw embedding (spec §3.3).
+    const fusedText = Float32Array.from(text.textEmbeds.subarray(0, L * H));
+    kept.forEach((t, i) => {
+      for (let j = 0; j < H; j++) fusedText[t * H + j] = sum[i * H + j] / vision.length;
+    });
+    return { visionTokens, fusedText, frames: vision.length };
   }
 
   dispose(): Promise<void> {
     return this.session.dispose();
   }
 
-  private async runOne(image: PrefusionImage, text: PrefusionText, inputs: PrefusionInputs): Promise<PrefusionResult> {
-    const { hiddenSize: H } = this.config.llama;
+  /** One run of the graph: a picture's rows (features) or its prefix (past), then the kept prompt rows. */
+  private async pass(picture: PrefusionPicture, keptEmbeds: Float32Array, pastRows: number, wantPrefix: boolean) {
+    const { hiddenSize: H, numKvHeads, headDim } = this.config.llama;
     const D = this.config.visionHidden;
-    const L = text.ids.length;
-    const T = inputs.valid.length;
-    const float = (dims: number[], data: Float32Array) => castFloat(tensor('float32', dims, data), this.dtype);
-    const out = await this.session.run(
-      {
-        image_features: float([1, image.imageFeatures.length / D, D], image.imageFeatures),
-        compressed: float([1, image.compressed.length / D, D], image.compressed),
-        text_embeds: float([1, L, H], text.textEmbeds),
-        position_ids: tensor('int64', [1, T], inputs.positionIds),
-        attention_bias: float([1, 1, T, T], inputs.attentionBias),
-      },
-      ['vision_tokens', 'fused_text'],
-    );
-    const visionTokens = toFloat32(out.vision_tokens);
-    const fusedText = Float32Array.from(toFloat32(out.fused_text));
-    // Padding rows (the placeholder, token id 0) were neither fused nor attended: keep their embedding.
-    text.ids.forEach((id, t) => {
-      if (id <= 0) fusedText.set(text.textEmbeds.subarray(t * H, (t + 1) * H), t * H);
-    });
-    return { visionTokens, fusedText };
+    const layers = this.config.layers;
+    const first = !isPrefix(picture);
+    const rows = (data: Float32Array, width: number) => tensor('float32', [1, data.length / width, width], data);
+    const none = new Float32Array(0);
+    const feeds: Record<string, Tensor> = {
+      [PREFUSION_IO.imageFeatures]: rows(first ? picture.imageFeatures : none, D),
+      [PREFUSION_IO.compressed]: rows(first ? picture.compressed : none, D),
+      [PREFUSION_IO.textEmbeds]: rows(keptEmbeds, H),
+    };
+    const emptyPast = tensor(this.dtype, [1, numKvHeads, 0, headDim]);
+    for (let l = 0; l < layers; l++) {
+      feeds[PREFUSION_IO.pastKey(l)] = first ? emptyPast : picture.keys[l];
+      feeds[PREFUSION_IO.pastValue(l)] = first ? emptyPast : picture.values[l];
+    }
+    if (!first && picture.keys[0] && picture.keys[0].dims[2] !== pastRows) throw new InvalidOptionError(`prefix has ${picture.keys[0].dims[2]} rows, expected ${pastRows}`);
+    const fetches: string[] = [PREFUSION_IO.fusedText];
+    if (first) fetches.push(PREFUSION_IO.visionTokens);
+    if (wantPrefix) for (let l = 0; l < layers; l++) fetches.push(PREFUSION_IO.prefixKey(l), PREFUSION_IO.prefixValue(l));
+    const out = await this.session.run(feeds, fetches);
+    const fusedText = out[PREFUSION_IO.fusedText].data as Float32Array;
+    if (!first) return { fusedText };
+    const visionTokens = out[PREFUSION_IO.visionTokens].data as Float32Array;
+    if (!wantPrefix) return { fusedText, visionTokens };
+    const keys = Array.from({ length: layers }, (_, l) => out[PREFUSION_IO.prefixKey(l)]);
+    const values = Array.from({ length: layers }, (_, l) => out[PREFUSION_IO.prefixValue(l)]);
+    const bytes = visionTokens.byteLength + [...keys, ...values].reduce((n, t) => n + t.data.byteLength, 0);
+    const prefix: PicturePrefix = { visionTokens, keys, values, rows: (picture.imageFeatures.length + picture.compressed.length) / D, bytes };
+    return { fusedText, visionTokens, prefix };
   }
 
   /** Validate sizes before they reach the runtime, so a mistake names the input at fault. */
-  private check(image: PrefusionImage, text: PrefusionText): { M: number; CC: number } {
-    const { hiddenSize: H } = this.config.llama;
+  private checkImage(image: PrefusionImage): { M: number; CC: number } {
     const D = this.config.visionHidden;
-    const rows = (name: string, data: Float32Array, width: number) => {
-      if (!(data instanceof Float32Array) || data.length === 0 || data.length % width !== 0) {
-        throw new InvalidOptionError(`${name} must be a non-empty Float32Array of rows of width ${width}, got ${data?.length} values`);
-      }
-      return data.length / width;
-    };
-    const M = rows('imageFeatures', image.imageFeatures, D);
-    const CC = rows('compressed', image.compressed, D);
-    const L = rows('textEmbeds', text.textEmbeds, H);
-    if (L !== text.ids.length) throw new InvalidOptionError(`textEmbeds has ${L} rows but the prompt has ${text.ids.length} ids`);
-    const T = M + CC + L;
-    if (T > this.maxPositions) throw new InvalidOptionError(`${T} pre-fusion rows exceed the graph's ${this.maxPositions} RoPE positions (build it with a larger maxPositions)`);
-    return { M, CC };
+    return { M: rowsOf('imageFeatures', image.imageFeatures, D), CC: rowsOf('compressed', image.compressed, D) };
   }
+
+  private checkText(text: PrefusionText): number {
+    const L = rowsOf('textEmbeds', text.textEmbeds, this.config.llama.hiddenSize);
+    if (L !== text.ids.length) throw new InvalidOptionError(`textEmbeds has ${L} rows but the prompt has ${text.ids.length} ids`);
+    return L;
+  }
+
+  private checkPositions(rows: number): void {
+    if (rows > this.maxPositions) throw new InvalidOptionError(`${rows} pre-fusion rows exceed the graph's ${this.maxPositions} RoPE positions (build it with a larger maxPositions)`);
+  }
+}
+
+function rowsOf(name: string, data: Float32Array, width: number): number {
+  if (!(data instanceof Float32Array) || data.length === 0 || data.length % width !== 0) {
+    throw new InvalidOptionError(`${name} must be a non-empty Float32Array of rows of width ${width}, got ${data?.length} values`);
+  }
+  return data.length / width;
 }
