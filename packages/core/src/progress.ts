@@ -9,7 +9,7 @@ export interface ProgressEvent {
   item?: string;
   done: number;
   total?: number;
-  unit?: 'bytes' | 'tensors' | 'frames' | 'files' | 'tokens';
+  unit?: 'bytes' | 'tensors' | 'frames' | 'files' | 'tokens' | 'jobs';
 }
 
 export type ProgressCallback = (event: ProgressEvent) => void;

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat. Errors the library raises on
-// purpose (LlavaMiniError) print as one line and exit 1; usage errors exit 2.
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from @llava-mini/batch).
+// Errors the library raises on purpose (LlavaMiniError) print as one line and exit 1; usage errors exit 2.
 import { Command, CommanderError, Option } from 'commander';
 import { LlavaMiniError } from '@llava-mini/core';
 import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
+import { importOptional, MissingPackageError } from './cli/optional.js';
 
 const program = new Command('llava-mini')
   .description('LLaVA-Mini: answer questions about images and videos with one vision token per picture')
@@ -59,12 +60,31 @@ withModelOptions(program.command('ask').description('answer one question about a
 
 withModelOptions(program.command('chat').description('an interactive conversation about an image or video')).action(chatCommand);
 
+// batch and worker live in @llava-mini/batch (BullMQ, Redis), which parses its own options.
+for (const [name, description] of [
+  ['batch', 'answer a JSONL of image/video jobs, here (resumable) or on a Redis queue (@llava-mini/batch)'],
+  ['worker', 'answer the jobs of a Redis queue, on any number of machines (@llava-mini/batch)'],
+]) {
+  program
+    .command(name)
+    .description(description)
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[options...]')
+    .action(async (argv: string[]) => (await importOptional<{ main: (command: string, argv: string[]) => Promise<void> }>('@llava-mini/batch', name)).main(name, argv));
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
   if (e instanceof LlavaMiniError) {
     process.stderr.write(`llava-mini: ${e.code}: ${e.message}\n`);
+    process.exit(1);
+  }
+  if (e instanceof MissingPackageError) {
+    process.stderr.write(`llava-mini: ${e.message}\n`);
     process.exit(1);
   }
   throw e;
