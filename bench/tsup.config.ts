@@ -11,6 +11,7 @@ export default defineConfig({
     'convert-memory': path.join(root, 'bench', 'convert-memory.ts'),
     run: path.join(root, 'bench', 'run.ts'),
     prefusion: path.join(root, 'bench', 'prefusion.ts'),
+    batch: path.join(root, 'bench', 'batch.ts'),
   },
   outDir: path.join(root, '.cache', 'bench'),
   format: ['esm'],

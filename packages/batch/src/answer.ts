@@ -1,5 +1,5 @@
 import { AbortError, LlavaMiniError, errorMessage } from '@llava-mini/core';
-import type { AskOptions, AskResult, LlavaMiniModel } from '@llava-mini/pipeline';
+import type { AskOptions, AskResult } from '@llava-mini/pipeline';
 import type { Job, JobId } from './jobs.js';
 
 export interface Usage {
@@ -43,8 +43,12 @@ export function toJobError(e: unknown): JobError {
   return { code: 'INTERNAL', message: errorMessage(e) };
 }
 
-/** The subset of the model's API a batch uses: questions about an input, in one conversation. */
-export type BatchModel = Pick<LlavaMiniModel, 'chat'>;
+/** What a batch needs of a model (a `LlavaMini` is one): a conversation about an input, asked in turns. */
+export interface BatchModel {
+  chat(input: unknown): {
+    ask(question: string, options?: AskOptions): { done(): Promise<AskResult> };
+  };
+}
 
 const now = (): number => globalThis.performance.now();
 
@@ -54,7 +58,7 @@ const now = (): number => globalThis.performance.now();
  */
 export async function answerJob(model: BatchModel, job: Job, options: AskOptions = {}): Promise<Answered> {
   const started = now();
-  const conversation = model.chat(job.input, options);
+  const conversation = model.chat(job.input);
   const results: AskResult[] = [];
   try {
     for (const question of job.questions) {

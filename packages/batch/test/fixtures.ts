@@ -51,7 +51,7 @@ export function readJsonl(file: string): Record<string, any>[] {
 }
 
 /** How many times each id appears. */
-export function idCounts(lines: { id: unknown }[]): Map<string, number> {
+export function idCounts(lines: Record<string, unknown>[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const l of lines) m.set(String(l.id), (m.get(String(l.id)) ?? 0) + 1);
   return m;

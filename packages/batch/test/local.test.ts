@@ -48,7 +48,7 @@ describe('runBatch (local mode)', () => {
     // The same answers as asking the model directly.
     const solo = await model.ask(images[0], 'What is in this picture?', ask).done();
     expect(byId.get('one')).toMatchObject({ answer: solo.text, finishReason: solo.finishReason, usage: { promptTokens: solo.llmInputTokens, completionTokens: solo.ids.length } });
-    const chat = model.chat([images[1], images[2]], ask);
+    const chat = model.chat([images[1], images[2]]);
     const a1 = await chat.ask('What is this?', ask).done();
     const a2 = await chat.ask('And the colour?', ask).done();
     expect(byId.get('2')).toMatchObject({ answers: [a1.text, a2.text], metadata: { source: 'test' } });

@@ -38,12 +38,12 @@ describeQueue('queued mode (BullMQ on a real redis-server)', () => {
     // Fault injection for the retry path: the first conversation about img-3 fails as a runtime error would.
     let flaked = false;
     const flaky: BatchModel = {
-      chat: (input, options) => {
+      chat: (input) => {
         if (!flaked && input === images[3]) {
           flaked = true;
           throw new Error('connection reset while reading the picture');
         }
-        return model.chat(input, options);
+        return model.chat(input);
       },
     };
     const input = path.join(root, 'jobs', 'lib.jsonl');
