@@ -100,12 +100,16 @@ describeQueue('queued mode (BullMQ on a real redis-server)', () => {
     try {
       // The collector, killed once it has written some results, then started again.
       const c1 = spawnCli('batch', ...q, '--collect', output);
-      await waitFor('the first results', () => lines() >= 30, 120_000);
+      await waitFor('the first results', () => lines() >= 30, 400_000);
       c1.child.kill('SIGKILL');
       await c1.exited;
 
       // w1 dies with jobs in hand: those run again on w2 once their locks expire.
-      await waitFor('w1 to run jobs', async () => (await queue.getActive()).some((j) => j.processedBy === 'w1'), 60_000);
+      await waitFor('w1 to run jobs', async () => (await queue.getActive()).some((j) => j.processedBy === 'w1'), 400_000);
+      // Freeze w1 first (and let commands it already sent land), so the jobs it holds cannot finish
+      // between reading them and the kill.
+      w1.child.kill('SIGSTOP');
+      await new Promise((r) => setTimeout(r, 300));
       const inHand = (await queue.getActive()).filter((j) => j.processedBy === 'w1').map((j) => j.data.line.id);
       w1.child.kill('SIGKILL');
       await w1.exited;
@@ -140,5 +144,5 @@ describeQueue('queued mode (BullMQ on a real redis-server)', () => {
     }
     expect(w2.output()).toMatch(/worker w2: stopped/);
     expect((await queueStatus({ url: redis.url, name })).workers.map((w) => w.name)).not.toContain('w2');
-  });
+  }, 900_000); // about 40 s on a quiet 2-core machine; generous for a busy one
 });
