@@ -74,7 +74,7 @@ async function ortBandwidth(backend: Backend, device: 'cpu' | 'wasm', bytes: num
  * The runtime's own streaming rate: a [1, K] x [K, N] fp32 MatMul (what a decode step does) over a
  * weight of `bytes`, all threads; bytes of weight read per second (best of `reps`).
  */
-async function gemvBandwidth(backend: Backend, bytes: number, reps: number): Promise<number> {
+export async function gemvBandwidth(backend: Backend, bytes: number, reps: number): Promise<number> {
   const K = 8192;
   const N = bytes / 4 / K;
   const g = new Graph({ name: 'gemv' });
@@ -98,7 +98,7 @@ async function gemvBandwidth(backend: Backend, bytes: number, reps: number): Pro
 }
 
 /** fp32 MatMul [m, k] x [k, n] (weights as an initializer, as in the model graphs): FLOP/s, median of `reps`. */
-async function matmulRate(backend: Backend, device: 'cpu' | 'wasm', [m, k, n]: number[], reps: number): Promise<number> {
+export async function matmulRate(backend: Backend, device: 'cpu' | 'wasm', [m, k, n]: number[], reps: number): Promise<number> {
   const g = new Graph({ name: 'matmul' });
   const a = g.input('a', 'float32', [m, k]);
   const w = new Float32Array(k * n);

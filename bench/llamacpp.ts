@@ -69,15 +69,40 @@ function gguf(checkpoint: string, type: GgufWeights): string {
   return file;
 }
 
-interface Run {
-  prefill: number;
-  decode: number;
+/** Wall and CPU time (ms, this process: both runtimes run in it) at the start and after each token. */
+interface Trace {
   ids: number[];
+  wall: number[];
+  cpu: number[];
 }
 
-interface LongRun {
-  prefill: number;
-  stepMs: number;
+const cpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Take `n` tokens from a greedy token stream over `prompt`, timing each. */
+async function trace(tokens: AsyncIterable<number>, n: number): Promise<Trace> {
+  const t: Trace = { ids: [], wall: [now()], cpu: [cpuMs()] };
+  for await (const id of tokens) {
+    t.wall.push(now());
+    t.cpu.push(cpuMs());
+    t.ids.push(id);
+    if (t.ids.length === n) break;
+  }
+  return t;
+}
+
+/** Prefill tok/s (prompt / time to the first token), decode tok/s and CPU ms per decoded token (after the first). */
+function rates(t: Trace, prompt: number): { prefill: number; decode: number; decodeCpu: number } {
+  const n = t.ids.length;
+  return { prefill: prompt / ((t.wall[1] - t.wall[0]) / 1000), decode: (n - 1) / ((t.wall[n] - t.wall[1]) / 1000), decodeCpu: (t.cpu[n] - t.cpu[1]) / (n - 1) };
+}
+
+/** Median step of a trace after `skip` steps: wall ms and CPU ms. */
+function medianStep(t: Trace, skip: number): { wall: number; cpu: number } {
+  const steps = (xs: number[]) => xs.slice(2 + skip).map((x, i) => x - xs[1 + skip + i]);
+  return { wall: median(steps(t.wall)), cpu: median(steps(t.cpu)) };
 }
 
 /** First index where two id lists differ, or -1. */
@@ -88,20 +113,21 @@ function firstDifference(a: number[], b: number[]): number {
 
 export interface LlamaCppOptions {
   quick: boolean;
-  threads?: number;
+  /** Thread counts to run (each a row per format); default all cores. */
+  threads?: number[];
   formats?: string[];
 }
 
 export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; plots: string[] }> {
   const lib = await loadNodeLlamaCpp();
   if (typeof lib === 'string') return { markdown: lib, plots: [] };
-  const threads = o.threads ?? os.cpus().length;
+  const threadCounts = o.threads ?? [os.cpus().length];
   const formats = (o.formats ?? ['fp32', 'q8', 'q4']) as FormatName[];
   for (const f of formats) if (!(f in PAIRS)) throw new Error(`--formats: unknown format ${f} (known: ${Object.keys(PAIRS).join(', ')})`);
   const P = o.quick ? 64 : 128;
   const N = o.quick ? 16 : 32;
   const LONG = o.quick ? 1024 : 4096;
-  const reps = o.quick ? 2 : 4;
+  const reps = o.quick ? 2 : 3;
   const steps = o.quick ? 8 : 16;
   const warm = 4;
   const maxSequence = 4096 + 64; // the LLM stage bench's graphs (shared cache) cover 4096 + its timed steps
@@ -113,100 +139,81 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
   const llama = await lib.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
 
   const rows: (string | number)[][] = [];
+  const cpuRows: (string | number)[][] = [];
   const notes: string[] = [];
   try {
     for (const f of formats) {
       const type = PAIRS[f];
       const graphs = llmGraphs(dir, config, f, maxSequence);
       const file = gguf(dir, type);
-      log(`llamacpp: ${f} vs ${type}, ${threads} threads each...`);
-      const ours = await LlamaModel.create(backend, graphs, { config, device: 'cpu', maxSequence, dtype: f === 'fp16' ? 'float16' : 'float32', session: { intraOpNumThreads: threads } });
-      const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-      // llama.cpp's KV cache is F16 by default; fp32 runs keep it F32 like ours, so the greedy tokens can be compared.
-      const kv = f === 'fp32' ? { experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } : {};
-      const ctx = await model.createContext({ contextSize: maxSequence, batchSize: 512, threads: { ideal: threads, min: threads }, ...kv });
-      const seq = ctx.getSequence();
-      try {
-        if (f === formats[0]) {
-          const text = 'The photo shows a city street at night — 3 cars, «buses» and 人々.';
-          const same = JSON.stringify(model.tokenize(text, false)) === JSON.stringify(tokenizer.encode(text, { addSpecialTokens: false }));
-          notes.push(`Tokenizer exported to GGUF: llama.cpp's tokenization of ${JSON.stringify(text)} ${same ? 'matches ours' : 'differs from ours'}.`);
-        }
-        const runOurs = async (prompt: number[], n: number): Promise<Run> => {
+      notes.push(`${f} / ${type}: GGUF ${fmt(fs.statSync(file).size / 1e9, 2)} GB; a decode step reads ${fmt(ggufStepBytes(config, type) / 1e6, 0)} MB of llama.cpp's weights.`);
+      for (const threads of threadCounts) {
+        log(`llamacpp: ${f} vs ${type}, ${threads} thread(s) each...`);
+        const ours = await LlamaModel.create(backend, graphs, { config, device: 'cpu', maxSequence, dtype: f === 'fp16' ? 'float16' : 'float32', session: { intraOpNumThreads: threads } });
+        const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+        // llama.cpp's KV cache is F16 by default; fp32 runs keep it F32 like ours, so the greedy tokens can be compared.
+        const kv = f === 'fp32' ? { experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } : {};
+        const ctx = await model.createContext({ contextSize: maxSequence, batchSize: 512, threads: { ideal: threads, min: threads }, ...kv });
+        const seq = ctx.getSequence();
+        try {
+          if (notes.length === 1) {
+            const text = 'The photo shows a city street at night — 3 cars, «buses» and 人々.';
+            const same = JSON.stringify(model.tokenize(text, false)) === JSON.stringify(tokenizer.encode(text, { addSpecialTokens: false }));
+            notes.unshift(`Tokenizer exported to GGUF: llama.cpp's tokenization of ${JSON.stringify(text)} ${same ? 'matches ours' : 'differs from ours'}.`);
+          }
+          // Ours: what generate() runs per token (LlamaModel.embed + prefill/step, greedy argmax), without its text streaming.
+          const oursTokens = async function* (prompt: number[]): AsyncGenerator<number> {
+            ours.reset();
+            let id = argmax(await ours.prefill(await ours.embed(prompt)));
+            for (;;) {
+              yield id;
+              id = argmax(await ours.step(id));
+            }
+          };
+          const theirsTokens = async function* (prompt: number[]): AsyncGenerator<number> {
+            await seq.clearHistory();
+            yield* seq.evaluate(prompt, { temperature: 0 });
+          };
+          await trace(oursTokens(promptIds(tokenizer, 16)), 8); // warm-up: weights paged in, arenas grown
+          await trace(theirsTokens(promptIds(tokenizer, 16)), 8);
+          const a: Trace[] = [];
+          const b: Trace[] = [];
+          for (let r = 0; r < reps; r++) {
+            a.push(await trace(oursTokens(ids), N));
+            b.push(await trace(theirsTokens(ids), N));
+          }
+          // ~4k context: one long prefill each, then the median of `steps` decode steps after `warm`.
+          const la = await trace(oursTokens(longIds), warm + steps + 1);
+          const lb = await trace(theirsTokens(longIds), warm + steps + 1);
           ours.reset();
-          const r = await generate(ours, prompt, { maxNewTokens: n, stopIds: [] }).done();
-          return { prefill: r.stats.prefillTokensPerSecond, decode: r.stats.decodeTokensPerSecond, ids: r.ids };
-        };
-        const runTheirs = async (prompt: number[], n: number): Promise<Run & { times: number[] }> => {
           await seq.clearHistory();
-          const out: number[] = [];
-          const times: number[] = [];
-          const t0 = now();
-          for await (const id of seq.evaluate(prompt, { temperature: 0 })) {
-            times.push(now());
-            out.push(id);
-            if (out.length === n) break;
-          }
-          const prefill = prompt.length / ((times[0] - t0) / 1000);
-          const decode = n > 1 ? (n - 1) / ((times[n - 1] - times[0]) / 1000) : 0;
-          return { prefill, decode, ids: out, times };
-        };
-        await runOurs(promptIds(tokenizer, 16), 8); // warm-up: weights paged in, arenas grown
-        await runTheirs(promptIds(tokenizer, 16), 8);
-        const a: Run[] = [];
-        const b: Run[] = [];
-        for (let r = 0; r < reps; r++) {
-          a.push(await runOurs(ids, N));
-          b.push(await runTheirs(ids, N));
-        }
-        // ~4k context: one long prefill each, then the median of `steps` decode steps after `warm`.
-        const longOurs = async (): Promise<LongRun> => {
-          ours.reset();
-          const t0 = now();
-          let id = argmax(await ours.prefill(await ours.embed(longIds)));
-          const prefill = longIds.length / ((now() - t0) / 1000);
-          const ms: number[] = [];
-          for (let i = 0; i < warm + steps; i++) {
-            const t = now();
-            id = argmax(await ours.step(id));
-            if (i >= warm) ms.push(now() - t);
-          }
-          return { prefill, stepMs: median(ms) };
-        };
-        const longTheirs = async (): Promise<LongRun> => {
-          const r = await runTheirs(longIds, warm + steps + 1);
-          const ms = r.times.slice(warm + 1).map((t, i) => t - r.times[warm + i]);
-          return { prefill: r.prefill, stepMs: median(ms) };
-        };
-        const la = await longOurs();
-        const lb = await longTheirs();
-        ours.reset();
-        await seq.clearHistory();
 
-        const m = (xs: Run[], k: 'prefill' | 'decode') => median(xs.map((x) => x[k]));
-        const diff = firstDifference(a[0].ids, b[0].ids);
-        const stable = a.every((x) => firstDifference(x.ids, a[0].ids) < 0) && b.every((x) => firstDifference(x.ids, b[0].ids) < 0);
-        const same = diff < 0 ? `all ${N}` : `first ${diff} of ${N}`;
-        rows.push([
-          `${f} / ${type}`,
-          fmt(m(a, 'prefill')),
-          fmt(m(b, 'prefill')),
-          `${fmt(m(a, 'prefill') / m(b, 'prefill'), 2)}x`,
-          fmt(m(a, 'decode'), 2),
-          fmt(m(b, 'decode'), 2),
-          `${fmt(m(a, 'decode') / m(b, 'decode'), 2)}x`,
-          fmt(1000 / la.stepMs, 2),
-          fmt(1000 / lb.stepMs, 2),
-          `${fmt(lb.stepMs / la.stepMs, 2)}x`,
-          fmt(la.prefill),
-          fmt(lb.prefill),
-          `${same}${stable ? '' : ' (runs differ)'}`,
-        ]);
-        notes.push(`${f} / ${type}: GGUF ${fmt(fs.statSync(file).size / 1e9, 2)} GB, ${fmt(ggufStepBytes(config, type) / 1e6, 0)} MB of weights read per decode step by llama.cpp.`);
-      } finally {
-        await ctx.dispose();
-        await model.dispose();
-        await ours.dispose();
+          const m = (xs: Trace[], k: 'prefill' | 'decode' | 'decodeCpu') => median(xs.map((x) => rates(x, ids.length)[k]));
+          const [sa, sb] = [medianStep(la, warm), medianStep(lb, warm)];
+          const diff = firstDifference(a[0].ids, b[0].ids);
+          const stable = a.every((x) => firstDifference(x.ids, a[0].ids) < 0) && b.every((x) => firstDifference(x.ids, b[0].ids) < 0);
+          const label = `${f} / ${type}${threadCounts.length > 1 ? `, ${threads} thr.` : ''}`;
+          rows.push([
+            label,
+            fmt(m(a, 'prefill')),
+            fmt(m(b, 'prefill')),
+            `${fmt(m(a, 'prefill') / m(b, 'prefill'), 2)}x`,
+            fmt(m(a, 'decode'), 2),
+            fmt(m(b, 'decode'), 2),
+            `${fmt(m(a, 'decode') / m(b, 'decode'), 2)}x`,
+            fmt(1000 / sa.wall, 2),
+            fmt(1000 / sb.wall, 2),
+            `${fmt(sb.wall / sa.wall, 2)}x`,
+            fmt(rates(la, longIds.length).prefill),
+            fmt(rates(lb, longIds.length).prefill),
+            `${diff < 0 ? `all ${N}` : `first ${diff} of ${N}`}${stable ? '' : ' (runs differ)'}`,
+          ]);
+          cpuRows.push([label, fmt(m(a, 'decodeCpu'), 2), fmt(m(b, 'decodeCpu'), 2), `${fmt(m(b, 'decodeCpu') / m(a, 'decodeCpu'), 2)}x`, fmt(sa.cpu, 2), fmt(sb.cpu, 2), `${fmt(sb.cpu / sa.cpu, 2)}x`]);
+        } finally {
+          await ctx.dispose();
+          await model.dispose();
+          await ours.dispose();
+        }
       }
     }
   } finally {
@@ -214,13 +221,17 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
   }
   const c: LlamaConfig = config;
   const markdown = [
-    `Model: the LLM stage bench's backbone (width ${c.hiddenSize}, ${c.numLayers} layers, GQA ${c.numHeads}/${c.numKvHeads} heads of ${c.headDim}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}, seeded random weights), the same weights in both. llama.cpp = node-llama-cpp 3.21.1's prebuilt CPU build; ours = onnxruntime-node 1.30 CPU. ${threads} threads each (onnxruntime intra_op_num_threads, llama.cpp context threads). Prompt ${P} tokens, ${N} greedy tokens, medians of ${reps} alternating runs after a warm-up; ~4k context: a ${LONG}-token prefill each, then the median of ${steps} decode steps after ${warm}. KV cache: fp32 in ours; llama.cpp F32 in the fp32 row, its default F16 otherwise. Ratios are ours / llama.cpp (above 1: we are faster), measured side by side in one run on a shared 2-core machine.`,
+    `Model: the LLM stage bench's backbone (width ${c.hiddenSize}, ${c.numLayers} layers, GQA ${c.numHeads}/${c.numKvHeads} heads of ${c.headDim}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}, seeded random weights), the same weights in both. llama.cpp = node-llama-cpp 3.21.1's prebuilt CPU build; ours = onnxruntime-node 1.30 CPU. ${threadCounts.join(' and ')} thread(s) each (onnxruntime intra_op_num_threads, llama.cpp context threads). Prompt ${P} tokens, ${N} greedy tokens, medians of ${reps} alternating runs after a warm-up (ours: LlamaModel.embed + prefill/step and argmax, what generate() runs per token; theirs: LlamaContextSequence.evaluate at temperature 0); ~4k context: a ${LONG}-token prefill each, then the median of ${steps} decode steps after ${warm}. KV cache: fp32 in ours; llama.cpp F32 in the fp32 row, its default F16 otherwise. Ratios are ours / llama.cpp (above 1: we are faster), measured side by side in one run on a shared 2-core machine.`,
     '',
     table(
       ['weights (ours / GGUF)', 'ours prefill tok/s', 'llama.cpp prefill tok/s', 'prefill ratio', 'ours decode tok/s', 'llama.cpp decode tok/s', 'decode ratio', `ours decode @${LONG} tok/s`, `llama.cpp decode @${LONG} tok/s`, `decode @${LONG} ratio`, `ours prefill ${LONG} tok/s`, `llama.cpp prefill ${LONG} tok/s`, 'same greedy tokens'],
       rows,
       [false, true, true, true, true, true, true, true, true, true, true, true, false],
     ),
+    '',
+    `CPU time per decoded token (this process's user + system time, both runtimes run in it): on a shared machine it counts the work, not the waits for a core; with one thread it is the fairest measure of the kernels, with more it also counts spinning threads.`,
+    '',
+    table(['weights (ours / GGUF)', 'ours CPU ms/token', 'llama.cpp CPU ms/token', 'ratio (theirs / ours)', `ours CPU ms/token @${LONG}`, `llama.cpp CPU ms/token @${LONG}`, `ratio @${LONG}`], cpuRows, [false, true, true, true, true, true, true]),
     '',
     ...notes.map((n) => `- ${n}`),
   ].join('\n');

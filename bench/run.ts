@@ -12,7 +12,9 @@
  * 4. backends: each stage on onnxruntime-node CPU vs onnxruntime-web WASM
  * 5. peer: transformers.js on the same decoder (see peer.ts)
  * 6. llamacpp (only with --only=llamacpp): llama.cpp through node-llama-cpp on the same weights (see llamacpp.ts);
- *    options --threads=N (default: all cores) --formats=fp32,fp16,q8,q4 (default fp32,q8,q4)
+ *    options --threads=N[,M] (default: all cores) --formats=fp32,fp16,q8,q4 (default fp32,q8,q4)
+ * 7. release (only with --only=release): the release's shapes end to end (see release.ts); ~19 GB checkpoint,
+ *    needs ~33 GB free disk, about an hour on 2 cores; --scale=small (minutes), --keep, --dtypes=q4,q8
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,6 +26,7 @@ import { LoadMeter, log, machine, ROOT, replaceMarked } from './lib/common.js';
 import { plotOutput } from './lib/plot.js';
 import { memory, videoChild } from './memory.js';
 import { peer } from './peer.js';
+import { release, releaseChild } from './release.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -50,7 +53,13 @@ const SECTIONS: Section[] = [
     id: 'llamacpp',
     title: '6. A peer on the same weights: llama.cpp (node-llama-cpp)',
     optional: true,
-    run: () => llamacpp({ quick: QUICK, threads: value('threads') ? Number(value('threads')) : undefined, formats: value('formats')?.split(',') }),
+    run: () => llamacpp({ quick: QUICK, threads: value('threads')?.split(',').map(Number), formats: value('formats')?.split(',') }),
+  },
+  {
+    id: 'release',
+    title: "7. The release's shapes end to end (8B + CLIP-L, random weights)",
+    optional: true,
+    run: () => release({ scale: value('scale') === 'small' ? 'small' : 'full', keep: args.includes('--keep'), dtypes: (value('dtypes')?.split(',') ?? ['q4', 'q8']) as ('q4' | 'q8')[] }),
   },
 ];
 
@@ -118,6 +127,8 @@ function readingFile(): string | undefined {
 
 if (args[0] === '--video-child') {
   await videoChild(args[1], Number(args[2]));
+} else if (args[0] === '--release-child') {
+  await releaseChild(args[1], args[2]);
 } else {
   await main();
 }

@@ -24,13 +24,14 @@ export const MID: TinyOptions = {
   tokenizer: { dir: LLAMA3_TOKENIZER },
 };
 
-// accuracyLevel 4 (int8 activations inside MatMulNBits) is what makes 8-bit fast on x64 CPUs;
-// onnxruntime-web's WASM build has no fast MatMulNBits path at any level.
+// The converter's CPU formats (pipeline's weightFormat): accuracyLevel 4 (int8 activations inside
+// MatMulNBits) is what makes 8-bit fast on x64 CPUs, symmetric blocks (no zero points) take the
+// cheaper kernel path; onnxruntime-web's WASM build has no fast MatMulNBits path at any level.
 export const FORMAT_OPTIONS = {
   fp32: { dtype: 'float32' },
   fp16: { dtype: 'float16' },
-  q8: { dtype: 'float32', quant: { bits: 8, blockSize: 32, accuracyLevel: 4 } },
-  q4: { dtype: 'float32', quant: { bits: 4, blockSize: 32, accuracyLevel: 4 } },
+  q8: { dtype: 'float32', quant: { bits: 8, blockSize: 32, accuracyLevel: 4, symmetric: true } },
+  q4: { dtype: 'float32', quant: { bits: 4, blockSize: 32, accuracyLevel: 4, symmetric: true } },
 } as const;
 export type FormatName = keyof typeof FORMAT_OPTIONS;
 
@@ -51,8 +52,8 @@ export async function midCheckpoint(): Promise<{ dir: string; config: LlamaConfi
 
 /** Our graphs of the checkpoint in `name`'s format for contexts up to `maxSequence` (built once). */
 export function llmGraphs(checkpoint: string, config: LlamaConfig, name: FormatName, maxSequence: number): { model: string; embeddings: string } {
-  const q = (FORMAT_OPTIONS[name] as { quant?: { accuracyLevel?: number } }).quant;
-  const dir = path.join(LLM_CACHE, `mid-${name}${q ? `-acc${q.accuracyLevel ?? 0}` : ''}-${maxSequence}`);
+  const q = (FORMAT_OPTIONS[name] as { quant?: { accuracyLevel?: number; symmetric?: boolean } }).quant;
+  const dir = path.join(LLM_CACHE, `mid-${name}${q ? `-acc${q.accuracyLevel ?? 0}${q.symmetric ? '-sym' : ''}` : ''}-${maxSequence}`);
   const done = path.join(dir, 'done');
   if (!fs.existsSync(done)) {
     log(`building the ${name} graphs in ${dir} (once)...`);

@@ -50,6 +50,11 @@ describe('linear()', () => {
       for (const y of await run({ dtype: 'float32', quant: { bits, blockSize: 32 } })) {
         expect(maxAbsDiff(y, expected())).toBeLessThanOrEqual(bound);
       }
+      // Symmetric: no zero-point input (MatMulNBits' default 2^(bits-1)); levels span 2 max|W| <= 0.4 in 2^bits - 1 steps, plus one clamped step at 4 bits.
+      const symBound = (sumAbsX * 0.4) / ((1 << bits) - 1) / 2 + (bits === 4 ? (sumAbsX * 0.2) / 8 / 2 : 0);
+      for (const y of await run({ dtype: 'float32', quant: { bits, blockSize: 32, symmetric: true, accuracyLevel: 4 } })) {
+        expect(maxAbsDiff(y, expected())).toBeLessThanOrEqual(symBound);
+      }
     }
   });
 });

@@ -24,6 +24,29 @@ describe('block quantization (MatMulNBits layout)', () => {
       });
     }
   }
+  for (const bits of [8, 4] as const) {
+    it(`${bits}-bit symmetric: zero points 2^(bits-1), each value within |scale|/2 (4-bit: the clamped one within |scale|)`, () => {
+      const [N, K, blockSize] = [6, 128, 32]; // an even block count: no padding nibble in the 4-bit zero points
+      const w = seededFloats(N * K, 77 + bits, 0.3);
+      const q = quantizeBlockwise(w, N, K, { bits, blockSize, symmetric: true });
+      expect(q.symmetric).toBe(true);
+      const mid = 1 << (bits - 1);
+      expect(Array.from(q.zeroPoints)).toEqual(new Array(q.zeroPoints.length).fill(bits === 8 ? mid : mid | (mid << 4)));
+      const back = dequantizeBlockwise(q);
+      let clamped = 0;
+      for (let i = 0; i < N * K; i++) {
+        const scale = Math.abs(q.scales[Math.floor(i / K) * (K / blockSize) + Math.floor((i % K) / blockSize)]);
+        const err = Math.abs(back[i] - w[i]);
+        if (err > scale / 2 + 1e-7) clamped++;
+        expect(err).toBeLessThanOrEqual(scale + 1e-7);
+      }
+      expect(clamped).toBeLessThanOrEqual(bits === 8 ? 0 : (N * K) / blockSize); // at most one per block
+      // The block's largest magnitude is exact (it defines the scale).
+      const blk = w.subarray(0, blockSize);
+      const m = blk.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), 0);
+      expect(back[blk.indexOf(m)]).toBeCloseTo(m, 6);
+    });
+  }
   it('keeps zeros exact and handles constant blocks', () => {
     const w = new Float32Array(64).fill(0.25);
     w.fill(0, 32);

@@ -43,9 +43,12 @@ export function stageDtypes(dtype: DtypeName, overrides: Partial<Record<StageNam
 export function weightFormat(dtype: DtypeName, target: Target, blockSize = 32): WeightFormat {
   const activations = dtype === 'fp16' || target !== 'cpu' ? 'float16' : 'float32';
   // accuracy_level 4 (int8 activations) selects onnxruntime's fast CPU kernels; without it 8-bit
-  // weights run about 14x slower (packages/llm/README.md, bench/README.md).
-  const accuracyLevel = target === 'cpu' ? 4 : undefined;
-  if (dtype === 'q8') return { dtype: activations, quant: { bits: 8, blockSize, accuracyLevel } };
-  if (dtype === 'q4') return { dtype: activations, quant: { bits: 4, blockSize, accuracyLevel } };
+  // weights run about 14x slower (packages/llm/README.md, bench/README.md). Symmetric blocks (no
+  // zero points, like llama.cpp's Q8_0 / Q4_0) take its cheaper CPU path (bench/RESULTS.md, table 6).
+  const cpu = target === 'cpu';
+  const accuracyLevel = cpu ? 4 : undefined;
+  const symmetric = cpu || undefined;
+  if (dtype === 'q8') return { dtype: activations, quant: { bits: 8, blockSize, accuracyLevel, symmetric } };
+  if (dtype === 'q4') return { dtype: activations, quant: { bits: 4, blockSize, accuracyLevel, symmetric } };
   return { dtype: activations };
 }
