@@ -10,7 +10,7 @@
  * shapes) and most of an hour on 2 cores; everything goes to one work folder, removed at the end
  * (`--keep` leaves it). `--scale=small` runs the same steps on a scaled-down shape in a few minutes.
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,8 +42,8 @@ const FULL: TinyOptions = {
   maxShardBytes: 5e9,
   tokenizer: { dir: LLAMA3_TOKENIZER },
 };
-/** The same layout at a fraction of the size, to check the mode itself in minutes. */
-const SMALL: TinyOptions = { ...FULL, hiddenSize: 512, intermediateSize: 1792, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 2, prefusionLayers: 1, visionHiddenSize: 256, visionIntermediateSize: 1024, visionLayers: 4, visionHeads: 4, compressorHeads: 4, maxShardBytes: 1e8 };
+/** The same layout at a fraction of the size (and the tiny generator's own small vocabulary), to check the mode itself in minutes. */
+const SMALL: TinyOptions = { ...FULL, tokenizer: 'tiny', hiddenSize: 512, intermediateSize: 1792, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 2, prefusionLayers: 1, visionHiddenSize: 256, visionIntermediateSize: 1024, visionLayers: 4, visionHeads: 4, compressorHeads: 4, maxShardBytes: 1e8 };
 
 const VIDEO_FRAMES = 60;
 const CONTEXT = 4096;
@@ -69,12 +69,19 @@ function dirBytes(dir: string): number {
 
 const gb = (b: number): string => `${fmt(b / 1e9, 2)} GB`;
 
+let running: ChildProcess | undefined;
+
 /** One step in a child process (`--release-child step json`); returns what it printed as @@RESULT. */
-function child<T>(step: string, args: Record<string, unknown>): T {
+async function child<T>(step: string, args: Record<string, unknown>): Promise<T> {
   log(`release: ${step}...`);
-  const r = spawnSync(process.execPath, [SELF, '--release-child', step, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = r.stdout?.split('\n').find((l) => l.startsWith('@@RESULT'));
-  if (r.status !== 0 || !line) throw new Error(`release step ${step} failed (exit ${r.status}, signal ${r.signal})`);
+  const cp = spawn(process.execPath, [SELF, '--release-child', step, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  running = cp;
+  let stdout = '';
+  cp.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => cp.on('close', (c, s) => resolve([c, s])));
+  running = undefined;
+  const line = stdout.split('\n').find((l) => l.startsWith('@@RESULT'));
+  if (code !== 0 || !line) throw new Error(`release step ${step} failed (exit ${code}, signal ${signal})`);
   return JSON.parse(line.slice('@@RESULT'.length)) as T;
 }
 
@@ -162,14 +169,22 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
   const hf = path.join(work, 'hf');
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
+  // Interrupted (Ctrl-C, a timeout's SIGTERM): the running step ends and the work folder goes too.
+  const onSignal = (signal: NodeJS.Signals) => {
+    running?.kill('SIGKILL');
+    if (!o.keep) fs.rmSync(work, { recursive: true, force: true });
+    process.kill(process.pid, signal);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     fs.rmSync(work, { recursive: true, force: true });
-    const w = child<{ seconds: number; bytes: number; shards: number; names: number }>('write', { hf, options });
+    const w = await child<{ seconds: number; bytes: number; shards: number; names: number }>('write', { hf, options });
     notes.push(`Checkpoint: ${gb(w.bytes)} in ${w.shards} shards, ${w.names} tensor names, written in ${fmt(w.seconds)} s.`);
     for (const dtype of o.dtypes) {
       const out = path.join(work, dtype);
-      const c = child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
-      const a = child<Answer>('answer', { out });
+      const c = await child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
+      const a = await child<Answer>('answer', { out });
       // A decode step reads the decoder's weights once (layers + lm_head: llm.onnx's data; not the embedding table).
       const stepBytes = fs.readdirSync(out).filter((f) => f.startsWith('llm.onnx')).reduce((n, f) => n + fs.statSync(path.join(out, f)).size, 0);
       const bound = bandwidth / stepBytes;
@@ -187,6 +202,8 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
       if (!o.keep) fs.rmSync(out, { recursive: true, force: true });
     }
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     if (!o.keep) fs.rmSync(work, { recursive: true, force: true });
   }
   const markdown = [
