@@ -43,7 +43,7 @@ const FULL: TinyOptions = {
   tokenizer: { dir: LLAMA3_TOKENIZER },
 };
 /** The same layout at a fraction of the size (and the tiny generator's own small vocabulary), to check the mode itself in minutes. */
-const SMALL: TinyOptions = { ...FULL, tokenizer: 'tiny', hiddenSize: 512, intermediateSize: 1792, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 2, prefusionLayers: 1, visionHiddenSize: 256, visionIntermediateSize: 1024, visionLayers: 4, visionHeads: 4, compressorHeads: 4, maxShardBytes: 1e8 };
+const SMALL: TinyOptions = { ...FULL, tokenizer: 'tiny', hiddenSize: 512, intermediateSize: 1792, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 2, prefusionLayers: 1, visionHiddenSize: 256, visionIntermediateSize: 1024, visionLayers: 4, visionHeads: 4, compressorHeads: 4, maxShardBytes: 1.5e7 };
 
 const VIDEO_FRAMES = 60;
 const CONTEXT = 4096;
@@ -158,7 +158,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
   fs.mkdirSync(CACHE, { recursive: true });
   const st = fs.statfsSync(CACHE);
   const free = st.bavail * st.bsize;
-  const head = `Shapes: LLM width ${options.hiddenSize}, ${options.numHiddenLayers} layers, GQA ${options.numAttentionHeads}/${options.numKeyValueHeads}, MLP ${options.intermediateSize}, vocabulary 128256; ${options.prefusionLayers} pre-fusion layers; CLIP width ${options.visionHiddenSize}, ${options.visionLayers} layers (${o.scale === 'full' ? 'the release' : 'scaled down with --scale=small; not the release'}). Disk: needs about ${gb(need)} under ${CACHE}, ${gb(free)} free.`;
+  const head = `Shapes: LLM width ${options.hiddenSize}, ${options.numHiddenLayers} layers, GQA ${options.numAttentionHeads}/${options.numKeyValueHeads}, MLP ${options.intermediateSize}, vocabulary ${o.scale === 'full' ? '128256 (Llama-3.1)' : "the tiny generator's"}; ${options.prefusionLayers} pre-fusion layers; CLIP width ${options.visionHiddenSize}, ${options.visionLayers} layers (${o.scale === 'full' ? 'the release' : 'scaled down with --scale=small; not the release'}). Disk: needs about ${gb(need)} under ${CACHE}, ${gb(free)} free.`;
   if (free < need) return { markdown: `${head}\n\nNot run: not enough free disk (free ${gb(free)} of the ${gb(need)} needed). Free some space or point the cache elsewhere.`, plots: [] };
 
   // Bounds measured in this run: bandwidth (onnxruntime's fp32 GEMV over 512 MB) and the peak fp32 MatMul.
