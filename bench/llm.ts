@@ -194,7 +194,7 @@ async function main(): Promise<void> {
     console.log(s);
   };
   out(`Model: ${(params / 1e6).toFixed(0)} M parameters (width ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads / ${config.numKvHeads} KV heads of ${config.headDim}, MLP ${config.intermediateSize}, vocabulary ${config.vocabSize}, untied lm_head); KV cache ${MAX_SEQUENCE} positions.`);
-  out(`Weights: fp32; q8 / q4 = MatMulNBits blocks of 32 with accuracy_level 4 (layers and lm_head) and a GatherBlockQuantized embedding table.`);
+  out(`Weights: fp32; q8 / q4 = symmetric MatMulNBits blocks of 32 with accuracy_level 4 (layers and lm_head) and a GatherBlockQuantized embedding table.`);
   out(`Mode: ${QUICK ? 'quick' : 'full'}; prompt ${PROMPT} tokens, ${DECODE} decoded (greedy); context ${SHORT} vs ${LONG}: medians of ${CONTEXT_STEPS} steps (${SHORT}: before and after the ${LONG} run).`);
   out();
 
