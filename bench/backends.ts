@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { argmax } from '@llava-mini/llm';
 import type { ModelParts } from '@llava-mini/pipeline';
-import { loadParts } from '@llava-mini/pipeline/node';
+import { loadParts, type NodeInput } from '@llava-mini/pipeline/node';
 import { fmt, log, median, now, ROOT, table } from './lib/common.js';
 import { ensureModel, promptIds, randomImage, timeMini } from './lib/models.js';
 import { barChart, savePng } from './lib/plot.js';
@@ -15,15 +15,17 @@ import { BACKBONES, modelName } from './headline.js';
 type StageName = 'encoder' | 'compressor' | 'pre-fusion' | 'LLM prefill' | 'LLM decode step';
 const NAMES: StageName[] = ['encoder', 'compressor', 'pre-fusion', 'LLM prefill', 'LLM decode step'];
 
-async function once(parts: ModelParts, ids: number[], seed: number, steps: number): Promise<Record<StageName, number>> {
-  const ms = await timeMini(parts, ids, randomImage(seed));
+async function once(parts: ModelParts<NodeInput>, ids: number[], seed: number, steps: number): Promise<Record<StageName, number>> {
+  const seq = parts.llm.sequence();
+  const ms = await timeMini(parts, ids, randomImage(seed), seq);
   const decode: number[] = [];
   let id = 0;
   for (let i = 0; i < steps; i++) {
     const t = now();
-    id = argmax(await parts.llm.step(id));
+    id = argmax(await seq.step(id));
     decode.push(now() - t);
   }
+  seq.dispose();
   return { encoder: ms.encoder, compressor: ms.compressor, 'pre-fusion': ms.prefusion, 'LLM prefill': ms.prefill, 'LLM decode step': median(decode) };
 }
 

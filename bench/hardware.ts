@@ -159,12 +159,11 @@ async function measureLlmStage(quick: boolean): Promise<{ rows: LlmRow[]; prompt
     log(`hardware: LLM stage decode, ${format}...`);
     const model = await LlamaModel.create(backend, llamaModelPaths(path.join(dir, name)), { config, device: 'cpu', maxSequence: Number(name.split('-').pop()) });
     try {
-      await generate(model, ids.slice(0, 16), { maxNewTokens: 4, stopIds: [] }).done();
+      await generate(model.sequence(), ids.slice(0, 16), { maxNewTokens: 4, stopIds: [] }).done();
       const prefill: number[] = [];
       const decode: number[] = [];
       for (let r = 0; r < (quick ? 1 : 3); r++) {
-        model.reset();
-        const res = await generate(model, ids, { maxNewTokens: N, stopIds: [] }).done();
+        const res = await generate(model.sequence(), ids, { maxNewTokens: N, stopIds: [] }).done();
         prefill.push(res.stats.prefillTokensPerSecond);
         decode.push(res.stats.decodeTokensPerSecond);
       }

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import type { Backend, Device } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer, type Tokenizer } from '@llava-mini/llm/node';
+import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer, type Sequence, type Tokenizer } from '@llava-mini/llm/node';
 import { median, ROOT, systemCpuSeconds } from './lib/common.js';
 import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
 
@@ -102,9 +102,8 @@ async function throughput(t: Target, format: FormatName, files: { model: string;
   const load = (performance.now() - t0) / 1000;
   try {
     // Warm-up: the first runs after loading are several times slower (weights paged in, arenas grown).
-    await generate(model, promptIds(tokenizer, 16), { maxNewTokens: t.label.startsWith('web') && format !== 'fp32' ? 2 : 8, stopIds: [] }).done();
-    model.reset();
-    const r = await generate(model, promptIds(tokenizer, PROMPT), { maxNewTokens: DECODE, stopIds: [] }).done();
+    await generate(model.sequence(), promptIds(tokenizer, 16), { maxNewTokens: t.label.startsWith('web') && format !== 'fp32' ? 2 : 8, stopIds: [] }).done();
+    const r = await generate(model.sequence(), promptIds(tokenizer, PROMPT), { maxNewTokens: DECODE, stopIds: [] }).done();
     return { target: t.label, format, load, ttft: r.stats.timeToFirstTokenMs, prefill: r.stats.prefillTokensPerSecond, decode: r.stats.decodeTokensPerSecond };
   } finally {
     await model.dispose();
@@ -119,13 +118,14 @@ interface ContextPoint {
 
 
 /** Time `n` single-token steps; returns per-step wall times and the part spent outside onnxruntime. */
-async function timeSteps(model: LlamaModel, id: number, n: number): Promise<{ id: number; wall: number[]; js: number[] }> {
+async function timeSteps(seq: Sequence, id: number, n: number): Promise<{ id: number; wall: number[]; js: number[] }> {
+  const { model } = seq;
   const wall: number[] = [];
   const js: number[] = [];
   for (let i = 0; i < n; i++) {
     const runMs = model.profile.runMs;
     const t0 = performance.now();
-    id = argmax(await model.step(id));
+    id = argmax(await seq.step(id));
     const ms = performance.now() - t0;
     wall.push(ms);
     js.push(ms - (model.profile.runMs - runMs));
@@ -143,20 +143,22 @@ async function contextScaling(model: LlamaModel, tokenizer: Tokenizer): Promise<
   const shortJs: number[] = [];
   let shortMB = 0;
   const runShort = async () => {
-    model.release();
-    let id = argmax(await model.prefill(await model.embed(promptIds(tokenizer, SHORT))));
-    ({ id } = await timeSteps(model, id, WARMUP_STEPS));
-    const r = await timeSteps(model, id, CONTEXT_STEPS);
+    const seq = model.sequence();
+    let id = argmax(await seq.prefill(await model.embed(promptIds(tokenizer, SHORT))));
+    ({ id } = await timeSteps(seq, id, WARMUP_STEPS));
+    const r = await timeSteps(seq, id, CONTEXT_STEPS);
     shortWall.push(...r.wall);
     shortJs.push(...r.js);
-    shortMB = model.cacheBytes / 2 ** 20;
+    shortMB = seq.cacheBytes / 2 ** 20;
+    return seq;
   };
-  await runShort();
-  let next = argmax(await model.prefill(await model.embed(promptIds(tokenizer, LONG - model.length))));
-  ({ id: next } = await timeSteps(model, next, WARMUP_STEPS));
-  const long = await timeSteps(model, next, CONTEXT_STEPS);
-  const longMB = model.cacheBytes / 2 ** 20;
-  await runShort();
+  const seq = await runShort();
+  let next = argmax(await seq.prefill(await model.embed(promptIds(tokenizer, LONG - seq.length))));
+  ({ id: next } = await timeSteps(seq, next, WARMUP_STEPS));
+  const long = await timeSteps(seq, next, CONTEXT_STEPS);
+  const longMB = seq.cacheBytes / 2 ** 20;
+  seq.dispose();
+  (await runShort()).dispose();
   return {
     short: { msPerToken: median(shortWall), jsMsPerToken: median(shortJs), cacheMB: shortMB },
     long: { msPerToken: median(long.wall), jsMsPerToken: median(long.js), cacheMB: longMB },

@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LlavaMiniModel } from '@llava-mini/pipeline';
+import { LlavaMini } from '@llava-mini/pipeline';
 import { loadParts } from '@llava-mini/pipeline/node';
 import { fmt, log, mb, now, ROOT, table } from './lib/common.js';
 import { kvBytesPerToken, LLAMA31_8B, type LlmShape, VICUNA_7B } from './lib/flops.js';
@@ -45,7 +45,7 @@ interface ChildResult {
 /** Runs in the child: one question about a `frames`-frame video, RSS sampled as frames progress. */
 export async function videoChild(dir: string, frames: number): Promise<void> {
   const parts = await loadParts(dir, { device: 'cpu' });
-  const model = new LlavaMiniModel({
+  const model = new LlavaMini({
     ...parts,
     resolveInput: async () => ({
       kind: 'video',
@@ -56,9 +56,8 @@ export async function videoChild(dir: string, frames: number): Promise<void> {
     }),
   });
   // Warm the sessions on a short video first, so arena growth is not counted as per-frame memory.
-  const warm = new LlavaMiniModel({ ...parts, resolveInput: async () => ({ kind: 'video', count: 16, frames: (async function* () { for (let i = 0; i < 16; i++) yield randomImage(1e6 + i); })() }) });
+  const warm = new LlavaMini({ ...parts, resolveInput: async () => ({ kind: 'video', count: 16, frames: (async function* () { for (let i = 0; i < 16; i++) yield randomImage(1e6 + i); })() }) });
   await warm.ask('warm', 'Describe the video.', { maxNewTokens: 1 }).done();
-  parts.llm.reset();
   global.gc?.();
   const baseline = process.memoryUsage().rss;
   const samples: Sample[] = [];

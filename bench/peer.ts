@@ -136,9 +136,8 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
   // Both are timed the same way, from outside: prefill = a one-token generate, decode = the extra
   // time of N more tokens; runs alternate so machine noise hits both alike.
   const runOurs = async (n: number, tokens: number) => {
-    model.reset();
     const t = now();
-    const r = await generate(model, ids.slice(0, n), { maxNewTokens: tokens, stopIds: [] }).done();
+    const r = await generate(model.sequence(), ids.slice(0, n), { maxNewTokens: tokens, stopIds: [] }).done();
     return { ms: now() - t, ids: r.ids };
   };
   const runTheirs = async (n: number, tokens: number) => {
@@ -156,12 +155,13 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
   // The same work one level down: our LlamaModel calls, and their onnxruntime session driven by hand
   // (transformers.js's internal `sessions.model`), so driver overhead and the graph+runtime part separate.
   const rawOurs = async (): Promise<Rates> => {
-    model.reset();
+    const seq = model.sequence();
     let t = now();
-    let id = argmax(await model.prefill(await model.embed(ids)));
+    let id = argmax(await seq.prefill(await model.embed(ids)));
     const prefillMs = now() - t;
     t = now();
-    for (let i = 0; i < N; i++) id = argmax(await model.step(id));
+    for (let i = 0; i < N; i++) id = argmax(await seq.step(id));
+    seq.dispose();
     return { prefill: P / (prefillMs / 1000), decode: N / ((now() - t) / 1000), ids: [] };
   };
   type OrtFeeds = Record<string, unknown>;

@@ -2,10 +2,10 @@
 // and one timed image question through the pipeline's stages.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type InferenceSession, type Tensor, tensor } from '@llava-mini/core';
+import { castFloat, type InferenceSession, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
 import type { RGB8 } from '@llava-mini/encoder';
-import { buildLlavaPrompt, IMAGE_TOKEN_INDEX, type Tokenizer } from '@llava-mini/llm';
-import { MANIFEST_VERSION, type ModelParts, zeroTimings } from '@llava-mini/pipeline';
+import { buildLlavaPrompt, IMAGE_TOKEN_INDEX, type Sequence, type Tokenizer } from '@llava-mini/llm';
+import { MANIFEST_VERSION, type ModelParts, splice } from '@llava-mini/pipeline';
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, log, now } from './common.js';
@@ -94,17 +94,25 @@ export interface StageMs {
 }
 
 /** One image question through LLaVA-Mini's stages, timed per stage (pixels -> logits of the first token). */
-export async function timeMini(parts: ModelParts, ids: number[], img: RGB8): Promise<StageMs> {
-  const timings = zeroTimings();
+export async function timeMini(parts: Pick<ModelParts, 'llm' | 'vision'>, ids: number[], img: RGB8, into?: Sequence): Promise<StageMs> {
+  const { llm, vision } = parts;
   const t0 = now();
-  const features = await parts.vision.features([img], false, timings);
-  const fused = await parts.vision.fuse(ids, features, timings);
-  const embeds = parts.vision.assemble(ids, fused);
-  parts.llm.reset();
+  const { features, encoderMs, compressorMs } = await vision.encode([img], false);
+  const te = now();
+  const text = await textEmbeds(parts, ids);
+  const tf = now();
+  const embeds = splice(ids, await vision.fuse(text, ids, features), llm.config.hiddenSize, llm.dtype);
+  const seq = into ?? llm.sequence();
   const tp = now();
-  await parts.llm.prefill(embeds);
+  await seq.prefill(embeds);
   const end = now();
-  return { encoder: timings.encoderMs, compressor: timings.compressorMs, projector: 0, embed: timings.embedMs, prefusion: timings.prefusionMs, prefill: end - tp, ttft: end - t0, rows: embeds.dims[1] };
+  if (!into) seq.dispose();
+  return { encoder: encoderMs, compressor: compressorMs, projector: 0, embed: tf - te, prefusion: tp - tf, prefill: end - tp, ttft: end - t0, rows: embeds.dims[1] };
+}
+
+/** Prompt token embeddings [L, H] as float32 (the placeholder looks up token 0, spec §3.2). */
+async function textEmbeds(parts: Pick<ModelParts, 'llm' | 'vision'>, ids: readonly number[]): Promise<Float32Array> {
+  return toFloat32(await parts.llm.embed(ids.map((id) => Math.max(id, 0))));
 }
 
 /**
@@ -112,27 +120,29 @@ export async function timeMini(parts: ModelParts, ids: number[], img: RGB8): Pro
  * tokens spliced in place of the placeholder -> LLM prefill. The encoder is the pipeline's (its
  * compressor call is not counted), the projector a graph built from the same checkpoint weights.
  */
-export async function timeV15(parts: ModelParts, projector: InferenceSession, ids: number[], img: RGB8): Promise<StageMs> {
-  const timings = zeroTimings();
+export async function timeV15(parts: Pick<ModelParts, 'llm' | 'vision'>, projector: InferenceSession, ids: number[], img: RGB8): Promise<StageMs> {
   const H = parts.llm.config.hiddenSize;
   const t0 = now();
-  const [f] = await parts.vision.features([img], false, timings);
+  const { features: [f], encoderMs, compressorMs } = await parts.vision.encode([img], false);
   const P = f.imageFeatures.length / parts.vision.config.hiddenSize;
   const tj = now();
   const out = await projector.run({ image_features: tensor('float32', [1, P, parts.vision.config.hiddenSize], f.imageFeatures) }, ['image_tokens']);
   const projectorMs = now() - tj;
-  const text = await parts.vision.textEmbeds(ids, timings);
+  const te = now();
+  const text = await textEmbeds(parts, ids);
+  const embedMs = now() - te;
   const p = ids.indexOf(IMAGE_TOKEN_INDEX);
   const rows = ids.length - 1 + P;
   const x = new Float32Array(rows * H);
   x.set(text.subarray(0, p * H));
   x.set((out.image_tokens as Tensor<'float32'>).data, p * H);
   x.set(text.subarray((p + 1) * H), (p + P) * H);
-  parts.llm.reset();
+  const seq = parts.llm.sequence();
   const tp = now();
-  await parts.llm.prefill(tensor('float32', [1, rows, H], x));
+  await seq.prefill(castFloat(tensor('float32', [1, rows, H], x), parts.llm.dtype));
   const end = now();
-  // The compressor ran inside features() but v1.5 has none: its time comes off the total.
-  const ttft = end - t0 - timings.compressorMs;
-  return { encoder: timings.encoderMs, compressor: 0, projector: projectorMs, embed: timings.embedMs, prefusion: 0, prefill: end - tp, ttft, rows };
+  seq.dispose();
+  // The compressor ran inside encode() but v1.5 has none: its time comes off the total.
+  const ttft = end - t0 - compressorMs;
+  return { encoder: encoderMs, compressor: 0, projector: projectorMs, embed: embedMs, prefusion: 0, prefill: end - tp, ttft, rows };
 }

@@ -1,4 +1,4 @@
-import type { Tensor } from './tensor.js';
+import type { DType, Tensor } from './tensor.js';
 
 /** Devices of onnxruntime-node. */
 export type NodeDevice = 'cpu' | 'cuda' | 'webgpu';
@@ -46,11 +46,26 @@ export interface SessionOptions {
  */
 export type Fetches = readonly string[] | Record<string, Tensor>;
 
+/** A graph input or output as the session reports it: symbolic dimensions are names (e.g. 'sequence'). */
+export interface ValueInfo {
+  name: string;
+  dtype: DType;
+  dims: readonly (number | string)[];
+}
+
+/**
+ * One loaded graph. Runs of all sessions of one backend are queued and run one at a time, in order
+ * (onnxruntime-web refuses overlapping runs; on onnxruntime-node a run blocks the thread anyway),
+ * so any number of callers may call run() at once.
+ */
 export interface InferenceSession {
   readonly device: Device;
   readonly executionProvider: string;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  /** Inputs and outputs with their dtype and shape, from the graph (so callers need not store them). */
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
   run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
 }

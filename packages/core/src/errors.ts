@@ -15,6 +15,8 @@ export type ErrorCode =
   | 'IMAGE'
   | 'VIDEO'
   | 'PROMPT_TOO_LONG'
+  | 'KV_CACHE_FULL'
+  | 'DISPOSED'
   | 'ABORTED';
 
 export class LlavaMiniError extends Error {
@@ -119,6 +121,28 @@ export class PromptTooLongError extends LlavaMiniError {
     super('PROMPT_TOO_LONG', `${what} needs ${tokens} tokens, but the context window holds ${limit}`);
     this.tokens = tokens;
     this.limit = limit;
+  }
+}
+
+/**
+ * The KV caches of a model's conversations would exceed its byte cap even after every idle
+ * conversation's cache was evicted: the conversations generating right now need more than the cap.
+ */
+export class KvCacheFullError extends LlavaMiniError {
+  readonly neededBytes: number;
+  readonly limitBytes: number;
+  constructor(neededBytes: number, limitBytes: number) {
+    const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    super('KV_CACHE_FULL', `the KV caches of the conversations generating now need ${mb(neededBytes)}, over the model's cap of ${mb(limitBytes)} (kvCacheBytes): raise the cap or run fewer conversations at once`);
+    this.neededBytes = neededBytes;
+    this.limitBytes = limitBytes;
+  }
+}
+
+/** A conversation (or model) was used after dispose(). */
+export class DisposedError extends LlavaMiniError {
+  constructor(what: string) {
+    super('DISPOSED', `${what} was disposed`);
   }
 }
 

@@ -14,3 +14,4 @@ export { buildHeader, headerLength, MAX_HEADER_BYTES, parseHeader, SAFETENSORS_D
 export type { SafetensorsHeader, TensorEntry, TensorInfo } from './safetensors.js';
 export { FP32, linear, param, type WeightFormat } from './onnx/linear.js';
 export { readWeight } from './weights.js';
+export { RunQueue } from './queue.js';

@@ -1,31 +1,42 @@
-import { type Tensor, tensor } from '@llava-mini/core';
-import type { LlamaConfig } from './config.js';
+import { type DType, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
 import { LLAMA_IO } from './graph.js';
 
 /** Capacity grows in steps of at least this many positions (and at least doubles). */
 const GROWTH = 256;
 
+/** What a cache's buffers look like; read from the decoder session's `past_key_values.*` inputs. */
+export interface KvLayout {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  dtype: Extract<DType, 'float32' | 'float16'>;
+}
+
 /**
- * The KV cache: per layer one key and one value buffer [1, kvHeads, capacity, headDim], shared
- * between the graph's past inputs and present outputs, so GroupQueryAttention writes only the new
- * rows, in place. `length` counts the positions filled.
+ * The KV cache of one sequence: per layer one key and one value buffer [1, kvHeads, capacity,
+ * headDim], passed as the graph's past input and as its present output, so GroupQueryAttention
+ * writes only the new rows, in place. `length` counts the positions filled.
  *
  * The capacity follows the length (doubling, up to maxSequence) instead of starting at
- * maxSequence, because both JS runtimes copy whole cache buffers on every run: onnxruntime-node
- * copies each fetched output into a new ArrayBuffer (preallocated or not), onnxruntime-web copies
- * inputs into the WASM heap and outputs back. A buffer sized to the context keeps that cost in
- * proportion to the context, like attention itself, rather than to the longest context allowed.
+ * maxSequence: a conversation's bytes stay in proportion to its context, and so does whatever a
+ * runtime moves per run.
  */
 export class KvCache {
   private tensors: Tensor[] | undefined; // [layer0 key, layer0 value, layer1 key, ...]
   private capacity = 0;
   private filled = 0;
+  /** Generations running on this cache; a held cache is never evicted. */
+  holds = 0;
+  /** Times the pool evicted this cache (its owner recomputes what it held). */
+  evictions = 0;
 
   constructor(
-    private readonly config: LlamaConfig,
+    readonly layout: KvLayout,
     readonly maxSequence: number,
-    readonly dtype: 'float32' | 'float16',
-  ) {}
+    private readonly pool: KvPool,
+  ) {
+    pool.add(this);
+  }
 
   /** Positions in the cache. */
   get length(): number {
@@ -39,17 +50,17 @@ export class KvCache {
 
   /** Bytes the buffers take now (they grow with the context). */
   get bytes(): number {
-    const c = this.config;
-    return 2 * c.numLayers * c.numKvHeads * this.capacity * c.headDim * (this.dtype === 'float32' ? 4 : 2);
+    return this.bytesFor(this.capacity);
   }
 
   /** Feeds and fetches of a run that adds `n` positions: the same tensor is past input and present output. */
   buffers(n: number): { past: Record<string, Tensor>; present: Record<string, Tensor> } {
     this.reserve(this.filled + n);
+    this.pool.touch(this);
     const t = this.tensors as Tensor[];
     const past: Record<string, Tensor> = {};
     const present: Record<string, Tensor> = {};
-    for (let l = 0; l < this.config.numLayers; l++) {
+    for (let l = 0; l < this.layout.numLayers; l++) {
       past[LLAMA_IO.pastKey(l)] = present[LLAMA_IO.presentKey(l)] = t[2 * l];
       past[LLAMA_IO.pastValue(l)] = present[LLAMA_IO.presentValue(l)] = t[2 * l + 1];
     }
@@ -69,21 +80,39 @@ export class KvCache {
     this.filled = Math.max(0, Math.min(this.filled, length));
   }
 
-  /** Drop the buffers (they are allocated again on the next run). */
+  /** Drop the buffers now (they are allocated again on the next run). */
   release(): void {
     this.tensors = undefined;
     this.capacity = 0;
     this.filled = 0;
   }
 
+  /** Release and leave the pool for good. */
+  dispose(): void {
+    this.release();
+    this.pool.remove(this);
+  }
+
+  /** @internal the pool takes the buffers of an idle cache. */
+  evict(): void {
+    this.release();
+    this.evictions++;
+  }
+
+  private bytesFor(capacity: number): number {
+    const { numLayers, numKvHeads, headDim, dtype } = this.layout;
+    return 2 * numLayers * numKvHeads * capacity * headDim * (dtype === 'float32' ? 4 : 2);
+  }
+
   /** Make room for `positions`, keeping the filled rows (a rare copy: capacity at least doubles). */
   private reserve(positions: number): void {
     if (positions <= this.capacity && this.tensors) return;
     const capacity = Math.min(this.maxSequence, Math.max(Math.ceil(positions / GROWTH) * GROWTH, 2 * this.capacity));
-    const { numLayers, numKvHeads, headDim } = this.config;
+    this.pool.reserve(this, this.bytesFor(capacity) - this.bytes);
+    const { numLayers, numKvHeads, headDim, dtype } = this.layout;
     const grown: Tensor[] = [];
     for (let i = 0; i < 2 * numLayers; i++) {
-      const t = tensor(this.dtype, [1, numKvHeads, capacity, headDim]);
+      const t = tensor(dtype, [1, numKvHeads, capacity, headDim]);
       const old = this.tensors?.[i];
       if (old) {
         // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.
@@ -96,5 +125,52 @@ export class KvCache {
     }
     this.tensors = grown;
     this.capacity = capacity;
+  }
+}
+
+/**
+ * The caches of one model's sequences, under one byte cap. The policy when a cache must grow past
+ * the cap: evict idle caches (no generation running on them), least recently used first; their
+ * owners recompute what they held on their next turn. When the caches that are generating need
+ * more than the cap by themselves, the run that asked for more fails with KvCacheFullError (code
+ * KV_CACHE_FULL); nothing else is disturbed.
+ */
+export class KvPool {
+  /** Most recently used last. */
+  private readonly caches = new Set<KvCache>();
+
+  constructor(readonly limitBytes: number) {}
+
+  /** Bytes all caches take now. */
+  get bytes(): number {
+    let n = 0;
+    for (const c of this.caches) n += c.bytes;
+    return n;
+  }
+
+  add(cache: KvCache): void {
+    this.caches.add(cache);
+  }
+
+  remove(cache: KvCache): void {
+    this.caches.delete(cache);
+  }
+
+  touch(cache: KvCache): void {
+    this.caches.delete(cache);
+    this.caches.add(cache);
+  }
+
+  /** Make room for `extra` more bytes for `cache`, evicting idle caches if needed. */
+  reserve(cache: KvCache, extra: number): void {
+    let total = this.bytes + extra;
+    if (total <= this.limitBytes) return;
+    for (const c of this.caches) {
+      if (c === cache || c.holds > 0 || c.bytes === 0) continue;
+      total -= c.bytes;
+      c.evict();
+      if (total <= this.limitBytes) return;
+    }
+    throw new KvCacheFullError(total, this.limitBytes);
   }
 }

@@ -1,5 +1,5 @@
 import { AbortError, InvalidOptionError, PromptTooLongError, type Tensor } from '@llava-mini/core';
-import type { LlamaModel } from './model.js';
+import type { Sequence } from './model.js';
 import { assistantHeaderIds } from './prompt.js';
 import { checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
 import { TextStream } from './text.js';
@@ -16,7 +16,7 @@ export interface GenerateOptions extends SamplingOptions {
   tokenizer?: Tokenizer;
   /** Hide a generated assistant header (`<|start_header_id|>assistant<|end_header_id|>\n\n`). Default true. */
   consumeAssistantHeader?: boolean;
-  /** Stops generation between steps; the KV cache is freed and the iterator throws AbortError. */
+  /** Stops generation between steps; the sequence's KV cache is freed and the iterator throws AbortError. */
   signal?: AbortSignal;
   /** Called for every generated token, in order (the callback form of the stream). */
   onToken?: (token: GeneratedToken) => void;
@@ -49,8 +49,6 @@ export interface GenerationResult {
   /** The visible text, trimmed as the reference does. */
   text: string;
   finishReason: FinishReason;
-  /** Ids sampled but not written to the KV cache (the last token); a follow-up turn feeds them first. */
-  unfed: number[];
   stats: GenerationStats;
 }
 
@@ -62,17 +60,17 @@ export interface PromptSource {
 
 const now = (): number => globalThis.performance.now();
 
-function toSource(model: LlamaModel, prompt: Tensor | readonly number[]): PromptSource {
+function toSource(seq: Sequence, prompt: Tensor | readonly number[]): PromptSource {
   if (Array.isArray(prompt)) {
     const ids = prompt as readonly number[];
-    return { length: ids.length, embeds: () => model.embed(ids) };
+    return { length: ids.length, embeds: () => seq.model.embed(ids) };
   }
   const t = prompt as Tensor;
   return { length: t.dims.length === 3 ? t.dims[1] : 0, embeds: async () => t };
 }
 
-/** Check every option and the prompt length, so bad input fails before the model runs. */
-function checkOptions(model: LlamaModel, prompt: PromptSource, o: GenerateOptions): void {
+/** Check every generation option (not the prompt), so bad input fails before any model work. */
+export function checkGenerateOptions(o: GenerateOptions): void {
   checkSamplingOptions(o);
   const max = o.maxNewTokens ?? 512;
   if (!Number.isSafeInteger(max) || max < 1) throw new InvalidOptionError(`maxNewTokens must be an integer >= 1, got ${String(max)}`);
@@ -81,21 +79,27 @@ function checkOptions(model: LlamaModel, prompt: PromptSource, o: GenerateOption
   }
   for (const s of o.stopStrings ?? []) if (typeof s !== 'string' || s === '') throw new InvalidOptionError('stopStrings must be non-empty strings');
   if (o.stopStrings?.length && !o.tokenizer) throw new InvalidOptionError('stopStrings need a tokenizer to see the text');
+}
+
+function checkPrompt(seq: Sequence, prompt: PromptSource): void {
+  const limit = seq.model.maxSequence;
   if (prompt.length < 1) throw new InvalidOptionError('the prompt is empty');
-  if (prompt.length > model.maxSequence - model.length) {
-    throw new PromptTooLongError(model.length + prompt.length, model.maxSequence, `${model.length} cached + ${prompt.length} prompt positions`);
+  if (prompt.length > limit - seq.length) {
+    throw new PromptTooLongError(seq.length + prompt.length, limit, `${seq.length} cached + ${prompt.length} prompt positions`);
   }
 }
 
 /**
- * Generate tokens after `prompt` (embeddings [1, S, H], or token ids), appending to the model's KV
- * cache (so a follow-up turn continues the conversation). Iterate it with `for await`, or call
- * `done()` (with `onToken` for streaming) to run it to the end.
+ * Generate tokens after `prompt` (embeddings [1, S, H], or token ids), appending to the sequence's
+ * KV cache (so a follow-up turn continues it). The cache holds the prompt and every generated
+ * token but the last one afterwards. Iterate it with `for await`, or call `done()` (with `onToken`
+ * for streaming) to run it to the end.
  */
-export function generate(model: LlamaModel, prompt: Tensor | readonly number[] | PromptSource, options: GenerateOptions = {}): Generation {
-  const source = 'embeds' in prompt && typeof prompt.embeds === 'function' ? (prompt as PromptSource) : toSource(model, prompt as Tensor | readonly number[]);
-  checkOptions(model, source, options);
-  return new Generation(model, source, options);
+export function generate(seq: Sequence, prompt: Tensor | readonly number[] | PromptSource, options: GenerateOptions = {}): Generation {
+  const source = 'embeds' in prompt && typeof prompt.embeds === 'function' ? (prompt as PromptSource) : toSource(seq, prompt as Tensor | readonly number[]);
+  checkGenerateOptions(options);
+  checkPrompt(seq, source);
+  return new Generation(seq, source, options);
 }
 
 export class Generation implements AsyncIterable<GeneratedToken> {
@@ -106,8 +110,8 @@ export class Generation implements AsyncIterable<GeneratedToken> {
   private finish!: (r: GenerationResult) => void;
   private fail!: (e: unknown) => void;
 
-  constructor(model: LlamaModel, prompt: PromptSource, options: GenerateOptions) {
-    this.steps = run(model, prompt, options);
+  constructor(seq: Sequence, prompt: PromptSource, options: GenerateOptions) {
+    this.steps = run(seq, prompt, options);
     this.finished = new Promise<GenerationResult>((resolve, reject) => {
       this.finish = resolve;
       this.fail = reject;
@@ -148,14 +152,23 @@ export class Generation implements AsyncIterable<GeneratedToken> {
   }
 }
 
-async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
+async function* run(seq: Sequence, prompt: PromptSource, o: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
+  const unhold = seq.hold();
+  try {
+    return yield* decode(seq, prompt, o);
+  } finally {
+    unhold();
+  }
+}
+
+async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
   const sampler = new Sampler(o);
   const stopIds = new Set(o.stopIds ?? o.tokenizer?.stopIds ?? []);
   const maxNew = o.maxNewTokens ?? 512;
   const text = o.tokenizer ? new TextStream(o.tokenizer, o.stopStrings ?? [], o.consumeAssistantHeader === false ? [] : assistantHeaderIds(o.tokenizer)) : undefined;
   const ids: number[] = [];
   const abort = () => {
-    model.release();
+    seq.release();
     return new AbortError('generation was aborted');
   };
   const t0 = now();
@@ -165,15 +178,14 @@ async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions)
     if (o.signal?.aborted) throw abort();
     const embeds = await prompt.embeds();
     promptTokens = embeds.dims[1]; // vision tokens may make it longer than the ids
-    logits = await model.prefill(embeds, o.signal);
+    logits = await seq.prefill(embeds, o.signal);
   } catch (err) {
-    if (err instanceof AbortError) model.release();
+    if (err instanceof AbortError) seq.release();
     throw err;
   }
   const prefillMs = now() - t0;
   let firstTokenMs = 0;
   let finishReason: FinishReason = 'length';
-  let unfed: number[] = [];
   let steps = 0;
   let decodeMs = 0;
   let stepStart = 0;
@@ -182,7 +194,6 @@ async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions)
     const id = sampler.next(logits);
     if (ids.length === 0) firstTokenMs = now() - t0;
     else decodeMs += now() - stepStart;
-    unfed = [id];
     if (stopIds.has(id)) {
       finishReason = 'stop';
       break;
@@ -197,21 +208,19 @@ async function* run(model: LlamaModel, prompt: PromptSource, o: GenerateOptions)
       break;
     }
     if (ids.length >= maxNew) break;
-    if (model.length >= model.maxSequence) {
+    if (seq.length >= seq.model.maxSequence) {
       finishReason = 'context';
       break;
     }
     if (o.signal?.aborted) throw abort();
     stepStart = now();
-    logits = await model.step(id);
+    logits = await seq.step(id);
     steps++;
-    unfed = [];
   }
   return {
     ids,
     text: (text?.text() ?? '').trim(),
     finishReason,
-    unfed,
     stats: {
       promptTokens,
       generatedTokens: ids.length,

@@ -3,7 +3,8 @@
 export { readLlamaConfig, ropeCaches, ropeInverseFrequencies, type LlamaConfig, type RopeScaling } from './config.js';
 export { llamaLayer, type AttentionFn } from './layer.js';
 export { buildEmbeddingsGraph, buildLlamaGraph, LLAMA_IO, type BlockQuant, type LlamaGraphOptions } from './graph.js';
-export { LlamaModel, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';
+export { DEFAULT_KV_CACHE_BYTES, LlamaModel, Sequence, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';
+export type { KvLayout } from './cache.js';
 export { Tokenizer, type ChatMessage, type TokenizerFiles } from './tokenizer.js';
 export { StreamDecoder, TextStream } from './text.js';
 export {
@@ -20,6 +21,7 @@ export {
 } from './prompt.js';
 export { argmax, checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
 export {
+  checkGenerateOptions,
   generate,
   Generation,
   type FinishReason,
@@ -29,4 +31,3 @@ export {
   type GenerationStats,
   type PromptSource,
 } from './generate.js';
-export { LlavaChat, type AskOptions, type EmbedFn } from './chat.js';

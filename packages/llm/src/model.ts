@@ -3,15 +3,17 @@ import {
   type Backend,
   type Device,
   type DeviceRequest,
+  DisposedError,
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
   PromptTooLongError,
   type SessionOptions,
+  SessionError,
   type Tensor,
   tensor,
 } from '@llava-mini/core';
-import { KvCache } from './cache.js';
+import { KvCache, type KvLayout, KvPool } from './cache.js';
 import type { LlamaConfig } from './config.js';
 import { LLAMA_IO } from './graph.js';
 
@@ -21,6 +23,9 @@ export interface LlamaModelFiles {
   embeddings: ModelSource;
 }
 
+/** Default cap on the bytes of all sequences' KV caches of one model (see KvPool for the policy). */
+export const DEFAULT_KV_CACHE_BYTES = 2 * 2 ** 30;
+
 export interface LlamaModelOptions {
   config: LlamaConfig;
   device?: DeviceRequest;
@@ -29,13 +34,17 @@ export interface LlamaModelOptions {
    * graph's `maxPositions` (its RoPE table rows; buildLlamaGraph's default is max_position_embeddings).
    */
   maxSequence?: number;
-  /** The float dtype the graphs were built with (their I/O dtype). Default 'float32'. */
-  dtype?: 'float32' | 'float16';
   /**
    * Longest slice of a prompt run at once. onnxruntime's CPU attention keeps a heads x chunk x
    * maxSequence score buffer, so chunking bounds prefill memory. Default 512.
    */
   prefillChunk?: number;
+  /**
+   * Cap on the bytes of all sequences' KV caches together (default 2 GiB). Beyond it, idle
+   * sequences are evicted (least recently used first) and recompute on their next turn; when the
+   * sequences generating right now need more than the cap, the run fails with KvCacheFullError.
+   */
+  kvCacheBytes?: number;
   /** Passed to both sessions (threads, optimization level). */
   session?: Omit<SessionOptions, 'device'>;
 }
@@ -53,25 +62,39 @@ function positiveInt(name: string, v: unknown): number {
   return v;
 }
 
+/** The KV-cache layout the decoder graph declares (its past_key_values inputs), so nothing is assumed. */
+function kvLayout(session: InferenceSession): KvLayout {
+  const keys = session.inputs.filter((v) => /^past_key_values\.\d+\.key$/.test(v.name));
+  const first = keys[0];
+  const [, kvHeads, , headDim] = first?.dims ?? [];
+  if (!first || typeof kvHeads !== 'number' || typeof headDim !== 'number' || (first.dtype !== 'float32' && first.dtype !== 'float16')) {
+    throw new SessionError(`the decoder graph has no usable ${LLAMA_IO.pastKey(0)} input [1, kv_heads, capacity, head_dim] of float32/float16`);
+  }
+  return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype };
+}
+
 /**
- * A LLaMA backbone with its KV cache. `prefill(embeds)` appends rows (prompt embeddings, e.g. fused
- * text with vision tokens) and returns the next-token logits; `step(id)` appends one generated token.
- * One sequence at a time (batch 1); calls must not overlap.
+ * A loaded LLaMA backbone: the decoder and token-embedding sessions, and nothing that belongs to
+ * a conversation. Each sequence (`model.sequence()`) owns its KV cache; any number of them may run
+ * at once (their runs are queued by the backend, one at a time, in order). The dtype and cache
+ * layout are read from the decoder session's inputs.
  */
 export class LlamaModel {
   readonly profile: RunProfile = { runs: 0, runMs: 0 };
-  private readonly cache: KvCache;
-  private busy = false;
+  readonly kv: KvLayout;
+  private readonly pool: KvPool;
+  private disposed = false;
 
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: InferenceSession,
     private readonly embedSession: InferenceSession,
     readonly maxSequence: number,
-    readonly dtype: 'float32' | 'float16',
     readonly prefillChunk: number,
+    kvCacheBytes: number,
   ) {
-    this.cache = new KvCache(config, maxSequence, dtype);
+    this.kv = kvLayout(session);
+    this.pool = new KvPool(kvCacheBytes);
   }
 
   static async create(backend: Backend, files: LlamaModelFiles, options: LlamaModelOptions): Promise<LlamaModel> {
@@ -80,33 +103,43 @@ export class LlamaModel {
     if (maxSequence > c.maxPositionEmbeddings) {
       throw new InvalidOptionError(`maxSequence ${maxSequence} exceeds the model's max_position_embeddings ${c.maxPositionEmbeddings}`);
     }
-    const dtype = options.dtype ?? 'float32';
-    if (dtype !== 'float32' && dtype !== 'float16') throw new InvalidOptionError(`dtype must be 'float32' or 'float16', got ${String(dtype)}`);
     const prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? 512);
+    const kvCacheBytes = positiveInt('kvCacheBytes', options.kvCacheBytes ?? DEFAULT_KV_CACHE_BYTES);
     const sessionOptions = { ...options.session, device: options.device ?? 'auto' };
     const session = await backend.createSession(files.model, sessionOptions);
     let embedSession: InferenceSession;
     try {
       embedSession = await backend.createSession(files.embeddings, { ...sessionOptions, device: session.device });
+      return new LlamaModel(c, session, embedSession, maxSequence, prefillChunk, kvCacheBytes);
     } catch (err) {
       await session.dispose();
       throw err;
     }
-    return new LlamaModel(c, session, embedSession, maxSequence, dtype, prefillChunk);
   }
 
   get device(): Device {
     return this.session.device;
   }
 
-  /** Positions in the KV cache (prompt and generated tokens so far). */
-  get length(): number {
-    return this.cache.length;
+  /** The float dtype of the graphs' I/O (and of embeddings passed to prefill). */
+  get dtype(): KvLayout['dtype'] {
+    return this.kv.dtype;
   }
 
-  /** Bytes the KV cache takes now (its capacity follows the context, up to maxSequence). */
+  /** Bytes all sequences' KV caches take now. */
   get cacheBytes(): number {
-    return this.cache.bytes;
+    return this.pool.bytes;
+  }
+
+  /** The cap on cacheBytes. */
+  get cacheLimitBytes(): number {
+    return this.pool.limitBytes;
+  }
+
+  /** A new, empty sequence with its own KV cache (freed by its dispose()). */
+  sequence(): Sequence {
+    if (this.disposed) throw new DisposedError('the model');
+    return new Sequence(this, new KvCache(this.kv, this.maxSequence, this.pool));
   }
 
   /** Token embeddings [1, S, H] for ids in [0, vocab). */
@@ -124,64 +157,15 @@ export class LlamaModel {
     return out[LLAMA_IO.inputsEmbeds];
   }
 
-  /**
-   * Append rows [1, S, H] to the sequence and return the logits [vocab] after the last row. Long
-   * inputs run in chunks of `prefillChunk`; the signal is checked between chunks.
-   */
-  async prefill(embeds: Tensor, signal?: AbortSignal): Promise<Float32Array> {
-    const S = this.checkEmbeds(embeds);
-    const H = this.config.hiddenSize;
-    let logits: Float32Array | undefined;
-    for (let start = 0; start < S; start += this.prefillChunk) {
-      if (signal?.aborted) throw new AbortError('prefill was aborted');
-      const n = Math.min(this.prefillChunk, S - start);
-      const chunk = n === S ? embeds : tensor(embeds.dtype, [1, n, H], embeds.data.subarray(start * H, (start + n) * H) as never);
-      logits = await this.forward(chunk, n);
-    }
-    return logits as Float32Array;
-  }
-
-  /** Append one generated token and return the next logits [vocab]. */
-  async step(id: number): Promise<Float32Array> {
-    return this.prefill(await this.embed([id]));
-  }
-
-  /** Keep only the first `length` positions (roll a conversation back). */
-  truncate(length: number): void {
-    this.cache.truncate(length);
-  }
-
-  /** Start a new sequence (the cache buffers stay allocated). */
-  reset(): void {
-    this.cache.truncate(0);
-  }
-
-  /** Start a new sequence and free the cache buffers. */
-  release(): void {
-    this.cache.release();
-  }
-
   async dispose(): Promise<void> {
-    this.cache.release();
+    this.disposed = true;
     await Promise.all([this.session.dispose(), this.embedSession.dispose()]);
   }
 
-  private checkEmbeds(embeds: Tensor): number {
-    const H = this.config.hiddenSize;
-    if (embeds.dtype !== this.dtype) throw new InvalidOptionError(`embeddings are ${embeds.dtype}, the model runs in ${this.dtype}`);
-    const [B, S, W] = embeds.dims;
-    if (embeds.dims.length !== 3 || B !== 1 || W !== H || S === 0) {
-      throw new InvalidOptionError(`embeddings must have shape [1, S >= 1, ${H}], got [${embeds.dims.join(', ')}]`);
-    }
-    if (S > this.cache.free) {
-      throw new PromptTooLongError(this.cache.length + S, this.maxSequence, `${this.cache.length} cached + ${S} new positions`);
-    }
-    return S;
-  }
-
-  private async forward(embeds: Tensor, n: number): Promise<Float32Array> {
-    const total = this.cache.length + n;
-    const { past, present } = this.cache.buffers(n);
+  /** @internal One decoder run over `n` new rows of `cache`; returns the logits after the last row. */
+  async forward(cache: KvCache, embeds: Tensor, n: number): Promise<Float32Array> {
+    const total = cache.length + n;
+    const { past, present } = cache.buffers(n);
     const feeds = {
       [LLAMA_IO.inputsEmbeds]: embeds,
       [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(total - 1)),
@@ -190,20 +174,128 @@ export class LlamaModel {
     };
     const fetches = { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...present };
     const out = await this.run(this.session, feeds, fetches);
-    this.cache.advance(n);
+    cache.advance(n);
     return out[LLAMA_IO.logits].data as Float32Array;
   }
 
   private async run(session: InferenceSession, feeds: Record<string, Tensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    if (this.busy) throw new InvalidOptionError('the model is already running; calls on one LlamaModel must not overlap');
-    this.busy = true;
+    if (this.disposed) throw new DisposedError('the model');
     const t0 = now();
     try {
       return await session.run(feeds, fetches);
     } finally {
       this.profile.runs++;
       this.profile.runMs += now() - t0;
+    }
+  }
+}
+
+/**
+ * One token sequence on a LlamaModel, with its own KV cache. `prefill(embeds)` appends rows
+ * (prompt embeddings, e.g. fused text with vision tokens) and returns the next-token logits;
+ * `step(id)` appends one generated token. Calls on one sequence must not overlap (a generation
+ * drives it); calls on different sequences may.
+ */
+export class Sequence {
+  private busy = false;
+  private disposed = false;
+
+  constructor(
+    readonly model: LlamaModel,
+    private readonly cache: KvCache,
+  ) {}
+
+  /** Positions in this sequence's KV cache (0 after release() or an eviction). */
+  get length(): number {
+    return this.cache.length;
+  }
+
+  /** Bytes this sequence's KV cache takes now. */
+  get cacheBytes(): number {
+    return this.cache.bytes;
+  }
+
+  /** Times the model's KV cap evicted this sequence while it was idle. */
+  get evictions(): number {
+    return this.cache.evictions;
+  }
+
+  /**
+   * Append rows [1, S, H] and return the logits [vocab] after the last row. Long inputs run in
+   * chunks of the model's `prefillChunk`; the signal is checked between chunks.
+   */
+  async prefill(embeds: Tensor, signal?: AbortSignal): Promise<Float32Array> {
+    const S = this.checkEmbeds(embeds);
+    const H = this.model.config.hiddenSize;
+    const chunk = this.model.prefillChunk;
+    return this.exclusive(async () => {
+      let logits: Float32Array | undefined;
+      for (let start = 0; start < S; start += chunk) {
+        if (signal?.aborted) throw new AbortError('prefill was aborted');
+        const n = Math.min(chunk, S - start);
+        const part = n === S ? embeds : tensor(embeds.dtype, [1, n, H], embeds.data.subarray(start * H, (start + n) * H) as never);
+        logits = await this.model.forward(this.cache, part, n);
+      }
+      return logits as Float32Array;
+    });
+  }
+
+  /** Append one generated token and return the next logits [vocab]. */
+  async step(id: number): Promise<Float32Array> {
+    const embeds = await this.model.embed([id]);
+    this.checkEmbeds(embeds);
+    return this.exclusive(() => this.model.forward(this.cache, embeds, 1));
+  }
+
+  /** Keep only the first `length` positions (roll a conversation back). */
+  truncate(length: number): void {
+    this.cache.truncate(length);
+  }
+
+  /** Empty the sequence and free its cache buffers now (it stays usable). */
+  release(): void {
+    this.cache.release();
+  }
+
+  /** Free the cache for good; the sequence cannot run again. */
+  dispose(): void {
+    this.disposed = true;
+    this.cache.dispose();
+  }
+
+  /** Protect the cache from eviction while a generation runs; returns the release. */
+  hold(): () => void {
+    this.cache.holds++;
+    let held = true;
+    return () => {
+      if (held) this.cache.holds--;
+      held = false;
+    };
+  }
+
+  private async exclusive<T>(job: () => Promise<T>): Promise<T> {
+    if (this.disposed) throw new DisposedError('the sequence');
+    if (this.busy) throw new InvalidOptionError('this sequence is already running; calls on one sequence must not overlap (use one sequence per conversation)');
+    this.busy = true;
+    this.cache.holds++;
+    try {
+      return await job();
+    } finally {
+      this.cache.holds--;
       this.busy = false;
     }
+  }
+
+  private checkEmbeds(embeds: Tensor): number {
+    const H = this.model.config.hiddenSize;
+    if (embeds.dtype !== this.model.dtype) throw new InvalidOptionError(`embeddings are ${embeds.dtype}, the model runs in ${this.model.dtype}`);
+    const [B, S, W] = embeds.dims;
+    if (embeds.dims.length !== 3 || B !== 1 || W !== H || S === 0) {
+      throw new InvalidOptionError(`embeddings must have shape [1, S >= 1, ${H}], got [${embeds.dims.join(', ')}]`);
+    }
+    if (S > this.cache.free) {
+      throw new PromptTooLongError(this.cache.length + S, this.model.maxSequence, `${this.cache.length} cached + ${S} new positions`);
+    }
+    return S;
   }
 }

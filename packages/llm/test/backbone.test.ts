@@ -21,12 +21,13 @@ function referenceLogits(tiny: TinyLlm, prompt: number[], steps: number[]): Floa
 
 /** Greedy tokens, re-running the whole sequence every step (no cache reuse). */
 async function greedyByRecompute(model: LlamaModel, prompt: number[], n: number): Promise<number[]> {
-  const seq = [...prompt];
+  const ids = [...prompt];
   for (let i = 0; i < n; i++) {
-    model.reset();
-    seq.push(refArgmax(await model.prefill(await model.embed(seq))));
+    const seq = model.sequence();
+    ids.push(refArgmax(await seq.prefill(await model.embed(ids))));
+    seq.dispose();
   }
-  return seq.slice(prompt.length);
+  return ids.slice(prompt.length);
 }
 
 describe.each(CASES)('backbone: $name', ({ options }) => {
@@ -38,9 +39,10 @@ describe.each(CASES)('backbone: $name', ({ options }) => {
     const expected = referenceLogits(tiny, prompt, steps);
     const model = await openModel(tiny, backend, device);
     try {
-      const got = [await model.prefill(await model.embed(prompt))];
-      for (const id of steps) got.push(await model.step(id));
-      expect(model.length).toBe(prompt.length + steps.length);
+      const seq = model.sequence();
+      const got = [await seq.prefill(await model.embed(prompt))];
+      for (const id of steps) got.push(await seq.step(id));
+      expect(seq.length).toBe(prompt.length + steps.length);
       got.forEach((logits, i) => {
         expect(logits.length).toBe(tiny.config.vocabSize);
         expect(maxAbsDiff(logits, expected[i])).toBeLessThanOrEqual(1e-4);
@@ -56,8 +58,9 @@ describe.each(CASES)('backbone: $name', ({ options }) => {
     const tiny = await tinyLlm({ std: 0.1, ...options });
     const model = await openModel(tiny, backend, device);
     try {
-      const cached = [refArgmax(await model.prefill(await model.embed(prompt)))];
-      while (cached.length < 12) cached.push(refArgmax(await model.step(cached[cached.length - 1])));
+      const seq = model.sequence();
+      const cached = [refArgmax(await seq.prefill(await model.embed(prompt)))];
+      while (cached.length < 12) cached.push(refArgmax(await seq.step(cached[cached.length - 1])));
       expect(await greedyByRecompute(model, prompt, 12)).toEqual(cached);
       // And the reference, token by token.
       const ref = new RefLlama(tiny.src, refLlamaConfig(tiny.json));
@@ -77,16 +80,16 @@ describe('backbone mechanics', () => {
     const whole = await openModel(tiny, backend, device);
     const chunked = await openModel(tiny, backend, device, {}, { prefillChunk: 4 });
     try {
-      const once = await whole.prefill(await whole.embed(ids));
-      expect(maxAbsDiff(await chunked.prefill(await chunked.embed(ids)), once)).toBeLessThanOrEqual(1e-5);
+      const once = await whole.sequence().prefill(await whole.embed(ids));
+      expect(maxAbsDiff(await chunked.sequence().prefill(await chunked.embed(ids)), once)).toBeLessThanOrEqual(1e-5);
       // A follow-up prompt appends to the cache (a second turn), same as running it all at once.
-      chunked.reset();
-      await chunked.prefill(await chunked.embed(ids.slice(0, 10)));
-      expect(maxAbsDiff(await chunked.prefill(await chunked.embed(ids.slice(10))), once)).toBeLessThanOrEqual(1e-5);
+      const seq = chunked.sequence();
+      await seq.prefill(await chunked.embed(ids.slice(0, 10)));
+      expect(maxAbsDiff(await seq.prefill(await chunked.embed(ids.slice(10))), once)).toBeLessThanOrEqual(1e-5);
       // Rolling back to 10 positions and re-running the rest overwrites the rows in place.
-      chunked.truncate(10);
-      expect(chunked.length).toBe(10);
-      expect(maxAbsDiff(await chunked.prefill(await chunked.embed(ids.slice(10))), once)).toBeLessThanOrEqual(1e-5);
+      seq.truncate(10);
+      expect(seq.length).toBe(10);
+      expect(maxAbsDiff(await seq.prefill(await chunked.embed(ids.slice(10))), once)).toBeLessThanOrEqual(1e-5);
     } finally {
       await whole.dispose();
       await chunked.dispose();
@@ -99,11 +102,14 @@ describe('backbone mechanics', () => {
     const once = await openModel(tiny, backend, device, {}, { maxSequence: 320, prefillChunk: 512 });
     const grown = await openModel(tiny, backend, device, {}, { maxSequence: 320, prefillChunk: 200 });
     try {
-      const a = await once.prefill(await once.embed(ids));
-      const b = await grown.prefill(await grown.embed(ids)); // 200 rows, then 100 more: the capacity grows from 256
+      const s1 = once.sequence();
+      const s2 = grown.sequence();
+      const a = await s1.prefill(await once.embed(ids));
+      const b = await s2.prefill(await grown.embed(ids)); // 200 rows, then 100 more: the capacity grows from 256
       expect(maxAbsDiff(b, a)).toBeLessThanOrEqual(1e-5);
-      expect(grown.cacheBytes).toBe(once.cacheBytes);
-      expect(maxAbsDiff(await grown.step(11), await once.step(11))).toBeLessThanOrEqual(1e-5);
+      expect(s2.cacheBytes).toBe(s1.cacheBytes);
+      expect(grown.cacheBytes).toBe(s2.cacheBytes);
+      expect(maxAbsDiff(await s2.step(11), await s1.step(11))).toBeLessThanOrEqual(1e-5);
     } finally {
       await once.dispose();
       await grown.dispose();

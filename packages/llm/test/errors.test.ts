@@ -16,11 +16,13 @@ describe('typed errors before any model work', () => {
     const model = await openModel(tiny, backend, device, {}, { maxSequence: 16 });
     try {
       const ids = Array.from({ length: 17 }, (_, i) => i);
-      expect(() => generate(model, ids)).toThrow(PromptTooLongError);
-      await expect(model.prefill(tensor('float32', [1, 17, tiny.config.hiddenSize]))).rejects.toMatchObject({ code: 'PROMPT_TOO_LONG' });
+      const seq = model.sequence();
+      expect(() => generate(seq, ids)).toThrow(PromptTooLongError);
+      await expect(seq.prefill(tensor('float32', [1, 17, tiny.config.hiddenSize]))).rejects.toMatchObject({ code: 'PROMPT_TOO_LONG' });
       expect(model.profile.runs).toBe(0);
-      await generate(model, ids.slice(0, 12), { maxNewTokens: 1 }).done(); // 12 positions used, last token unfed
-      expect(() => generate(model, ids.slice(0, 5))).toThrow(PromptTooLongError); // 12 + 5 > 16
+      await generate(seq, ids.slice(0, 12), { maxNewTokens: 1 }).done(); // 12 positions used, last token not fed
+      expect(() => generate(seq, ids.slice(0, 5))).toThrow(PromptTooLongError); // 12 + 5 > 16
+      expect(() => generate(model.sequence(), ids.slice(0, 5))).not.toThrow(); // another sequence has its own room
     } finally {
       await model.dispose();
     }
@@ -30,12 +32,13 @@ describe('typed errors before any model work', () => {
     const model = await openModel(tiny, backend, device);
     try {
       const bad = [{ temperature: -1 }, { temperature: Number.NaN }, { topK: 1.5 }, { topP: 0 }, { topP: 1.5 }, { repetitionPenalty: 0 }, { seed: -3 }, { maxNewTokens: 0 }, { stopIds: [-1] }, { stopStrings: ['x'] }];
-      for (const o of bad) expect(() => generate(model, [1, 2, 3], o), JSON.stringify(o)).toThrow(InvalidOptionError);
-      expect(() => generate(model, [])).toThrow(InvalidOptionError);
+      const seq = model.sequence();
+      for (const o of bad) expect(() => generate(seq, [1, 2, 3], o), JSON.stringify(o)).toThrow(InvalidOptionError);
+      expect(() => generate(seq, [])).toThrow(InvalidOptionError);
       await expect(model.embed([1, -200])).rejects.toBeInstanceOf(InvalidOptionError);
       await expect(model.embed([tiny.config.vocabSize])).rejects.toBeInstanceOf(InvalidOptionError);
-      await expect(model.prefill(tensor('float32', [1, 2, tiny.config.hiddenSize + 1]))).rejects.toBeInstanceOf(InvalidOptionError);
-      await expect(model.prefill(tensor('float16', [1, 2, tiny.config.hiddenSize]))).rejects.toBeInstanceOf(InvalidOptionError);
+      await expect(seq.prefill(tensor('float32', [1, 2, tiny.config.hiddenSize + 1]))).rejects.toBeInstanceOf(InvalidOptionError);
+      await expect(seq.prefill(tensor('float16', [1, 2, tiny.config.hiddenSize]))).rejects.toBeInstanceOf(InvalidOptionError);
       expect(model.profile.runs).toBe(0);
     } finally {
       await model.dispose();

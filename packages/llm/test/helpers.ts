@@ -46,5 +46,5 @@ export async function openModel(
 ): Promise<LlamaModel> {
   const model = buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 512, ...graph }).toBytes();
   const embeddings = buildEmbeddingsGraph(tiny.src, tiny.config, graph).toBytes();
-  return LlamaModel.create(backend, { model, embeddings }, { config: tiny.config, device, maxSequence: 256, dtype: graph.format?.dtype, ...options });
+  return LlamaModel.create(backend, { model, embeddings }, { config: tiny.config, device, maxSequence: 256, ...options });
 }

@@ -32,8 +32,9 @@ function dequantized(src: WeightSource, q: BlockQuant): WeightSource {
 async function logitsOf(tiny: TinyLlm, backend: Parameters<typeof openModel>[1], device: Parameters<typeof openModel>[2], graph: LlamaGraphOptions = {}): Promise<Float32Array[]> {
   const model = await openModel(tiny, backend, device, graph);
   try {
-    const out = [await model.prefill(await model.embed(prompt))];
-    for (const id of steps) out.push(await model.step(id));
+    const seq = model.sequence();
+    const out = [await seq.prefill(await model.embed(prompt))];
+    for (const id of steps) out.push(await seq.step(id));
     return out;
   } finally {
     await model.dispose();
@@ -80,7 +81,8 @@ describe('float16', () => {
     try {
       const embeds = await model.embed(prompt);
       expect(embeds.dtype).toBe('float16');
-      const got = [await model.prefill(embeds), await model.step(steps[0]), await model.step(steps[1])];
+      const seq = model.sequence();
+      const got = [await seq.prefill(embeds), await seq.step(steps[0]), await seq.step(steps[1])];
       expect(relErr(got, fp32)).toBeLessThanOrEqual(0.005); // measured 0.08-0.09 %
     } finally {
       await model.dispose();

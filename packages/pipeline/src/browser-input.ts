@@ -9,6 +9,12 @@ export interface VideoElementInput {
   fps?: number;
 }
 
+/** An image in the browser: a URL, a Blob, ImageData(-like) pixels, or anything a canvas can draw (<img>, <canvas>, ImageBitmap, OffscreenCanvas, VideoFrame). */
+export type WebImageInput = string | URL | Blob | ImageDataLike | CanvasImageSource;
+
+/** What `ask()` and `chat()` accept in the browser: an image, several images, or a `<video>`. */
+export type WebInput = WebImageInput | WebImageInput[] | VideoElementInput;
+
 /** Pixels of anything a canvas can draw: ImageBitmap, <img>, <canvas>, OffscreenCanvas, VideoFrame, <video>. */
 function drawToPixels(source: CanvasImageSource, width: number, height: number): RGB8 {
   const canvas = new OffscreenCanvas(width, height);
@@ -76,7 +82,7 @@ async function* videoFrames(video: HTMLVideoElement, fps: number, indices: numbe
   }
 }
 
-export async function resolveBrowserInput(input: unknown, o: { signal?: AbortSignal; onProgress?: ProgressCallback; maxFrames?: number }): Promise<Pictures> {
+export async function resolveBrowserInput(input: WebInput, o: { signal?: AbortSignal; onProgress?: ProgressCallback; maxFrames?: number }): Promise<Pictures> {
   if (input && typeof input === 'object' && 'video' in input) {
     const { video, fps = 30 } = input as VideoElementInput;
     if (!(video.readyState >= 1) || !Number.isFinite(video.duration)) throw new VideoError(video.currentSrc || 'video', 'has no metadata yet (wait for loadedmetadata)');
@@ -89,18 +95,4 @@ export async function resolveBrowserInput(input: unknown, o: { signal?: AbortSig
   const images: RGB8[] = [];
   for (const item of list) images.push(await loadOne(item, o.signal));
   return { kind: 'images', images };
-}
-
-/** cyrb53: a fast 53-bit hash, enough to key a cache of a few hundred pictures. */
-export function pixelHash53(img: RGB8): string {
-  let h1 = 0xdeadbeef ^ img.width;
-  let h2 = 0x41c6ce57 ^ img.height;
-  const d = img.data;
-  for (let i = 0; i < d.length; i++) {
-    h1 = Math.imul(h1 ^ d[i], 2654435761);
-    h2 = Math.imul(h2 ^ d[i], 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
 }

@@ -3,7 +3,7 @@
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
 import type { ChatTurn, GeneratedToken } from '@llava-mini/llm';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
-import type { AskOptions, AskResult, AskTimings } from './llava-mini.js';
+import type { AskOptions, AskResult, AskTimings } from './conversation.js';
 
 export interface CompletionUsage {
   /** Positions the prompt took in the LLM (text tokens plus vision tokens). */
@@ -41,7 +41,7 @@ export interface CompletionRequestOptions {
   onProgress?: AskOptions['onProgress'];
 }
 
-/** What completions need of a model: its conversations (LlavaMiniModel.chat). */
+/** What completions need of a model: its conversations (LlavaMini.chat). */
 export interface ChatSource {
   (input: unknown, options: { system?: string; history?: ChatTurn[] }): { ask(question: string, options: AskOptions): AsyncIterable<GeneratedToken> & { done(): Promise<AskResult> } };
 }

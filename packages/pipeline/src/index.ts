@@ -1,6 +1,8 @@
-// Platform-neutral entry of @llava-mini/pipeline: the model class over composed stages, formats,
+// Platform-neutral entry of @llava-mini/pipeline: the model class over stages composed by hand, formats,
 // manifest types and frame sampling. Node loading, the converter and ffmpeg are in './node'.
-export { Conversation, LlavaMiniModel, type Answer, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type InputResolver, type ModelParts, type Pictures } from './llava-mini.js';
+export { LlavaMini, type InputResolver, type ModelParts, type Pictures } from './llava-mini.js';
+export { Conversation, splice, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type StageTimings } from './conversation.js';
+export { Answer } from './answer.js';
 export { Completions, mediaInput, type ChatCompletion, type ChatCompletionChunk, type CompletionRequestOptions, type CompletionUsage } from './completions.js';
 export {
   parseChatRequest,
@@ -11,7 +13,7 @@ export {
   type MediaRef,
   type ParsedRequest,
 } from './completions-request.js';
-export { VisionPipeline, zeroTimings, type PixelHasher, type StageTimings } from './vision.js';
+export { VisionPipeline, type EncodedPictures } from './vision.js';
 export { checkDtype, checkTarget, DTYPE_NAMES, STAGES, stageDtypes, TARGETS, weightFormat, type DtypeName, type StageName, type Target } from './formats.js';
 export { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';
 export { frameIndices, roundHalfEven } from './video/sampling.js';

@@ -11,13 +11,22 @@ import { frameIndices } from './video/sampling.js';
 export const VIDEO_EXTENSIONS = new Set(['.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp']);
 
 /**
- * What `ask()` accepts in Node:
- * - an image: a file path, a file: URL, an http(s) URL, a data: URL (base64), a Buffer/Uint8Array of an encoded image, ImageData-like
- *   RGBA pixels `{ width, height, data }`, or RGB pixels (`data.length === width * height * 3`);
- * - several images: an array of those (their vision tokens are concatenated in order, as video frames are);
- * - a video: `{ video: path }`, or a path with a video extension.
+ * An image in Node: a file path, a file: URL, an http(s) URL, a data: URL (base64), a
+ * Buffer/Uint8Array of an encoded image, ImageData-like RGBA pixels `{ width, height, data }`, or
+ * RGB pixels (`data.length === width * height * 3`).
  */
-export type NodeInput = string | URL | Uint8Array | { width: number; height: number; data: Uint8Array | Uint8ClampedArray } | { video: string } | NodeInput[];
+export type ImageInput = string | URL | Uint8Array | { width: number; height: number; data: Uint8Array | Uint8ClampedArray };
+
+/** A video file; a path with a video extension (VIDEO_EXTENSIONS) is read as a video too. */
+export interface VideoInput {
+  video: string;
+}
+
+/**
+ * What `ask()` and `chat()` accept in Node: an image, several images (their vision tokens are
+ * concatenated in order, as video frames are), or a video.
+ */
+export type NodeInput = ImageInput | ImageInput[] | VideoInput;
 
 export interface ResolveOptions {
   signal?: AbortSignal;
@@ -66,7 +75,7 @@ function describe(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? `an object (${Object.keys(v as object).join(', ')})` : typeof v;
 }
 
-export async function resolveNodeInput(input: unknown, o: ResolveOptions): Promise<Pictures> {
+export async function resolveNodeInput(input: NodeInput, o: ResolveOptions): Promise<Pictures> {
   const videoPath =
     input && typeof input === 'object' && 'video' in input ? localPath(String((input as { video: unknown }).video)) : typeof input === 'string' && VIDEO_EXTENSIONS.has(path.extname(input).toLowerCase()) ? localPath(input) : undefined;
   if (videoPath !== undefined) {

@@ -1,14 +1,12 @@
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Backend, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import type { RGB8 } from '@llava-mini/encoder';
 import { loadTokenizer } from '@llava-mini/llm/node';
 import { openHfCheckpoint } from './checkpoint.js';
 import { checkDtype, type DtypeName } from './formats.js';
-import { resolveNodeInput } from './inputs.js';
+import { type NodeInput, resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { GRAPHS, type GraphName, manifestSources, type ModelSources, openParts } from './parts.js';
@@ -27,6 +25,13 @@ export interface LoadOptions {
   maxFrames?: number;
   /** Images above this many pixels are refused before decoding. */
   maxPixels?: number;
+  /**
+   * Cap on the bytes of all conversations' KV caches (default 2 GiB). Beyond it, idle
+   * conversations are evicted (least recently used first) and recompute on their next turn; if the
+   * conversations generating at that moment need more by themselves, the one asking for more gets
+   * KvCacheFullError.
+   */
+  kvCacheBytes?: number;
   /** WASM threads for device 'wasm'. */
   numThreads?: number;
   logger?: (message: string) => void;
@@ -35,10 +40,6 @@ export interface LoadOptions {
 
 /** Unconverted checkpoints are converted in memory only below this size (one graph must stay under protobuf's 2 GB). */
 export const IN_MEMORY_LIMIT_BYTES = 1.5e9;
-
-function pixelHash(img: RGB8): string {
-  return createHash('sha1').update(`${img.width}x${img.height}:`).update(img.data).digest('hex');
-}
 
 function fromManifest(dir: string, options: LoadOptions): ModelSources {
   const manifestPath = path.join(dir, MANIFEST_FILE);
@@ -73,7 +74,7 @@ function fromCheckpoint(dir: string, options: LoadOptions): ModelSources {
 }
 
 /** Load every stage from a converted folder (manifest.json) or a small unconverted Hugging Face folder. */
-export async function loadParts(dir: string, options: LoadOptions = {}): Promise<ModelParts> {
+export async function loadParts(dir: string, options: LoadOptions = {}): Promise<ModelParts<NodeInput>> {
   if (!fs.existsSync(dir)) throw new ModelFilesError(dir, 'does not exist');
   const converted = fs.existsSync(path.join(dir, MANIFEST_FILE));
   if (!converted && !fs.existsSync(path.join(dir, 'config.json'))) {
@@ -87,7 +88,7 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
     backend,
     device,
     logger: options.logger,
-    hash: pixelHash,
+    kvCacheBytes: options.kvCacheBytes,
     resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
   });
 }

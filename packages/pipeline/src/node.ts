@@ -1,5 +1,6 @@
 // Node entry of @llava-mini/pipeline: LlavaMini.fromPretrained(dir), the converter, video decoding.
-import { LlavaMiniModel } from './llava-mini.js';
+import type { NodeInput } from './inputs.js';
+import { LlavaMini as LlavaMiniBase } from './llava-mini.js';
 import { type LoadOptions, loadParts } from './load.js';
 
 export * from './index.js';
@@ -7,10 +8,11 @@ export { convertCheckpoint, type ConvertOptions } from './convert.js';
 export { ensureTinyModel } from './demo.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
-export { resolveNodeInput, VIDEO_EXTENSIONS, type NodeInput } from './inputs.js';
+export { resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoInput } from './inputs.js';
 export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from './video/ffmpeg.js';
 
-export class LlavaMini extends LlavaMiniModel {
+/** LLaVA-Mini in Node: `LlavaMini.fromPretrained(dir)`, inputs typed as NodeInput. */
+export class LlavaMini extends LlavaMiniBase<NodeInput> {
   /**
    * Load a model folder: one written by `llava-mini convert` (manifest.json), or a small Hugging
    * Face LLaVA-Mini checkpoint, converted in memory.

@@ -6,7 +6,7 @@ import { Prefusion } from '@llava-mini/prefusion';
 import type { InputResolver, ModelParts } from './llava-mini.js';
 import type { Manifest } from './manifest.js';
 import type { ConversionPlan } from './stages.js';
-import { type PixelHasher, VisionPipeline } from './vision.js';
+import { VisionPipeline } from './vision.js';
 
 /** The graphs the model is made of: the four stages and the LLM's token embeddings. */
 export type GraphName = 'encoder' | 'compressor' | 'prefusion' | 'llm' | 'embeddings';
@@ -34,16 +34,17 @@ export function manifestSources(m: Manifest, tokenizer: Tokenizer, locate: (file
   };
 }
 
-export interface OpenOptions {
+export interface OpenOptions<I> {
   backend: Backend;
   device: Device;
-  resolveInput: InputResolver;
-  hash: PixelHasher;
+  resolveInput: InputResolver<I>;
+  /** Cap on the bytes of all conversations' KV caches (LlamaModelOptions.kvCacheBytes). */
+  kvCacheBytes?: number;
   logger?: (message: string) => void;
 }
 
 /** Create every stage's session on one device and compose them; on failure nothing stays open. */
-export async function openParts(s: ModelSources, o: OpenOptions): Promise<ModelParts> {
+export async function openParts<I>(s: ModelSources, o: OpenOptions<I>): Promise<ModelParts<I>> {
   const common = { device: o.device, logger: o.logger };
   const dtype = (name: GraphName) => s.formats[name].dtype;
   const vision = readVisionConfig(s.config);
@@ -58,14 +59,14 @@ export async function openParts(s: ModelSources, o: OpenOptions): Promise<ModelP
     const llm = await LlamaModel.create(
       o.backend,
       { model: s.graph('llm'), embeddings: s.graph('embeddings') },
-      { ...common, config: readLlamaConfig(s.config), maxSequence: s.contextLength, dtype: dtype('llm') },
+      { ...common, config: readLlamaConfig(s.config), maxSequence: s.contextLength, kvCacheBytes: o.kvCacheBytes },
     );
     opened.push(llm);
     return {
       config: s.config,
       tokenizer: s.tokenizer,
       llm,
-      vision: new VisionPipeline(vision, encoder, compressor, prefusion, llm, o.hash),
+      vision: new VisionPipeline(vision, encoder, compressor, prefusion),
       resolveInput: o.resolveInput,
       dispose: async () => {
         await Promise.all(opened.map((x) => x.dispose()));

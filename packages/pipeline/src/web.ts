@@ -3,13 +3,13 @@
 import { ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { webBackend } from '@llava-mini/core/web';
 import { Tokenizer } from '@llava-mini/llm';
-import { pixelHash53, resolveBrowserInput } from './browser-input.js';
-import { LlavaMiniModel } from './llava-mini.js';
+import { resolveBrowserInput, type WebInput } from './browser-input.js';
+import { LlavaMini as LlavaMiniBase } from './llava-mini.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { manifestSources, openParts } from './parts.js';
 
 export * from './index.js';
-export { pixelHash53, resolveBrowserInput, type VideoElementInput } from './browser-input.js';
+export { resolveBrowserInput, type VideoElementInput, type WebImageInput, type WebInput } from './browser-input.js';
 
 export interface WebLoadOptions {
   /** webgpu, wasm, or auto (default: webgpu when the browser has an adapter, else wasm). */
@@ -18,6 +18,8 @@ export interface WebLoadOptions {
   /** Where onnxruntime-web's .wasm files are served from, when the bundler does not copy them. */
   wasmPaths?: string;
   maxFrames?: number;
+  /** Cap on the bytes of all conversations' KV caches (default 2 GiB; see the Node entry's LoadOptions). */
+  kvCacheBytes?: number;
   logger?: (message: string) => void;
   onProgress?: ProgressCallback;
 }
@@ -31,7 +33,8 @@ async function fetchText(url: string, optional = false): Promise<string | undefi
   throw new ModelFilesError(url, `cannot be fetched: HTTP ${res.status}`);
 }
 
-export class LlavaMini extends LlavaMiniModel {
+/** LLaVA-Mini in the browser: `LlavaMini.fromPretrained(url)`, inputs typed as WebInput. */
+export class LlavaMini extends LlavaMiniBase<WebInput> {
   /** Load a converted model served at `baseUrl` (the folder `llava-mini convert` wrote). */
   static async fromPretrained(baseUrl: string | URL, options: WebLoadOptions = {}): Promise<LlavaMini> {
     const base = new URL(String(baseUrl).endsWith('/') ? String(baseUrl) : `${baseUrl}/`, globalThis.location?.href);
@@ -44,11 +47,11 @@ export class LlavaMini extends LlavaMiniModel {
     });
     const backend = await webBackend({ numThreads: options.numThreads, wasmPaths: options.wasmPaths });
     const device = await backend.resolveDevice(options.device ?? 'auto', options.logger);
-    const parts = await openParts(manifestSources(manifest, tokenizer, at), {
+    const parts = await openParts<WebInput>(manifestSources(manifest, tokenizer, at), {
       backend,
       device,
       logger: options.logger,
-      hash: pixelHash53,
+      kvCacheBytes: options.kvCacheBytes,
       resolveInput: (input, o) => resolveBrowserInput(input, { ...o, maxFrames: options.maxFrames }),
     });
     return new LlavaMini(parts);

@@ -7,9 +7,11 @@ import type {
   InferenceSession,
   ModelSource,
   SessionOptions,
+  ValueInfo,
 } from '../backend.js';
 import { DeviceUnavailableError, errorMessage, InvalidOptionError, SessionError } from '../errors.js';
 import { Graph } from '../onnx/ops.js';
+import { RunQueue } from '../queue.js';
 import { type DType, type Tensor, tensor, type TensorData } from '../tensor.js';
 
 /*
@@ -22,9 +24,17 @@ export interface OrtTensor {
   readonly dims: readonly number[];
   readonly data: unknown;
 }
+interface OrtValueMetadata {
+  readonly name: string;
+  readonly isTensor: boolean;
+  readonly type?: string;
+  readonly shape?: readonly (number | string)[];
+}
 interface OrtSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  readonly inputMetadata?: readonly OrtValueMetadata[];
+  readonly outputMetadata?: readonly OrtValueMetadata[];
   run(feeds: Record<string, OrtTensor>, fetches?: readonly string[] | Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
   release(): Promise<void>;
 }
@@ -62,6 +72,8 @@ export class OrtBackend implements Backend {
   readonly devices: readonly Device[];
   private readonly specs: Map<Device, DeviceSpec>;
   private probes = new Map<Device, Promise<DeviceStatus>>();
+  /** Every session of this backend runs through one queue (see InferenceSession). */
+  private readonly queue = new RunQueue();
 
   constructor(
     readonly name: 'onnxruntime-node' | 'onnxruntime-web',
@@ -113,7 +125,7 @@ export class OrtBackend implements Backend {
       const what = typeof model === 'string' ? `model '${model}'` : 'the model';
       throw new SessionError(`${this.name} could not load ${what} on ${device}: ${nativeReason(err)}`, { cause: err });
     }
-    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features);
+    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue);
   }
 
   private spec(device: Device): DeviceSpec {
@@ -186,7 +198,14 @@ class OrtInferenceSession implements InferenceSession {
     readonly device: Device,
     readonly executionProvider: string,
     private readonly features: OrtFeatures,
-  ) {}
+    private readonly queue: RunQueue,
+  ) {
+    this.inputs = valueInfos(session.inputNames, session.inputMetadata);
+    this.outputs = valueInfos(session.outputNames, session.outputMetadata);
+  }
+
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
 
   get inputNames(): readonly string[] {
     return this.session.inputNames;
@@ -208,7 +227,10 @@ class OrtInferenceSession implements InferenceSession {
     else if (targets) ortFetches = Object.keys(targets);
     let out: Record<string, OrtTensor>;
     try {
-      out = ortFetches ? await this.session.run(ortFeeds, ortFetches) : await this.session.run(ortFeeds);
+      out = await this.queue.run(() => {
+        if (this.disposed) throw new SessionError('run() on a disposed session');
+        return ortFetches ? this.session.run(ortFeeds, ortFetches) : this.session.run(ortFeeds);
+      });
     } catch (err) {
       throw new SessionError(`inference failed on ${this.device}: ${nativeReason(err)}`, { cause: err });
     }
@@ -239,6 +261,15 @@ class OrtInferenceSession implements InferenceSession {
     if (t.dtype === 'bfloat16') throw new InvalidOptionError('bfloat16 tensors cannot cross the onnxruntime JS API; convert to float16 or float32');
     return new this.ort.Tensor(t.dtype, t.data, t.dims);
   }
+}
+
+function valueInfos(names: readonly string[], metadata: readonly OrtValueMetadata[] | undefined): ValueInfo[] {
+  return names.map((name, i) => {
+    const m = metadata?.find((v) => v.name === name) ?? metadata?.[i];
+    const dtype = m?.isTensor && m.type ? ORT_TO_DTYPE[m.type] : undefined;
+    if (!dtype) throw new SessionError(`graph value '${name}' has type ${m?.type ?? 'unknown'}, which the stages do not use`);
+    return { name, dtype, dims: m?.shape ?? [] };
+  });
 }
 
 function fromOrt(name: string, t: OrtTensor): Tensor {

@@ -5,7 +5,8 @@ import { webBackend } from '@llava-mini/core/web';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { convertCheckpoint } from '../convert.js';
 import { checkDtype, checkTarget, type DtypeName, STAGES, type StageName } from '../formats.js';
-import type { AskOptions, AskResult, Conversation } from '../llava-mini.js';
+import type { AskOptions, AskResult, Conversation } from '../conversation.js';
+import type { NodeInput } from '../inputs.js';
 import { LlavaMini, type NodeDeviceRequest } from '../node.js';
 import { ProgressView } from './progress.js';
 
@@ -96,7 +97,7 @@ export interface AskFlags {
   json?: boolean;
 }
 
-function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): unknown {
+function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): NodeInput | undefined {
   if (flags.video && flags.image?.length) throw new InvalidOptionError('give --image or --video, not both');
   if (flags.video) return { video: flags.video };
   if (!flags.image?.length) return undefined;
@@ -168,7 +169,7 @@ export async function chatCommand(flags: AskFlags): Promise<void> {
   const options = generationOptions(flags, view);
   const model = await load(flags, view);
   view.stop();
-  const conversation: Conversation = model.chat(visualInput(flags), options);
+  const conversation: Conversation<NodeInput> = model.chat(visualInput(flags));
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
   out('Ask about the input; an empty line or Ctrl-D ends the chat.\n> ');
   try {
