@@ -171,6 +171,8 @@ export class Conversation<I = unknown> {
       this.segments = this.segments.slice(0, keep);
       this.sequence.truncate(positionsOf(this.segments));
       const kept = this.sequence.length;
+      const limit = llm.maxSequence;
+      if (ids.length > limit - kept) throw new PromptTooLongError(kept + ids.length, limit, `${kept} cached + ${ids.length} prompt positions`);
 
       // 2-4. Pictures, fusion, splice.
       const embeds = await this.embed(ids, signal, t, options.onProgress);
