@@ -149,7 +149,7 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
       notes.push(`${f} / ${type}: GGUF ${fmt(fs.statSync(file).size / 1e9, 2)} GB; a decode step reads ${fmt(ggufStepBytes(config, type) / 1e6, 0)} MB of llama.cpp's weights.`);
       for (const threads of threadCounts) {
         log(`llamacpp: ${f} vs ${type}, ${threads} thread(s) each...`);
-        const ours = await LlamaModel.create(backend, graphs, { config, device: 'cpu', maxSequence, dtype: f === 'fp16' ? 'float16' : 'float32', session: { intraOpNumThreads: threads } });
+        const ours = await LlamaModel.create(backend, graphs, { config, device: 'cpu', maxSequence, session: { intraOpNumThreads: threads } });
         const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
         // llama.cpp's KV cache is F16 by default; fp32 runs keep it F32 like ours, so the greedy tokens can be compared.
         const kv = f === 'fp32' ? { experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } : {};
@@ -163,11 +163,15 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
           }
           // Ours: what generate() runs per token (LlamaModel.embed + prefill/step, greedy argmax), without its text streaming.
           const oursTokens = async function* (prompt: number[]): AsyncGenerator<number> {
-            ours.reset();
-            let id = argmax(await ours.prefill(await ours.embed(prompt)));
-            for (;;) {
-              yield id;
-              id = argmax(await ours.step(id));
+            const s = ours.sequence();
+            try {
+              let id = argmax(await s.prefill(await ours.embed(prompt)));
+              for (;;) {
+                yield id;
+                id = argmax(await s.step(id));
+              }
+            } finally {
+              s.dispose();
             }
           };
           const theirsTokens = async function* (prompt: number[]): AsyncGenerator<number> {
@@ -185,7 +189,6 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
           // ~4k context: one long prefill each, then the median of `steps` decode steps after `warm`.
           const la = await trace(oursTokens(longIds), warm + steps + 1);
           const lb = await trace(theirsTokens(longIds), warm + steps + 1);
-          ours.reset();
           await seq.clearHistory();
 
           const m = (xs: Trace[], k: 'prefill' | 'decode' | 'decodeCpu') => median(xs.map((x) => rates(x, ids.length)[k]));

@@ -1,4 +1,4 @@
-import { type DType, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
+import { DisposedError, type DType, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
 import { LLAMA_IO } from './graph.js';
 
 /** Capacity grows in steps of at least this many positions (and at least doubles). */
@@ -29,13 +29,15 @@ export class KvCache {
   holds = 0;
   /** Times the pool evicted this cache (its owner recomputes what it held). */
   evictions = 0;
+  private disposed = false;
+  private readonly ref: WeakRef<KvCache>;
 
   constructor(
     readonly layout: KvLayout,
     readonly maxSequence: number,
     private readonly pool: KvPool,
   ) {
-    pool.add(this);
+    this.ref = pool.add(this);
   }
 
   /** Positions in the cache. */
@@ -55,8 +57,9 @@ export class KvCache {
 
   /** Feeds and fetches of a run that adds `n` positions: the same tensor is past input and present output. */
   buffers(n: number): { past: Record<string, Tensor>; present: Record<string, Tensor> } {
+    if (this.disposed) throw new DisposedError('the KV cache');
     this.reserve(this.filled + n);
-    this.pool.touch(this);
+    this.pool.touch(this.ref);
     const t = this.tensors as Tensor[];
     const past: Record<string, Tensor> = {};
     const present: Record<string, Tensor> = {};
@@ -89,8 +92,9 @@ export class KvCache {
 
   /** Release and leave the pool for good. */
   dispose(): void {
+    this.disposed = true;
     this.release();
-    this.pool.remove(this);
+    this.pool.remove(this.ref);
   }
 
   /** @internal the pool takes the buffers of an idle cache. */
@@ -136,41 +140,54 @@ export class KvCache {
  * KV_CACHE_FULL); nothing else is disturbed.
  */
 export class KvPool {
-  /** Most recently used last. */
-  private readonly caches = new Set<KvCache>();
+  /**
+   * Most recently used last. Weak, so a sequence its owner dropped without dispose() is
+   * garbage-collected with its buffers like any object (and leaves the count then).
+   */
+  private readonly refs = new Set<WeakRef<KvCache>>();
 
   constructor(readonly limitBytes: number) {}
 
   /** Bytes all caches take now. */
   get bytes(): number {
     let n = 0;
-    for (const c of this.caches) n += c.bytes;
+    for (const c of this.live()) n += c.bytes;
     return n;
   }
 
-  add(cache: KvCache): void {
-    this.caches.add(cache);
+  add(cache: KvCache): WeakRef<KvCache> {
+    const ref = new WeakRef(cache);
+    this.refs.add(ref);
+    return ref;
   }
 
-  remove(cache: KvCache): void {
-    this.caches.delete(cache);
+  remove(ref: WeakRef<KvCache>): void {
+    this.refs.delete(ref);
   }
 
-  touch(cache: KvCache): void {
-    this.caches.delete(cache);
-    this.caches.add(cache);
+  touch(ref: WeakRef<KvCache>): void {
+    this.refs.delete(ref);
+    this.refs.add(ref);
   }
 
   /** Make room for `extra` more bytes for `cache`, evicting idle caches if needed. */
   reserve(cache: KvCache, extra: number): void {
     let total = this.bytes + extra;
     if (total <= this.limitBytes) return;
-    for (const c of this.caches) {
+    for (const c of this.live()) {
       if (c === cache || c.holds > 0 || c.bytes === 0) continue;
       total -= c.bytes;
       c.evict();
       if (total <= this.limitBytes) return;
     }
     throw new KvCacheFullError(total, this.limitBytes);
+  }
+
+  private *live(): Generator<KvCache> {
+    for (const ref of this.refs) {
+      const c = ref.deref();
+      if (c) yield c;
+      else this.refs.delete(ref);
+    }
   }
 }
