@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ensureTinyModel, LlavaMini } from '@llava-mini/pipeline/node';
+import { ensureTinyModel, LlavaMini, type NodeInput } from '@llava-mini/pipeline/node';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,7 +43,7 @@ describeQueue('queued mode (BullMQ on a real redis-server)', () => {
           flaked = true;
           throw new Error('connection reset while reading the picture');
         }
-        return model.chat(input);
+        return model.chat(input as NodeInput); // jobs hold paths, which NodeInput accepts
       },
     };
     const input = path.join(root, 'jobs', 'lib.jsonl');
