@@ -7,6 +7,8 @@ import { LlavaMini, type NodeInput } from '../src/node.js';
 import { type Fixture, fixture, IMAGE, VIDEO } from './fixtures.js';
 
 const MAX_NEW = 5;
+// Each test loads several models and runs video on WASM: minutes on a saturated 2-core machine (25 s idle).
+const SLOW = 600_000;
 const QUESTIONS = ['What is in this picture?', 'And what colour is it?'];
 
 /** A second picture, as raw RGB pixels: a diagonal gradient. */
@@ -82,7 +84,7 @@ describe('conversations sharing one model', () => {
         } finally {
           await model.dispose();
         }
-      });
+      }, SLOW);
     }
   }
 
@@ -117,7 +119,7 @@ describe('conversations sharing one model', () => {
     } finally {
       await model.dispose();
     }
-  });
+  }, SLOW);
 
   it('the KV byte cap evicts idle conversations (least recently used first), which recompute exactly on their next turn', async () => {
     const inputs: NodeInput[] = [IMAGE, GRADIENT, { video: VIDEO }];
@@ -143,7 +145,7 @@ describe('conversations sharing one model', () => {
     } finally {
       await model.dispose();
     }
-  });
+  }, SLOW);
 
   it('dispose() frees a conversation at once; asking it again is a typed error', async () => {
     const model = await open(standard, 'cpu');
@@ -163,5 +165,5 @@ describe('conversations sharing one model', () => {
     } finally {
       await model.dispose();
     }
-  });
+  }, SLOW);
 });
