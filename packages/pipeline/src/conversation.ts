@@ -15,7 +15,7 @@ import {
   type LlavaPromptOptions,
   type Sequence,
 } from '@llava-mini/llm';
-import type { PrefusionImage, PrefusionResult } from '@llava-mini/prefusion';
+import type { PicturePrefix, PrefusionImage, PrefusionPicture, PrefusionResult } from '@llava-mini/prefusion';
 import { Answer } from './answer.js';
 import type { ModelParts } from './llava-mini.js';
 
@@ -98,8 +98,12 @@ export class Conversation<I = unknown> {
   private segments: Segment[] = [];
   private readonly turns: ChatTurn[];
   private readonly options: Omit<ChatOptions, 'history'>;
-  /** The images' features, once the first turn has encoded them (a video's frames are streamed, not kept). */
-  private features?: PrefusionImage[];
+  /**
+   * The images, once the first turn has looked at them: each one's pre-fusion prefix once a pass
+   * has made it (until then its features), so a follow-up runs only its text rows; kept here even
+   * if the model's picture cache lets it go. A video's frames are streamed, not kept.
+   */
+  private features?: PrefusionPicture[];
   private last: Promise<unknown> = Promise.resolve();
   private readonly disposal = new AbortController();
 
@@ -237,18 +241,21 @@ export class Conversation<I = unknown> {
     const others = () => t.encoderMs + t.compressorMs + t.inputMs;
     const before = others();
     t0 = now();
-    const fused = await vision.fuse(textEmbeds, ids, pictures);
+    // Images: keep each fresh one's prefix for the follow-ups (video frames fetch none).
+    const features = this.features;
+    const keep = features && ((prefix: PicturePrefix, i: number) => void (features[i] = prefix));
+    const fused = await vision.fuse(textEmbeds, ids, pictures, keep);
     t.prefusionMs += now() - t0 - (others() - before);
     return splice(ids, fused, llm.config.hiddenSize, llm.dtype);
   }
 
   /**
-   * The features of this conversation's pictures. Images are decoded and encoded on the first turn
-   * and kept by the conversation for follow-ups. A video's frames are streamed: decoded, encoded
+   * This conversation's pictures. Images are decoded on the first turn, looked up in the model's
+   * picture cache or encoded, and kept by the conversation for follow-ups. A video's frames are streamed: decoded, encoded
    * and handed to pre-fusion a batch at a time and then dropped, so memory holds one batch of
    * frames whatever the video's length (a follow-up reads the video again).
    */
-  private async pictures(ids: readonly number[], signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<PrefusionImage[] | AsyncIterable<PrefusionImage>> {
+  private async pictures(ids: readonly number[], signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<PrefusionPicture[] | AsyncIterable<PrefusionImage>> {
     if (this.features) return this.features;
     const t0 = now();
     const pictures = await this.parts.resolveInput(this.input as I, { signal, onProgress });
@@ -257,11 +264,13 @@ export class Conversation<I = unknown> {
     this.checkLength(ids, count);
     t.inputMs += now() - t0;
     if (pictures.kind === 'images') {
-      const e = await this.parts.vision.encode(pictures.images, false);
+      // Images this model has seen (in any conversation) come back as their cached prefixes.
+      const e = await this.parts.vision.images(pictures.images);
+      t.inputMs += e.hashMs;
       t.encoderMs += e.encoderMs;
       t.compressorMs += e.compressorMs;
-      this.features = e.features;
-      return e.features;
+      this.features = e.pictures;
+      return e.pictures;
     }
     return this.streamFrames(pictures.frames, count, signal, t, onProgress);
   }

@@ -13,7 +13,8 @@ export {
   type MediaRef,
   type ParsedRequest,
 } from './completions-request.js';
-export { VisionPipeline, type EncodedPictures } from './vision.js';
+export { VisionPipeline, type EncodedPictures, type LookedAtImages } from './vision.js';
+export { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey, type PictureCacheStats } from './picture-cache.js';
 export { checkDtype, checkTarget, DTYPE_NAMES, STAGES, stageDtypes, TARGETS, weightFormat, type DtypeName, type StageName, type Target } from './formats.js';
 export { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';
 export { frameIndices, roundHalfEven } from './video/sampling.js';

@@ -32,6 +32,12 @@ export interface LoadOptions {
    * KvCacheFullError.
    */
   kvCacheBytes?: number;
+  /**
+   * Bound of the picture cache (default 256 MiB): each image's pre-fusion prefix, by SHA-256 of its
+   * pixels, least recently used out, so a new question about a picture already seen skips CLIP,
+   * the compressor and the picture's pre-fusion rows. 0 turns it off.
+   */
+  pictureCacheBytes?: number;
   /** WASM threads for device 'wasm'. */
   numThreads?: number;
   logger?: (message: string) => void;
@@ -89,6 +95,7 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
     device,
     logger: options.logger,
     kvCacheBytes: options.kvCacheBytes,
+    pictureCacheBytes: options.pictureCacheBytes,
     resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
   });
 }

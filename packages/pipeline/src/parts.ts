@@ -40,6 +40,8 @@ export interface OpenOptions<I> {
   resolveInput: InputResolver<I>;
   /** Cap on the bytes of all conversations' KV caches (LlamaModelOptions.kvCacheBytes). */
   kvCacheBytes?: number;
+  /** Bound of the picture cache (VisionPipeline.pictures). */
+  pictureCacheBytes?: number;
   logger?: (message: string) => void;
 }
 
@@ -66,7 +68,7 @@ export async function openParts<I>(s: ModelSources, o: OpenOptions<I>): Promise<
       config: s.config,
       tokenizer: s.tokenizer,
       llm,
-      vision: new VisionPipeline(vision, encoder, compressor, prefusion),
+      vision: new VisionPipeline(vision, encoder, compressor, prefusion, undefined, o.pictureCacheBytes),
       resolveInput: o.resolveInput,
       dispose: async () => {
         await Promise.all(opened.map((x) => x.dispose()));

@@ -2,7 +2,7 @@ import { InvalidOptionError } from '@llava-mini/core';
 import type { RGB8 } from '@llava-mini/encoder';
 import type { PicturePrefix } from '@llava-mini/prefusion';
 
-/** Default bound of a model's picture cache: about 27 standard pictures of the 8B release in fp16 (9.5 MB each), 5 HD ones. */
+/** Default bound of a model's picture cache: about 28 standard pictures of the 8B release in fp16 (9.5 MB each), 5 HD ones. */
 export const DEFAULT_PICTURE_CACHE_BYTES = 256 * 2 ** 20;
 
 /**

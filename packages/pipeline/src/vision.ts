@@ -1,6 +1,7 @@
 import type { Compressor } from '@llava-mini/compressor';
 import { processFrame, processImage, type RGB8, stitchFeatures, type VisionConfig, type VisionEncoder } from '@llava-mini/encoder';
-import type { Prefusion, PrefusionImage, PrefusionResult } from '@llava-mini/prefusion';
+import type { PicturePrefix, Prefusion, PrefusionImage, PrefusionPicture, PrefusionResult } from '@llava-mini/prefusion';
+import { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey } from './picture-cache.js';
 
 const now = (): number => globalThis.performance.now();
 
@@ -11,14 +12,27 @@ export interface EncodedPictures {
   compressorMs: number;
 }
 
+/** Images ready for pre-fusion: cached prefixes where the model has seen the pixels, else fresh features. */
+export interface LookedAtImages extends Omit<EncodedPictures, 'features'> {
+  pictures: PrefusionPicture[];
+  /** Time spent hashing the pixels (the cache key). */
+  hashMs: number;
+}
+
 /**
  * The vision stages of LLaVA-Mini, composed from the stage packages and holding only their
  * sessions: pixels -> CLIP features -> compressed features, and (features, prompt) -> vision tokens
  * + fused text. Which pictures a conversation has, and their features, belong to the conversation.
+ * `pictures` memoizes what the pixels alone determine (each image's pre-fusion prefix, see
+ * PictureCache), so a question about a picture any conversation has shown runs only its text rows.
  */
 export class VisionPipeline {
   /** Pictures encoded by CLIP since creation (a counter for tests and benches, not state). */
   encoderRuns = 0;
+  /** Per-picture pre-fusion prefixes, by SHA-256 of the pixels; images only, never video frames. */
+  readonly pictures: PictureCache;
+  /** The cache key of each fresh image's features, until its prefix is stored. */
+  private readonly pending = new WeakMap<PrefusionImage, string>();
 
   constructor(
     readonly config: VisionConfig,
@@ -27,7 +41,34 @@ export class VisionPipeline {
     private readonly prefusion: Prefusion,
     /** Pictures per batched CLIP call (video frames arrive one by one and are grouped). */
     readonly batchSize = 8,
-  ) {}
+    /** Bound of the picture cache in bytes (0 turns it off). */
+    pictureCacheBytes = DEFAULT_PICTURE_CACHE_BYTES,
+  ) {
+    this.pictures = new PictureCache(pictureCacheBytes);
+  }
+
+  /**
+   * Images for pre-fusion: the cached prefix of each one seen before (no CLIP, no compressor, no
+   * picture rows in pre-fusion), the others through `encode` in one batch. `fuse` stores the fresh
+   * ones' prefixes when it is given `onPrefix`.
+   */
+  async images(imgs: readonly RGB8[]): Promise<LookedAtImages> {
+    const t = now();
+    const keys = await Promise.all(imgs.map(pictureKey));
+    const hashMs = now() - t;
+    const pictures: (PrefusionPicture | undefined)[] = keys.map((k) => (k === undefined ? undefined : this.pictures.get(k)));
+    const missing = imgs.filter((_, i) => pictures[i] === undefined);
+    if (missing.length === 0) return { pictures: pictures as PrefusionPicture[], hashMs, encoderMs: 0, compressorMs: 0 };
+    const e = await this.encode(missing, false);
+    let j = 0;
+    pictures.forEach((p, i) => {
+      if (p) return;
+      const f = e.features[j++];
+      if (keys[i] !== undefined) this.pending.set(f, keys[i] as string);
+      pictures[i] = f;
+    });
+    return { pictures: pictures as PrefusionPicture[], hashMs, encoderMs: e.encoderMs, compressorMs: e.compressorMs };
+  }
 
   /** Vision tokens each picture adds to the LLM input (C*C). */
   get compressedTokens(): number {
@@ -78,10 +119,23 @@ export class VisionPipeline {
   }
 
   /**
-   * Pre-fusion of one or more pictures with the prompt's text embeddings [L, H] (float32, the
-   * placeholder row looking up token 0, spec §3.2): vision tokens concatenated, fused text averaged.
+   * Pre-fusion of one or more pictures (features, or prefixes from `images`) with the prompt's text
+   * embeddings [L, H] (float32, the placeholder row looking up token 0, spec §3.2): vision tokens
+   * concatenated, fused text averaged. With `onPrefix` (images), each fresh picture's prefix is
+   * fetched, stored in the picture cache and handed over, so the caller can keep it for follow-ups;
+   * without it (video frames) nothing of a picture outlives its pass.
    */
-  fuse(textEmbeds: Float32Array, ids: readonly number[], pictures: AsyncIterable<PrefusionImage> | Iterable<PrefusionImage>): Promise<PrefusionResult> {
-    return this.prefusion.fuseFrames(pictures, { textEmbeds, ids });
+  fuse(
+    textEmbeds: Float32Array,
+    ids: readonly number[],
+    pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>,
+    onPrefix?: (prefix: PicturePrefix, index: number) => void,
+  ): Promise<PrefusionResult> {
+    const keep = onPrefix && ((prefix: PicturePrefix, picture: PrefusionImage, index: number) => {
+      const key = this.pending.get(picture);
+      if (key !== undefined) this.pictures.set(key, prefix);
+      onPrefix(prefix, index);
+    });
+    return this.prefusion.fuseFrames(pictures, { textEmbeds, ids }, { onPrefix: keep });
   }
 }

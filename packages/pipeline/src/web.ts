@@ -20,6 +20,8 @@ export interface WebLoadOptions {
   maxFrames?: number;
   /** Cap on the bytes of all conversations' KV caches (default 2 GiB; see the Node entry's LoadOptions). */
   kvCacheBytes?: number;
+  /** Bound of the picture cache (default 256 MiB; see the Node entry's LoadOptions). */
+  pictureCacheBytes?: number;
   logger?: (message: string) => void;
   onProgress?: ProgressCallback;
 }
@@ -52,6 +54,7 @@ export class LlavaMini extends LlavaMiniBase<WebInput> {
       device,
       logger: options.logger,
       kvCacheBytes: options.kvCacheBytes,
+      pictureCacheBytes: options.pictureCacheBytes,
       resolveInput: (input, o) => resolveBrowserInput(input, { ...o, maxFrames: options.maxFrames }),
     });
     return new LlavaMini(parts);

@@ -119,10 +119,30 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     expect(model.vision.encoderRuns).toBe(1);
     // The follow-up ran only its own text (the cache held the first turn).
     expect(second.llmInputTokens).toBeLessThan(first.llmInputTokens);
-    // Features belong to the conversation: a new conversation about the same picture encodes it
-    // again (a model-level cache keyed by the pixels is the pre-fusion prefix cache's, issue 10).
-    await model.ask(IMAGE, 'Describe it.', { maxNewTokens: 2 }).done();
-    expect(model.vision.encoderRuns).toBe(2);
     await model.dispose();
   });
+
+  for (const device of ['cpu', 'wasm'] as const) {
+    it(`${device}: a new question about a picture already seen runs from its cached prefix, with the cold run's and the reference's tokens`, async () => {
+      const second = 'Describe it.';
+      const model = await LlavaMini.fromPretrained(standard.model, { device });
+      await model.ask(IMAGE, QUESTION, { maxNewTokens: 2 }).done();
+      expect(model.vision.pictures.stats).toMatchObject({ entries: 1, hits: 0, misses: 1 });
+      const warm = await model.ask(IMAGE, second, { maxNewTokens: MAX_NEW }).done();
+      // The picture's prefix came from the cache: no CLIP, no compressor, only text rows in pre-fusion.
+      expect(model.vision.pictures.stats).toMatchObject({ entries: 1, hits: 1 });
+      expect(model.vision.encoderRuns).toBe(1);
+      expect(warm.timings.encoderMs).toBe(0);
+      await model.dispose();
+      const off = await LlavaMini.fromPretrained(standard.model, { device, pictureCacheBytes: 0 });
+      const cold = await off.ask(IMAGE, second, { maxNewTokens: MAX_NEW }).done();
+      expect(off.vision.encoderRuns).toBe(1);
+      expect(off.vision.pictures.stats.entries).toBe(0);
+      await off.dispose();
+      expect(warm.promptTokenIds).toEqual(cold.promptTokenIds);
+      expect(warm.ids).toEqual(cold.ids);
+      const ref = await once(`second:${second}`, async () => reference(standard, [processImage(await loadImage(IMAGE), readVisionConfig(standard.config))], warm.promptTokenIds));
+      expect(warm.ids).toEqual(ref.ids);
+    });
+  }
 });
