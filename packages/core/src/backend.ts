@@ -51,6 +51,16 @@ export interface InferenceSession {
   readonly executionProvider: string;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  /**
+   * The most query rows one attention call runs correctly with on this runtime and device, where
+   * there is such a limit (onnxruntime-node's WebGPU provider); callers split longer prompts.
+   */
+  readonly attentionQueryLimit?: number;
+  /**
+   * false where GroupQueryAttention does not write new rows into a past buffer shared with its
+   * present output but returns past + new rows (onnxruntime-web's WebGPU); absent or true otherwise.
+   */
+  readonly kvCacheInPlace?: boolean;
   run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
 }

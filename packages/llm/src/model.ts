@@ -71,7 +71,7 @@ export class LlamaModel {
     readonly dtype: 'float32' | 'float16',
     readonly prefillChunk: number,
   ) {
-    this.cache = new KvCache(config, maxSequence, dtype);
+    this.cache = new KvCache(config, maxSequence, dtype, session.kvCacheInPlace !== false);
   }
 
   static async create(backend: Backend, files: LlamaModelFiles, options: LlamaModelOptions): Promise<LlamaModel> {
@@ -92,7 +92,9 @@ export class LlamaModel {
       await session.dispose();
       throw err;
     }
-    return new LlamaModel(c, session, embedSession, maxSequence, dtype, prefillChunk);
+    // A runtime whose attention is wrong past some query length (onnxruntime-node's WebGPU) gets shorter chunks.
+    const chunk = Math.min(prefillChunk, session.attentionQueryLimit ?? Infinity);
+    return new LlamaModel(c, session, embedSession, maxSequence, dtype, chunk);
   }
 
   get device(): Device {
@@ -188,9 +190,9 @@ export class LlamaModel {
       [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(total)),
       ...past,
     };
-    const fetches = { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...present };
+    const fetches = Array.isArray(present) ? [LLAMA_IO.logits, ...present] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...present };
     const out = await this.run(this.session, feeds, fetches);
-    this.cache.advance(n);
+    this.cache.advance(n, out);
     return out[LLAMA_IO.logits].data as Float32Array;
   }
 

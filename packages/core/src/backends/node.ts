@@ -1,5 +1,6 @@
 import type { Backend } from '../backend.js';
 import { DeviceUnavailableError } from '../errors.js';
+import { NODE_WEBGPU_ATTENTION_QUERY_LIMIT, webgpuPrecheck, webgpuProviderOptions } from './node-webgpu.js';
 import { type OrtModule, OrtBackend } from './ort.js';
 
 const CUDA_HINT =
@@ -33,7 +34,15 @@ export function nodeBackend(): Promise<Backend> {
     return new OrtBackend('onnxruntime-node', ort, [
       { device: 'cuda', executionProvider: 'cuda', hint: CUDA_HINT },
       { device: 'cpu', executionProvider: 'cpu', hint: 'The CPU provider ships inside onnxruntime-node; reinstall it.' },
-      { device: 'webgpu', executionProvider: 'webgpu', hint: WEBGPU_HINT },
+      {
+        device: 'webgpu',
+        executionProvider: 'webgpu',
+        precheck: webgpuPrecheck,
+        precheckRunsProbe: true,
+        providerOptions: webgpuProviderOptions,
+        attentionQueryLimit: NODE_WEBGPU_ATTENTION_QUERY_LIMIT,
+        hint: WEBGPU_HINT,
+      },
     ], { preallocatedOutputs: true });
   })();
   return backend;
