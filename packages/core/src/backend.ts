@@ -38,6 +38,12 @@ export interface SessionOptions {
   /** CPU threads inside one operator (default: onnxruntime's choice). */
   intraOpNumThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * The caller never runs more query rows in one call than the session's attentionQueryLimit (the
+   * LLM chunks its prompt), so attention nodes may stay on the device where there is such a limit;
+   * otherwise they are placed on the CPU there.
+   */
+  chunksAttention?: boolean;
 }
 
 /**

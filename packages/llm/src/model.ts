@@ -84,7 +84,8 @@ export class LlamaModel {
     if (dtype !== 'float32' && dtype !== 'float16') throw new InvalidOptionError(`dtype must be 'float32' or 'float16', got ${String(dtype)}`);
     const prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? 512);
     const sessionOptions = { ...options.session, device: options.device ?? 'auto' };
-    const session = await backend.createSession(files.model, sessionOptions);
+    // The decoder honours the session's attentionQueryLimit (prefill chunks below), so its attention stays on the device.
+    const session = await backend.createSession(files.model, { ...sessionOptions, chunksAttention: true });
     let embedSession: InferenceSession;
     try {
       embedSession = await backend.createSession(files.embeddings, { ...sessionOptions, device: session.device });

@@ -49,7 +49,7 @@ async function loadOne(input: unknown, signal?: AbortSignal): Promise<RGB8> {
     const [w, h] = sizeOf(input as CanvasImageSource);
     if (w > 0 && h > 0) return drawToPixels(input as CanvasImageSource, w, h);
   }
-  throw new InvalidOptionError('cannot read this input as an image: pass a URL, Blob, ImageData, ImageBitmap, <img>, <canvas> or { video }');
+  throw new InvalidOptionError('cannot read this input as an image: pass a URL, Blob, ImageData, ImageBitmap, <img>, <canvas>, { video } or { frames }');
 }
 
 function seek(video: HTMLVideoElement, time: number, signal?: AbortSignal): Promise<void> {
@@ -76,6 +76,18 @@ async function* videoFrames(video: HTMLVideoElement, fps: number, indices: numbe
   }
 }
 
+/**
+ * A video whose frames the caller already drew, at the reference's frame indices (frameIndices()):
+ * how a Web Worker, which has no <video>, receives one from the page.
+ */
+export interface VideoFramesInput {
+  frames: readonly (ImageDataLike | ImageBitmap)[];
+}
+
+async function* givenFrames(frames: VideoFramesInput['frames']): AsyncGenerator<RGB8> {
+  for (const f of frames) yield 'data' in f ? fromImageData(f) : drawToPixels(f, f.width, f.height);
+}
+
 export async function resolveBrowserInput(input: unknown, o: { signal?: AbortSignal; onProgress?: ProgressCallback; maxFrames?: number }): Promise<Pictures> {
   if (input && typeof input === 'object' && 'video' in input) {
     const { video, fps = 30 } = input as VideoElementInput;
@@ -83,6 +95,11 @@ export async function resolveBrowserInput(input: unknown, o: { signal?: AbortSig
     const total = Math.max(1, Math.floor(video.duration * fps));
     const indices = frameIndices(total, fps, o.maxFrames);
     return { kind: 'video', count: indices.length, frames: videoFrames(video, fps, indices, o.signal) };
+  }
+  if (input && typeof input === 'object' && 'frames' in input && Array.isArray((input as VideoFramesInput).frames)) {
+    const { frames } = input as VideoFramesInput;
+    if (frames.length === 0) throw new InvalidOptionError('a video needs at least one frame');
+    return { kind: 'video', count: frames.length, frames: givenFrames(frames) };
   }
   const list = Array.isArray(input) ? input : [input];
   if (list.length === 0) throw new InvalidOptionError('no images given');

@@ -10,7 +10,7 @@ import { GRAPHS, type GraphName, manifestSources, openParts } from './parts.js';
 import { downloadFile, downloadGraph, type FetchFile } from './web-files.js';
 
 export * from './index.js';
-export { pixelHash53, resolveBrowserInput, type VideoElementInput } from './browser-input.js';
+export { pixelHash53, resolveBrowserInput, type VideoElementInput, type VideoFramesInput } from './browser-input.js';
 export { downloadFile, type DownloadOptions, type FetchFile } from './web-files.js';
 
 export interface WebLoadOptions {

@@ -2,8 +2,8 @@
 // Node (webgpu-node.test.ts) and in the browser (browser-page.ts), so both can be held to the
 // plain-TypeScript reference stage by stage rather than only by their final tokens.
 import type { RGB8 } from '@llava-mini/encoder';
-import type { LlavaMiniModel } from '../src/index.js';
-import { zeroTimings } from '../src/index.js';
+// The built package, as both the Node tests and the bundled browser page load it.
+import { type LlavaMiniModel, zeroTimings } from '@llava-mini/pipeline';
 
 export interface StageOutputs {
   /** Prompt ids with -200 at the placeholder (as the model's tokenizer step built them). */

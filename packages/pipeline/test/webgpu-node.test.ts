@@ -11,7 +11,7 @@ import { loadImage, processImage, readVisionConfig } from '@llava-mini/encoder/n
 import { maxAbsDiff, seededFloats } from '@llava-mini/reference';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertCheckpoint, LlavaMini } from '../src/node.js';
+import { convertCheckpoint, LlavaMini } from '@llava-mini/pipeline/node';
 import { stageOutputs } from './stage-outputs.js';
 import { expectStagesClose, referenceStages, relativeError } from './stage-reference.js';
 

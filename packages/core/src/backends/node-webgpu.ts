@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import type { SessionOptions } from '../backend.js';
 import { modelNodes } from '../onnx/scan.js';
 
 /*
@@ -19,13 +20,13 @@ import { modelNodes } from '../onnx/scan.js';
  *    webgpu-node.test.ts keeps the evidence). Below 32 rows the split-reduce kernels are used and
  *    agree to 1e-6; onnxruntime-web's own WebGPU kernels agree at every length. Until a release
  *    fixes it: the LLM runs its prompt in chunks of fewer rows (attentionQueryLimit), and the
- *    vision stages' MultiHeadAttention nodes, whose queries are every patch, run on the CPU.
+ *    other stages' attention nodes (queries: every patch, every prompt row) run on the CPU.
  */
 
 /** The most query rows one attention call may have on onnxruntime-node's WebGPU provider. */
 export const NODE_WEBGPU_ATTENTION_QUERY_LIMIT = 31;
 /** Operators placed on the CPU provider inside a WebGPU session (see 2. above). */
-const CPU_OPS = new Set(['MultiHeadAttention']);
+const ATTENTION_OPS = new Set(['MultiHeadAttention', 'GroupQueryAttention']);
 const PROBE_TIMEOUT_MS = 60_000;
 
 const here = typeof __filename === 'string' ? __filename : import.meta.url;
@@ -75,9 +76,13 @@ export function webgpuPrecheck(probeModel: Uint8Array): Promise<string | undefin
   });
 }
 
-/** Provider options for a WebGPU session of `model`: its MultiHeadAttention nodes go to the CPU. */
-export async function webgpuProviderOptions(model: Uint8Array | string): Promise<Record<string, unknown>> {
+/**
+ * Provider options for a WebGPU session of `model`: its attention nodes go to the CPU, unless the
+ * caller keeps every call under the query limit (the LLM, whose prompt is chunked).
+ */
+export async function webgpuProviderOptions(model: Uint8Array | string, options: SessionOptions): Promise<Record<string, unknown>> {
+  if (options.chunksAttention) return {};
   const bytes = typeof model === 'string' ? new Uint8Array(await readFile(model)) : model;
-  const names = modelNodes(bytes).filter((n) => CPU_OPS.has(n.opType) && n.name).map((n) => n.name);
+  const names = modelNodes(bytes).filter((n) => ATTENTION_OPS.has(n.opType) && n.name).map((n) => n.name);
   return names.length ? { forceCpuNodeNames: names } : {};
 }

@@ -49,7 +49,7 @@ export interface DeviceSpec {
   /** The precheck already ran the probe model, so passing it means available. */
   precheckRunsProbe?: boolean;
   /** Execution-provider options for a session of this model (e.g. nodes to keep off a faulty kernel). */
-  providerOptions?: (model: Uint8Array | string) => Promise<Record<string, unknown>>;
+  providerOptions?: (model: Uint8Array | string, options: SessionOptions) => Promise<Record<string, unknown>>;
   /** See InferenceSession.attentionQueryLimit and kvCacheInPlace. */
   attentionQueryLimit?: number;
   kvCacheInPlace?: boolean;
@@ -108,7 +108,7 @@ export class OrtBackend implements Backend {
     const spec = this.spec(device);
     const prepared = await this.prepare(source);
     const { model, externalData } = typeof prepared === 'string' || prepared instanceof Uint8Array ? { model: prepared, externalData: undefined } : prepared;
-    const epOptions = spec.providerOptions ? await spec.providerOptions(model) : {};
+    const epOptions = spec.providerOptions ? await spec.providerOptions(model, options) : {};
     const provider = Object.keys(epOptions).length ? { name: spec.executionProvider, ...epOptions } : spec.executionProvider;
     const ortOptions: Record<string, unknown> = { executionProviders: [provider] };
     if (externalData) ortOptions.externalData = externalData;
