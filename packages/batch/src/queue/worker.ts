@@ -110,7 +110,9 @@ export async function startWorker(o: WorkerOptions): Promise<BatchWorker> {
       closing ??= (async () => {
         await worker.close();
         clearInterval(timer);
-        await redis.multi().srem(k.workers, name).del(k.worker(name)).exec().catch(() => undefined);
+        // Bounded: with Redis gone the command would wait for it forever (the key expires anyway).
+        const forget = redis.multi().srem(k.workers, name).del(k.worker(name)).exec().catch(() => undefined);
+        await Promise.race([forget, new Promise((r) => setTimeout(r, 2000).unref())]);
         redis.disconnect();
       })();
       return closing;
