@@ -1,6 +1,7 @@
 // Platform-neutral public API of @llava-mini/core. Node-only helpers (files, the onnxruntime-node
 // backend) live in '@llava-mini/core/node'; the onnxruntime-web backend in '@llava-mini/core/web'.
 export * from './errors.js';
+export { debugEnabled } from './debug.js';
 export * from './tensor.js';
 export * from './dtype.js';
 export * from './backend.js';

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from @llava-mini/batch).
-// Errors the library raises on purpose (LlavaMiniError) print as one line and exit 1; usage errors exit 2.
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from
+// @llava-mini/batch). Every failure prints as one line `llava-mini: CODE: message` and exits 1 (130
+// when stopped by a signal); usage errors exit 2. LLAVA_MINI_DEBUG=1 adds the stack trace.
 import { Command, CommanderError, Option } from 'commander';
-import { LlavaMiniError } from '@llava-mini/core';
+import { AbortError, asLlavaMiniError, debugEnabled } from '@llava-mini/core';
 import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
 import { importOptional, MissingPackageError } from './cli/optional.js';
 
@@ -54,7 +55,8 @@ const withModelOptions = (cmd: Command) =>
     .option('--max-frames <n>', 'most video frames');
 
 withModelOptions(program.command('ask').description('answer one question about an image or video, streaming the answer'))
-  .requiredOption('--prompt <text>', 'the question')
+  .option('--prompt <text>', 'the question')
+  .option('--prompt-file <file>', 'read the question from a file (- for stdin), for prompts too long for a command line')
   .option('--json', 'print one JSON object: promptTokenIds, tokenIds, text, timings')
   .action(askCommand);
 
@@ -75,17 +77,26 @@ for (const [name, description] of [
     .action(async (argv: string[]) => (await importOptional<{ main: (command: string, argv: string[]) => Promise<void> }>('@llava-mini/batch', name)).main(name, argv));
 }
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
+function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  if (e instanceof LlavaMiniError) {
-    process.stderr.write(`llava-mini: ${e.code}: ${e.message}\n`);
-    process.exit(1);
-  }
   if (e instanceof MissingPackageError) {
     process.stderr.write(`llava-mini: ${e.message}\n`);
     process.exit(1);
   }
-  throw e;
+  const command = program.args[0] ?? 'llava-mini';
+  const err = asLlavaMiniError(e, command);
+  const detail = debugEnabled() ? `\n${(err.cause as Error | undefined)?.stack ?? err.stack}` : '';
+  process.stderr.write(`llava-mini: ${err.code}: ${err.message.split('\n')[0]}${detail}\n`);
+  process.exit(err instanceof AbortError ? 130 : 1);
+}
+
+// A reader that stops early (`llava-mini ask ... | head -1`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' ? process.exit(0) : fail(e)));
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  fail(e);
 }

@@ -4,6 +4,7 @@ import { type ModelSource, ModelFilesError, type ProgressCallback } from '@llava
 import { webBackend } from '@llava-mini/core/web';
 import { Tokenizer } from '@llava-mini/llm';
 import { pixelHash53, resolveBrowserInput } from './browser-input.js';
+import { resolveModelDevice } from './formats.js';
 import { LlavaMiniModel } from './llava-mini.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { GRAPHS, type GraphName, manifestSources, openParts } from './parts.js';
@@ -61,7 +62,7 @@ export class LlavaMini extends LlavaMiniModel {
     const graphs = new Map<GraphName, ModelSource>();
     for (const name of GRAPHS) graphs.set(name, await downloadGraph(manifest.stages[name].model, manifest.stages[name].files, at, download));
     const backend = await webBackend({ numThreads: options.numThreads, wasmPaths: options.wasmPaths });
-    const device = await backend.resolveDevice(options.device ?? 'auto', options.logger);
+    const device = await resolveModelDevice(backend, manifest.target, options.device ?? 'auto', base.href, options.logger);
     const sources = { ...manifestSources(manifest, tokenizer, at), graph: (name: GraphName) => graphs.get(name) as ModelSource };
     const parts = await openParts(sources, {
       backend,

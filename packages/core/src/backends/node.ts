@@ -20,6 +20,11 @@ let backend: Promise<Backend> | undefined;
 export function nodeBackend(): Promise<Backend> {
   backend ??= (async () => {
     let mod: { default?: OrtModule } & OrtModule;
+    // onnxruntime-node 1.30's telemetry runs a regex over /proc/self/cmdline when a session is
+    // created: a command line of about 32 KB (a long --prompt, a glob of images) overflows the stack
+    // (SIGSEGV), and it leaves a mat-debug-<pid>.log in the temp folder. It reads the variable after
+    // load, so setting it here, before the import, is enough; a value the user set is kept.
+    if (!process.env.ORT_DISABLE_TELEMETRY) process.env.ORT_DISABLE_TELEMETRY = '1';
     try {
       mod = (await import('onnxruntime-node')) as never;
     } catch (err) {

@@ -8,6 +8,7 @@ import type {
   ModelSource,
   SessionOptions,
 } from '../backend.js';
+import { debugEnabled } from '../debug.js';
 import { DeviceUnavailableError, errorMessage, InvalidOptionError, SessionError } from '../errors.js';
 import { type DType, type Tensor, tensor, type TensorData } from '../tensor.js';
 
@@ -85,7 +86,8 @@ export class OrtBackend implements Backend {
     return Promise.all(this.devices.map((d) => this.probeDevice(d)));
   }
 
-  async resolveDevice(request: DeviceRequest = 'auto', logger: (m: string) => void = console.warn): Promise<Device> {
+  /** `logger` hears why 'auto' passed a device over; without one that is said only under LLAVA_MINI_DEBUG. */
+  async resolveDevice(request: DeviceRequest = 'auto', logger?: (m: string) => void): Promise<Device> {
     if (request !== 'auto') {
       const status = await this.probeDevice(this.spec(request).device);
       if (!status.available) throw new DeviceUnavailableError(request, status.reason ?? 'unknown', status.hint ?? '');
@@ -95,7 +97,8 @@ export class OrtBackend implements Backend {
     for (const device of this.devices) {
       const status = await this.probeDevice(device);
       if (status.available) {
-        if (passed.length) logger(`[llava-mini] device 'auto' uses '${device}' (${this.name}); not available: ${passed.join('; ')}`);
+        const log = logger ?? (debugEnabled() ? console.warn : undefined);
+        if (passed.length) log?.(`[llava-mini] device 'auto' uses '${device}' (${this.name}); not available: ${passed.join('; ')}`);
         return device;
       }
       passed.push(`${device}: ${status.reason}`);
