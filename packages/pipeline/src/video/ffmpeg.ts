@@ -24,9 +24,9 @@ export interface VideoInfo {
 }
 
 /**
- * ffmpeg and ffprobe come from npm (@ffmpeg-installer, @ffprobe-installer: static builds inside the
- * packages, so nothing downloads at install). FFMPEG_PATH / FFPROBE_PATH point at other builds,
- * e.g. Debian's ffmpeg package.
+ * ffmpeg and ffprobe: FFMPEG_PATH / FFPROBE_PATH, else the static builds of @ffmpeg-installer/ffmpeg
+ * and @ffprobe-installer/ffprobe (optional peer dependencies: about 150 MB that only video input
+ * needs), else the ones on PATH (e.g. Debian's ffmpeg package).
  */
 async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
   const env = process.env[kind === 'ffmpeg' ? 'FFMPEG_PATH' : 'FFPROBE_PATH'];
@@ -34,10 +34,13 @@ async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
   try {
     const mod = kind === 'ffmpeg' ? await import('@ffmpeg-installer/ffmpeg') : await import('@ffprobe-installer/ffprobe');
     return ((mod as { default?: { path: string } }).default ?? (mod as unknown as { path: string })).path;
-  } catch (err) {
-    throw new VideoError(kind, `no ${kind} binary: install @${kind}-installer/${kind} or set ${kind.toUpperCase()}_PATH`, { cause: err });
+  } catch {
+    return kind;
   }
 }
+
+const MISSING =
+  'video input needs ffmpeg and ffprobe: run `npm install @ffmpeg-installer/ffmpeg @ffprobe-installer/ffprobe`, install ffmpeg (e.g. `apt-get install ffmpeg`), or set FFMPEG_PATH and FFPROBE_PATH';
 
 function run(cmd: string, args: string[], source: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -46,7 +49,9 @@ function run(cmd: string, args: string[], source: string): Promise<string> {
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e) => reject(new VideoError(source, `cannot run ${cmd}: ${e.message}`, { cause: e })));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(new VideoError(source, e.code === 'ENOENT' ? `no ${cmd} found: ${MISSING}` : `cannot run ${cmd}: ${e.message}`, { cause: e })),
+    );
     child.on('close', (code) => (code === 0 ? resolve(out) : reject(new VideoError(source, `cannot be decoded: ${lastLine(err)}`))));
   });
 }
@@ -109,7 +114,14 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
   signal?.addEventListener('abort', onAbort, { once: true });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  let spawnError: NodeJS.ErrnoException | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('close', resolve);
+    child.on('error', (e) => {
+      spawnError = e;
+      resolve(null);
+    });
+  });
   const frameBytes = info.width * info.height * 3;
   let pending: Buffer[] = [];
   let have = 0;
@@ -128,6 +140,7 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
       }
     }
     const code = await exited;
+    if (spawnError) throw new VideoError(file, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
     if (signal?.aborted) throw new AbortError('video decoding was aborted');
     if (code !== 0) throw new VideoError(file, `cannot be decoded: ${lastLine(stderr)}`);
     if (emitted === 0) throw new VideoError(file, 'has no decodable frames');
