@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from
-// @llava-mini/batch). Every failure prints as one line `llava-mini: CODE: message` and exits 1 (130
+// @llava-mini/batch; serve from @llava-mini/server). Every failure prints as one line `llava-mini: CODE: message` and exits 1 (130
 // when stopped by a signal); usage errors exit 2. LLAVA_MINI_DEBUG=1 adds the stack trace.
 import { Command, CommanderError, Option } from 'commander';
 import { AbortError, asLlavaMiniError, debugEnabled } from '@llava-mini/core';
 import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
 import { importOptional, MissingPackageError } from './cli/optional.js';
+import { registerServe } from './cli/serve.js';
 
 const program = new Command('llava-mini')
   .description('LLaVA-Mini: answer questions about images and videos with one vision token per picture')
@@ -76,6 +77,8 @@ for (const [name, description] of [
     .argument('[options...]')
     .action(async (argv: string[]) => (await importOptional<{ main: (command: string, argv: string[]) => Promise<void> }>('@llava-mini/batch', name)).main(name, argv));
 }
+
+registerServe(program);
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);

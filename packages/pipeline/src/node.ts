@@ -7,7 +7,7 @@ export { convertCheckpoint, type ConvertOptions } from './convert.js';
 export { ensureTinyModel } from './demo.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
-export { resolveNodeInput, VIDEO_EXTENSIONS, type NodeInput } from './inputs.js';
+export { dataUrlBytes, resolveNodeInput, VIDEO_EXTENSIONS, type NodeInput } from './inputs.js';
 export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from './video/ffmpeg.js';
 
 export class LlavaMini extends LlavaMiniModel {
