@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from @llava-mini/batch).
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat, eval (and batch, worker from @llava-mini/batch).
 // Errors the library raises on purpose (LlavaMiniError) print as one line and exit 1; usage errors exit 2.
 import { Command, CommanderError, Option } from 'commander';
 import { LlavaMiniError } from '@llava-mini/core';
@@ -41,7 +41,7 @@ program
 
 const withModelOptions = (cmd: Command) =>
   cmd
-    .requiredOption('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory)')
+    .option('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory); default: the bundled shapes model (models/llava-mini-shapes)')
     .option('--image <path...>', 'image file(s) or URL(s)')
     .option('--video <path>', 'a video file (one frame per second)')
     .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
@@ -74,6 +74,20 @@ for (const [name, description] of [
     .argument('[options...]')
     .action(async (argv: string[]) => (await importOptional<{ main: (command: string, argv: string[]) => Promise<void> }>('@llava-mini/batch', name)).main(name, argv));
 }
+
+program
+  .command('eval')
+  .description('accuracy per question type on a held-out shapes-world data set (the demo model\'s world)')
+  .option('--model <dir>', 'model folder (default: the bundled shapes model)')
+  .option('--data <dir>', 'a data set written by llava-mini-shapes (default: write one from --seed and --count)')
+  .option('--count <n>', 'pictures in the generated data set', '100')
+  .option('--seed <n>', 'seed of the generated data set (training used 1, validation 2)', '1000')
+  .option('--limit <n>', 'only the first n pictures')
+  .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
+  .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
+  .option('--json', 'print the result as JSON')
+  .option('--answers <file>', 'also write every question with its answer (JSON lines)')
+  .action(async (flags) => (await import('./cli/eval.js')).evalCommand(flags));
 
 try {
   await program.parseAsync(process.argv);

@@ -4,6 +4,7 @@ import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { convertCheckpoint } from '../convert.js';
+import { defaultModelDir } from '../default-model.js';
 import { checkDtype, checkTarget, type DtypeName, STAGES, type StageName } from '../formats.js';
 import type { AskOptions, AskResult, Conversation } from '../llava-mini.js';
 import { LlavaMini, type NodeDeviceRequest } from '../node.js';
@@ -81,7 +82,7 @@ export async function convertCommand(checkpoint: string, flags: ConvertFlags): P
 }
 
 export interface AskFlags {
-  model: string;
+  model?: string;
   image?: string[];
   video?: string;
   prompt: string;
@@ -104,7 +105,7 @@ function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): unknown {
 }
 
 async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFrames'>, view: ProgressView): Promise<LlavaMini> {
-  return LlavaMini.fromPretrained(flags.model, {
+  return LlavaMini.fromPretrained(flags.model ?? defaultModelDir(), {
     device: flags.device as NodeDeviceRequest,
     dtype: flags.dtype === undefined ? undefined : checkDtype(flags.dtype, '--dtype'),
     maxFrames: flags.maxFrames === undefined ? undefined : int(flags.maxFrames, '--max-frames'),
