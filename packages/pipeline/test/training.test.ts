@@ -34,7 +34,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     const ckpt = path.join(root, 'ckpt');
     const log = python([
       'training/train.py', '--data', data, '--val', data, '--val-count', '2', '--out', ckpt, '--aux-steps', '2', '--steps', '3',
-      '--batch', '2', '--questions', '2', '--eval-every', '3', '--width', '32', '--vision-width', '16', '--vision-layers', '2', '--lr', '0.05',
+      '--batch', '2', '--questions', '2', '--eval-every', '3', '--width', '64', '--vision-width', '16', '--vision-layers', '2', '--lr', '0.05',
     ]);
     expect(log).toMatch(/saved /);
     for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
@@ -45,8 +45,13 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
 
     const answers = path.join(root, 'answers.jsonl');
     python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--out', answers]);
-    const torchAnswers = fs.readFileSync(answers, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
+    const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
+    const torchAnswers = read(answers);
     expect(torchAnswers.length).toBeGreaterThan(2);
+    // The reference's inference path (one question at a time) gives the batched training path's tokens.
+    const oneByOne = path.join(root, 'answers-one.jsonl');
+    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--one-by-one', '--out', oneByOne]);
+    expect(read(oneByOne)).toEqual(torchAnswers);
 
     const onnx = path.join(root, 'onnx');
     await convertCheckpoint(ckpt, onnx);
