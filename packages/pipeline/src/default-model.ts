@@ -6,8 +6,8 @@ import { ModelFilesError } from '@llava-mini/core';
 /** The trained demo model's folder name under the repository's models/. */
 export const DEFAULT_MODEL = 'llava-mini-shapes';
 
-// tsup's shims give the CJS build an import.meta.url too.
-const here = path.dirname(fileURLToPath(import.meta.url));
+// The CJS build has __dirname (and no import.meta), the ESM build import.meta.url.
+const here = typeof __dirname === 'string' ? __dirname : path.dirname(fileURLToPath(import.meta.url));
 
 /**
  * The folder of the bundled demo model (models/llava-mini-shapes: a tiny LLaVA-Mini trained on the
