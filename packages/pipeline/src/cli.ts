@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat, eval (and batch, worker from
 // @llava-mini/batch; serve from @llava-mini/server). Every failure prints as one line `llava-mini: CODE: message` and exits 1 (130
 // when stopped by a signal); usage errors exit 2. LLAVA_MINI_DEBUG=1 adds the stack trace.
 import { Command, CommanderError, Option } from 'commander';
@@ -43,7 +43,7 @@ program
 
 const withModelOptions = (cmd: Command) =>
   cmd
-    .requiredOption('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory)')
+    .option('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory); default: the bundled shapes model (models/llava-mini-shapes)')
     .option('--image <path...>', 'image file(s) or URL(s)')
     .option('--video <path>', 'a video file (one frame per second)')
     .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
@@ -79,6 +79,20 @@ for (const [name, description] of [
 }
 
 registerServe(program);
+
+program
+  .command('eval')
+  .description('accuracy per question type on a held-out shapes-world data set (the demo model\'s world)')
+  .option('--model <dir>', 'model folder (default: the bundled shapes model)')
+  .option('--data <dir>', 'a data set written by llava-mini-shapes (default: write one from --seed and --count)')
+  .option('--count <n>', 'pictures in the generated data set', '100')
+  .option('--seed <n>', 'seed of the generated data set (training used 1, validation 2)', '1000')
+  .option('--limit <n>', 'only the first n pictures')
+  .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
+  .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
+  .option('--json', 'print the result as JSON')
+  .option('--answers <file>', 'also write every question with its answer (JSON lines)')
+  .action(async (flags) => (await import('./cli/eval.js')).evalCommand(flags));
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);

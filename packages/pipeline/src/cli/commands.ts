@@ -5,6 +5,7 @@ import { AbortError, debugEnabled, FileError, fileSystemError, InternalError, In
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { type ConvertOptions, partialDir } from '../convert.js';
+import { defaultModelDir } from '../default-model.js';
 import { checkDtype, checkTarget, type DtypeName, STAGES, type StageName } from '../formats.js';
 import type { Manifest } from '../manifest.js';
 import type { ConvertJob, ConvertReply } from './convert-worker.js';
@@ -123,7 +124,7 @@ function convertInWorker(checkpoint: string, outDir: string, options: Omit<Conve
 }
 
 export interface AskFlags {
-  model: string;
+  model?: string;
   image?: string[];
   video?: string;
   prompt?: string;
@@ -147,7 +148,7 @@ function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): unknown {
 }
 
 async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFrames'>, view: ProgressView): Promise<LlavaMini> {
-  return LlavaMini.fromPretrained(flags.model, {
+  return LlavaMini.fromPretrained(flags.model ?? defaultModelDir(), {
     device: flags.device as NodeDeviceRequest,
     dtype: flags.dtype === undefined ? undefined : checkDtype(flags.dtype, '--dtype'),
     maxFrames: flags.maxFrames === undefined ? undefined : int(flags.maxFrames, '--max-frames'),
