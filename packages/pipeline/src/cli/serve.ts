@@ -1,8 +1,7 @@
 // `llava-mini serve`: the flags live here (so `--help` works without the server installed); the
 // server itself is @llava-mini/server, imported only when the command runs.
 import { type Command, Option } from 'commander';
-import { InvalidOptionError } from '@llava-mini/core';
-import * as node from '../node.js';
+import { defaultModelDir } from '../default-model.js';
 import { importOptional } from './optional.js';
 
 const collect = (v: string, all: string[] = []) => [...all, v];
@@ -31,12 +30,7 @@ export function registerServe(program: Command): void {
     .option('--cors <origin>', "allow this browser origin ('*' for any; repeat)", collect)
     .option('--drain-timeout <s>', 'on SIGTERM, how long running requests may take to finish (default 30)')
     .action(async (flags: Record<string, unknown>) => {
-      if (flags.model === undefined) {
-        // The demo model, where this build has one (issue 11 adds it).
-        const defaultModelDir = (node as Record<string, unknown>).defaultModelDir;
-        if (typeof defaultModelDir !== 'function') throw new InvalidOptionError('--model DIR is needed (a converted model folder or a Hugging Face checkpoint)');
-        flags.model = defaultModelDir();
-      }
+      flags.model ??= defaultModelDir();
       const server = await importOptional<{ serveCommand(flags: Record<string, unknown>): Promise<void> }>('@llava-mini/server', 'serve');
       await server.serveCommand(flags);
     });
