@@ -1,5 +1,6 @@
 // A short load test (CI): 100 concurrent streaming requests against one worker and a bounded
 // queue. None is lost: each either completes (role chunk .. finish chunk, [DONE]) or gets 429.
+// Each answer is 200 tokens (ignore_eos), so the burst outruns the worker on any machine.
 // The full soak (RSS over 1,000 requests, /health latency, tokens/s at 1/4/8 clients) is bench/serve.ts.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type ServerHandle, startServer } from '../src/index.js';
@@ -17,7 +18,7 @@ async function streamOnce(i: number): Promise<{ status: number; retryAfter: stri
   const res = await fetch(`${server.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ messages: [{ role: 'user', content: `Request ${i}` }], max_tokens: 3, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({ messages: [{ role: 'user', content: `Request ${i}` }], max_tokens: 200, ignore_eos: true, stream: true, stream_options: { include_usage: true } }),
   });
   const text = await res.text();
   if (res.status !== 200) return { status: res.status, retryAfter: res.headers.get('retry-after'), complete: false, tokens: 0 };

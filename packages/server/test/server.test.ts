@@ -168,8 +168,10 @@ describe('llava-mini serve through the openai client', () => {
   });
 
   it('a full queue answers 429 with Retry-After; the accepted requests complete', async () => {
-    // One worker and a queue of one: of three requests at once, the third is refused.
-    const long = () => client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 40 });
+    // One worker and a queue of one: of three requests at once, the third is refused. ignore_eos keeps
+    // each answer at 4,000 tokens (seconds), so the worker is still busy however fast the machine is.
+    const long = () =>
+      client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 4000, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
     const first = long();
     await until(async () => (await health()).body.running === 1);
     const second = long();
@@ -179,14 +181,14 @@ describe('llava-mini serve through the openai client', () => {
     const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }] }) });
     expect(res.status).toBe(429);
     expect(res.headers.get('retry-after')).toBe('1');
-    for (const r of await Promise.all([first, second])) expect(r.usage?.completion_tokens).toBeGreaterThan(0);
+    for (const r of await Promise.all([first, second])) expect(r.usage?.completion_tokens).toBe(4000);
   });
 
   it('a client that goes away frees its slot: running or queued', async () => {
     const controller = new AbortController();
-    const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Go' }], max_tokens: 1500, stream: true }, { signal: controller.signal });
+    const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Go' }], max_tokens: 4000, ignore_eos: true, stream: true } as OpenAI.Chat.ChatCompletionCreateParamsStreaming, { signal: controller.signal });
     const queuedController = new AbortController();
-    const queued = client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Wait' }], max_tokens: 400 }, { signal: queuedController.signal });
+    const queued = client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Wait' }], max_tokens: 400, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming, { signal: queuedController.signal });
     await until(async () => (await health()).body.queued === 1);
     queuedController.abort();
     await expect(queued).rejects.toBeInstanceOf(APIUserAbortError);
@@ -240,12 +242,12 @@ describe('a server with the defaults', () => {
       const cors = await fetch(`${s.url}/v1/models`, { headers: { origin: 'https://site.example' } });
       expect(cors.headers.get('access-control-allow-origin')).toBeNull();
 
-      const running = c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'A long answer' }], max_tokens: 60 });
+      const running = c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'A long answer' }], max_tokens: 2000, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
       await until(async () => s.pool.running === 1);
       const drained = s.drain();
       expect((await fetch(`${s.url}/health`)).status).toBe(503);
       expect(await failure(() => c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }] }), InternalServerError)).toMatchObject({ status: 503, code: 'server_shutting_down' });
-      expect((await running).usage?.completion_tokens).toBeGreaterThan(0);
+      expect((await running).usage?.completion_tokens).toBe(2000);
       await drained;
       expect(s.pool.state).toBe('closed');
     } finally {
