@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeBackend } from '@llava-mini/core/node';
-import { LlavaMiniModel } from '@llava-mini/pipeline';
+import { LlavaMini } from '@llava-mini/pipeline';
 import { convertCheckpoint, loadParts } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, log, now, table } from './lib/common.js';
@@ -113,7 +113,7 @@ export async function releaseChild(step: string, json: string): Promise<void> {
     const rssAfterLoad = process.memoryUsage().rss;
     let peak = 0;
     const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
-    const model = new LlavaMiniModel({
+    const model = new LlavaMini({
       ...parts,
       resolveInput: async (input: unknown) =>
         input === 'video'

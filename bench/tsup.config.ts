@@ -12,6 +12,7 @@ export default defineConfig({
     run: path.join(root, 'bench', 'run.ts'),
     prefusion: path.join(root, 'bench', 'prefusion.ts'),
     batch: path.join(root, 'bench', 'batch.ts'),
+    serve: path.join(root, 'bench', 'serve.ts'),
   },
   outDir: path.join(root, '.cache', 'bench'),
   format: ['esm'],

@@ -2,11 +2,11 @@
 // browser without WebGPU runs): same graphs, same weights, same answer.
 //   node examples/swap-backend/index.mjs [image] [question] [model-dir]
 import { fileURLToPath } from 'node:url';
-import { ensureTinyModel, LlavaMini } from '@llava-mini/pipeline/node';
+import { defaultModelDir, LlavaMini } from '@llava-mini/pipeline/node';
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
-const [image = here('../assets/house.png'), question = 'What is in this picture?', modelDir] = process.argv.slice(2);
-const dir = modelDir ?? (await ensureTinyModel(here('../../.cache/tiny-model')));
+// Default: the bundled shapes model (models/llava-mini-shapes) and its example picture.
+const [image = here('../assets/shapes.png'), question = 'How many shapes are there?', dir = defaultModelDir()] = process.argv.slice(2);
 
 const answers = {};
 for (const device of ['cpu', 'wasm']) {

@@ -2,7 +2,6 @@ import { AbortError, InvalidOptionError, type ProgressCallback } from '@llava-mi
 import type { AskOptions } from '@llava-mini/pipeline';
 import { answerJob, type BatchModel, type ResultLine, toJobError } from './answer.js';
 import { parseJob, readJobsFile, resolvePaths } from './jobs.js';
-import { OneAtATime } from './one-at-a-time.js';
 import { ResultLog } from './results.js';
 
 export interface BatchOptions {
@@ -56,7 +55,6 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
     summary.skipped = summary.total - todo.length;
     const progress = () => o.onProgress?.({ task: 'batch', done: summary.skipped + summary.answered + summary.failed, total: summary.total, unit: 'jobs' });
     progress();
-    const model = new OneAtATime();
     let next = 0;
     const lane = async () => {
       while (next < todo.length && !o.signal?.aborted) {
@@ -64,7 +62,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         let result: ResultLine;
         try {
           const job = parseJob(resolvePaths(raw, jobs.baseDir));
-          const answered = await model.run(() => answerJob(o.model, job, { ...o.ask, signal: o.signal }));
+          const answered = await answerJob(o.model, job, { ...o.ask, signal: o.signal });
           result = { id: raw.id, ...(job.metadata !== undefined && { metadata: job.metadata }), ...answered };
           summary.answered++;
         } catch (e) {

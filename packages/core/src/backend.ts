@@ -38,6 +38,12 @@ export interface SessionOptions {
   /** CPU threads inside one operator (default: onnxruntime's choice). */
   intraOpNumThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * The caller never runs more query rows in one call than the session's attentionQueryLimit (the
+   * LLM chunks its prompt), so attention nodes may stay on the device where there is such a limit;
+   * otherwise they are placed on the CPU there.
+   */
+  chunksAttention?: boolean;
 }
 
 /**
@@ -66,6 +72,16 @@ export interface InferenceSession {
   /** Inputs and outputs with their dtype and shape, from the graph (so callers need not store them). */
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
+  /**
+   * The most query rows one attention call runs correctly with on this runtime and device, where
+   * there is such a limit (onnxruntime-node's WebGPU provider); callers split longer prompts.
+   */
+  readonly attentionQueryLimit?: number;
+  /**
+   * false where GroupQueryAttention does not write new rows into a past buffer shared with its
+   * present output but returns past + new rows (onnxruntime-web's WebGPU); absent or true otherwise.
+   */
+  readonly kvCacheInPlace?: boolean;
   run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
 }

@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'PROMPT_TOO_LONG'
   | 'KV_CACHE_FULL'
   | 'DISPOSED'
+  | 'FILE'
+  | 'INTERNAL'
   | 'ABORTED';
 
 export class LlavaMiniError extends Error {
@@ -38,10 +40,12 @@ export class InvalidOptionError extends LlavaMiniError {
 /** The requested device cannot run on this machine; `hint` says what to install or change. */
 export class DeviceUnavailableError extends LlavaMiniError {
   readonly device: string;
+  readonly reason: string;
   readonly hint: string;
   constructor(device: string, reason: string, hint: string, options?: { cause?: unknown }) {
     super('DEVICE_UNAVAILABLE', `device '${device}' is not available: ${reason}. ${hint}`, options);
     this.device = device;
+    this.reason = reason;
     this.hint = hint;
   }
 }
@@ -153,6 +157,72 @@ export class AbortError extends LlavaMiniError {
   }
 }
 
+/** A file or folder (not a model file) cannot be read, written or created: `--out`, `--prompt-file`, a temp folder. */
+export class FileError extends LlavaMiniError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('FILE', `${path}: ${message}`, options);
+    this.path = path;
+  }
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Node's file-system error codes in words (the raw message repeats the syscall and path). */
+const ERRNO_WORDS: Record<string, string> = {
+  ENOENT: 'does not exist',
+  ENOTDIR: 'has a file where a folder is expected in its path',
+  EISDIR: 'is a folder, not a file',
+  EEXIST: 'already exists',
+  ENOTEMPTY: 'is a folder that is not empty',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'is on a read-only file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EMFILE: 'too many open files',
+  ENAMETOOLONG: 'the name is too long',
+  EBUSY: 'is busy',
+  ELOOP: 'has too many symbolic links in its path',
+  EIO: 'input/output error',
+};
+
+interface ErrnoLike {
+  code?: unknown;
+  path?: unknown;
+  dest?: unknown;
+  syscall?: unknown;
+}
+
+/**
+ * An error from Node's file system (it carries `code`, `syscall` and usually `path`) as a one-line
+ * FileError naming the path and what was tried; undefined for any other error.
+ */
+export function fileSystemError(err: unknown): FileError | undefined {
+  const e = err as ErrnoLike | null;
+  if (!(err instanceof Error) || typeof e?.code !== 'string' || typeof e.syscall !== 'string' || !/^E[A-Z]+$/.test(e.code)) return undefined;
+  const where = typeof e.path === 'string' ? e.path : '(unknown path)';
+  const words = ERRNO_WORDS[e.code] ?? err.message.split('\n')[0];
+  const target = typeof e.dest === 'string' ? ` -> ${e.dest}` : '';
+  return new FileError(`${where}${target}`, `${e.syscall} failed: ${words} (${e.code})`, { cause: err });
+}
+
+/**
+ * Any error as a LlavaMiniError: typed ones pass through, file-system errors become FileError, and
+ * anything else keeps its first line under `what` (the operation that failed).
+ */
+export function asLlavaMiniError(err: unknown, what: string): LlavaMiniError {
+  if (err instanceof LlavaMiniError) return err;
+  const fsError = fileSystemError(err);
+  if (fsError) return fsError;
+  return new InternalError(`${what} failed: ${errorMessage(err).split('\n')[0]}`, { cause: err });
+}
+
+/** A failure the library did not foresee (a bug, or a runtime's untyped error); the original is `cause`. */
+export class InternalError extends LlavaMiniError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INTERNAL', message, options);
+  }
 }

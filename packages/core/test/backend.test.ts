@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { DeviceUnavailableError, Graph, InvalidOptionError, SessionError, tensor } from '../src/index.js';
+import { decodeModel, DeviceUnavailableError, Graph, InvalidOptionError, SessionError, tensor } from '../src/index.js';
 import { nodeBackend } from '../src/node.js';
 import { webBackend } from '../src/web.js';
 
@@ -78,5 +78,32 @@ describe('sessions', () => {
       expect(res.y).toBe(out);
       await s.dispose();
     }
+  });
+});
+
+describe('probe model', () => {
+  it('the stored probe bytes are y = x + x on float32 [2]', async () => {
+    const { PROBE_MODEL_BASE64 } = await import('../src/backends/ort.js');
+    const m = decodeModel(Uint8Array.from(Buffer.from(PROBE_MODEL_BASE64, 'base64')));
+    expect(m.graph.node.map((n) => [n.op_type, n.input])).toEqual([['Add', ['x', 'x']], ['Identity', ['Add_0']]]);
+    expect(m.graph.input.map((v) => v.name)).toEqual(['x']);
+    expect(m.graph.output.map((v) => v.name)).toEqual(['y']);
+  });
+});
+
+describe("onnxruntime-node's WebGPU probe", () => {
+  it("condenses Dawn's native lines into one reason", async () => {
+    const { webgpuReason } = await import('../src/backends/node-webgpu.js');
+    const message =
+      "/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:101 onnxruntime::webgpu::WebGpuContext::Initialize(...)::<lambda()> adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters";
+    const stderr =
+      'error: XDG_RUNTIME_DIR is invalid or not set in the environment.\nWarning: Vulkan shaderUniform*ArrayDynamicIndexing required.\n - While initializing adapter (backend=BackendType::Vulkan)\n    at InitializeImpl (/build/Release/_deps/dawn-src/src/dawn/native/vulkan/PhysicalDeviceVk.cpp:253)\n\n';
+    expect(webgpuReason(message, stderr)).toBe('Dawn found no usable GPU adapter: No supported adapters (adapters refused: Vulkan shaderUniform*ArrayDynamicIndexing required)');
+    expect(webgpuReason('something else\nat x', '')).toBe('something else');
+  });
+
+  it('answers in one line, whatever the machine has', async () => {
+    const webgpu = (await (await nodeBackend()).probe()).find((d) => d.device === 'webgpu');
+    if (!webgpu?.available) expect(webgpu?.reason).toMatch(/^[^\n]+$/);
   });
 });

@@ -1,6 +1,6 @@
 import {
   type Backend,
-  decodeModel,
+  modelInputs,
   type DeviceRequest,
   f32ArrayToF16,
   InvalidOptionError,
@@ -54,13 +54,6 @@ export class VisionEncoder {
     return new VisionEncoder(session, config, dtype, maxBatch);
   }
 
-  /** Build the graph from checkpoint tensors in memory and load it (for towers under protobuf's 2 GB). */
-  static async fromWeights(backend: Backend, src: WeightSource, options: VisionEncoderOptions & { format?: WeightFormat; prefix?: string }): Promise<VisionEncoder> {
-    const format = options.format ?? { dtype: options.dtype ?? 'float32' };
-    const bytes = buildEncoderGraph(src, options.config, { format, prefix: options.prefix }).toBytes();
-    return VisionEncoder.create(backend, bytes, { ...options, dtype: format.dtype });
-  }
-
   get device(): string {
     return this.session.device;
   }
@@ -93,6 +86,17 @@ export class VisionEncoder {
   }
 }
 
+/**
+ * Build the graph from checkpoint tensors in memory and load it (for towers under protobuf's 2 GB).
+ * A function rather than a static method, so a bundle that only loads converted models leaves the
+ * graph builder (and protobufjs) out.
+ */
+export async function encoderFromWeights(backend: Backend, src: WeightSource, options: VisionEncoderOptions & { format?: WeightFormat; prefix?: string }): Promise<VisionEncoder> {
+  const format = options.format ?? { dtype: options.dtype ?? 'float32' };
+  const bytes = buildEncoderGraph(src, options.config, { format, prefix: options.prefix }).toBytes();
+  return VisionEncoder.create(backend, bytes, { ...options, dtype: format.dtype });
+}
+
 /** TensorProto.DataType FLOAT16. */
 const ONNX_FLOAT16 = 10;
 
@@ -100,6 +104,6 @@ const ONNX_FLOAT16 = 10;
 function inputDtype(model: ModelSource): 'float32' | 'float16' | undefined {
   const bytes = model instanceof Uint8Array ? model : typeof model === 'object' && model.model instanceof Uint8Array ? model.model : undefined;
   if (!bytes) return undefined;
-  const input = decodeModel(bytes).graph?.input?.find((i) => i.name === ENCODER_INPUT);
-  return input?.type?.tensor_type?.elem_type === ONNX_FLOAT16 ? 'float16' : 'float32';
+  const input = modelInputs(bytes).find((i) => i.name === ENCODER_INPUT);
+  return input?.elemType === ONNX_FLOAT16 ? 'float16' : 'float32';
 }

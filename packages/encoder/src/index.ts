@@ -2,7 +2,7 @@
 // neutral (image decoding with sharp is in '@llava-mini/encoder/node').
 export { CLIP_MEAN, CLIP_STD, readVisionConfig, type AspectMode, type SelectFeature, type VisionConfig } from './config.js';
 export { buildEncoderGraph, detectVisionPrefix, ENCODER_INPUT, ENCODER_OUTPUT, VISION_PREFIXES, type EncoderGraphOptions } from './graph.js';
-export { VisionEncoder, type VisionEncoderOptions } from './encoder.js';
+export { encoderFromWeights, VisionEncoder, type VisionEncoderOptions } from './encoder.js';
 export { blankImage, checkImage, crop, expandToSquare, fromImageData, nearestIndices, nearestResize, PAD_COLOR, splitImage, type ImageDataLike, type RGB8 } from './image.js';
 export { paddedToSquare, resizeBicubic, resizeBicubicWindow, type RowSource } from './resample.js';
 export { centerCropOffsets, clipPreprocess, normalizeInto, processFrame, processImage, shortestEdgeSize, type PixelBatch } from './preprocess.js';

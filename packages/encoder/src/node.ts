@@ -1,7 +1,7 @@
 // Node entry of @llava-mini/encoder: everything platform-neutral, plus image decoding with sharp.
 import { stat } from 'node:fs/promises';
 import { errorMessage, ImageError } from '@llava-mini/core';
-import sharp, { type Metadata, type Sharp } from 'sharp';
+import type { Metadata, Sharp } from 'sharp';
 import type { RGB8 } from './image.js';
 
 export * from './index.js';
@@ -17,6 +17,24 @@ export interface LoadImageOptions {
 
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
+type SharpModule = (typeof import('sharp'))['default'];
+let sharpModule: Promise<SharpModule> | undefined;
+
+/**
+ * sharp is an optional peer dependency (a native library of about 20 MB that browser apps and
+ * callers passing pixels never need), loaded on the first image file to decode.
+ */
+function loadSharp(name: string): Promise<SharpModule> {
+  sharpModule ??= import('sharp').then(
+    (m) => (m.default ?? (m as unknown as SharpModule)),
+    (err) => {
+      sharpModule = undefined;
+      throw new ImageError(name, 'decoding image files in Node needs the sharp package, an optional peer dependency: run `npm install sharp` (or pass pixels: { width, height, data })', { cause: err });
+    },
+  );
+  return sharpModule;
+}
+
 /** The formats a LLaVA-Mini user can hand the Python reference, as sharp names them (AVIF is 'heif' + av1). */
 const FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 
@@ -31,6 +49,7 @@ export async function loadImage(input: string | Buffer | Uint8Array, options: Lo
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new ImageError(name, `maxPixels must be positive, got ${maxPixels}`);
   await checkNotEmpty(input, name);
+  const sharp = await loadSharp(name);
 
   // sharp's own pixel limit would make metadata() fail with a vaguer message, so the header is read
   // without it; the decode keeps it as a second guard.

@@ -6,7 +6,7 @@ import { Checkpoint, writeCheckpoint } from '@llava-mini/core/node';
 import { maxAbsDiff, refClipFeatures, seededFloats, testBackends } from '@llava-mini/reference';
 import { type TinyOptions, writeTinyCheckpoint, writeTinyClip } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildEncoderGraph, readVisionConfig, VisionEncoder, type VisionConfig } from '../src/index.js';
+import { buildEncoderGraph, encoderFromWeights, readVisionConfig, VisionEncoder, type VisionConfig } from '../src/index.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'encoder-graph-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -63,7 +63,7 @@ describe.each(backends)('CLIP graph on $label', ({ backend, device }) => {
     const l = loaded.get(label)!;
     const S = l.config.imageSize;
     const pixels = seededFloats(3 * 3 * S * S, 11, 2);
-    const encoder = await VisionEncoder.fromWeights(backend, l.src, { config: l.config, device });
+    const encoder = await encoderFromWeights(backend, l.src, { config: l.config, device });
     try {
       const got = await encoder.encode(pixels, 3);
       expect(got.length).toBe(3 * l.config.tokens * l.config.hiddenSize);
@@ -81,7 +81,7 @@ describe.each(backends)('CLIP graph on $label', ({ backend, device }) => {
     const l = loaded.get(CASES[0].label)!;
     const S = l.config.imageSize;
     const pixels = seededFloats(3 * 3 * S * S, 5, 2);
-    const encoder = await VisionEncoder.fromWeights(backend, l.src, { config: l.config, device });
+    const encoder = await encoderFromWeights(backend, l.src, { config: l.config, device });
     try {
       const batched = await encoder.encode(pixels, 3);
       const per = 3 * S * S;
@@ -99,7 +99,7 @@ describe.each(backends)('CLIP graph on $label', ({ backend, device }) => {
     const l = loaded.get(CASES[0].label)!;
     const S = l.config.imageSize;
     const pixels = seededFloats(2 * 3 * S * S, 9, 2);
-    const encoder = await VisionEncoder.fromWeights(backend, l.src, { config: l.config, device, format: { dtype: 'float16' } });
+    const encoder = await encoderFromWeights(backend, l.src, { config: l.config, device, format: { dtype: 'float16' } });
     try {
       expect(encoder.dtype).toBe('float16');
       const got = await encoder.encode(pixels, 2);

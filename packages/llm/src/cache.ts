@@ -10,6 +10,12 @@ export interface KvLayout {
   numKvHeads: number;
   headDim: number;
   dtype: Extract<DType, 'float32' | 'float16'>;
+  /**
+   * false for runtimes whose GroupQueryAttention appends to the past instead of writing into a
+   * shared buffer (onnxruntime-web's WebGPU kernels: present = past rows + new rows). The cache then
+   * holds exactly the filled rows: each run's present outputs become the next run's past.
+   */
+  inPlace: boolean;
 }
 
 /**
@@ -55,9 +61,23 @@ export class KvCache {
     return this.bytesFor(this.capacity);
   }
 
-  /** Feeds and fetches of a run that adds `n` positions: the same tensor is past input and present output. */
-  buffers(n: number): { past: Record<string, Tensor>; present: Record<string, Tensor> } {
+  /**
+   * Feeds and fetches of a run that adds `n` positions: the same tensor is past input and present
+   * output; without `inPlace`, the present outputs are fetched by name and handed to advance().
+   */
+  buffers(n: number): { past: Record<string, Tensor>; present: Record<string, Tensor> | string[] } {
     if (this.disposed) throw new DisposedError('the KV cache');
+    if (!this.layout.inPlace) {
+      this.pool.reserve(this, this.bytesFor(this.filled + n) - this.bytes);
+      this.pool.touch(this.ref);
+      this.tensors ??= this.empty(0);
+      const past: Record<string, Tensor> = {};
+      for (let l = 0; l < this.layout.numLayers; l++) {
+        past[LLAMA_IO.pastKey(l)] = this.tensors[2 * l];
+        past[LLAMA_IO.pastValue(l)] = this.tensors[2 * l + 1];
+      }
+      return { past, present: this.presentNames() };
+    }
     this.reserve(this.filled + n);
     this.pool.touch(this.ref);
     const t = this.tensors as Tensor[];
@@ -70,9 +90,26 @@ export class KvCache {
     return { past, present };
   }
 
-  /** Record that `n` more positions were written. */
-  advance(n: number): void {
+  /** Record that `n` more positions were written (`outputs`: the run's present tensors, when not in place). */
+  advance(n: number, outputs?: Record<string, Tensor>): void {
+    if (!this.layout.inPlace) {
+      const next = this.presentNames().map((name) => outputs?.[name]);
+      const rows = this.filled + n;
+      if (next.some((t) => !t || t.dims[2] !== rows)) throw new Error(`the LLM returned present tensors that do not hold ${rows} positions`);
+      this.tensors = next as Tensor[];
+      this.capacity = rows;
+    }
     this.filled += n;
+  }
+
+  private presentNames(): string[] {
+    return Array.from({ length: 2 * this.layout.numLayers }, (_, i) => (i % 2 ? LLAMA_IO.presentValue(i >> 1) : LLAMA_IO.presentKey(i >> 1)));
+  }
+
+  /** Zero-filled buffers of `capacity` positions. */
+  private empty(capacity: number): Tensor[] {
+    const { numLayers, numKvHeads, headDim, dtype } = this.layout;
+    return Array.from({ length: 2 * numLayers }, () => tensor(dtype, [1, numKvHeads, capacity, headDim]));
   }
 
   /**
@@ -80,7 +117,24 @@ export class KvCache {
    * the length are never read: attention only looks at positions < total_sequence_length.
    */
   truncate(length: number): void {
-    this.filled = Math.max(0, Math.min(this.filled, length));
+    const keep = Math.max(0, Math.min(this.filled, length));
+    if (!this.layout.inPlace && this.tensors && keep < this.filled) {
+      // Buffers hold exactly the filled rows: keep each head's first `keep`.
+      const old = this.tensors;
+      this.tensors = this.empty(keep);
+      this.tensors.forEach((t, i) => this.copyRows(old[i], this.filled, t, keep, keep));
+      this.capacity = keep;
+    }
+    this.filled = keep;
+  }
+
+  /** Each head's first `rows` rows of `from` (capacity `fromCap`) into `to` (capacity `toCap`). */
+  private copyRows(from: Tensor, fromCap: number, to: Tensor, toCap: number, rows: number): void {
+    const { numKvHeads, headDim } = this.layout;
+    for (let h = 0; h < numKvHeads; h++) {
+      const src = from.data.subarray(h * fromCap * headDim, (h * fromCap + rows) * headDim);
+      (to.data as Float32Array).set(src as Float32Array, h * toCap * headDim);
+    }
   }
 
   /** Drop the buffers now (they are allocated again on the next run). */
@@ -113,20 +167,9 @@ export class KvCache {
     if (positions <= this.capacity && this.tensors) return;
     const capacity = Math.min(this.maxSequence, Math.max(Math.ceil(positions / GROWTH) * GROWTH, 2 * this.capacity));
     this.pool.reserve(this, this.bytesFor(capacity) - this.bytes);
-    const { numLayers, numKvHeads, headDim, dtype } = this.layout;
-    const grown: Tensor[] = [];
-    for (let i = 0; i < 2 * numLayers; i++) {
-      const t = tensor(dtype, [1, numKvHeads, capacity, headDim]);
-      const old = this.tensors?.[i];
-      if (old) {
-        // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.
-        for (let h = 0; h < numKvHeads; h++) {
-          const rows = old.data.subarray(h * this.capacity * headDim, (h * this.capacity + this.filled) * headDim);
-          (t.data as Float32Array).set(rows as Float32Array, h * capacity * headDim);
-        }
-      }
-      grown.push(t);
-    }
+    const grown = this.empty(capacity);
+    // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.
+    if (this.tensors) grown.forEach((t, i) => this.copyRows((this.tensors as Tensor[])[i], this.capacity, t, capacity, this.filled));
     this.tensors = grown;
     this.capacity = capacity;
   }

@@ -70,7 +70,7 @@ function kvLayout(session: InferenceSession): KvLayout {
   if (!first || typeof kvHeads !== 'number' || typeof headDim !== 'number' || (first.dtype !== 'float32' && first.dtype !== 'float16')) {
     throw new SessionError(`the decoder graph has no usable ${LLAMA_IO.pastKey(0)} input [1, kv_heads, capacity, head_dim] of float32/float16`);
   }
-  return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype };
+  return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype, inPlace: session.kvCacheInPlace !== false };
 }
 
 /**
@@ -106,11 +106,14 @@ export class LlamaModel {
     const prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? 512);
     const kvCacheBytes = positiveInt('kvCacheBytes', options.kvCacheBytes ?? DEFAULT_KV_CACHE_BYTES);
     const sessionOptions = { ...options.session, device: options.device ?? 'auto' };
-    const session = await backend.createSession(files.model, sessionOptions);
+    // The decoder honours the session's attentionQueryLimit (prefill chunks below), so its attention stays on the device.
+    const session = await backend.createSession(files.model, { ...sessionOptions, chunksAttention: true });
     let embedSession: InferenceSession;
     try {
       embedSession = await backend.createSession(files.embeddings, { ...sessionOptions, device: session.device });
-      return new LlamaModel(c, session, embedSession, maxSequence, prefillChunk, kvCacheBytes);
+      // A runtime whose attention is wrong past some query length (onnxruntime-node's WebGPU) gets shorter chunks.
+      const chunk = Math.min(prefillChunk, session.attentionQueryLimit ?? Infinity);
+      return new LlamaModel(c, session, embedSession, maxSequence, chunk, kvCacheBytes);
     } catch (err) {
       await session.dispose();
       throw err;
@@ -172,9 +175,9 @@ export class LlamaModel {
       [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(total)),
       ...past,
     };
-    const fetches = { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...present };
+    const fetches = Array.isArray(present) ? [LLAMA_IO.logits, ...present] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...present };
     const out = await this.run(this.session, feeds, fetches);
-    cache.advance(n);
+    cache.advance(n, out);
     return out[LLAMA_IO.logits].data as Float32Array;
   }
 

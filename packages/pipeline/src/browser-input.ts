@@ -12,8 +12,8 @@ export interface VideoElementInput {
 /** An image in the browser: a URL, a Blob, ImageData(-like) pixels, or anything a canvas can draw (<img>, <canvas>, ImageBitmap, OffscreenCanvas, VideoFrame). */
 export type WebImageInput = string | URL | Blob | ImageDataLike | CanvasImageSource;
 
-/** What `ask()` and `chat()` accept in the browser: an image, several images, or a `<video>`. */
-export type WebInput = WebImageInput | WebImageInput[] | VideoElementInput;
+/** What `ask()` and `chat()` accept in the browser: an image, several images, a `<video>`, or a video's frames drawn already. */
+export type WebInput = WebImageInput | WebImageInput[] | VideoElementInput | VideoFramesInput;
 
 /** Pixels of anything a canvas can draw: ImageBitmap, <img>, <canvas>, OffscreenCanvas, VideoFrame, <video>. */
 function drawToPixels(source: CanvasImageSource, width: number, height: number): RGB8 {
@@ -55,7 +55,7 @@ async function loadOne(input: unknown, signal?: AbortSignal): Promise<RGB8> {
     const [w, h] = sizeOf(input as CanvasImageSource);
     if (w > 0 && h > 0) return drawToPixels(input as CanvasImageSource, w, h);
   }
-  throw new InvalidOptionError('cannot read this input as an image: pass a URL, Blob, ImageData, ImageBitmap, <img>, <canvas> or { video }');
+  throw new InvalidOptionError('cannot read this input as an image: pass a URL, Blob, ImageData, ImageBitmap, <img>, <canvas>, { video } or { frames }');
 }
 
 function seek(video: HTMLVideoElement, time: number, signal?: AbortSignal): Promise<void> {
@@ -82,6 +82,18 @@ async function* videoFrames(video: HTMLVideoElement, fps: number, indices: numbe
   }
 }
 
+/**
+ * A video whose frames the caller already drew, at the reference's frame indices (frameIndices()):
+ * how a Web Worker, which has no <video>, receives one from the page.
+ */
+export interface VideoFramesInput {
+  frames: readonly (ImageDataLike | ImageBitmap)[];
+}
+
+async function* givenFrames(frames: VideoFramesInput['frames']): AsyncGenerator<RGB8> {
+  for (const f of frames) yield 'data' in f ? fromImageData(f) : drawToPixels(f, f.width, f.height);
+}
+
 export async function resolveBrowserInput(input: WebInput, o: { signal?: AbortSignal; onProgress?: ProgressCallback; maxFrames?: number }): Promise<Pictures> {
   if (input && typeof input === 'object' && 'video' in input) {
     const { video, fps = 30 } = input as VideoElementInput;
@@ -89,6 +101,11 @@ export async function resolveBrowserInput(input: WebInput, o: { signal?: AbortSi
     const total = Math.max(1, Math.floor(video.duration * fps));
     const indices = frameIndices(total, fps, o.maxFrames);
     return { kind: 'video', count: indices.length, frames: videoFrames(video, fps, indices, o.signal) };
+  }
+  if (input && typeof input === 'object' && 'frames' in input && Array.isArray((input as VideoFramesInput).frames)) {
+    const { frames } = input as VideoFramesInput;
+    if (frames.length === 0) throw new InvalidOptionError('a video needs at least one frame');
+    return { kind: 'video', count: frames.length, frames: givenFrames(frames) };
   }
   const list = Array.isArray(input) ? input : [input];
   if (list.length === 0) throw new InvalidOptionError('no images given');

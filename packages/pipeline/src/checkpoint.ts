@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorMessage, ModelFilesError, type ProgressCallback, UnsupportedConfigError, type Tensor, type WeightSource } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
+import { checkLayout, VISION_MODEL_PREFIX as LLAVA_VISION_PREFIX } from './layout.js';
 
-const LLAVA_VISION_PREFIX = 'model.vision_tower.vision_tower.vision_model.';
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
 
 export function readJson(file: string): Record<string, unknown> {
@@ -50,15 +50,31 @@ export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
   }
   const tokenizerFiles = TOKENIZER_FILES.filter((f) => fs.existsSync(path.join(dir, f)));
   const main = Checkpoint.open(dir);
-  if (main.has(`${LLAVA_VISION_PREFIX}embeddings.class_embedding`)) return { dir, config, generationConfig, weights: main, tokenizerFiles };
+  const checked = (h: HfCheckpoint): HfCheckpoint => {
+    try {
+      checkLayout(h.config, h.weights.names, `checkpoint ${dir}`);
+    } catch (err) {
+      h.weights.close();
+      throw err;
+    }
+    return h;
+  };
+  if (main.has(`${LLAVA_VISION_PREFIX}embeddings.class_embedding`)) return checked({ dir, config, generationConfig, weights: main, tokenizerFiles });
   if (!clipDir) {
     main.close();
     throw new ModelFilesError(dir, `has no CLIP vision tower (${LLAVA_VISION_PREFIX}*): name a CLIP checkpoint folder (--clip DIR)`);
   }
-  const clipConfig = readJson(path.join(clipDir, 'config.json'));
-  const clip = Checkpoint.open(clipDir);
+  let clipConfig: Record<string, unknown>;
+  let clip: Checkpoint;
+  try {
+    clipConfig = readJson(path.join(clipDir, 'config.json'));
+    clip = Checkpoint.open(clipDir);
+  } catch (err) {
+    main.close();
+    throw err;
+  }
   const visionConfig = (clipConfig.vision_config as Record<string, unknown> | undefined) ?? clipConfig;
-  return { dir, config: { ...config, vision_config: visionConfig }, generationConfig, weights: merged(main, clip), tokenizerFiles };
+  return checked({ dir, config: { ...config, vision_config: visionConfig }, generationConfig, weights: merged(main, clip), tokenizerFiles });
 }
 
 /** The main checkpoint's tensors, with the CLIP folder's `vision_model.*` under LLaVA-Mini's prefix. */

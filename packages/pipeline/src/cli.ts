@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat (and batch, worker from @llava-mini/batch).
-// Errors the library raises on purpose (LlavaMiniError) print as one line and exit 1; usage errors exit 2.
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat, eval (and batch, worker from
+// @llava-mini/batch; serve from @llava-mini/server). Every failure prints as one line `llava-mini: CODE: message` and exits 1 (130
+// when stopped by a signal); usage errors exit 2. LLAVA_MINI_DEBUG=1 adds the stack trace.
 import { Command, CommanderError, Option } from 'commander';
-import { LlavaMiniError } from '@llava-mini/core';
+import { AbortError, asLlavaMiniError, debugEnabled } from '@llava-mini/core';
 import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
 import { importOptional, MissingPackageError } from './cli/optional.js';
+import { registerServe } from './cli/serve.js';
 
 const program = new Command('llava-mini')
   .description('LLaVA-Mini: answer questions about images and videos with one vision token per picture')
@@ -41,7 +43,7 @@ program
 
 const withModelOptions = (cmd: Command) =>
   cmd
-    .requiredOption('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory)')
+    .option('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory); default: the bundled shapes model (models/llava-mini-shapes)')
     .option('--image <path...>', 'image file(s) or URL(s)')
     .option('--video <path>', 'a video file (one frame per second)')
     .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
@@ -54,7 +56,8 @@ const withModelOptions = (cmd: Command) =>
     .option('--max-frames <n>', 'most video frames');
 
 withModelOptions(program.command('ask').description('answer one question about an image or video, streaming the answer'))
-  .requiredOption('--prompt <text>', 'the question')
+  .option('--prompt <text>', 'the question')
+  .option('--prompt-file <file>', 'read the question from a file (- for stdin), for prompts too long for a command line')
   .option('--json', 'print one JSON object: promptTokenIds, tokenIds, text, timings')
   .action(askCommand);
 
@@ -75,17 +78,42 @@ for (const [name, description] of [
     .action(async (argv: string[]) => (await importOptional<{ main: (command: string, argv: string[]) => Promise<void> }>('@llava-mini/batch', name)).main(name, argv));
 }
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
+registerServe(program);
+
+program
+  .command('eval')
+  .description('accuracy per question type on a held-out shapes-world data set (the demo model\'s world)')
+  .option('--model <dir>', 'model folder (default: the bundled shapes model)')
+  .option('--data <dir>', 'a data set written by llava-mini-shapes (default: write one from --seed and --count)')
+  .option('--count <n>', 'pictures in the generated data set', '100')
+  .option('--seed <n>', 'seed of the generated data set (training used 1, validation 2)', '1000')
+  .option('--limit <n>', 'only the first n pictures')
+  .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
+  .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
+  .option('--json', 'print the result as JSON')
+  .option('--answers <file>', 'also write every question with its answer (JSON lines)')
+  .action(async (flags) => (await import('./cli/eval.js')).evalCommand(flags));
+
+function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
-  if (e instanceof LlavaMiniError) {
-    process.stderr.write(`llava-mini: ${e.code}: ${e.message}\n`);
-    process.exit(1);
-  }
   if (e instanceof MissingPackageError) {
     process.stderr.write(`llava-mini: ${e.message}\n`);
     process.exit(1);
   }
-  throw e;
+  const command = program.args[0] ?? 'llava-mini';
+  const err = asLlavaMiniError(e, command);
+  const detail = debugEnabled() ? `\n${(err.cause as Error | undefined)?.stack ?? err.stack}` : '';
+  process.stderr.write(`llava-mini: ${err.code}: ${err.message.split('\n')[0]}${detail}\n`);
+  process.exit(err instanceof AbortError ? 130 : 1);
+}
+
+// A reader that stops early (`llava-mini ask ... | head -1`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' ? process.exit(0) : fail(e)));
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  fail(e);
 }

@@ -56,6 +56,8 @@ export interface ChatCompletionCreateParams {
   /** vLLM's extra sampling parameters. */
   top_k?: number | null;
   repetition_penalty?: number | null;
+  /** vLLM's: the end-of-turn token does not end the answer; it runs to max_tokens (or the context). */
+  ignore_eos?: boolean | null;
 }
 
 /** An OpenAI request the runtime refuses; `param` names the field, as OpenAI's error object does. */
@@ -94,6 +96,8 @@ export interface ParsedRequest {
     seed?: number;
     repetitionPenalty?: number;
     stopStrings?: string[];
+    /** Empty when the end-of-turn ids must not end the answer (vLLM's `ignore_eos`). */
+    stopIds?: number[];
   };
 }
 
@@ -101,7 +105,7 @@ export interface ParsedRequest {
 const IGNORED = new Set(['user', 'metadata', 'store', 'service_tier', 'parallel_tool_calls']);
 const KNOWN = new Set([
   'messages', 'model', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'seed', 'stop',
-  'n', 'frequency_penalty', 'presence_penalty', 'logprobs', 'response_format', 'top_k', 'repetition_penalty', ...IGNORED,
+  'n', 'frequency_penalty', 'presence_penalty', 'logprobs', 'response_format', 'top_k', 'repetition_penalty', 'ignore_eos', ...IGNORED,
 ]);
 const UNSUPPORTED = new Set(['tools', 'tool_choice', 'functions', 'function_call', 'top_logprobs', 'logit_bias', 'audio', 'modalities', 'prediction', 'reasoning_effort', 'web_search_options']);
 
@@ -241,6 +245,8 @@ export function parseChatRequest(body: unknown): ParsedRequest {
   if (!Array.isArray(stop) || stop.length > 4 || !stop.every((s) => typeof s === 'string' && s !== '')) {
     throw new RequestError('stop', "'stop' must be a non-empty string or an array of at most 4 of them");
   }
+  // vLLM's extension: generate exactly max_tokens (fixed-length benchmarks, load tests).
+  const ignoreEos = optional(body, 'ignore_eos', isBool, 'a boolean') ?? false;
   const n = optional(body, 'n', isInt, 'an integer');
   if (n !== undefined && n !== 1) throw new RequestError('n', `only n = 1 is supported, got ${n}`);
   for (const key of ['frequency_penalty', 'presence_penalty'] as const) {
@@ -263,6 +269,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
       seed,
       repetitionPenalty,
       stopStrings: stop.length ? (stop as string[]) : undefined,
+      stopIds: ignoreEos ? [] : undefined,
     },
   };
 }

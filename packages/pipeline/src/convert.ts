@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
+import { FileError, fileSystemError, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { ExternalDataWriter, saveModel, writeFileAtomic } from '@llava-mini/core/node';
 import { openHfCheckpoint, withProgress } from './checkpoint.js';
 import { type FileEntry, type Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry } from './manifest.js';
+import { recordVerified, sha256File } from './model-files.js';
 import { GRAPHS, type GraphName } from './parts.js';
 import { buildGraph, type ConversionOptions, planConversion } from './stages.js';
 
@@ -24,22 +24,9 @@ const GRAPH_FILES: Record<GraphName, string> = {
   embeddings: 'llm_embeddings.onnx',
 };
 
-/** sha256 of a file, read in chunks (weight files can be many GB). */
-function sha256(file: string): string {
-  const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(1 << 22);
-  try {
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}
-
 function fileEntry(dir: string, name: string): FileEntry {
   const file = path.join(dir, name);
-  return { name, bytes: fs.statSync(file).size, sha256: sha256(file) };
+  return { name, bytes: fs.statSync(file).size, sha256: sha256File(file) };
 }
 
 /**
@@ -51,13 +38,16 @@ function fileEntry(dir: string, name: string): FileEntry {
  */
 export async function convertCheckpoint(checkpointDir: string, outDir: string, options: ConvertOptions = {}): Promise<Manifest> {
   const out = path.resolve(outDir);
-  if (fs.existsSync(out) && !options.force) throw new InvalidOptionError(`${out} already exists; pass force (--force) to replace it`);
+  checkOutput(out, options.force === true);
+  removeStalePartials(out);
   const hf = openHfCheckpoint(checkpointDir, options.clipDir);
-  const tmp = `${out}.partial-${process.pid}`;
+  const tmp = partialDir(out);
+  let created: string | undefined;
   try {
     const plan = planConversion(hf.config, hf.weights, options);
     fs.rmSync(tmp, { recursive: true, force: true });
-    fs.mkdirSync(tmp, { recursive: true });
+    // The first folder mkdir made: missing parents of --out are removed again if the conversion fails.
+    created = fs.mkdirSync(tmp, { recursive: true });
     const src = withProgress(hf.weights, 'convert', hf.weights.names.length, options.onProgress);
     const stages = {} as Record<GraphName, StageEntry>;
     for (const name of GRAPHS) {
@@ -92,14 +82,84 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
       stages,
       tokenizer: hf.tokenizerFiles.map((f) => fileEntry(tmp, f)),
     };
+    recordVerified(tmp, [...Object.values(stages).flatMap((s) => s.files), ...manifest.tokenizer]);
     writeFileAtomic(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     replaceDir(tmp, out);
     return manifest;
   } catch (err) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw err;
+    // Cleaning up must never hide the error that made it necessary.
+    removeQuietly(created ?? tmp);
+    throw fileSystemError(err) ?? err;
   } finally {
     hf.weights.close();
+  }
+}
+
+/** Where a conversion into `out` writes before the final rename (the pid keeps concurrent runs apart). */
+export function partialDir(out: string, pid = process.pid): string {
+  return `${path.resolve(out)}.partial-${pid}`;
+}
+
+function removeQuietly(p: string): void {
+  try {
+    fs.rmSync(p, { recursive: true, force: true });
+  } catch {
+    // Nothing more can be done; the caller reports the original error.
+  }
+}
+
+function statOf(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch (err) {
+    // ENOTDIR: a file sits above it in the path, which checkOutput reports by that file's name.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw fileSystemError(err) ?? err;
+  }
+}
+
+/** Refuse an output that cannot or must not be written before any work (not after converting gigabytes). */
+function checkOutput(out: string, force: boolean): void {
+  const st = statOf(out);
+  if (st && !st.isDirectory()) throw new FileError(out, 'is a file, not a folder; choose another output folder');
+  if (st && !force) throw new InvalidOptionError(`${out} already exists; pass force (--force) to replace it`);
+  if (st && !fs.existsSync(path.join(out, MANIFEST_FILE)) && fs.readdirSync(out).length > 0) {
+    throw new ModelFilesError(out, 'exists and is not a converted model folder; refusing to replace it');
+  }
+  for (let dir = path.dirname(out); ; dir = path.dirname(dir)) {
+    const parent = statOf(dir);
+    if (parent && !parent.isDirectory()) throw new FileError(dir, `is a file, so ${out} cannot be created under it`);
+    if (parent || path.dirname(dir) === dir) break;
+  }
+}
+
+/**
+ * Remove what conversions into `out` that were killed (SIGKILL, a crash, a power cut) left behind:
+ * `<out>.partial-<pid>` and `<out>.old-<pid>` folders whose process is gone.
+ */
+function removeStalePartials(out: string): void {
+  const dir = path.dirname(out);
+  const prefix = path.basename(out);
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const m = /^\.(partial|old)-(\d+)$/.exec(name.slice(prefix.length));
+    if (!name.startsWith(prefix) || !m || isAlive(Number(m[2]))) continue;
+    removeQuietly(path.join(dir, name));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -108,9 +168,6 @@ function replaceDir(from: string, to: string): void {
   if (!fs.existsSync(to)) {
     fs.renameSync(from, to);
     return;
-  }
-  if (!fs.existsSync(path.join(to, MANIFEST_FILE)) && fs.readdirSync(to).length > 0) {
-    throw new ModelFilesError(to, 'exists and is not a converted model folder; refusing to replace it');
   }
   const old = `${to}.old-${process.pid}`;
   fs.renameSync(to, old);

@@ -1,4 +1,4 @@
-import { InvalidOptionError, type WeightFormat } from '@llava-mini/core';
+import { type Backend, type Device, type DeviceRequest, DeviceUnavailableError, InvalidOptionError, type WeightFormat } from '@llava-mini/core';
 
 /** Weight types a user asks for. q8/q4 quantize Linear weights (MatMulNBits); norms and biases stay float. */
 export type DtypeName = 'fp32' | 'fp16' | 'q8' | 'q4';
@@ -51,4 +51,34 @@ export function weightFormat(dtype: DtypeName, target: Target, blockSize = 32): 
   if (dtype === 'q8') return { dtype: activations, quant: { bits: 8, blockSize, accuracyLevel, symmetric } };
   if (dtype === 'q4') return { dtype: activations, quant: { bits: 4, blockSize, accuracyLevel, symmetric } };
   return { dtype: activations };
+}
+
+/**
+ * The devices a model converted for each target runs on. GPU targets have float16 I/O for the GPU
+ * kernels they were made for (the CPU would run them slowly or not at all); float32 graphs (target
+ * cpu) run on any device but CUDA, whose attention kernels have no float32 variant.
+ */
+export const TARGET_DEVICES: Readonly<Record<Target, readonly Device[]>> = { cpu: ['cpu', 'wasm', 'webgpu'], cuda: ['cuda'], webgpu: ['webgpu'] };
+
+const targetOf = (device: Device): Target => (device === 'cuda' || device === 'webgpu' ? device : 'cpu');
+
+/**
+ * The device a model converted for `target` runs on: `request`, refused with how to convert when the
+ * model was not made for it; 'auto' picks the target's own device (a cpu model on a CUDA machine
+ * runs on the CPU, with nothing probed or logged about CUDA).
+ */
+export async function resolveModelDevice(backend: Backend, target: Target, request: DeviceRequest, where: string, logger?: (m: string) => void): Promise<Device> {
+  const allowed = TARGET_DEVICES[target];
+  if (request !== 'auto' && !allowed.includes(request)) {
+    throw new InvalidOptionError(
+      `${where} was converted for target ${target} (devices ${allowed.join(', ')}), not for device '${request}': convert the checkpoint again with \`llava-mini convert CHECKPOINT --out DIR --target ${targetOf(request)}\``,
+    );
+  }
+  const wanted: DeviceRequest = request !== 'auto' ? request : target !== 'cpu' ? target : backend.devices.includes('cpu') ? 'cpu' : 'auto';
+  try {
+    return await backend.resolveDevice(wanted, logger);
+  } catch (err) {
+    if (request !== 'auto' || !(err instanceof DeviceUnavailableError) || target === 'cpu') throw err;
+    throw new DeviceUnavailableError(err.device, err.reason, `${err.hint} ${where} was converted for target ${target}; for the CPU, convert the checkpoint again with --target cpu.`, { cause: err });
+  }
 }

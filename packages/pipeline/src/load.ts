@@ -5,10 +5,11 @@ import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { loadTokenizer } from '@llava-mini/llm/node';
 import { openHfCheckpoint } from './checkpoint.js';
-import { checkDtype, type DtypeName } from './formats.js';
+import { checkDtype, type DtypeName, resolveModelDevice, type Target } from './formats.js';
 import { type NodeInput, resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
-import { MANIFEST_FILE, parseManifest } from './manifest.js';
+import { MANIFEST_FILE } from './manifest.js';
+import { readManifest, verifyModelFiles } from './model-files.js';
 import { GRAPHS, type GraphName, manifestSources, type ModelSources, openParts } from './parts.js';
 import { buildGraph, planConversion } from './stages.js';
 
@@ -47,19 +48,16 @@ export interface LoadOptions {
 /** Unconverted checkpoints are converted in memory only below this size (one graph must stay under protobuf's 2 GB). */
 export const IN_MEMORY_LIMIT_BYTES = 1.5e9;
 
-function fromManifest(dir: string, options: LoadOptions): ModelSources {
-  const manifestPath = path.join(dir, MANIFEST_FILE);
-  const manifest = parseManifest(fs.readFileSync(manifestPath, 'utf8'), manifestPath);
+function fromManifest(dir: string, options: LoadOptions): ModelSources & { target: Target } {
+  const manifest = readManifest(dir);
   if (options.dtype && manifest.stages.llm.dtype !== checkDtype(options.dtype)) {
     throw new InvalidOptionError(`${dir} was converted with dtype ${manifest.stages.llm.dtype}; convert it again with --dtype ${options.dtype}`);
   }
-  for (const stage of Object.values(manifest.stages)) {
-    for (const f of stage.files) if (!fs.existsSync(path.join(dir, f.name))) throw new ModelFilesError(path.join(dir, f.name), 'is listed in the manifest but missing');
-  }
-  return manifestSources(manifest, loadTokenizer(dir), (file) => path.join(dir, file));
+  verifyModelFiles(dir, manifest, options.onProgress);
+  return { ...manifestSources(manifest, loadTokenizer(dir), (file) => path.join(dir, file)), target: manifest.target };
 }
 
-function fromCheckpoint(dir: string, options: LoadOptions): ModelSources {
+function fromCheckpoint(dir: string, options: LoadOptions): ModelSources & { target: Target } {
   const shards = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors'));
   const bytes = shards.reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
   if (bytes > IN_MEMORY_LIMIT_BYTES) {
@@ -89,7 +87,7 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
   const sources = converted ? fromManifest(dir, options) : fromCheckpoint(dir, options);
   const request = options.device ?? 'auto';
   const backend: Backend = request === 'wasm' ? await webBackend({ numThreads: options.numThreads }) : await nodeBackend();
-  const device = await backend.resolveDevice(request, options.logger);
+  const device = await resolveModelDevice(backend, sources.target, request, dir, options.logger);
   return openParts(sources, {
     backend,
     device,

@@ -1,6 +1,7 @@
 import { ModelFilesError, type WeightFormat } from '@llava-mini/core';
 import type { CompressorConfig } from '@llava-mini/compressor';
-import type { DtypeName, StageName, Target } from './formats.js';
+import { DTYPE_NAMES, type DtypeName, type StageName, type Target, TARGETS } from './formats.js';
+import { GRAPHS } from './parts.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'llava-mini-onnx';
@@ -52,5 +53,44 @@ export function parseManifest(text: string, where: string): Manifest {
   if (m.version !== MANIFEST_VERSION) {
     throw new ModelFilesError(where, `has format version ${m.version}; this runtime reads version ${MANIFEST_VERSION}: convert the checkpoint again`);
   }
+  checkShape(m, where);
   return m;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const positiveInt = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+/** A file of the folder itself: no separators, no `..`, so a manifest cannot point outside its folder. */
+const plainName = (v: unknown) => typeof v === 'string' && v !== '' && v !== '.' && v !== '..' && !/[\\/]/.test(v);
+
+function checkFiles(files: unknown, key: string, where: string): void {
+  if (!Array.isArray(files)) throw new ModelFilesError(where, `"${key}" must be a list of files`);
+  for (const [i, f] of files.entries()) {
+    if (!isObject(f) || !plainName(f.name) || !Number.isSafeInteger(f.bytes) || (f.bytes as number) < 0 || typeof f.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(f.sha256)) {
+      throw new ModelFilesError(where, `"${key}[${i}]" must be { name (a file in the folder), bytes, sha256 }, got ${JSON.stringify(f)}`);
+    }
+  }
+}
+
+/** Every field the loaders read, checked up front: a damaged manifest is a typed error, not a TypeError later. */
+function checkShape(m: Manifest, where: string): void {
+  const again = ': convert the checkpoint again';
+  if (!TARGETS.includes(m.target)) throw new ModelFilesError(where, `has target ${JSON.stringify(m.target)}, not one of ${TARGETS.join(', ')}${again}`);
+  if (!isObject(m.config)) throw new ModelFilesError(where, `has no "config" object${again}`);
+  for (const key of ['contextLength', 'prefusionPositions', 'keyGrid'] as const) {
+    if (!positiveInt(m[key])) throw new ModelFilesError(where, `"${key}" must be a positive integer, got ${JSON.stringify(m[key])}${again}`);
+  }
+  if (!isObject(m.compressor)) throw new ModelFilesError(where, `has no "compressor" settings${again}`);
+  if (!isObject(m.stages)) throw new ModelFilesError(where, `has no "stages" (the model's graphs)${again}`);
+  for (const name of GRAPHS) {
+    const stage = (m.stages as Record<string, unknown>)[name];
+    if (!isObject(stage)) throw new ModelFilesError(where, `has no "stages.${name}"${again}`);
+    if (!plainName(stage.model)) throw new ModelFilesError(where, `"stages.${name}.model" must name a file in the folder, got ${JSON.stringify(stage.model)}`);
+    if (!DTYPE_NAMES.includes(stage.dtype as DtypeName)) throw new ModelFilesError(where, `"stages.${name}.dtype" must be one of ${DTYPE_NAMES.join(', ')}, got ${JSON.stringify(stage.dtype)}`);
+    if (!isObject(stage.format) || (stage.format.dtype !== 'float32' && stage.format.dtype !== 'float16')) {
+      throw new ModelFilesError(where, `"stages.${name}.format" must be { dtype: float32 | float16, quant? }, got ${JSON.stringify(stage.format)}`);
+    }
+    checkFiles(stage.files, `stages.${name}.files`, where);
+    if (!(stage.files as FileEntry[]).some((f) => f.name === stage.model)) throw new ModelFilesError(where, `"stages.${name}.files" does not list its model ${stage.model}`);
+  }
+  checkFiles(m.tokenizer, 'tokenizer', where);
 }

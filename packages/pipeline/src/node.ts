@@ -6,9 +6,10 @@ import { type LoadOptions, loadParts } from './load.js';
 export * from './index.js';
 export { convertCheckpoint, type ConvertOptions } from './convert.js';
 export { ensureTinyModel } from './demo.js';
+export { DEFAULT_MODEL, defaultModelDir } from './default-model.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
-export { resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoInput } from './inputs.js';
+export { dataUrlBytes, resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoInput } from './inputs.js';
 export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from './video/ffmpeg.js';
 
 /** LLaVA-Mini in Node: `LlavaMini.fromPretrained(dir)`, inputs typed as NodeInput. */

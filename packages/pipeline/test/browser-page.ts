@@ -2,6 +2,7 @@
 // served model through the package's browser entry, ask one question about the served image, and
 // leave the outcome on window.__result for the test to read. Parameters come from the page's query.
 import { LlavaMini } from '@llava-mini/pipeline/web';
+import { type StageOutputs, stageOutputs } from './stage-outputs.js';
 
 export interface PageResult {
   ok: boolean;
@@ -10,6 +11,10 @@ export interface PageResult {
   device?: string;
   ids?: string;
   text?: string;
+  /** Each stage's output for the image (query `stages=1`), decoding the answer's own ids. */
+  stages?: StageOutputs;
+  /** Load progress events seen: bytes of each file as it downloads. */
+  progress?: { item?: string; done: number; total?: number }[];
   error?: { name: string; code?: string; message: string };
 }
 
@@ -32,15 +37,23 @@ async function hasWebgpuAdapter(): Promise<boolean> {
 }
 
 async function main(webgpuAdapter: boolean): Promise<PageResult> {
+  const progress: PageResult['progress'] = [];
   const model = await LlavaMini.fromPretrained(param('model'), {
     device: param('device') as 'wasm' | 'webgpu',
     // One thread: no SharedArrayBuffer needed, and the run is the same whatever the page's isolation.
     numThreads: 1,
     wasmPaths: param('wasm'),
+    onProgress: (e) => progress.push({ item: e.item, done: e.done, total: e.total }),
   });
   try {
     const r = await model.ask(param('image'), param('question'), { maxNewTokens: Number(param('maxNewTokens')) }).done();
-    return { ok: true, webgpuAdapter, device: model.parts.llm.device, ids: JSON.stringify(r.ids), text: r.text };
+    let stages: StageOutputs | undefined;
+    if (query.get('stages')) {
+      const pictures = await model.parts.resolveInput(param('image'), {});
+      if (pictures.kind !== 'images') throw new Error('expected an image');
+      stages = await stageOutputs(model, pictures.images[0], r.promptTokenIds, r.ids);
+    }
+    return { ok: true, webgpuAdapter, device: model.parts.llm.device, ids: JSON.stringify(r.ids), text: r.text, stages, progress };
   } finally {
     await model.dispose();
   }

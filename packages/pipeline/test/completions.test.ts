@@ -128,6 +128,17 @@ describe('model.chat.completions.create (in process)', () => {
     expect(greedy.choices[0].finish_reason).toBe(greedy.usage.completion_tokens === 8 ? 'length' : 'stop');
   });
 
+  it('ignore_eos runs past the end-of-turn token to max_tokens, the greedy answer as its prefix', async () => {
+    const messages = [{ role: 'user' as const, content: 'Hi' }];
+    const ended = await model.chat.completions.create({ messages, max_tokens: 2000 });
+    expect(ended.choices[0].finish_reason).toBe('stop');
+    const n = ended.usage.completion_tokens + 20;
+    const long = await model.chat.completions.create({ messages, max_tokens: n, ignore_eos: true });
+    expect(long.usage.completion_tokens).toBe(n);
+    expect(long.choices[0].finish_reason).toBe('length');
+    expect(long.choices[0].message.content.startsWith(ended.choices[0].message.content)).toBe(true);
+  });
+
   it('an aborted signal stops the request with AbortError; the model serves the next one', async () => {
     const controller = new AbortController();
     const stream = await model.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], max_tokens: 50, stream: true }, { signal: controller.signal });
@@ -159,6 +170,7 @@ describe('model.chat.completions.create (in process)', () => {
       [{ messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].role'],
       [{ messages: [{ role: 'user', content: [{ type: 'video_url', video_url: { url: 'a.mp4' } }, image(IMAGE)] }] }, 'messages[0].content[0].video_url.url'],
       [{ messages: [{ role: 'user', content: 'x' }], stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
+      [{ messages: [{ role: 'user', content: 'x' }], ignore_eos: 'yes' }, 'ignore_eos'],
     ];
     for (const [body, param] of bad) {
       const err = await model.chat.completions.create(body as never).catch((e) => e);

@@ -43,7 +43,7 @@ describe('decoding with ffmpeg', () => {
   });
 
   it('probes frame count and rate', async () => {
-    expect(await probeVideo(video)).toEqual({ width: W, height: H, frames: N, fps: 8 });
+    expect(await probeVideo(video)).toEqual({ width: W, height: H, rotation: 0, frames: N, fps: 8 });
   });
 
   it('streams exactly the selected frames, in order', async () => {

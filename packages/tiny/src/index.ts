@@ -7,4 +7,4 @@ export { clipTensorShapes, initKind, sinCosPosEmbed, tinyTensorShapes, VISION_PR
 export type { InitKind } from './shapes.js';
 export { tensorValues } from './weights.js';
 export { LLAVA_MINI_SYSTEM_PROMPT } from './corpus.js';
-export { LLAMA3_CHAT_TEMPLATE, SPECIAL_TOKENS } from './tokenizer.js';
+export { LLAMA3_CHAT_TEMPLATE, SPECIAL_TOKENS, writeTinyTokenizer, type BpeSpec } from './tokenizer.js';

@@ -51,9 +51,18 @@ function addedToken(id: number, content: string) {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
 }
 
+/**
+ * A byte-level BPE of your own: `corpus` (plain text, no special tokens) is what the merges are
+ * learned from, `regularVocab` the number of regular tokens (256 bytes + merges).
+ */
+export interface BpeSpec {
+  corpus: string;
+  regularVocab: number;
+}
+
 /** tokenizer.json in the structure of Llama-3.1's (same pre-tokenizer, post-processor, decoder, model flags). */
-export function tinyTokenizerJson(): { json: Record<string, unknown>; ids: SpecialIds } {
-  const bpe = tinyBpe();
+export function tinyTokenizerJson(spec?: BpeSpec): { json: Record<string, unknown>; ids: SpecialIds } {
+  const bpe = spec ? trainByteLevelBpe(spec.corpus, spec.regularVocab) : tinyBpe();
   const base = bpe.vocab.size;
   const specialId = (t: string) => base + SPECIAL_TOKENS.indexOf(t);
   const json = {
@@ -139,9 +148,12 @@ export function tinyTokenizerConfig(ids: SpecialIds): Record<string, unknown> {
   };
 }
 
-/** Write tokenizer.json, tokenizer_config.json and special_tokens_map.json of the tiny tokenizer. */
-export function writeTinyTokenizer(dir: string): SpecialIds {
-  const { json, ids } = tinyTokenizerJson();
+/**
+ * Write tokenizer.json, tokenizer_config.json and special_tokens_map.json of the tiny tokenizer (or
+ * of a BPE learned from `spec`, with the same special tokens and chat template).
+ */
+export function writeTinyTokenizer(dir: string, spec?: BpeSpec): SpecialIds {
+  const { json, ids } = tinyTokenizerJson(spec);
   writeFileAtomic(path.join(dir, 'tokenizer.json'), tokenizerJsonText(json));
   writeFileAtomic(path.join(dir, 'tokenizer_config.json'), pyJson(tinyTokenizerConfig(ids), { ensureAscii: false }));
   const map = { bos_token: specialEntry(BOS), eos_token: specialEntry(EOT), pad_token: specialEntry(PAD) };

@@ -240,7 +240,11 @@ async function worker(f: WorkerFlags): Promise<void> {
       if (++signals === 1) {
         err(`worker ${w.name}: finishing the running jobs (again to abandon them to other workers)\n`);
         void w.close().then(resolve);
-      } else void w.close(true).then(resolve);
+        return;
+      }
+      // Leave at once, whatever state Redis is in: the jobs' locks expire and other workers take them.
+      err(`worker ${w.name}: abandoning the running jobs to other workers\n`);
+      process.exit(1);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

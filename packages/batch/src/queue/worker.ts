@@ -3,7 +3,6 @@ import { InvalidOptionError } from '@llava-mini/core';
 import { type Job as BullJob, MetricsTime, UnrecoverableError, Worker } from 'bullmq';
 import { type Answered, answerJob, BAD_INPUT_CODES, type BatchModel, toJobError } from '../answer.js';
 import { parseJob } from '../jobs.js';
-import { OneAtATime } from '../one-at-a-time.js';
 import type { QueuedJob } from './client.js';
 import { checkAddress, connect, keys, type QueueAddress } from './connection.js';
 
@@ -46,7 +45,6 @@ export async function startWorker(o: WorkerOptions): Promise<BatchWorker> {
   const name = o.workerName ?? `${os.hostname()}:${process.pid}`;
   const k = keys(a.name);
   const redis = connect(a.url, 'worker');
-  const model = new OneAtATime();
   const stats = { done: 0, failed: 0 };
   const recent: number[] = [];
 
@@ -60,7 +58,7 @@ export async function startWorker(o: WorkerOptions): Promise<BatchWorker> {
   const processor = async (job: BullJob<QueuedJob, Answered>): Promise<Answered> => {
     try {
       const parsed = parseJob(job.data.line);
-      const answered = await model.run(() => answerJob(o.model, parsed, job.data.ask));
+      const answered = await answerJob(o.model, parsed, job.data.ask);
       finished(job.data.line.id, true);
       return answered;
     } catch (e) {
@@ -110,7 +108,9 @@ export async function startWorker(o: WorkerOptions): Promise<BatchWorker> {
       closing ??= (async () => {
         await worker.close();
         clearInterval(timer);
-        await redis.multi().srem(k.workers, name).del(k.worker(name)).exec().catch(() => undefined);
+        // Bounded: with Redis gone the command would wait for it forever (the key expires anyway).
+        const forget = redis.multi().srem(k.workers, name).del(k.worker(name)).exec().catch(() => undefined);
+        await Promise.race([forget, new Promise((r) => setTimeout(r, 2000).unref())]);
         redis.disconnect();
       })();
       return closing;

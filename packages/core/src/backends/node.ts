@@ -1,5 +1,6 @@
 import type { Backend } from '../backend.js';
 import { DeviceUnavailableError } from '../errors.js';
+import { NODE_WEBGPU_ATTENTION_QUERY_LIMIT, webgpuPrecheck, webgpuProviderOptions } from './node-webgpu.js';
 import { type OrtModule, OrtBackend } from './ort.js';
 
 const CUDA_HINT =
@@ -19,6 +20,11 @@ let backend: Promise<Backend> | undefined;
 export function nodeBackend(): Promise<Backend> {
   backend ??= (async () => {
     let mod: { default?: OrtModule } & OrtModule;
+    // onnxruntime-node 1.30's telemetry runs a regex over /proc/self/cmdline when a session is
+    // created: a command line of about 32 KB (a long --prompt, a glob of images) overflows the stack
+    // (SIGSEGV), and it leaves a mat-debug-<pid>.log in the temp folder. It reads the variable after
+    // load, so setting it here, before the import, is enough; a value the user set is kept.
+    if (!process.env.ORT_DISABLE_TELEMETRY) process.env.ORT_DISABLE_TELEMETRY = '1';
     try {
       mod = (await import('onnxruntime-node')) as never;
     } catch (err) {
@@ -33,7 +39,15 @@ export function nodeBackend(): Promise<Backend> {
     return new OrtBackend('onnxruntime-node', ort, [
       { device: 'cuda', executionProvider: 'cuda', hint: CUDA_HINT },
       { device: 'cpu', executionProvider: 'cpu', hint: 'The CPU provider ships inside onnxruntime-node; reinstall it.' },
-      { device: 'webgpu', executionProvider: 'webgpu', hint: WEBGPU_HINT },
+      {
+        device: 'webgpu',
+        executionProvider: 'webgpu',
+        precheck: webgpuPrecheck,
+        precheckRunsProbe: true,
+        providerOptions: webgpuProviderOptions,
+        attentionQueryLimit: NODE_WEBGPU_ATTENTION_QUERY_LIMIT,
+        hint: WEBGPU_HINT,
+      },
     ], { preallocatedOutputs: true });
   })();
   return backend;

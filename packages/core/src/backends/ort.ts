@@ -9,8 +9,8 @@ import type {
   SessionOptions,
   ValueInfo,
 } from '../backend.js';
+import { debugEnabled } from '../debug.js';
 import { DeviceUnavailableError, errorMessage, InvalidOptionError, SessionError } from '../errors.js';
-import { Graph } from '../onnx/ops.js';
 import { RunQueue } from '../queue.js';
 import { type DType, type Tensor, tensor, type TensorData } from '../tensor.js';
 
@@ -55,8 +55,15 @@ export interface OrtFeatures {
 export interface DeviceSpec {
   device: Device;
   executionProvider: string;
-  /** Returns a reason the device cannot work here, before trying onnxruntime (e.g. no navigator.gpu). */
-  precheck?: () => Promise<string | undefined>;
+  /** Returns a reason the device cannot work here, before trying onnxruntime (e.g. no navigator.gpu); gets the probe model. */
+  precheck?: (probeModel: Uint8Array) => Promise<string | undefined>;
+  /** The precheck already ran the probe model, so passing it means available. */
+  precheckRunsProbe?: boolean;
+  /** Execution-provider options for a session of this model (e.g. nodes to keep off a faulty kernel). */
+  providerOptions?: (model: Uint8Array | string, options: SessionOptions) => Promise<Record<string, unknown>>;
+  /** See InferenceSession.attentionQueryLimit and kvCacheInPlace. */
+  attentionQueryLimit?: number;
+  kvCacheInPlace?: boolean;
   hint: string;
 }
 
@@ -91,7 +98,8 @@ export class OrtBackend implements Backend {
     return Promise.all(this.devices.map((d) => this.probeDevice(d)));
   }
 
-  async resolveDevice(request: DeviceRequest = 'auto', logger: (m: string) => void = console.warn): Promise<Device> {
+  /** `logger` hears why 'auto' passed a device over; without one that is said only under LLAVA_MINI_DEBUG. */
+  async resolveDevice(request: DeviceRequest = 'auto', logger?: (m: string) => void): Promise<Device> {
     if (request !== 'auto') {
       const status = await this.probeDevice(this.spec(request).device);
       if (!status.available) throw new DeviceUnavailableError(request, status.reason ?? 'unknown', status.hint ?? '');
@@ -101,7 +109,8 @@ export class OrtBackend implements Backend {
     for (const device of this.devices) {
       const status = await this.probeDevice(device);
       if (status.available) {
-        if (passed.length) logger(`[llava-mini] device 'auto' uses '${device}' (${this.name}); not available: ${passed.join('; ')}`);
+        const log = logger ?? (debugEnabled() ? console.warn : undefined);
+        if (passed.length) log?.(`[llava-mini] device 'auto' uses '${device}' (${this.name}); not available: ${passed.join('; ')}`);
         return device;
       }
       passed.push(`${device}: ${status.reason}`);
@@ -114,7 +123,9 @@ export class OrtBackend implements Backend {
     const spec = this.spec(device);
     const prepared = await this.prepare(source);
     const { model, externalData } = typeof prepared === 'string' || prepared instanceof Uint8Array ? { model: prepared, externalData: undefined } : prepared;
-    const ortOptions: Record<string, unknown> = { executionProviders: [spec.executionProvider] };
+    const epOptions = spec.providerOptions ? await spec.providerOptions(model, options) : {};
+    const provider = Object.keys(epOptions).length ? { name: spec.executionProvider, ...epOptions } : spec.executionProvider;
+    const ortOptions: Record<string, unknown> = { executionProviders: [provider] };
     if (externalData) ortOptions.externalData = externalData;
     if (options.intraOpNumThreads !== undefined) ortOptions.intraOpNumThreads = options.intraOpNumThreads;
     if (options.graphOptimizationLevel) ortOptions.graphOptimizationLevel = ORT_OPT_LEVEL[options.graphOptimizationLevel];
@@ -125,7 +136,7 @@ export class OrtBackend implements Backend {
       const what = typeof model === 'string' ? `model '${model}'` : 'the model';
       throw new SessionError(`${this.name} could not load ${what} on ${device}: ${nativeReason(err)}`, { cause: err });
     }
-    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue);
+    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue, spec.attentionQueryLimit, spec.kvCacheInPlace);
   }
 
   private spec(device: Device): DeviceSpec {
@@ -147,8 +158,9 @@ export class OrtBackend implements Backend {
 
   private async runProbe(spec: DeviceSpec): Promise<DeviceStatus> {
     const base = { device: spec.device, executionProvider: spec.executionProvider };
-    const early = await spec.precheck?.();
+    const early = await spec.precheck?.(probeModel());
     if (early) return { ...base, available: false, reason: early, hint: spec.hint };
+    if (spec.precheck && spec.precheckRunsProbe) return { ...base, available: true };
     try {
       // Loading and running a one-node model is the only reliable test: a provider can register
       // fine and still fail on the first session (missing CUDA libraries, no GPU adapter).
@@ -168,14 +180,15 @@ export class OrtBackend implements Backend {
   }
 }
 
+/**
+ * The probe: y = x + x on float32 [2], serialized. Kept as bytes rather than built with Graph so a
+ * browser bundle of this backend needs no protobuf encoder (test/backend.test.ts decodes it).
+ */
+export const PROBE_MODEL_BASE64 =
+  'CAoSCmxsYXZhLW1pbmkaBTAuMS4wOmsKIAoBeAoBeBIFQWRkXzAaCm5vZGU6QWRkXzAiA0FkZDoACh4KBUFkZF8wEgF5GgZub2RlOnkiCElkZW50aXR5OgASBXByb2JlWg8KAXgSCgoICAESBAoCCAJiDwoBeRIKCggIARIECgIIAkIECgAQFQ==';
 let probeBytes: Uint8Array | undefined;
 function probeModel(): Uint8Array {
-  if (!probeBytes) {
-    const g = new Graph({ name: 'probe' });
-    const x = g.input('x', 'float32', [2]);
-    g.output(g.add(x, x), 'y', 'float32', [2]);
-    probeBytes = g.toBytes();
-  }
+  probeBytes ??= Uint8Array.from(atob(PROBE_MODEL_BASE64), (c) => c.charCodeAt(0));
   return probeBytes;
 }
 
@@ -199,6 +212,8 @@ class OrtInferenceSession implements InferenceSession {
     readonly executionProvider: string,
     private readonly features: OrtFeatures,
     private readonly queue: RunQueue,
+    readonly attentionQueryLimit?: number,
+    readonly kvCacheInPlace?: boolean,
   ) {
     this.inputs = valueInfos(session.inputNames, session.inputMetadata);
     this.outputs = valueInfos(session.outputNames, session.outputMetadata);

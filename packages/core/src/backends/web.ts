@@ -1,6 +1,6 @@
 import type { Backend, ModelSource } from '../backend.js';
 import { DeviceUnavailableError, ModelFilesError } from '../errors.js';
-import { externalDataLocations } from '../onnx/proto.js';
+import { externalDataLocations } from '../onnx/scan.js';
 import { type OrtModule, OrtBackend } from './ort.js';
 
 export interface WebBackendOptions {
@@ -78,7 +78,8 @@ export function webBackend(options: WebBackendOptions = {}): Promise<Backend> {
     if (options.numThreads !== undefined) ort.env.wasm.numThreads = options.numThreads;
     if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
     return new OrtBackend('onnxruntime-web', ort, [
-      { device: 'webgpu', executionProvider: 'webgpu', precheck: webgpuPrecheck, hint: WEBGPU_HINT },
+      // Its WebGPU GroupQueryAttention returns past + new rows rather than filling a shared buffer.
+      { device: 'webgpu', executionProvider: 'webgpu', precheck: webgpuPrecheck, kvCacheInPlace: false, hint: WEBGPU_HINT },
       { device: 'wasm', executionProvider: 'wasm', hint: 'The WASM backend ships inside onnxruntime-web; check that its .wasm files are served (env.wasm.wasmPaths).' },
     ], { preallocatedOutputs: false }, withExternalData);
   })();

@@ -116,8 +116,13 @@ message TypeProto {
 }
 `;
 
-const root = protobuf.parse(ONNX_SCHEMA, { keepCase: true }).root;
-export const ModelProto = root.lookupType('onnx.ModelProto');
+// Parsed on first use: a bundle that never encodes or decodes a model (the browser runtime) then
+// runs no protobufjs code at load, and bundlers can leave it out.
+let modelType: protobuf.Type | undefined;
+function modelProto(): protobuf.Type {
+  modelType ??= protobuf.parse(ONNX_SCHEMA, { keepCase: true }).root.lookupType('onnx.ModelProto');
+  return modelType;
+}
 
 /** ONNX TensorProto.DataType codes for the dtypes we use. */
 export const ONNX_DATA_TYPE = {
@@ -193,22 +198,13 @@ export interface ModelProtoJson {
 }
 
 export function encodeModel(model: ModelProtoJson): Uint8Array {
+  const ModelProto = modelProto();
   return ModelProto.encode(ModelProto.fromObject(model)).finish();
 }
 
 /** Decode a serialized model into plain objects (int64 fields as numbers, bytes as Uint8Array). */
 export function decodeModel(bytes: Uint8Array): ModelProtoJson {
+  const ModelProto = modelProto();
   const msg = ModelProto.decode(bytes);
   return ModelProto.toObject(msg, { longs: Number, bytes: Uint8Array as never, defaults: false, arrays: true }) as ModelProtoJson;
-}
-
-/** The distinct external-data file names a serialized model refers to. */
-export function externalDataLocations(bytes: Uint8Array): string[] {
-  const model = decodeModel(bytes);
-  const locations = new Set<string>();
-  for (const t of model.graph?.initializer ?? []) {
-    const loc = t.external_data?.find((e) => e.key === 'location')?.value;
-    if (loc) locations.add(loc);
-  }
-  return [...locations];
 }

@@ -1,12 +1,16 @@
+import * as fs from 'node:fs';
 import * as readline from 'node:readline/promises';
-import { AbortError, InvalidOptionError } from '@llava-mini/core';
+import { Worker } from 'node:worker_threads';
+import { AbortError, debugEnabled, FileError, fileSystemError, InternalError, InvalidOptionError, LlavaMiniError } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { writeTinyCheckpoint } from '@llava-mini/tiny';
-import { convertCheckpoint } from '../convert.js';
+import { type ConvertOptions, partialDir } from '../convert.js';
+import { defaultModelDir } from '../default-model.js';
 import { checkDtype, checkTarget, type DtypeName, STAGES, type StageName } from '../formats.js';
 import type { AskOptions, AskResult, Conversation } from '../conversation.js';
 import type { NodeInput } from '../inputs.js';
+import type { Manifest } from '../manifest.js';
+import type { ConvertJob, ConvertReply } from './convert-worker.js';
 import { LlavaMini, type NodeDeviceRequest } from '../node.js';
 import { ProgressView } from './progress.js';
 
@@ -32,6 +36,11 @@ export interface InitTinyFlags {
 
 export async function initTinyCommand(dir: string, flags: InitTinyFlags): Promise<void> {
   const hd = flags.hd === true;
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new FileError(dir, 'is a file, not a folder; choose another folder for the checkpoint');
+  // A development tool, not a runtime dependency: @llava-mini/tiny is installed with the repository.
+  const { writeTinyCheckpoint } = await import('@llava-mini/tiny').catch((err) => {
+    throw new InvalidOptionError('init-tiny needs the @llava-mini/tiny package: run `npm install @llava-mini/tiny`', { cause: err });
+  });
   const info = await writeTinyCheckpoint(dir, {
     seed: int(flags.seed, '--seed'),
     compressorSize: int(flags.compressorSize, '--compressor-size') * (hd ? 2 : 1),
@@ -63,15 +72,14 @@ export async function convertCommand(checkpoint: string, flags: ConvertFlags): P
   const view = new ProgressView();
   const t0 = performance.now();
   try {
-    const manifest = await convertCheckpoint(checkpoint, flags.out, {
+    const manifest = await convertInWorker(checkpoint, flags.out, {
       dtype: checkDtype(flags.dtype, '--dtype'),
       target: checkTarget(flags.target),
       stageDtypes,
       clipDir: flags.clip,
       contextLength: flags.context === undefined ? undefined : int(flags.context, '--context'),
       force: flags.force === true,
-      onProgress: view.callback,
-    });
+    }, view);
     view.stop();
     const bytes = Object.values(manifest.stages).flatMap((s) => s.files).reduce((n, f) => n + f.bytes, 0);
     const dtypes = Object.entries(manifest.stages).map(([k, v]) => `${k} ${v.dtype}`).join(', ');
@@ -81,11 +89,47 @@ export async function convertCommand(checkpoint: string, flags: ConvertFlags): P
   }
 }
 
+/**
+ * Convert in a worker thread, so that Ctrl-C (SIGINT, SIGTERM) stops it at once, even inside a
+ * graph's synchronous build, and the partial output folder is removed before the CLI exits.
+ */
+function convertInWorker(checkpoint: string, outDir: string, options: Omit<ConvertOptions, 'onProgress'>, view: ProgressView): Promise<Manifest> {
+  const job: ConvertJob = { checkpoint, out: outDir, options };
+  const worker = new Worker(new URL('./convert-worker.js', import.meta.url), { workerData: job });
+  return new Promise<Manifest>((resolve, reject) => {
+    let settled = false;
+    let signal: NodeJS.Signals | undefined;
+    const stop = (s: NodeJS.Signals) => {
+      signal = s;
+      void worker.terminate();
+    };
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const s of signals) process.on(s, stop);
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      for (const s of signals) process.removeListener(s, stop);
+      fn();
+    };
+    worker.on('message', (m: ConvertReply) => {
+      if (m.kind === 'progress') view.callback(m.event);
+      else if (m.kind === 'done') finish(() => resolve(m.manifest));
+      else finish(() => reject(m.code ? Object.assign(new LlavaMiniError(m.code, m.message), { stack: m.stack }) : new InternalError(`convert failed: ${m.message}`)));
+    });
+    worker.on('error', (err) => finish(() => reject(fileSystemError(err) ?? new InternalError(`convert failed: ${err.message}`, { cause: err }))));
+    worker.on('exit', () => {
+      if (signal) fs.rmSync(partialDir(outDir), { recursive: true, force: true });
+      finish(() => reject(signal ? new AbortError(`convert was stopped (${signal}); ${outDir} was not written`) : new InternalError('convert stopped without a result')));
+    });
+  });
+}
+
 export interface AskFlags {
-  model: string;
+  model?: string;
   image?: string[];
   video?: string;
-  prompt: string;
+  prompt?: string;
+  promptFile?: string;
   device: string;
   dtype?: string;
   maxNewTokens: string;
@@ -105,11 +149,12 @@ function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): NodeInput | unde
 }
 
 async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFrames'>, view: ProgressView): Promise<LlavaMini> {
-  return LlavaMini.fromPretrained(flags.model, {
+  return LlavaMini.fromPretrained(flags.model ?? defaultModelDir(), {
     device: flags.device as NodeDeviceRequest,
     dtype: flags.dtype === undefined ? undefined : checkDtype(flags.dtype, '--dtype'),
     maxFrames: flags.maxFrames === undefined ? undefined : int(flags.maxFrames, '--max-frames'),
-    logger: (m) => err(`${m}\n`),
+    // Which devices 'auto' passed over is noise on a CPU machine; LLAVA_MINI_DEBUG=1 shows it.
+    logger: debugEnabled() ? (m) => err(`${m}\n`) : undefined,
     onProgress: view.callback,
   });
 }
@@ -125,13 +170,34 @@ function generationOptions(flags: AskFlags, view: ProgressView): AskOptions {
   };
 }
 
+/** The question: --prompt, or --prompt-file (a path, or `-` for stdin) for prompts too long for a command line. */
+function readPrompt(flags: Pick<AskFlags, 'prompt' | 'promptFile'>): string {
+  if (flags.prompt !== undefined && flags.promptFile !== undefined) throw new InvalidOptionError('give --prompt or --prompt-file, not both');
+  if (flags.promptFile === undefined) {
+    if (flags.prompt === undefined) throw new InvalidOptionError('give the question with --prompt TEXT or --prompt-file FILE (- reads stdin)');
+    return flags.prompt;
+  }
+  const from = flags.promptFile === '-' ? 'stdin' : flags.promptFile;
+  let text: string;
+  try {
+    text = fs.readFileSync(flags.promptFile === '-' ? 0 : flags.promptFile, 'utf8');
+  } catch (err) {
+    throw fileSystemError(err) ?? new FileError(from, `cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+  // A file's final newline is not part of the question.
+  text = text.replace(/\r?\n$/, '');
+  if (!text.trim()) throw new InvalidOptionError(`the prompt from ${from} is empty`);
+  return text;
+}
+
 export async function askCommand(flags: AskFlags): Promise<void> {
+  const prompt = readPrompt(flags);
   const input = visualInput(flags);
   const view = new ProgressView(!flags.json && process.stderr.isTTY === true);
   const options = generationOptions(flags, view);
   const model = await load(flags, view);
   try {
-    const answer = model.ask(input, flags.prompt, options);
+    const answer = model.ask(input, prompt, options);
     if (flags.json) {
       const r = await answer.done();
       view.stop();
@@ -198,7 +264,8 @@ export async function chatCommand(flags: AskFlags): Promise<void> {
 }
 
 function int(v: string, flag: string): number {
-  const n = Number(v);
+  // Number('') is 0 and Number('0x10') is 16: only plain decimal digits are an integer here.
+  const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
   if (!Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
   return n;
 }

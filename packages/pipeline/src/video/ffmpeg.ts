@@ -12,8 +12,11 @@ export interface RgbFrame {
 }
 
 export interface VideoInfo {
+  /** Size of the decoded frames: the stored size, swapped when rotation metadata turns the picture a quarter. */
   width: number;
   height: number;
+  /** Display rotation in degrees from the stream's metadata (phone videos: 90, -90, 180), 0 when none. */
+  rotation: number;
   /** Frames in the first video stream (demuxed packets, as decord counts them). */
   frames: number;
   /** Average frame rate. */
@@ -21,9 +24,9 @@ export interface VideoInfo {
 }
 
 /**
- * ffmpeg and ffprobe come from npm (@ffmpeg-installer, @ffprobe-installer: static builds inside the
- * packages, so nothing downloads at install). FFMPEG_PATH / FFPROBE_PATH point at other builds,
- * e.g. Debian's ffmpeg package.
+ * ffmpeg and ffprobe: FFMPEG_PATH / FFPROBE_PATH, else the static builds of @ffmpeg-installer/ffmpeg
+ * and @ffprobe-installer/ffprobe (optional peer dependencies: about 150 MB that only video input
+ * needs), else the ones on PATH (e.g. Debian's ffmpeg package).
  */
 async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
   const env = process.env[kind === 'ffmpeg' ? 'FFMPEG_PATH' : 'FFPROBE_PATH'];
@@ -31,10 +34,13 @@ async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
   try {
     const mod = kind === 'ffmpeg' ? await import('@ffmpeg-installer/ffmpeg') : await import('@ffprobe-installer/ffprobe');
     return ((mod as { default?: { path: string } }).default ?? (mod as unknown as { path: string })).path;
-  } catch (err) {
-    throw new VideoError(kind, `no ${kind} binary: install @${kind}-installer/${kind} or set ${kind.toUpperCase()}_PATH`, { cause: err });
+  } catch {
+    return kind;
   }
 }
+
+const MISSING =
+  'video input needs ffmpeg and ffprobe: run `npm install @ffmpeg-installer/ffmpeg @ffprobe-installer/ffprobe`, install ffmpeg (e.g. `apt-get install ffmpeg`), or set FFMPEG_PATH and FFPROBE_PATH';
 
 function run(cmd: string, args: string[], source: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -43,7 +49,9 @@ function run(cmd: string, args: string[], source: string): Promise<string> {
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e) => reject(new VideoError(source, `cannot run ${cmd}: ${e.message}`, { cause: e })));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(new VideoError(source, e.code === 'ENOENT' ? `no ${cmd} found: ${MISSING}` : `cannot run ${cmd}: ${e.message}`, { cause: e })),
+    );
     child.on('close', (code) => (code === 0 ? resolve(out) : reject(new VideoError(source, `cannot be decoded: ${lastLine(err)}`))));
   });
 }
@@ -55,10 +63,18 @@ function lastLine(text: string): string {
 export async function probeVideo(file: string): Promise<VideoInfo> {
   const out = await run(
     await binary('ffprobe'),
-    ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate,nb_read_packets', '-of', 'json', file],
+    ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate,nb_read_packets:stream_tags=rotate:stream_side_data=rotation', '-of', 'json', file],
     file,
   );
-  const stream = (JSON.parse(out).streams ?? [])[0];
+  let parsed: { streams?: Record<string, unknown>[] };
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    throw new VideoError(file, 'cannot be probed: ffprobe printed no JSON');
+  }
+  const stream = (parsed.streams ?? [])[0] as
+    | { width: number; height: number; avg_frame_rate?: string; r_frame_rate?: string; nb_read_packets?: string; tags?: { rotate?: string }; side_data_list?: { rotation?: number }[] }
+    | undefined;
   if (!stream) throw new VideoError(file, 'has no video stream');
   const rate = (s: string | undefined) => {
     const [a, b] = String(s ?? '0/0').split('/').map(Number);
@@ -68,20 +84,29 @@ export async function probeVideo(file: string): Promise<VideoInfo> {
   const frames = Number(stream.nb_read_packets);
   if (!frames) throw new VideoError(file, 'has no frames');
   if (!(fps > 0)) throw new VideoError(file, 'has no usable frame rate');
-  return { width: stream.width, height: stream.height, frames, fps };
+  // ffmpeg turns rotated frames upright when decoding (autorotate), so a quarter turn swaps the
+  // size the pipe delivers: reading them at the stored size would shear every portrait phone video.
+  // Newer ffprobe reports a display-matrix side datum, older ones a `rotate` tag.
+  const rotation = Number(stream.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? stream.tags?.rotate ?? 0) || 0;
+  const quarter = Math.abs(Math.round(rotation / 90)) % 2 === 1;
+  return { width: quarter ? stream.height : stream.width, height: quarter ? stream.width : stream.height, rotation, frames, fps };
 }
 
 /**
  * Decode the frames at `indices` (sorted, 0-based) as RGB, one at a time: ffmpeg's select filter
  * drops every other frame before conversion, and the pipe is read one frame's bytes at a time, so
- * memory holds a single frame however long the video is.
+ * memory holds a single frame however long the video is. An index listed twice (the reference's
+ * sampling repeats frames of short or low-fps videos: [0,1,2,3,4,4,5,6] for 8 frames at 1 fps) yields
+ * its frame twice, as decord's get_batch does; ffmpeg's select emits each frame once.
  */
 export async function* decodeFrames(file: string, info: VideoInfo, indices: readonly number[], signal?: AbortSignal): AsyncGenerator<RgbFrame> {
   if (!indices.length) return;
+  const unique = [...new Set(indices)];
+  const repeats = unique.map((i) => indices.filter((j) => j === i).length);
   const dir = mkdtempSync(join(tmpdir(), 'llava-mini-select-'));
   const script = join(dir, 'select.txt');
   // A filter script, not a command-line argument: thousands of indices overflow argv limits.
-  writeFileSync(script, `select='${indices.map((i) => `eq(n\\,${i})`).join('+')}'`);
+  writeFileSync(script, `select='${unique.map((i) => `eq(n\\,${i})`).join('+')}'`);
   const child = spawn(await binary('ffmpeg'), ['-v', 'error', '-i', file, '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -89,7 +114,14 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
   signal?.addEventListener('abort', onAbort, { once: true });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  let spawnError: NodeJS.ErrnoException | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('close', resolve);
+    child.on('error', (e) => {
+      spawnError = e;
+      resolve(null);
+    });
+  });
   const frameBytes = info.width * info.height * 3;
   let pending: Buffer[] = [];
   let have = 0;
@@ -100,13 +132,15 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
       have += chunk.length;
       while (have >= frameBytes) {
         const all = Buffer.concat(pending);
-        yield { width: info.width, height: info.height, data: new Uint8Array(all.subarray(0, frameBytes)) };
+        const data = new Uint8Array(all.subarray(0, frameBytes));
+        for (let k = 0; k < (repeats[emitted] ?? 1); k++) yield { width: info.width, height: info.height, data: k === 0 ? data : data.slice() };
         emitted++;
         pending = [all.subarray(frameBytes)];
         have -= frameBytes;
       }
     }
     const code = await exited;
+    if (spawnError) throw new VideoError(file, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
     if (signal?.aborted) throw new AbortError('video decoding was aborted');
     if (code !== 0) throw new VideoError(file, `cannot be decoded: ${lastLine(stderr)}`);
     if (emitted === 0) throw new VideoError(file, 'has no decodable frames');

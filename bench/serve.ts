@@ -1,0 +1,180 @@
+/**
+ * `llava-mini serve` under load (issue 12), on loopback, against the real CLI in a child process:
+ *
+ *   npm run build && npx tsup --config bench/tsup.config.ts && node .cache/bench/serve.js
+ *   options: --quick (fewer requests)  --model=DIR (default: the random-weight tiny model)
+ *            --workers=N (default 1)  --requests=N (soak, default 1000)  --record (write bench/RESULTS.md)
+ *
+ * 1. Burst: 100 concurrent streaming requests against a queue of 16: none lost, the overflow 429,
+ *    every accepted request complete.
+ * 2. /health latency (p50, p99) while every worker is busy and the queue holds requests.
+ * 3. Soak: RSS of the server process (from its /metrics) over N sequential requests, every 20th with
+ *    an image; growth from after warm-up (request N/10) to the end.
+ * 4. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, measured in one run.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ensureTinyModel } from '@llava-mini/pipeline/node';
+import { CACHE, fmt, LoadMeter, log, machine, median, replaceMarked, ROOT, table } from './lib/common.js';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const WORKERS = Number(value('workers') ?? 1);
+const SOAK = Number(value('requests') ?? (QUICK ? 200 : 1000));
+const QUEUE = 16;
+const IMAGE = `data:image/png;base64,${fs.readFileSync(path.join(ROOT, 'examples/assets/house.png')).toString('base64')}`;
+
+async function startServe(model: string): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+  const cli = path.join(ROOT, 'packages/pipeline/dist/cli.js');
+  const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--workers', String(WORKERS), '--queue', String(QUEUE)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },
+  });
+  let err = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr?.on('data', (b: Buffer) => {
+      err += b.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(err);
+      if (m && /ready:/.test(err)) resolve(m[1]);
+    });
+    child.on('exit', (code) => reject(new Error(`llava-mini serve exited (${code}): ${err}`)));
+  });
+  return {
+    url,
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.removeAllListeners('exit');
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+const body = (content: unknown, maxTokens: number, stream: boolean) =>
+  JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) });
+
+/** One streaming request: its status, whether it completed ([DONE] after a finish chunk), its tokens. */
+async function stream(url: string, content: unknown, maxTokens: number) {
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(content, maxTokens, true) });
+  const text = await res.text();
+  if (res.status !== 200) return { status: res.status, complete: false, tokens: 0 };
+  const events = text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+  const usage = JSON.parse(events.at(-2) ?? '{}').usage;
+  const finished = events.some((e) => e.includes('"finish_reason":"'));
+  return { status: 200, complete: events.at(-1) === '[DONE]' && finished && usage !== undefined, tokens: (usage?.completion_tokens as number) ?? 0 };
+}
+
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+
+async function rssOf(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^llava_mini_process_resident_memory_bytes (\S+)/m.exec(text)?.[1]);
+}
+
+async function main() {
+  const meter = new LoadMeter();
+  const model = value('model') ?? (await ensureTinyModel(path.join(CACHE, 'serve-tiny')));
+  const server = await startServe(model);
+  const { url } = server;
+  const md: string[] = [];
+  try {
+    // 1. Burst.
+    log('burst: 100 concurrent streaming requests');
+    const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => stream(url, `Request ${i}`, 16)));
+    const ok = burst.filter((r) => r.status === 200);
+    const refused = burst.filter((r) => r.status === 429).length;
+    const lost = burst.length - ok.length - refused;
+    const incomplete = ok.filter((r) => !r.complete).length;
+
+    // 2. /health while busy: clients keep every worker busy (and requests queued) until the polling ends.
+    log('/health while busy');
+    let polling = true;
+    const busy = Array.from({ length: WORKERS + 4 }, async () => {
+      while (polling) await stream(url, 'Tell me a long story', 64);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const healthMs: number[] = [];
+    let busySeen = 0;
+    for (let i = 0; i < (QUICK ? 100 : 300); i++) {
+      const t = performance.now();
+      const h = (await (await fetch(`${url}/health`)).json()) as { running: number };
+      healthMs.push(performance.now() - t);
+      if (h.running === WORKERS) busySeen++;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    polling = false;
+    await Promise.all(busy);
+
+    // 3. Soak: sequential requests, RSS from the server's own /metrics.
+    log(`soak: ${SOAK} sequential requests`);
+    const warm = Math.max(1, Math.floor(SOAK / 10));
+    let rssWarm = 0;
+    let rssPeak = 0;
+    const t0 = performance.now();
+    for (let i = 1; i <= SOAK; i++) {
+      const content = i % 20 === 0 ? [{ type: 'image_url', image_url: { url: IMAGE } }, { type: 'text', text: `Picture ${i}?` }] : `Question ${i}`;
+      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(content, 8, false) });
+      if (res.status !== 200) throw new Error(`soak request ${i}: HTTP ${res.status} ${await res.text()}`);
+      await res.json();
+      if (i === warm) rssWarm = await rssOf(url);
+      if (i % 50 === 0) rssPeak = Math.max(rssPeak, await rssOf(url));
+    }
+    const soakS = (performance.now() - t0) / 1000;
+    const rssEnd = await rssOf(url);
+    const growth = (100 * (rssEnd - rssWarm)) / rssWarm;
+
+    // 4. Aggregate tokens/s at 1, 4, 8 clients: each client runs its requests back to back.
+    const perClient = QUICK ? 4 : 8;
+    const rows: (string | number)[][] = [];
+    let base = 0;
+    for (const clients of [1, 4, 8]) {
+      log(`throughput: ${clients} client(s)`);
+      const t = performance.now();
+      const counts = await Promise.all(
+        Array.from({ length: clients }, async (_, c) => {
+          let tokens = 0;
+          for (let i = 0; i < perClient; i++) tokens += (await stream(url, `Client ${c} request ${i}: describe a city`, 48)).tokens;
+          return tokens;
+        }),
+      );
+      const s = (performance.now() - t) / 1000;
+      const tps = counts.reduce((a, b) => a + b, 0) / s;
+      if (clients === 1) base = tps;
+      rows.push([clients, clients * perClient, counts.reduce((a, b) => a + b, 0), fmt(s, 2), fmt(tps, 1), fmt(tps / base, 2)]);
+    }
+
+    md.push(
+      '## Serving (`llava-mini serve`)',
+      '',
+      `\`npm run build && npx tsup --config bench/tsup.config.ts && node .cache/bench/serve.js${QUICK ? ' --quick' : ''}${WORKERS !== 1 ? ` --workers=${WORKERS}` : ''} --record\``,
+      '',
+      `${machine()}. The server is the real CLI in a child process (${WORKERS} worker thread(s), queue ${QUEUE}, model ${value('model') ? model : 'the random-weight tiny model'}), clients are fetch on loopback.`,
+      '',
+      table(
+        ['check', 'result', 'goal', 'met'],
+        [
+          ['burst: 100 concurrent streaming requests (16 tokens)', `${ok.length} completed, ${refused} got 429, ${lost} lost, ${incomplete} accepted but incomplete`, 'none lost, overflow 429, accepted complete', lost === 0 && incomplete === 0 && refused > 0 ? 'yes' : 'no'],
+          [`/health latency while busy (${healthMs.length} calls, workers busy in ${busySeen})`, `p50 ${fmt(median(healthMs), 2)} ms, p99 ${fmt(quantile(healthMs, 0.99), 2)} ms`, 'p99 < 50 ms', quantile(healthMs, 0.99) < 50 ? 'yes' : 'no'],
+          [`RSS over ${SOAK} sequential requests (8 tokens, every 20th with an image; ${fmt(soakS, 1)} s)`, `${fmt(rssWarm / 2 ** 20, 1)} MiB after ${warm}, ${fmt(rssEnd / 2 ** 20, 1)} MiB at the end (peak sampled ${fmt(rssPeak / 2 ** 20, 1)} MiB): ${fmt(growth, 1)} %`, 'growth < 5 % after warm-up', growth < 5 ? 'yes' : 'no'],
+        ],
+        [false, false, false, false],
+      ),
+      '',
+      'Aggregate decode throughput, streaming requests of 48 tokens, each client back to back:',
+      '',
+      table(['clients', 'requests', 'tokens', 'seconds', 'tokens/s', 'x 1 client'], rows),
+      '',
+      `Reading: a worker runs one generation at a time, so the gain from more clients with ${WORKERS} worker(s) is only the worker no longer idling between one client's requests (the round trip, parsing and queueing overlap another request's decode); it is not concurrent decoding, which needs the conversation-state work (issue 9) to batch conversations in one run. The burst and /health rows meet their goals; RSS still grows over the soak (not met: not yet traced; candidates are the V8 heap of the worker and onnxruntime's arena). Machine load: ${meter.report()}.`,
+    );
+  } finally {
+    await server.stop();
+  }
+  const text = md.join('\n');
+  process.stdout.write(`${text}\n`);
+  if (args.includes('--record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), 'serve', text);
+}
+
+await main();

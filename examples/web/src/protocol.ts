@@ -1,0 +1,38 @@
+// Messages between the page (main.ts) and the model's Web Worker (worker.ts).
+
+/** What the page sends. */
+export type ToWorker =
+  | { type: 'load'; baseUrl: string; device: 'auto' | 'webgpu' | 'wasm' }
+  | { type: 'picture'; picture: Picture }
+  | { type: 'ask'; question: string; maxNewTokens: number }
+  | { type: 'stop' }
+  | { type: 'clear-cache' };
+
+/** An image file, or a short video's frames drawn by the page (a worker has no <video>). */
+export type Picture = { kind: 'image'; blob: Blob; name: string } | { kind: 'video'; frames: ImageBitmap[]; name: string };
+
+/** Why the worker runs where it runs, for the page to say. */
+export interface DeviceChoice {
+  device: 'webgpu' | 'wasm';
+  /** fp16 model files (WebGPU with shader-f16) or fp32. */
+  dtype: 'fp16' | 'fp32';
+  reason: string;
+}
+
+export interface FileProgress {
+  name: string;
+  done: number;
+  total: number;
+  cached: boolean;
+}
+
+/** What the worker sends back. */
+export type FromWorker =
+  | { type: 'device'; choice: DeviceChoice }
+  | { type: 'progress'; files: FileProgress[]; note?: string }
+  | { type: 'loaded'; modelName: string; loadMs: number; cache: string }
+  | { type: 'load-failed'; message: string; retry: boolean }
+  | { type: 'token'; text: string }
+  | { type: 'answer'; text: string; stopped: boolean; timeToFirstTokenMs: number; tokensPerSecond: number; tokens: number; encoderRuns: number; picturesEncoded: boolean }
+  | { type: 'error'; message: string }
+  | { type: 'cache-cleared'; freedBytes: number };

@@ -1,0 +1,175 @@
+// The model lives here, off the page's thread: loading (with per-file byte progress through the
+// Cache API), the device choice, one conversation per picture, streamed answers and Stop.
+import type { ProgressEvent } from '@llava-mini/core';
+import { type Conversation, LlavaMini, type Manifest, MANIFEST_FILE } from '@llava-mini/pipeline/web';
+import { cachedFetch, clearModelCache, forget, freeBytes, isCached } from './model-cache.js';
+import type { DeviceChoice, FileProgress, FromWorker, Picture, ToWorker } from './protocol.js';
+
+interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+}
+const scope = globalThis as unknown as WorkerScope;
+const post = (m: FromWorker) => scope.postMessage(m);
+
+let model: LlavaMini | undefined;
+let picture: Picture | undefined;
+let chat: Conversation | undefined;
+let asked = 0;
+let running: AbortController | undefined;
+
+interface GpuAdapterLike {
+  features: { has(name: string): boolean };
+  info?: { vendor?: string; architecture?: string; description?: string };
+}
+
+/** WebGPU when the browser gives this worker an adapter (fp16 files if it has shader-f16), WASM otherwise; and why. */
+async function chooseDevice(request: 'auto' | 'webgpu' | 'wasm', hasFp16: boolean): Promise<DeviceChoice> {
+  if (request === 'wasm') return { device: 'wasm', dtype: 'fp32', reason: 'WASM was asked for (fp32 files)' };
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> } }).gpu;
+  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+  if (!adapter) {
+    const why = gpu ? 'navigator.gpu.requestAdapter() found no adapter' : 'this browser has no WebGPU (navigator.gpu is missing)';
+    if (request === 'webgpu') throw new Error(`WebGPU was asked for, but ${why}`);
+    return { device: 'wasm', dtype: 'fp32', reason: `WASM: ${why} (fp32 files)` };
+  }
+  const info = adapter.info;
+  const name = [info?.vendor, info?.architecture || info?.description].filter(Boolean).join(' ') || 'an adapter';
+  const f16 = adapter.features.has('shader-f16');
+  const dtype = f16 && hasFp16 ? 'fp16' : 'fp32';
+  const files = f16 ? (hasFp16 ? 'shader-f16, so fp16 files' : 'shader-f16, but this model has no fp16 files: fp32') : 'no shader-f16, so fp32 files';
+  return { device: 'webgpu', dtype, reason: `WebGPU on ${name}: ${files}` };
+}
+
+/** A model folder is either converted files (manifest.json) or variants {fp32, fp16} of them (variants.json). */
+async function variants(baseUrl: string): Promise<{ fp32: string; fp16?: string }> {
+  const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  const res = await fetch(new URL('variants.json', base)).catch(() => undefined);
+  if (!res?.ok) return { fp32: base };
+  const v = (await res.json()) as { fp32: string; fp16?: string };
+  return { fp32: new URL(v.fp32, base).href, fp16: v.fp16 ? new URL(v.fp16, base).href : undefined };
+}
+
+async function load(baseUrl: string, request: 'auto' | 'webgpu' | 'wasm'): Promise<void> {
+  const started = performance.now();
+  await model?.dispose();
+  model = undefined;
+  chat = undefined;
+  const v = await variants(baseUrl);
+  const choice = await chooseDevice(request, !!v.fp16);
+  post({ type: 'device', choice });
+  const url = (choice.dtype === 'fp16' ? v.fp16 : v.fp32) as string;
+  const at = (file: string) => new URL(file, url).href;
+
+  const manifest = (await (await fetch(at(MANIFEST_FILE))).json()) as Manifest;
+  // The files fromPretrained reads: the tokenizer's two, then every graph's.
+  const tokenizerFiles = manifest.tokenizer.filter((f) => f.name === 'tokenizer.json' || f.name === 'tokenizer_config.json');
+  const entries = [...tokenizerFiles, ...Object.values(manifest.stages).flatMap((s) => s.files)];
+  const files = new Map<string, FileProgress>();
+  for (const f of entries) files.set(f.name, { name: f.name, done: 0, total: f.bytes, cached: await isCached(at(f.name)) });
+  const missing = [...files.values()].filter((f) => !f.cached).reduce((n, f) => n + f.total, 0);
+  const free = await freeBytes();
+  // Keep a margin: the quota is shared with everything else this origin stores.
+  const store = free === undefined || missing * 1.1 < free;
+  const note = store ? undefined : `Not enough storage to keep this model (needs ${mb(missing)}, ${mb(free ?? 0)} free): it loads without being cached.`;
+  post({ type: 'progress', files: [...files.values()], note });
+
+  const cache = cachedFetch(store);
+  let last = 0;
+  const onProgress = (e: ProgressEvent) => {
+    const f = e.item ? files.get(e.item) : undefined;
+    if (!f || e.task !== 'download') return;
+    f.done = e.done;
+    const now = performance.now();
+    if (now - last > 100 || e.done === e.total) {
+      last = now;
+      post({ type: 'progress', files: [...files.values()], note });
+    }
+  };
+  const open = () =>
+    LlavaMini.fromPretrained(url, {
+      device: choice.device,
+      fetch: cache.fetch,
+      onProgress,
+      numThreads: self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1,
+    });
+  try {
+    model = await open();
+  } catch (err) {
+    // A damaged cache entry fails its size or sha256 check (the error names its URL): forget it and fetch it again, once.
+    const bad = (err as { code?: string; path?: string }).code === 'MODEL_FILES' ? (err as { path?: string }).path : undefined;
+    if (!bad || !cache.hits.has(bad)) throw err;
+    await forget([bad]);
+    const f = [...files.values()].find((x) => at(x.name) === bad);
+    if (f) f.cached = false;
+    model = await open();
+  }
+  await cache.settle();
+  const cached = [...files.values()].filter((f) => f.cached).length;
+  const where = cached === files.size ? 'all files from the cache' : store ? `${files.size - cached} file(s) downloaded and cached` : 'not cached';
+  post({ type: 'loaded', modelName: String(manifest.config._name_or_path ?? url.replace(/\/$/, '').split('/').pop()), loadMs: performance.now() - started, cache: where });
+  if (picture) setPicture(picture);
+}
+
+function setPicture(p: Picture): void {
+  picture = p;
+  asked = 0;
+  if (!model) return;
+  chat = model.chat(p.kind === 'image' ? p.blob : { frames: p.frames });
+}
+
+async function ask(question: string, maxNewTokens: number): Promise<void> {
+  if (!model || !chat) throw new Error(model ? 'pick a picture first' : 'the model is not loaded yet');
+  running = new AbortController();
+  const encoderRunsBefore = model.vision.encoderRuns;
+  const answer = chat.ask(question, { maxNewTokens, signal: running.signal });
+  let text = '';
+  try {
+    for await (const token of answer) {
+      text += token.text;
+      post({ type: 'token', text: token.text });
+    }
+    const r = await answer.done();
+    asked++;
+    post({
+      type: 'answer',
+      text: r.text,
+      stopped: false,
+      timeToFirstTokenMs: r.timings.timeToFirstTokenMs,
+      tokensPerSecond: r.timings.decodeTokensPerSecond,
+      tokens: r.ids.length,
+      encoderRuns: model.vision.encoderRuns,
+      picturesEncoded: model.vision.encoderRuns > encoderRunsBefore,
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ABORTED') throw err;
+    post({ type: 'answer', text, stopped: true, timeToFirstTokenMs: 0, tokensPerSecond: 0, tokens: 0, encoderRuns: model.vision.encoderRuns, picturesEncoded: model.vision.encoderRuns > encoderRunsBefore });
+  } finally {
+    running = undefined;
+  }
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+scope.onmessage = (e) => {
+  const m = e.data;
+  const fail = (err: unknown) => post({ type: 'error', message: (err as Error).message ?? String(err) });
+  switch (m.type) {
+    case 'load':
+      load(m.baseUrl, m.device).catch((err) => post({ type: 'load-failed', message: (err as Error).message ?? String(err), retry: true }));
+      break;
+    case 'picture':
+      setPicture(m.picture);
+      break;
+    case 'ask':
+      ask(m.question, m.maxNewTokens).catch(fail);
+      break;
+    case 'stop':
+      running?.abort();
+      break;
+    case 'clear-cache':
+      clearModelCache().then((freedBytes) => post({ type: 'cache-cleared', freedBytes }), fail);
+      break;
+  }
+};
+export {};

@@ -1,0 +1,79 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { InvalidOptionError } from '@llava-mini/core';
+import { writeFileAtomic } from '@llava-mini/core/node';
+import { checkDtype } from '../formats.js';
+import { defaultModelDir } from '../default-model.js';
+import { LlavaMini, type NodeDeviceRequest } from '../node.js';
+import { ProgressView } from './progress.js';
+import { importOptional } from './optional.js';
+
+export interface EvalFlags {
+  model?: string;
+  data?: string;
+  count: string;
+  seed: string;
+  limit?: string;
+  device: string;
+  dtype?: string;
+  json?: boolean;
+  answers?: string;
+}
+
+function int(v: string, flag: string, min = 0): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min) throw new InvalidOptionError(`${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/**
+ * `llava-mini eval`: accuracy per question type of a model on a held-out shapes data set (written
+ * from --seed unless --data names one), as a table or JSON, with a progress bar on a terminal.
+ */
+export async function evalCommand(flags: EvalFlags): Promise<void> {
+  // The shapes world is only needed here; loading it lazily keeps `ask` light.
+  const shapes = await importOptional<typeof import('@llava-mini/shapes')>('@llava-mini/shapes', 'eval');
+  let data = flags.data;
+  const seed = int(flags.seed, '--seed');
+  if (data === undefined) {
+    const count = int(flags.count, '--count', 1);
+    data = path.join(os.tmpdir(), `llava-mini-shapes-eval-seed${seed}-n${count}`);
+    if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
+      const tmp = `${data}.partial-${process.pid}`;
+      await shapes.writeDataset(tmp, { count, seed });
+      fs.rmSync(data, { recursive: true, force: true });
+      fs.renameSync(tmp, data);
+    }
+  } else if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
+    throw new InvalidOptionError(`--data ${data}: no scenes.jsonl there (write one with llava-mini-shapes)`);
+  }
+  const items = shapes.evalItems(data, { limit: flags.limit === undefined ? undefined : int(flags.limit, '--limit', 1) });
+  const modelDir = flags.model ?? defaultModelDir();
+  const view = new ProgressView(process.stderr.isTTY === true);
+  const model = await LlavaMini.fromPretrained(modelDir, {
+    device: flags.device as NodeDeviceRequest,
+    dtype: flags.dtype === undefined ? undefined : checkDtype(flags.dtype, '--dtype'),
+    logger: (m) => process.stderr.write(`${m}\n`),
+    onProgress: view.callback,
+  });
+  try {
+    const t0 = performance.now();
+    const report = await shapes.evaluate(
+      items,
+      async (image, question) => {
+        const r = await model.ask(image, question, { maxNewTokens: 16 }).done();
+        return { text: r.text, ids: r.ids };
+      },
+      { onProgress: view.callback },
+    );
+    view.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    if (flags.answers) writeFileAtomic(flags.answers, report.answers.map((a) => JSON.stringify(a)).join('\n') + '\n');
+    const summary = { model: modelDir, data, device: flags.device, dtype: flags.dtype ?? 'as converted', questions: items.length, seconds, overall: report.overall, perType: report.perType };
+    process.stdout.write(flags.json ? `${JSON.stringify(summary, null, 2)}\n` : `${shapes.formatReport(report)}\n(${items.length} questions from ${data}, ${seconds.toFixed(1)} s)\n`);
+  } finally {
+    view.stop();
+    await model.dispose();
+  }
+}

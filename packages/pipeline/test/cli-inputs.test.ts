@@ -1,0 +1,138 @@
+// Hard inputs through the CLI as users run it (the committed bin shim): each one a typed one-line
+// error or the right answer, never a stack trace, a crash or a half-written folder.
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeTinyCheckpoint } from '@llava-mini/tiny';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureTinyModel } from '../src/node.js';
+
+const BIN = path.resolve(__dirname, '../bin/llava-mini.js');
+const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-cli-inputs-'));
+let model: string;
+
+beforeAll(async () => {
+  model = await ensureTinyModel(path.join(root, 'model'));
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+// As a user's shell has it: without the ORT_DISABLE_TELEMETRY that CI exports.
+const { ORT_DISABLE_TELEMETRY: _, ...userEnv } = process.env;
+
+function cli(args: string[], input = '', env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', env: { ...userEnv, FORCE_COLOR: '0', ...env }, maxBuffer: 1 << 26 });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, pid: r.pid };
+}
+
+/** The failure is exactly one stderr line `llava-mini: CODE: ...` matching `message`, exit 1, no stack. */
+function expectOneLine(r: ReturnType<typeof cli>, code: string, message: RegExp) {
+  expect({ exit: r.code, stderr: r.stderr }).toEqual({ exit: 1, stderr: expect.stringMatching(new RegExp(`^llava-mini: ${code}: `)) });
+  expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(message);
+}
+
+const ask = (...extra: string[]) => ['ask', '--model', model, '--image', IMAGE, '--json', '--max-new-tokens', '3', '--device', 'cpu', ...extra];
+
+describe('the CLI on hard inputs', () => {
+  it('survives a command line over 32 KB (onnxruntime telemetry off) and leaves no mat-debug log', () => {
+    // Nine images with ~3.9 KB paths: the shell glob of many photos that used to end in SIGSEGV.
+    let dir = path.join(root, 'deep');
+    while (dir.length < 3800) dir = path.join(dir, 'd'.repeat(200));
+    fs.mkdirSync(dir, { recursive: true });
+    const images = Array.from({ length: 9 }, (_, i) => {
+      const p = path.join(dir, `photo-${i}.png`);
+      fs.copyFileSync(IMAGE, p);
+      return p;
+    });
+    expect(images.join(' ').length).toBeGreaterThan(32 * 1024);
+    const r = cli(['ask', '--model', model, '--image', ...images, '--prompt', 'Which is best?', '--json', '--max-new-tokens', '2', '--device', 'cpu']);
+    expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    expect(JSON.parse(r.stdout).tokenIds.length).toBeGreaterThan(0);
+    expect(fs.existsSync(path.join(os.tmpdir(), `mat-debug-${r.pid}.log`))).toBe(false);
+  });
+
+  it('reads a long prompt from --prompt-file, or from stdin with -, as --prompt would', () => {
+    const question = 'What is in this picture?\nDescribe the walls, the roof and the door.';
+    const file = path.join(root, 'question.txt');
+    fs.writeFileSync(file, `${question}\n`);
+    const direct = JSON.parse(cli(ask('--prompt', question)).stdout);
+    const fromFile = JSON.parse(cli(ask('--prompt-file', file)).stdout);
+    const fromStdin = JSON.parse(cli(ask('--prompt-file', '-'), `${question}\n`).stdout);
+    expect(fromFile.promptTokenIds).toEqual(direct.promptTokenIds);
+    expect(fromStdin.promptTokenIds).toEqual(direct.promptTokenIds);
+    expect(fromStdin.tokenIds).toEqual(direct.tokenIds);
+    expectOneLine(cli(ask('--prompt-file', path.join(root, 'none.txt'))), 'FILE', /none\.txt: open failed: does not exist/);
+    expectOneLine(cli(ask('--prompt-file', root)), 'FILE', /is a folder, not a file/);
+    expectOneLine(cli(ask('--prompt-file', '-'), '\n'), 'INVALID_OPTION', /prompt from stdin is empty/);
+    expectOneLine(cli(ask('--prompt', 'x', '--prompt-file', file)), 'INVALID_OPTION', /not both/);
+    expectOneLine(cli(ask()), 'INVALID_OPTION', /--prompt TEXT or --prompt-file/);
+  });
+
+  it("rejects empty and non-decimal numbers instead of reading '' as 0", () => {
+    for (const [flag, value] of [['--max-new-tokens', ''], ['--seed', ''], ['--seed', ' '], ['--top-k', '0x10'], ['--max-frames', '1e3'], ['--max-new-tokens', '2.5']]) {
+      expectOneLine(cli(ask('--prompt', 'x', flag, value)), 'INVALID_OPTION', new RegExp(`${flag} must be an integer, got "${value}"`));
+    }
+    expectOneLine(cli(ask('--prompt', 'x', '--temperature', '')), 'INVALID_OPTION', /--temperature must be a number/);
+  });
+
+  it('file-system errors are one line naming the path: --force onto a file, --out under a file, init-tiny onto a file', () => {
+    const hf = path.join(root, 'hf');
+    expect(cli(['init-tiny', hf]).code).toBe(0);
+    const file = path.join(root, 'a-file');
+    fs.writeFileSync(file, 'keep me');
+    expectOneLine(cli(['convert', hf, '--out', file, '--force']), 'FILE', /a-file: is a file, not a folder/);
+    expectOneLine(cli(['convert', hf, '--out', path.join(file, 'model')]), 'FILE', /a-file: is a file, so .* cannot be created under it/);
+    expectOneLine(cli(['init-tiny', file]), 'FILE', /a-file: is a file, not a folder/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
+    // A manifest that is a folder: an untyped EISDIR inside the library, still one line.
+    const odd = path.join(root, 'odd-model');
+    fs.mkdirSync(path.join(odd, 'manifest.json'), { recursive: true });
+    const r = cli(['ask', '--model', odd, '--image', IMAGE, '--prompt', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^llava-mini: [A-Z_]+: .*manifest\.json/);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    // LLAVA_MINI_DEBUG=1 adds the stack for a bug report.
+    expect(cli(['ask', '--model', odd, '--image', IMAGE, '--prompt', 'x'], '', { LLAVA_MINI_DEBUG: '1' }).stderr).toMatch(/\n\s+at /);
+    expect(fs.readdirSync(root).filter((f) => /partial|\.old-/.test(f))).toEqual([]);
+  });
+
+  it('Ctrl-C during convert stops it at once and leaves no <out>.partial-<pid>', async () => {
+    // Big enough that the conversion is still running when the signal comes.
+    const hf = path.join(root, 'hf-big');
+    await writeTinyCheckpoint(hf, { hiddenSize: 256, intermediateSize: 1024, numHiddenLayers: 12 });
+    const out = path.join(root, 'big-onnx');
+    const child = spawn(process.execPath, [BIN, 'convert', hf, '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const partial = `${out}.partial-${child.pid}`;
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    while (!fs.existsSync(partial) && child.exitCode === null) await new Promise((r) => setTimeout(r, 2));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/^llava-mini: ABORTED: convert was stopped \(SIGINT\)/);
+    expect(fs.existsSync(partial)).toBe(false);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('a partial folder a killed conversion left behind is removed by the next one', () => {
+    const hf = path.join(root, 'hf');
+    if (!fs.existsSync(hf)) expect(cli(['init-tiny', hf]).code).toBe(0);
+    const out = path.join(root, 'after-kill');
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid; // a pid that has exited
+    fs.mkdirSync(`${out}.partial-${dead}`);
+    fs.writeFileSync(path.join(`${out}.partial-${dead}`, 'llm.onnx.data'), 'half a model');
+    expect(cli(['convert', hf, '--out', out]).code).toBe(0);
+    expect(fs.existsSync(`${out}.partial-${dead}`)).toBe(false);
+  });
+
+  it('the committed bin shim says how to build when dist/ is missing', () => {
+    const pkg = path.join(root, 'unbuilt', 'packages', 'pipeline');
+    fs.mkdirSync(path.join(pkg, 'bin'), { recursive: true });
+    fs.copyFileSync(BIN, path.join(pkg, 'bin', 'llava-mini.js'));
+    const r = spawnSync(process.execPath, [path.join(pkg, 'bin', 'llava-mini.js'), 'devices'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^llava-mini: the CLI is not built yet .* run `npm run build` in /);
+  });
+});

@@ -1,0 +1,68 @@
+// The PyTorch training code (training/) as CI runs it: a few steps on a small shapes data set must
+// write a checkpoint in the release's Hugging Face layout that the converter and runtime take
+// unchanged, and the training code's own forward (an independent implementation of the model) must
+// give the runtime's greedy tokens. Needs Debian's python3-torch (.ci/run installs it).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadTokenizer } from '@llava-mini/llm/node';
+import { writeDataset, writeShapesTokenizer } from '@llava-mini/shapes';
+import { afterAll, describe, expect, it } from 'vitest';
+import { convertCheckpoint, LlavaMini } from '../src/node.js';
+
+const REPO = path.resolve(__dirname, '../../..');
+const PYTHON = process.env.PYTHON ?? (fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+const HAVE_TORCH = spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+if (!HAVE_TORCH) console.warn(`[training.test] skipped: ${PYTHON} cannot import torch (apt-get install python3-torch, or set PYTHON)`);
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-train-'));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function python(args: string[]): string {
+  const r = spawnSync(PYTHON, args, { cwd: REPO, encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`${PYTHON} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
+  it('trains a few steps, writes an HF checkpoint the converter takes, and agrees with the runtime token for token', { timeout: 900_000 }, async () => {
+    const data = path.join(root, 'data');
+    fs.mkdirSync(data, { recursive: true });
+    writeShapesTokenizer(data);
+    await writeDataset(data, { count: 8, seed: 3, imageSize: 32, patchSize: 8, pixels: true, tokenizer: loadTokenizer(data) });
+    const ckpt = path.join(root, 'ckpt');
+    const log = python([
+      'training/train.py', '--data', data, '--val', data, '--val-count', '2', '--out', ckpt, '--aux-steps', '2', '--steps', '3',
+      '--batch', '2', '--questions', '2', '--eval-every', '3', '--width', '64', '--vision-width', '16', '--vision-layers', '2', '--lr', '0.05',
+    ]);
+    expect(log).toMatch(/saved /);
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+      expect(fs.existsSync(path.join(ckpt, f)), f).toBe(true);
+    }
+    const config = JSON.parse(fs.readFileSync(path.join(ckpt, 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ model_type: 'llava_mini_llama', compressor_size: 1, prefusion_layer_num: 2, mm_vision_select_layer: -2 });
+
+    const answers = path.join(root, 'answers.jsonl');
+    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--out', answers]);
+    const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
+    const torchAnswers = read(answers);
+    expect(torchAnswers.length).toBeGreaterThan(2);
+    // The reference's inference path (one question at a time) gives the batched training path's tokens.
+    const oneByOne = path.join(root, 'answers-one.jsonl');
+    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--one-by-one', '--out', oneByOne]);
+    expect(read(oneByOne)).toEqual(torchAnswers);
+
+    const onnx = path.join(root, 'onnx');
+    await convertCheckpoint(ckpt, onnx);
+    const model = await LlavaMini.fromPretrained(onnx, { device: 'cpu' });
+    try {
+      for (const a of torchAnswers) {
+        const r = await model.ask(path.join(data, a.image), a.question, { maxNewTokens: 16 }).done();
+        expect(r.ids, a.question).toEqual(a.ids);
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+});

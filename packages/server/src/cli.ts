@@ -1,0 +1,92 @@
+// `llava-mini serve`: the pipeline's CLI parses the flags and calls this (dynamic import).
+import { InvalidOptionError } from '@llava-mini/core';
+import { startServer } from './index.js';
+import type { ServerOptions } from './options.js';
+
+/** The flags as commander gives them (strings; lists for repeatable flags). */
+export interface ServeFlags {
+  model: string;
+  modelId?: string;
+  host: string;
+  port: string;
+  workers: string;
+  device: string;
+  queue: string;
+  apiKey?: string;
+  bodyLimit?: string;
+  maxImages?: string;
+  maxImagePixels?: string;
+  maxFrames?: string;
+  maxTokens?: string;
+  allowRemoteMedia?: string[];
+  allowMediaAddress?: string[];
+  remoteMediaCa?: string;
+  allowedMediaPath?: string[];
+  cors?: string[];
+  drainTimeout?: string;
+}
+
+function int(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+const list = (v: string[] | undefined) => v?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+
+export function serveOptions(flags: ServeFlags): ServerOptions {
+  return {
+    model: flags.model,
+    modelId: flags.modelId,
+    host: flags.host,
+    port: int(flags.port, '--port'),
+    workers: int(flags.workers, '--workers'),
+    device: flags.device as ServerOptions['device'],
+    queue: int(flags.queue, '--queue'),
+    apiKey: flags.apiKey ?? process.env.LLAVA_MINI_API_KEY,
+    bodyLimit: int(flags.bodyLimit, '--body-limit'),
+    maxImages: int(flags.maxImages, '--max-images'),
+    maxImagePixels: int(flags.maxImagePixels, '--max-image-pixels'),
+    maxVideoFrames: int(flags.maxFrames, '--max-frames'),
+    defaultMaxTokens: int(flags.maxTokens, '--max-tokens'),
+    remoteMediaHosts: list(flags.allowRemoteMedia),
+    remoteMediaAllowAddresses: list(flags.allowMediaAddress),
+    remoteMediaCa: flags.remoteMediaCa,
+    allowedMediaPaths: list(flags.allowedMediaPath),
+    corsOrigins: list(flags.cors),
+    drainTimeoutMs: flags.drainTimeout === undefined ? undefined : (int(flags.drainTimeout, '--drain-timeout') as number) * 1000,
+    logger: (m) => process.stderr.write(`${m}\n`),
+  };
+}
+
+/** Start, print where, and drain on SIGTERM/SIGINT: running requests finish, new ones get 503, then exit 0. */
+export async function serveCommand(flags: ServeFlags): Promise<void> {
+  const options = serveOptions(flags);
+  if (options.remoteMediaCa) {
+    const fs = await import('node:fs');
+    options.remoteMediaCa = fs.readFileSync(options.remoteMediaCa, 'utf8');
+  }
+  const server = await startServer(options);
+  const log = (m: string) => process.stderr.write(`llava-mini serve: ${m}\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: finishing ${server.pool.running + server.pool.queued} request(s), refusing new ones`);
+    void server.drain().then(() => {
+      log('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  log(`listening on ${server.url} (model '${server.options.modelId}', ${server.options.workers} worker(s), loading...)`);
+  try {
+    await server.ready;
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  log(`ready: POST ${server.url}/v1/chat/completions`);
+}

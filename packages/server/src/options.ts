@@ -1,0 +1,90 @@
+// The server's settings and their safe defaults: loopback only, bounded bodies, pictures and queue,
+// no remote media and no local files unless asked for.
+import * as path from 'node:path';
+import { InvalidOptionError } from '@llava-mini/core';
+
+export interface ServerOptions {
+  /** A converted model folder (or a small Hugging Face checkpoint, converted in memory by each worker). */
+  model: string;
+  /** The id clients pass as `model` (default: the folder's name). Requests naming another id get 404. */
+  modelId?: string;
+  /** Default 127.0.0.1: reachable from this machine only. */
+  host?: string;
+  /** Default 8080; 0 picks a free port (see `ServerHandle.url`). */
+  port?: number;
+  /** Worker threads, each with its own loaded model (default 1). */
+  workers?: number;
+  /** onnxruntime device of every worker (default 'cpu'). */
+  device?: 'auto' | 'cpu' | 'cuda' | 'webgpu' | 'wasm';
+  /** Requests waiting for a worker beyond those running (default 16); more get 429. */
+  queue?: number;
+  /** Bearer token every /v1 route and /metrics require (default: none). */
+  apiKey?: string;
+  /** Largest request body in bytes (default 20 MiB: a few base64 images); larger gets 413. */
+  bodyLimit?: number;
+  /** Most pictures in one request (default 8). */
+  maxImages?: number;
+  /** Most pixels of one image, read from its header before decoding (default 4096 x 4096). */
+  maxImagePixels?: number;
+  /** Most frames sampled from a video (default 64). */
+  maxVideoFrames?: number;
+  /** Hosts remote image/video URLs may name (`example.com`, `*.example.com`); empty: remote media off (default). */
+  remoteMediaHosts?: string[];
+  /** Addresses (IPs or CIDRs) remote media may resolve to although private (default none). */
+  remoteMediaAllowAddresses?: string[];
+  /** Extra CA certificates (PEM) for remote media, e.g. a company's. */
+  remoteMediaCa?: string;
+  /** Most bytes of one remote picture (default 20 MiB) and most time to fetch it (default 10 s). */
+  remoteMediaMaxBytes?: number;
+  remoteMediaTimeoutMs?: number;
+  /** Folders local image/video paths may be under (default none: paths refused). */
+  allowedMediaPaths?: string[];
+  /** Origins allowed by CORS ('*' for any); default none (CORS off). */
+  corsOrigins?: string[];
+  /** Most tokens a request may generate when it asks for none (default 512). */
+  defaultMaxTokens?: number;
+  /** How long SIGTERM waits for running requests before exiting anyway (default 30 s). */
+  drainTimeoutMs?: number;
+  logger?: (message: string) => void;
+}
+
+export type ResolvedOptions = Required<Omit<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger'>> & Pick<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger'>;
+
+const positiveInt = (v: number | undefined, name: string, fallback: number, min = 1): number => {
+  if (v === undefined) return fallback;
+  if (!Number.isSafeInteger(v) || v < min) throw new InvalidOptionError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+};
+
+export function resolveOptions(o: ServerOptions): ResolvedOptions {
+  if (typeof o.model !== 'string' || o.model === '') throw new InvalidOptionError('a model folder is needed (--model DIR)');
+  const port = o.port ?? 8080;
+  if (!Number.isSafeInteger(port) || port < 0 || port > 65535) throw new InvalidOptionError(`port must be in 0..65535, got ${String(port)}`);
+  for (const h of o.remoteMediaHosts ?? []) {
+    if (!/^(\*\.)?[a-z0-9.-]+$/i.test(h)) throw new InvalidOptionError(`remote media host ${JSON.stringify(h)} must be a host name (example.com or *.example.com)`);
+  }
+  return {
+    model: o.model,
+    modelId: o.modelId ?? path.basename(path.resolve(o.model)),
+    host: o.host ?? '127.0.0.1',
+    port,
+    workers: positiveInt(o.workers, 'workers', 1),
+    device: o.device ?? 'cpu',
+    queue: positiveInt(o.queue, 'queue', 16, 0),
+    apiKey: o.apiKey || undefined,
+    bodyLimit: positiveInt(o.bodyLimit, 'bodyLimit', 20 * 1024 * 1024),
+    maxImages: positiveInt(o.maxImages, 'maxImages', 8),
+    maxImagePixels: positiveInt(o.maxImagePixels, 'maxImagePixels', 4096 * 4096),
+    maxVideoFrames: positiveInt(o.maxVideoFrames, 'maxVideoFrames', 64),
+    remoteMediaHosts: (o.remoteMediaHosts ?? []).map((h) => h.toLowerCase()),
+    remoteMediaAllowAddresses: o.remoteMediaAllowAddresses ?? [],
+    remoteMediaCa: o.remoteMediaCa,
+    remoteMediaMaxBytes: positiveInt(o.remoteMediaMaxBytes, 'remoteMediaMaxBytes', 20 * 1024 * 1024),
+    remoteMediaTimeoutMs: positiveInt(o.remoteMediaTimeoutMs, 'remoteMediaTimeoutMs', 10_000),
+    allowedMediaPaths: (o.allowedMediaPaths ?? []).map((p) => path.resolve(p)),
+    corsOrigins: o.corsOrigins ?? [],
+    defaultMaxTokens: positiveInt(o.defaultMaxTokens, 'defaultMaxTokens', 512),
+    drainTimeoutMs: positiveInt(o.drainTimeoutMs, 'drainTimeoutMs', 30_000, 0),
+    logger: o.logger,
+  };
+}

@@ -1,0 +1,213 @@
+// A pool of worker threads, each with a loaded model and one request at a time, in front of a
+// bounded FIFO queue. A full queue refuses at once (429); a cancelled request leaves the queue, or
+// is aborted in its worker, and its slot goes to the next one.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { type ErrorCode, LlavaMiniError } from '@llava-mini/core';
+import type { ChatCompletion, ChatCompletionChunk } from '@llava-mini/pipeline';
+import { type ApiError, fromLibraryError, type HttpError, httpError, type SerializedError } from './errors.js';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+
+export interface JobHandlers {
+  onChunk(chunk: ChatCompletionChunk): void;
+  onDone(completion?: ChatCompletion): void;
+  onError(error: ApiError): void;
+  /** The job left the queue for a worker. */
+  onStart?(): void;
+}
+
+interface Job extends JobHandlers {
+  id: number;
+  body: Record<string, unknown>;
+  transfer: ArrayBuffer[];
+  worker?: Slot;
+  settled: boolean;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  job?: Job;
+}
+
+export type PoolState = 'loading' | 'ready' | 'draining' | 'closed';
+
+/** The built worker beside this module; from source (the tests), the one the build wrote. */
+function workerFile(): URL {
+  const beside = new URL('./worker.js', import.meta.url);
+  return existsSync(fileURLToPath(beside)) ? beside : new URL('../dist/worker.js', import.meta.url);
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private drained?: () => void;
+  state: PoolState = 'loading';
+  /** Resolves once every worker has loaded the model; rejects with the first load error. */
+  readonly ready: Promise<void>;
+
+  constructor(
+    private readonly init: WorkerInit & { workers: number; queue: number },
+    private readonly log: (message: string) => void = () => {},
+    private readonly onChange: () => void = () => {},
+    /** A worker stopped a generation whose client had gone away. */
+    private readonly onCancelled: () => void = () => {},
+  ) {
+    const loads = Array.from({ length: init.workers }, () => this.spawn());
+    this.ready = Promise.all(loads).then(() => {
+      if (this.state === 'loading') this.state = 'ready';
+      this.onChange();
+    });
+    this.ready.catch(() => {});
+  }
+
+  get running(): number {
+    return this.slots.filter((s) => s.job).length;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  get readyWorkers(): number {
+    return this.slots.filter((s) => s.ready).length;
+  }
+
+  /** Whether a request would be taken now (a free worker or room in the queue). */
+  hasRoom(): boolean {
+    return this.slots.some((s) => s.ready && !s.job) || this.queue.length < this.init.queue;
+  }
+
+  /** Why a request would be refused now: 503 (loading, draining) or 429 (queue full); undefined if it would be taken. */
+  refusal(): HttpError | undefined {
+    if (this.state !== 'ready') return unavailable(this.state);
+    if (!this.hasRoom()) return httpError(429, 'rate_limit_error', 'rate_limit_exceeded', `the server is busy: ${this.running} requests running and ${this.queue.length} queued (the queue holds ${this.init.queue})`, { retryAfter: 1 });
+    return undefined;
+  }
+
+  /** Queue a request; throws refusal() if there is one. Returns its cancel function. */
+  submit(body: Record<string, unknown>, transfer: ArrayBuffer[], handlers: JobHandlers): () => void {
+    const refused = this.refusal();
+    if (refused) throw refused;
+    const job: Job = { ...handlers, id: this.nextId++, body, transfer, settled: false };
+    this.queue.push(job);
+    this.dispatch();
+    return () => this.cancel(job);
+  }
+
+  /** Refuse new requests, finish the accepted ones (running and queued), then stop the workers. */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'draining';
+    this.onChange();
+    if (this.running + this.queue.length > 0) {
+      await new Promise<void>((resolve) => {
+        this.drained = resolve;
+        setTimeout(resolve, timeoutMs).unref();
+      });
+    }
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const job of [...this.queue, ...this.slots.flatMap((s) => (s.job ? [s.job] : []))]) this.fail(job, unavailable('closed').api);
+    this.queue.length = 0;
+    await Promise.all(
+      this.slots.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.worker.once('exit', () => resolve());
+            s.worker.postMessage({ type: 'close' } satisfies ToWorker);
+            setTimeout(() => void s.worker.terminate(), 5000).unref();
+          }),
+      ),
+    );
+    this.onChange();
+  }
+
+  private spawn(): Promise<void> {
+    const worker = new Worker(workerFile(), { workerData: this.init satisfies WorkerInit });
+    const slot: Slot = { worker, ready: false };
+    this.slots.push(slot);
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') {
+          slot.ready = true;
+          resolve();
+          this.dispatch();
+        } else if (m.type === 'load-error') reject(m.error.code ? new LlavaMiniError(m.error.code as ErrorCode, m.error.message) : new Error(m.error.message));
+        else if (m.type === 'log') this.log(m.message);
+        else this.fromWorker(slot, m);
+      });
+      worker.on('error', (err) => {
+        if (!slot.ready) reject(err);
+        this.log(`worker crashed: ${err.message}`);
+      });
+      worker.on('exit', (code) => {
+        this.slots.splice(this.slots.indexOf(slot), 1);
+        if (slot.job) this.fail(slot.job, { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request exited (code ${code})` });
+        if (!slot.ready) reject(new Error(`a worker exited while loading the model (code ${code})`));
+        // A worker that died while serving is replaced, so the pool keeps its size.
+        else if (this.state === 'ready' || this.state === 'draining') void this.spawn().catch((e) => this.log(`replacing a worker failed: ${(e as Error).message}`));
+        this.onChange();
+      });
+    });
+  }
+
+  private fromWorker(slot: Slot, m: Extract<FromWorker, { id: number }>): void {
+    const job = slot.job;
+    if (!job || job.id !== m.id) return;
+    if (m.type === 'chunk') {
+      if (!job.settled) job.onChunk(m.chunk);
+      return;
+    }
+    slot.job = undefined;
+    if (m.type === 'error' && m.error.code === 'ABORTED' && job.settled) this.onCancelled();
+    if (m.type === 'done') {
+      if (!job.settled) job.onDone(m.completion);
+      job.settled = true;
+    } else this.fail(job, fromLibraryError(m.error as SerializedError));
+    this.dispatch();
+  }
+
+  private fail(job: Job, error: ApiError): void {
+    if (job.settled) return;
+    job.settled = true;
+    job.onError(error);
+  }
+
+  private cancel(job: Job): void {
+    if (job.settled) return;
+    job.settled = true;
+    const i = this.queue.indexOf(job);
+    if (i >= 0) {
+      this.queue.splice(i, 1);
+      this.dispatch();
+    } else if (job.worker) job.worker.worker.postMessage({ type: 'cancel', id: job.id } satisfies ToWorker);
+    // A running job keeps its worker until the worker reports it stopped (between two tokens).
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (!slot.ready || slot.job) continue;
+      const job = this.queue.shift();
+      if (!job) break;
+      slot.job = job;
+      job.worker = slot;
+      job.onStart?.();
+      slot.worker.postMessage({ type: 'run', id: job.id, body: job.body } satisfies ToWorker, job.transfer);
+    }
+    this.onChange();
+    if (this.drained && this.running + this.queue.length === 0) this.drained();
+  }
+}
+
+function unavailable(state: PoolState) {
+  return state === 'loading'
+    ? httpError(503, 'server_error', 'model_loading', 'the model is still loading', { retryAfter: 2 })
+    : httpError(503, 'server_error', 'server_shutting_down', 'the server is shutting down and takes no new requests');
+}

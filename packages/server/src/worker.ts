@@ -1,0 +1,58 @@
+// One worker thread: loads the model once, then runs chat-completion requests from the HTTP thread
+// through the in-process API, posting chunks back as they are generated. Graphs run only here.
+import { parentPort, workerData } from 'node:worker_threads';
+import { type ChatCompletionCreateParams, LlavaMini } from '@llava-mini/pipeline/node';
+import { serializeError } from './errors.js';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('worker.js runs as a worker thread of @llava-mini/server');
+const init = workerData as WorkerInit;
+const post = (m: FromWorker) => port.postMessage(m);
+
+const loading = LlavaMini.fromPretrained(init.model, {
+  device: init.device,
+  maxFrames: init.maxVideoFrames,
+  maxPixels: init.maxImagePixels,
+  logger: (message) => post({ type: 'log', message }),
+});
+let model: LlavaMini;
+loading.then(
+  (m) => {
+    model = m;
+    post({ type: 'ready' });
+  },
+  (err) => {
+    post({ type: 'load-error', error: serializeError(err) });
+    process.exit(1);
+  },
+);
+
+const running = new Map<number, AbortController>();
+
+async function run(id: number, body: Record<string, unknown>): Promise<void> {
+  const controller = new AbortController();
+  running.set(id, controller);
+  try {
+    const signal = controller.signal;
+    const request = body as unknown as ChatCompletionCreateParams;
+    if (request.stream === true) {
+      // Usage always comes back (the HTTP thread counts tokens); it drops the chunk if the client did not ask.
+      const stream = await model.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } }, { signal });
+      for await (const chunk of stream) post({ type: 'chunk', id, chunk });
+      post({ type: 'done', id });
+    } else {
+      post({ type: 'done', id, completion: await model.chat.completions.create({ ...request, stream: false }, { signal }) });
+    }
+  } catch (err) {
+    post({ type: 'error', id, error: serializeError(err) });
+  } finally {
+    running.delete(id);
+  }
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'cancel') running.get(m.id)?.abort();
+  else if (m.type === 'run') void run(m.id, m.body);
+  else if (m.type === 'close') void model.dispose().finally(() => process.exit(0));
+});

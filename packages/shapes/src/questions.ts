@@ -1,0 +1,64 @@
+import { COLORS, type Rng, type Scene, SHAPES } from './scene.js';
+
+/** The question types of the shapes world, in the order the issue lists them. */
+export const QUESTION_TYPES = ['color', 'shape', 'count', 'exists', 'side'] as const;
+export type QuestionType = (typeof QUESTION_TYPES)[number];
+
+export interface Question {
+  type: QuestionType;
+  question: string;
+  /** One lowercase word. */
+  answer: string;
+}
+
+/** How far (fraction of the width) a centre must be from the middle for a left/right question. */
+export const SIDE_MARGIN = 0.1;
+
+/**
+ * Every question the scene answers unambiguously: the colour of each shape kind present once
+ * (asked with "color" or "colour"), the kind of each colour present once, the count, one yes and
+ * one no existence question per shape (the no chosen near the truth: same colour or same kind),
+ * and left/right for each colour-and-kind pair present once whose centre is clearly off the middle.
+ */
+export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
+  const out: Question[] = [];
+  const { shapes } = scene;
+  for (const kind of SHAPES) {
+    const these = shapes.filter((s) => s.kind === kind);
+    if (these.length === 1) {
+      const word = rng.next() < 0.5 ? 'color' : 'colour';
+      out.push({ type: 'color', question: `What ${word} is the ${kind}?`, answer: these[0].color });
+    }
+  }
+  for (const color of COLORS) {
+    const these = shapes.filter((s) => s.color === color);
+    if (these.length === 1) out.push({ type: 'shape', question: `What shape is the ${color} one?`, answer: these[0].kind });
+  }
+  out.push({ type: 'count', question: 'How many shapes are there?', answer: String(shapes.length) });
+  const present = new Set(shapes.map((s) => `${s.color} ${s.kind}`));
+  const asked = new Set<string>();
+  for (const s of shapes) {
+    const yes = `${s.color} ${s.kind}`;
+    if (!asked.has(yes)) {
+      asked.add(yes);
+      out.push({ type: 'exists', question: `Is there a ${yes}?`, answer: 'yes' });
+    }
+    // A near miss: keep the colour or the kind, change the other.
+    const candidates =
+      rng.next() < 0.5 ? SHAPES.map((k) => `${s.color} ${k}`) : COLORS.map((c) => `${c} ${s.kind}`);
+    const misses = candidates.filter((c) => !present.has(c) && !asked.has(c));
+    if (misses.length) {
+      const no = rng.pick(misses);
+      asked.add(no);
+      out.push({ type: 'exists', question: `Is there a ${no}?`, answer: 'no' });
+    }
+  }
+  for (const s of shapes) {
+    const twins = shapes.filter((o) => o.color === s.color && o.kind === s.kind);
+    const x = s.cx / scene.width;
+    if (twins.length === 1 && Math.abs(x - 0.5) > SIDE_MARGIN) {
+      out.push({ type: 'side', question: `Is the ${s.color} ${s.kind} on the left or on the right?`, answer: x < 0.5 ? 'left' : 'right' });
+    }
+  }
+  return out;
+}
