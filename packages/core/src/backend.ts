@@ -60,6 +60,17 @@ export interface ValueInfo {
 }
 
 /**
+ * Bytes that crossed the JavaScript boundary in a session's runs, so a caller can see (and a test
+ * can assert) what a run moves.
+ */
+export interface RunTraffic {
+  /** Bytes of the outputs the runtime handed back: onnxruntime-node's binding copies every fetched output into a new buffer, preallocated or not. */
+  fetchedBytes: number;
+  /** Bytes JavaScript copied into preallocated outputs, for a runtime that does not write them (onnxruntime-web's WASM). */
+  copiedBytes: number;
+}
+
+/**
  * One loaded graph. Runs of all sessions of one backend are queued and run one at a time, in order
  * (onnxruntime-web refuses overlapping runs; on onnxruntime-node a run blocks the thread anyway),
  * so any number of callers may call run() at once.
@@ -82,6 +93,8 @@ export interface InferenceSession {
    * present output but returns past + new rows (onnxruntime-web's WebGPU); absent or true otherwise.
    */
   readonly kvCacheInPlace?: boolean;
+  /** Running totals over this session's runs. */
+  readonly traffic: RunTraffic;
   run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
 }

@@ -76,6 +76,8 @@ describe('sessions', () => {
       const res = await s.run({ x: tensor('float32', [2], Float32Array.of(2, 3)) }, { y: out });
       expect(Array.from(out.data)).toEqual([4, 6]);
       expect(res.y).toBe(out);
+      // onnxruntime-node wrote into `out` itself: nothing is copied back (WASM needs the copy).
+      expect(s.traffic).toEqual({ fetchedBytes: 8, copiedBytes: backend.name === 'onnxruntime-node' ? 0 : 8 });
       await s.dispose();
     }
   });

@@ -7,6 +7,7 @@ import {
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
+  type RunTraffic,
   PromptTooLongError,
   type SessionOptions,
   SessionError,
@@ -127,6 +128,12 @@ export class LlamaModel {
   /** The float dtype of the graphs' I/O (and of embeddings passed to prefill). */
   get dtype(): KvLayout['dtype'] {
     return this.kv.dtype;
+  }
+
+  /** Bytes the sessions' runs moved so far (outputs handed back, copies into preallocated outputs). */
+  get traffic(): RunTraffic {
+    const [a, b] = [this.session.traffic, this.embedSession.traffic];
+    return { fetchedBytes: a.fetchedBytes + b.fetchedBytes, copiedBytes: a.copiedBytes + b.copiedBytes };
   }
 
   /** Bytes all sequences' KV caches take now. */

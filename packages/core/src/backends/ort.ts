@@ -6,6 +6,7 @@ import type {
   Fetches,
   InferenceSession,
   ModelSource,
+  RunTraffic,
   SessionOptions,
   ValueInfo,
 } from '../backend.js';
@@ -204,6 +205,7 @@ const ORT_TO_DTYPE: Record<string, DType> = {
 
 class OrtInferenceSession implements InferenceSession {
   private disposed = false;
+  readonly traffic: RunTraffic = { fetchedBytes: 0, copiedBytes: 0 };
 
   constructor(
     private readonly ort: OrtModule,
@@ -250,15 +252,21 @@ class OrtInferenceSession implements InferenceSession {
       throw new SessionError(`inference failed on ${this.device}: ${nativeReason(err)}`, { cause: err });
     }
     const result: Record<string, Tensor> = {};
-    for (const [name, t] of Object.entries(out)) result[name] = fromOrt(name, t);
+    for (const [name, t] of Object.entries(out)) {
+      result[name] = fromOrt(name, t);
+      this.traffic.fetchedBytes += result[name].data.byteLength;
+    }
     if (targets) {
       for (const [name, target] of Object.entries(targets)) {
         const got = result[name];
-        if (got.data !== target.data) {
-          if (got.data.length !== target.data.length) {
-            throw new SessionError(`output '${name}' has shape [${got.dims.join(', ')}], the preallocated tensor [${target.dims.join(', ')}]`);
-          }
+        if (got.data.length !== target.data.length) {
+          throw new SessionError(`output '${name}' has shape [${got.dims.join(', ')}], the preallocated tensor [${target.dims.join(', ')}]`);
+        }
+        // onnxruntime-node wrote into the target (its binding then hands back a copy, which is
+        // dropped here); only a runtime that ignores preallocated outputs needs the copy.
+        if (!this.features.preallocatedOutputs && got.data !== target.data) {
           (target.data as TensorData & { set(a: ArrayLike<unknown>): void }).set(got.data as never);
+          this.traffic.copiedBytes += target.data.byteLength;
         }
         result[name] = target;
       }
