@@ -1,8 +1,19 @@
 import { DisposedError, type DType, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
 import { LLAMA_IO } from './graph.js';
 
-/** Capacity grows in steps of at least this many positions (and at least doubles). */
+/** Capacity grows in steps of this many positions. */
 const GROWTH = 256;
+
+/**
+ * How the decoder graph and the cache meet:
+ * - 'rows': the graph reads the cache and returns only the new rows, which the cache writes in
+ *   (nothing of the size of the cache crosses the JS boundary per run);
+ * - 'shared': GroupQueryAttention writes the new rows into a buffer passed as both past and present;
+ * - 'append': runtimes whose GroupQueryAttention returns past rows + new rows instead
+ *   (onnxruntime-web's WebGPU kernels): the cache holds exactly the filled rows and each run's
+ *   present outputs become the next run's past.
+ */
+export type KvMode = 'rows' | 'shared' | 'append';
 
 /** What a cache's buffers look like; read from the decoder session's `past_key_values.*` inputs. */
 export interface KvLayout {
@@ -10,22 +21,26 @@ export interface KvLayout {
   numKvHeads: number;
   headDim: number;
   dtype: Extract<DType, 'float32' | 'float16'>;
-  /**
-   * false for runtimes whose GroupQueryAttention appends to the past instead of writing into a
-   * shared buffer (onnxruntime-web's WebGPU kernels: present = past rows + new rows). The cache then
-   * holds exactly the filled rows: each run's present outputs become the next run's past.
-   */
-  inPlace: boolean;
+  mode: KvMode;
+}
+
+/** Feeds and fetches of one run on a cache. */
+export interface KvRun {
+  past: Record<string, Tensor>;
+  /** Preallocated present outputs ('shared'), or the names of the outputs advance() takes. */
+  fetches: Record<string, Tensor> | string[];
 }
 
 /**
  * The KV cache of one sequence: per layer one key and one value buffer [1, kvHeads, capacity,
- * headDim], passed as the graph's past input and as its present output, so GroupQueryAttention
- * writes only the new rows, in place. `length` counts the positions filled.
+ * headDim], which the graph reads (and, in 'shared' mode, writes in place); see KvMode. `length`
+ * counts the positions filled.
  *
- * The capacity follows the length (doubling, up to maxSequence) instead of starting at
- * maxSequence: a conversation's bytes stay in proportion to its context, and so does whatever a
- * runtime moves per run.
+ * The capacity follows the length (up to maxSequence) instead of starting at maxSequence: a
+ * conversation's bytes stay in proportion to its context. In 'rows' mode attention reads every
+ * capacity row (the unheld ones masked), so capacity grows by an eighth (at least GROWTH rows) and
+ * the rows read stay within 1/8 of the length; growing copies the cache once per 1/8 of growth.
+ * 'shared' mode doubles it (GroupQueryAttention reads only the held rows).
  */
 export class KvCache {
   private tensors: Tensor[] | undefined; // [layer0 key, layer0 value, layer1 key, ...]
@@ -61,49 +76,76 @@ export class KvCache {
     return this.bytesFor(this.capacity);
   }
 
-  /**
-   * Feeds and fetches of a run that adds `n` positions: the same tensor is past input and present
-   * output; without `inPlace`, the present outputs are fetched by name and handed to advance().
-   */
-  buffers(n: number): { past: Record<string, Tensor>; present: Record<string, Tensor> | string[] } {
+  /** Feeds and fetches of a run that adds `n` positions; hand the run's outputs to advance(). */
+  buffers(n: number): KvRun {
     if (this.disposed) throw new DisposedError('the KV cache');
-    if (!this.layout.inPlace) {
+    const { mode, numLayers } = this.layout;
+    if (mode === 'append') {
       this.pool.reserve(this, this.bytesFor(this.filled + n) - this.bytes);
       this.pool.touch(this.ref);
       this.tensors ??= this.empty(0);
-      const past: Record<string, Tensor> = {};
-      for (let l = 0; l < this.layout.numLayers; l++) {
-        past[LLAMA_IO.pastKey(l)] = this.tensors[2 * l];
-        past[LLAMA_IO.pastValue(l)] = this.tensors[2 * l + 1];
-      }
-      return { past, present: this.presentNames() };
+    } else {
+      this.reserve(this.filled + n);
+      this.pool.touch(this.ref);
     }
-    this.reserve(this.filled + n);
-    this.pool.touch(this.ref);
     const t = this.tensors as Tensor[];
     const past: Record<string, Tensor> = {};
     const present: Record<string, Tensor> = {};
-    for (let l = 0; l < this.layout.numLayers; l++) {
+    for (let l = 0; l < numLayers; l++) {
       past[LLAMA_IO.pastKey(l)] = present[LLAMA_IO.presentKey(l)] = t[2 * l];
       past[LLAMA_IO.pastValue(l)] = present[LLAMA_IO.presentValue(l)] = t[2 * l + 1];
     }
-    return { past, present };
+    if (mode === 'shared') return { past, fetches: present };
+    return { past, fetches: this.outputNames() };
   }
 
-  /** Record that `n` more positions were written (`outputs`: the run's present tensors, when not in place). */
+  /** The cache's key and value buffers of layer `l` (rows 0..length-1 hold the sequence). */
+  layer(l: number): { key: Tensor; value: Tensor } | undefined {
+    return this.tensors && { key: this.tensors[2 * l], value: this.tensors[2 * l + 1] };
+  }
+
+  /** Positions the buffers hold room for. */
+  get rows(): number {
+    return this.capacity;
+  }
+
+  /** Record that `n` more positions were written; `outputs`: the run's outputs (new rows, or the presents when appending). */
   advance(n: number, outputs?: Record<string, Tensor>): void {
-    if (!this.layout.inPlace) {
-      const next = this.presentNames().map((name) => outputs?.[name]);
+    const { mode } = this.layout;
+    if (mode === 'append') {
+      const next = this.outputNames().map((name) => outputs?.[name]);
       const rows = this.filled + n;
       if (next.some((t) => !t || t.dims[2] !== rows)) throw new Error(`the LLM returned present tensors that do not hold ${rows} positions`);
       this.tensors = next as Tensor[];
       this.capacity = rows;
+    } else if (mode === 'rows') {
+      const names = this.outputNames();
+      (this.tensors as Tensor[]).forEach((t, i) => {
+        const rows = outputs?.[names[i]];
+        if (!rows || rows.dims[2] !== n || rows.dims[0] !== 1) throw new Error(`the LLM returned ${names[i]} that does not hold ${n} new rows`);
+        this.writeRows(rows, 0, t, this.capacity, this.filled, n);
+      });
     }
     this.filled += n;
   }
 
-  private presentNames(): string[] {
-    return Array.from({ length: 2 * this.layout.numLayers }, (_, i) => (i % 2 ? LLAMA_IO.presentValue(i >> 1) : LLAMA_IO.presentKey(i >> 1)));
+  /** Batch row `b` of new rows [B, kvHeads, n, headDim] into `to` (capacity `cap`) at position `at`. */
+  private writeRows(rows: Tensor, b: number, to: Tensor, cap: number, at: number, n: number): void {
+    const { numKvHeads, headDim } = this.layout;
+    for (let h = 0; h < numKvHeads; h++) {
+      const from = ((b * numKvHeads + h) * n) * headDim;
+      (to.data as Float32Array).set(rows.data.subarray(from, from + n * headDim) as Float32Array, (h * cap + at) * headDim);
+    }
+  }
+
+  /** [layer0 key, layer0 value, ...] outputs: the new rows ('rows') or the presents ('append'). */
+  private outputNames(): string[] {
+    const rows = this.layout.mode === 'rows';
+    return Array.from({ length: 2 * this.layout.numLayers }, (_, i) => {
+      const l = i >> 1;
+      if (rows) return i % 2 ? LLAMA_IO.newValue(l) : LLAMA_IO.newKey(l);
+      return i % 2 ? LLAMA_IO.presentValue(l) : LLAMA_IO.presentKey(l);
+    });
   }
 
   /** Zero-filled buffers of `capacity` positions. */
@@ -118,7 +160,7 @@ export class KvCache {
    */
   truncate(length: number): void {
     const keep = Math.max(0, Math.min(this.filled, length));
-    if (!this.layout.inPlace && this.tensors && keep < this.filled) {
+    if (this.layout.mode === 'append' && this.tensors && keep < this.filled) {
       // Buffers hold exactly the filled rows: keep each head's first `keep`.
       const old = this.tensors;
       this.tensors = this.empty(keep);
@@ -162,10 +204,11 @@ export class KvCache {
     return 2 * numLayers * numKvHeads * capacity * headDim * (dtype === 'float32' ? 4 : 2);
   }
 
-  /** Make room for `positions`, keeping the filled rows (a rare copy: capacity at least doubles). */
+  /** Make room for `positions`, keeping the filled rows (a rare copy: see the class comment). */
   private reserve(positions: number): void {
     if (positions <= this.capacity && this.tensors) return;
-    const capacity = Math.min(this.maxSequence, Math.max(Math.ceil(positions / GROWTH) * GROWTH, 2 * this.capacity));
+    const step = this.layout.mode === 'rows' ? this.capacity / 8 : this.capacity;
+    const capacity = Math.min(this.maxSequence, Math.ceil(Math.max(positions, this.capacity + step) / GROWTH) * GROWTH);
     this.pool.reserve(this, this.bytesFor(capacity) - this.bytes);
     const grown = this.empty(capacity);
     // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.

@@ -17,6 +17,7 @@ import {
   type WeightSource,
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
+import { rowsAttention } from './attention.js';
 import { llamaLayer } from './layer.js';
 
 /** Block quantization of a weight matrix along its input features (MatMulNBits' layout; accuracyLevel only matters for MatMulNBits). */
@@ -33,7 +34,16 @@ export interface LlamaGraphOptions {
   maxPositions?: number;
   /** Where weight bytes go (an ExternalDataWriter for large models); default inline. */
   weights?: WeightSink;
+  /**
+   * How the KV cache crosses the graph boundary. 'rows' (default for float32): the cache is an input
+   * only and the graph returns the new rows (rowsAttention), so a run fetches S rows, not the whole
+   * cache. 'shared' (default for float16, the GPU targets): GroupQueryAttention's past and present
+   * share one buffer, written in place, and the present (the whole cache) is an output.
+   */
+  kvCache?: KvCacheMode;
 }
+
+export type KvCacheMode = 'rows' | 'shared';
 
 /** Graph I/O names; the pipeline and LlamaModel depend on them. */
 export const LLAMA_IO = {
@@ -41,11 +51,16 @@ export const LLAMA_IO = {
   inputIds: 'input_ids',
   seqlensK: 'seqlens_k',
   totalSequenceLength: 'total_sequence_length',
+  positionIds: 'position_ids',
+  pastBias: 'past_bias',
+  causalBias: 'causal_bias',
   logits: 'logits',
   pastKey: (l: number) => `past_key_values.${l}.key`,
   pastValue: (l: number) => `past_key_values.${l}.value`,
   presentKey: (l: number) => `present.${l}.key`,
   presentValue: (l: number) => `present.${l}.value`,
+  newKey: (l: number) => `new_key_values.${l}.key`,
+  newValue: (l: number) => `new_key_values.${l}.value`,
 } as const;
 
 const INT64_MAX = Number.MAX_SAFE_INTEGER;
@@ -61,15 +76,20 @@ function shapeNote(c: LlamaConfig): string {
 /**
  * The LLaMA backbone with a KV cache, from the checkpoint's tensor names:
  *
- *   x      = inputs_embeds                                       [1, S, H]
- *   x      = model.layers.{l}(x)  for l in 0..L-1                 GQA over past ++ new keys, RoPE inside
- *   last   = x[:, -1:, :]                                         [1, 1, H] only the next token is needed
- *   logits = lm_head(model.norm(last))                            [1, vocab] float32
+ *   x      = inputs_embeds                                       [B, S, H]
+ *   x      = model.layers.{l}(x)  for l in 0..L-1                 attention over cached ++ new keys, RoPE inside
+ *   last   = x[:, -1:, :]                                         [B, 1, H] only the next token is needed
+ *   logits = lm_head(model.norm(last))                            [B, vocab] float32
  *
- * The KV cache is one preallocated buffer per layer and kind, [1, kvHeads, capacity, headDim]: the
- * caller passes the same tensor as `past_key_values.{l}.key` and as the fetch for `present.{l}.key`,
- * so GroupQueryAttention writes the S new rows in place at positions total-S .. total-1.
- * `seqlens_k` = [total - 1], `total_sequence_length` = total (cached + new tokens).
+ * The KV cache is one buffer per layer and kind, [B, kvHeads, capacity, headDim], in one of two
+ * modes (LlamaGraphOptions.kvCache):
+ * - 'rows': `past_key_values.*` are inputs only; `position_ids` [B, S], `past_bias` [B, 1, 1, 1,
+ *   capacity] (0 for held rows, -inf beyond) and `causal_bias` [S, S] say what each new row sees;
+ *   the outputs `new_key_values.{l}.*` [B, kvHeads, S, headDim] are the new rows, which the caller
+ *   writes into its cache. B > 1 decodes several sequences in one run.
+ * - 'shared' (B = 1): the caller passes the same tensor as `past_key_values.{l}.key` and as the
+ *   fetch for `present.{l}.key`, so GroupQueryAttention writes the S new rows in place at positions
+ *   total-S .. total-1. `seqlens_k` = [total - 1], `total_sequence_length` = total.
  */
 export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraphOptions = {}): Graph {
   if (c.headDim % 16 !== 0) {
@@ -79,23 +99,41 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
   const dtype = format.dtype;
   const H = c.hiddenSize;
   const g = new Graph({ name: 'llama', weights: o.weights, metadata: { 'llava_mini.stage': 'llm', 'llava_mini.dtype': dtype } });
-  const kvShape = [1, c.numKvHeads, 'capacity', c.headDim];
+  const mode = o.kvCache ?? (dtype === 'float32' ? 'rows' : 'shared');
+  if (mode === 'rows' && dtype !== 'float32') throw new UnsupportedConfigError('kvCache', "'rows' needs float32 activations (onnxruntime's CPU FusedMatMul is float32 only)");
+  const B = mode === 'rows' ? 'batch' : 1;
+  const kvShape = [B, c.numKvHeads, 'capacity', c.headDim];
 
-  const inputsEmbeds = g.input(LLAMA_IO.inputsEmbeds, dtype, [1, 'sequence', H]);
-  const seqlensK = g.input(LLAMA_IO.seqlensK, 'int32', [1]);
-  const totalSequenceLength = g.input(LLAMA_IO.totalSequenceLength, 'int32', []);
-
+  const inputsEmbeds = g.input(LLAMA_IO.inputsEmbeds, dtype, [B, 'sequence', H]);
   // RoPE tables [maxPositions, headDim/2] with the checkpoint's rope_theta and rope_scaling.
   const positions = o.maxPositions ?? c.maxPositionEmbeddings;
   const rope = ropeCaches(c, positions);
   const cosCache = g.weight('rope.cos_cache', floatTensor(dtype, [positions, c.headDim / 2], rope.cos));
   const sinCache = g.weight('rope.sin_cache', floatTensor(dtype, [positions, c.headDim / 2], rope.sin));
 
-  let x = inputsEmbeds;
-  for (let l = 0; l < c.numLayers; l++) {
-    const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
-    const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
-    const attention = (q: Value, k: Value, v: Value): Value => {
+  let layerAttention: (l: number) => (q: Value, k: Value, v: Value) => Value;
+  if (mode === 'rows') {
+    const io = {
+      positionIds: g.input(LLAMA_IO.positionIds, 'int64', [B, 'sequence']),
+      pastBias: g.input(LLAMA_IO.pastBias, dtype, [B, 1, 1, 1, 'capacity']),
+      causalBias: g.input(LLAMA_IO.causalBias, dtype, ['sequence', 'sequence']),
+      cosCache,
+      sinCache,
+    };
+    layerAttention = (l) => (q, k, v) => {
+      const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
+      const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
+      const { out, newKey, newValue } = rowsAttention(g, c, io, pastKey, pastValue, q, k, v);
+      g.output(newKey, LLAMA_IO.newKey(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
+      g.output(newValue, LLAMA_IO.newValue(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
+      return out;
+    };
+  } else {
+    const seqlensK = g.input(LLAMA_IO.seqlensK, 'int32', [1]);
+    const totalSequenceLength = g.input(LLAMA_IO.totalSequenceLength, 'int32', []);
+    layerAttention = (l) => (q, k, v) => {
+      const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
+      const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
       const [out, presentKey, presentValue] = g.groupQueryAttention(
         { query: q, key: k, value: v, pastKey, pastValue, seqlensK, totalSequenceLength, cosCache, sinCache },
         { numHeads: c.numHeads, kvNumHeads: c.numKvHeads },
@@ -104,16 +142,18 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
       g.output(presentValue, LLAMA_IO.presentValue(l), dtype, kvShape);
       return out;
     };
-    x = llamaLayer(g, src, `model.layers.${l}`, c, x, attention, format);
   }
 
-  const last = g.slice(x, [-1], [INT64_MAX], [1]); // [1, 1, H]
+  let x = inputsEmbeds;
+  for (let l = 0; l < c.numLayers; l++) x = llamaLayer(g, src, `model.layers.${l}`, c, x, layerAttention(l), format);
+
+  const last = g.slice(x, [-1], [INT64_MAX], [1]); // [B, 1, H]
   const normWeight = readWeight(src, 'model.norm.weight', [H], shapeNote(c));
   const normed = g.simplifiedLayerNorm(last, param(g, 'model.norm.weight', normWeight, format), c.rmsNormEps);
   const headFormat = withQuant(format, o.headQuant);
   const logits = linear(g, normed, 'lm_head', headWeight(src, c), undefined, headFormat); // [1, 1, vocab]
   const logits32 = dtype === 'float32' ? logits : g.cast(logits, 'float32');
-  g.output(g.reshape(logits32, [1, c.vocabSize]), LLAMA_IO.logits, 'float32', [1, c.vocabSize]);
+  g.output(g.reshape(logits32, [-1, c.vocabSize]), LLAMA_IO.logits, 'float32', [B, c.vocabSize]);
   return g;
 }
 

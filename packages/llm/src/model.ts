@@ -63,15 +63,17 @@ function positiveInt(name: string, v: unknown): number {
   return v;
 }
 
-/** The KV-cache layout the decoder graph declares (its past_key_values inputs), so nothing is assumed. */
+/** The KV-cache layout the decoder graph declares (its past_key_values inputs and its outputs), so nothing is assumed. */
 function kvLayout(session: InferenceSession): KvLayout {
   const keys = session.inputs.filter((v) => /^past_key_values\.\d+\.key$/.test(v.name));
   const first = keys[0];
   const [, kvHeads, , headDim] = first?.dims ?? [];
   if (!first || typeof kvHeads !== 'number' || typeof headDim !== 'number' || (first.dtype !== 'float32' && first.dtype !== 'float16')) {
-    throw new SessionError(`the decoder graph has no usable ${LLAMA_IO.pastKey(0)} input [1, kv_heads, capacity, head_dim] of float32/float16`);
+    throw new SessionError(`the decoder graph has no usable ${LLAMA_IO.pastKey(0)} input [batch, kv_heads, capacity, head_dim] of float32/float16`);
   }
-  return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype, inPlace: session.kvCacheInPlace !== false };
+  const rows = session.outputNames.includes(LLAMA_IO.newKey(0));
+  const mode = rows ? 'rows' : session.kvCacheInPlace === false ? 'append' : 'shared';
+  return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype, mode };
 }
 
 /**
@@ -174,18 +176,28 @@ export class LlamaModel {
 
   /** @internal One decoder run over `n` new rows of `cache`; returns the logits after the last row. */
   async forward(cache: KvCache, embeds: Tensor, n: number): Promise<Float32Array> {
-    const total = cache.length + n;
-    const { past, present } = cache.buffers(n);
-    const feeds = {
-      [LLAMA_IO.inputsEmbeds]: embeds,
-      [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(total - 1)),
-      [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(total)),
-      ...past,
-    };
-    const fetches = Array.isArray(present) ? [LLAMA_IO.logits, ...present] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...present };
-    const out = await this.run(this.session, feeds, fetches);
+    const past = cache.length;
+    const { past: pastFeeds, fetches } = cache.buffers(n);
+    const feeds = { [LLAMA_IO.inputsEmbeds]: embeds, ...pastFeeds, ...this.positionFeeds(past, n, cache.rows) };
+    const out = await this.run(this.session, feeds, Array.isArray(fetches) ? [LLAMA_IO.logits, ...fetches] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...fetches });
     cache.advance(n, out);
     return out[LLAMA_IO.logits].data as Float32Array;
+  }
+
+  /** What the graph needs to know of where `n` new rows go after `past` cached ones (capacity `rows`). */
+  private positionFeeds(past: number, n: number, rows: number): Record<string, Tensor> {
+    const total = past + n;
+    if (this.kv.mode !== 'rows') {
+      return { [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(total - 1)), [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(total)) };
+    }
+    const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(past + i));
+    const causal = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) causal.fill(-Infinity, i * n + i + 1, (i + 1) * n);
+    return {
+      [LLAMA_IO.positionIds]: tensor('int64', [1, n], positions),
+      [LLAMA_IO.pastBias]: tensor('float32', [1, 1, 1, 1, rows], new Float32Array(rows).fill(-Infinity, past)),
+      [LLAMA_IO.causalBias]: tensor('float32', [n, n], causal),
+    };
   }
 
   private async run(session: InferenceSession, feeds: Record<string, Tensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor>> {

@@ -34,10 +34,11 @@ describe.each(CASES)('backbone: $name', ({ options }) => {
   const prompt = [3, 77, 140, 9, 260, 31, 500, 12, 45];
   const steps = [7, 301, 88, 2];
 
-  it.each(backends)('logits match the plain-TS reference on $label (prefill, then cached steps)', async ({ backend, device }) => {
+  it.each(backends.flatMap((b) => (['rows', 'shared'] as const).map((kvCache) => ({ ...b, kvCache }))))('logits match the plain-TS reference on $label, KV cache $kvCache (prefill, then cached steps)', async ({ backend, device, kvCache }) => {
     const tiny = await tinyLlm({ std: 0.1, ...options });
     const expected = referenceLogits(tiny, prompt, steps);
-    const model = await openModel(tiny, backend, device);
+    const model = await openModel(tiny, backend, device, { kvCache });
+    expect(model.kv.mode).toBe(kvCache);
     try {
       const seq = model.sequence();
       const got = [await seq.prefill(await model.embed(prompt))];
@@ -136,7 +137,7 @@ describe('KV cache in place', () => {
   it.each(backends)('only the new rows are written into the shared past/present buffer, and nothing is copied back, on $label', async ({ backend, device, label }) => {
     const tiny = await tinyLlm({ seed: 23 });
     const c = tiny.config;
-    const session = await backend.createSession(buildLlamaGraph(tiny.src, c, { maxPositions: 64 }).toBytes(), { device });
+    const session = await backend.createSession(buildLlamaGraph(tiny.src, c, { maxPositions: 64, kvCache: 'shared' }).toBytes(), { device });
     const M = 32;
     const SENTINEL = 7;
     const dims = [1, c.numKvHeads, M, c.headDim];
@@ -186,5 +187,30 @@ describe('KV cache in place', () => {
       }
     }
     await session.dispose();
+  });
+});
+
+describe("KV cache as an input only ('rows')", () => {
+  it.each(backends)('a decode step moves the logits, one embedding and the new rows, never the cache, on $label', async ({ backend, device }) => {
+    const tiny = await tinyLlm({ seed: 25, std: 0.1 });
+    const c = tiny.config;
+    const model = await openModel(tiny, backend, device);
+    try {
+      expect(model.kv.mode).toBe('rows');
+      const seq = model.sequence();
+      await seq.prefill(await model.embed(Array.from({ length: 200 }, (_, i) => (i * 31 + 3) % c.vocabSize)));
+      const before = model.traffic;
+      const STEPS = 4;
+      for (let i = 0; i < STEPS; i++) await seq.step(5 + i);
+      const after = model.traffic;
+      const newRows = 2 * c.numLayers * c.numKvHeads * c.headDim * 4;
+      const perStep = c.vocabSize * 4 + c.hiddenSize * 4 + newRows;
+      expect(after.fetchedBytes - before.fetchedBytes).toBe(STEPS * perStep);
+      expect(after.copiedBytes - before.copiedBytes).toBe(0);
+      // A copy of the cache would not fit in that count: the cache is much bigger than a step's bytes.
+      expect(seq.cacheBytes).toBeGreaterThan(10 * perStep);
+    } finally {
+      await model.dispose();
+    }
   });
 });
