@@ -13,6 +13,7 @@ export default defineConfig({
     prefusion: path.join(root, 'bench', 'prefusion.ts'),
     batch: path.join(root, 'bench', 'batch.ts'),
     serve: path.join(root, 'bench', 'serve.ts'),
+    kv: path.join(root, 'bench', 'kv.ts'),
   },
   outDir: path.join(root, '.cache', 'bench'),
   format: ['esm'],

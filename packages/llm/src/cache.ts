@@ -1,5 +1,5 @@
 import { DisposedError, type DType, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
-import { LLAMA_IO } from './graph.js';
+import { LLAMA_IO } from './io.js';
 
 /** Capacity grows in steps of this many positions. */
 const GROWTH = 256;

@@ -37,7 +37,7 @@ export interface GenerationStats {
   generatedTokens: number;
   timeToFirstTokenMs: number;
   prefillTokensPerSecond: number;
-  /** Decode steps (embed + one-token forward + sampling) per second. */
+  /** Decode steps (one decoder run + sampling) per second. */
   decodeTokensPerSecond: number;
 }
 
@@ -52,10 +52,10 @@ export interface GenerationResult {
   stats: GenerationStats;
 }
 
-/** What generate() needs to know about the prompt before any work: its length and how to get its embeddings. */
+/** What generate() needs to know about the prompt before any work: its length and how to get its rows (embeddings, or token ids the decoder looks up). */
 export interface PromptSource {
   length: number;
-  embeds: () => Promise<Tensor>;
+  embeds: () => Promise<Tensor | readonly number[]>;
 }
 
 const now = (): number => globalThis.performance.now();
@@ -63,7 +63,7 @@ const now = (): number => globalThis.performance.now();
 function toSource(seq: Sequence, prompt: Tensor | readonly number[]): PromptSource {
   if (Array.isArray(prompt)) {
     const ids = prompt as readonly number[];
-    return { length: ids.length, embeds: () => seq.model.embed(ids) };
+    return { length: ids.length, embeds: async () => ids };
   }
   const t = prompt as Tensor;
   return { length: t.dims.length === 3 ? t.dims[1] : 0, embeds: async () => t };
@@ -176,9 +176,9 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
   let promptTokens = prompt.length;
   try {
     if (o.signal?.aborted) throw abort();
-    const embeds = await prompt.embeds();
-    promptTokens = embeds.dims[1]; // vision tokens may make it longer than the ids
-    logits = await seq.prefill(embeds, o.signal);
+    const rows = await prompt.embeds();
+    promptTokens = Array.isArray(rows) ? rows.length : (rows as Tensor).dims[1]; // vision tokens may make it longer than the ids
+    logits = await seq.prefill(rows, o.signal);
   } catch (err) {
     if (err instanceof AbortError) seq.release();
     throw err;

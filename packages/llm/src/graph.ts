@@ -1,15 +1,12 @@
 import {
-  blocksPerRow,
   f32ArrayToF16,
   FP32,
   Graph,
   linear,
   param,
-  quantizeBlockwise,
   readWeight,
   type Tensor,
   tensor,
-  toFloat32,
   UnsupportedConfigError,
   type Value,
   type WeightFormat,
@@ -18,6 +15,8 @@ import {
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
 import { rowsAttention } from './attention.js';
+import { floatTensor, shapeNote, tokenEmbeddings } from './embedding.js';
+import { LLAMA_IO } from './io.js';
 import { llamaLayer } from './layer.js';
 
 /** Block quantization of a weight matrix along its input features (MatMulNBits' layout; accuracyLevel only matters for MatMulNBits). */
@@ -28,7 +27,7 @@ export interface LlamaGraphOptions {
   format?: WeightFormat;
   /** lm_head quantization; default `format.quant`. `null` keeps it float even when the layers are quantized. */
   headQuant?: BlockQuant | null;
-  /** Embedding-table quantization (GatherBlockQuantized); default `format.quant`. */
+  /** Embedding-table quantization (GatherBlockQuantized), in the decoder and the embeddings graph; default `format.quant`. */
   embeddingQuant?: BlockQuant | null;
   /** Rows of the RoPE cos/sin tables, i.e. the longest context the graph can run; default max_position_embeddings. */
   maxPositions?: number;
@@ -45,38 +44,14 @@ export interface LlamaGraphOptions {
 
 export type KvCacheMode = 'rows' | 'shared';
 
-/** Graph I/O names; the pipeline and LlamaModel depend on them. */
-export const LLAMA_IO = {
-  inputsEmbeds: 'inputs_embeds',
-  inputIds: 'input_ids',
-  seqlensK: 'seqlens_k',
-  totalSequenceLength: 'total_sequence_length',
-  positionIds: 'position_ids',
-  pastBias: 'past_bias',
-  causalBias: 'causal_bias',
-  logits: 'logits',
-  pastKey: (l: number) => `past_key_values.${l}.key`,
-  pastValue: (l: number) => `past_key_values.${l}.value`,
-  presentKey: (l: number) => `present.${l}.key`,
-  presentValue: (l: number) => `present.${l}.value`,
-  newKey: (l: number) => `new_key_values.${l}.key`,
-  newValue: (l: number) => `new_key_values.${l}.value`,
-} as const;
+export { LLAMA_IO } from './io.js';
 
 const INT64_MAX = Number.MAX_SAFE_INTEGER;
-
-function floatTensor(dtype: WeightFormat['dtype'], dims: number[], values: Float32Array): Tensor {
-  return dtype === 'float32' ? tensor('float32', dims, values) : tensor('float16', dims, f32ArrayToF16(values));
-}
-
-function shapeNote(c: LlamaConfig): string {
-  return `hidden_size=${c.hiddenSize}, vocab_size=${c.vocabSize}, tie_word_embeddings=${c.tieWordEmbeddings}`;
-}
 
 /**
  * The LLaMA backbone with a KV cache, from the checkpoint's tensor names:
  *
- *   x      = inputs_embeds                                       [B, S, H]
+ *   x      = inputs_embeds ++ model.embed_tokens[input_ids]      [B, S, H] (along the sequence)
  *   x      = model.layers.{l}(x)  for l in 0..L-1                 attention over cached ++ new keys, RoPE inside
  *   last   = x[:, -1:, :]                                         [B, 1, H] only the next token is needed
  *   logits = lm_head(model.norm(last))                            [B, vocab] float32
@@ -104,7 +79,11 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
   const B = mode === 'rows' ? 'batch' : 1;
   const kvShape = [B, c.numKvHeads, 'capacity', c.headDim];
 
-  const inputsEmbeds = g.input(LLAMA_IO.inputsEmbeds, dtype, [B, 'sequence', H]);
+  // The new rows: embeddings given by the caller (e.g. text fused with pictures), then the rows of
+  // token ids looked up here, so a decode step is one run. Either may be empty.
+  const inputsEmbeds = g.input(LLAMA_IO.inputsEmbeds, dtype, [B, 'embedded', H]);
+  const inputIds = g.input(LLAMA_IO.inputIds, 'int64', [B, 'ids']);
+  const embeddingQuant = o.embeddingQuant === undefined ? format.quant : o.embeddingQuant;
   // RoPE tables [maxPositions, headDim/2] with the checkpoint's rope_theta and rope_scaling.
   const positions = o.maxPositions ?? c.maxPositionEmbeddings;
   const rope = ropeCaches(c, positions);
@@ -144,7 +123,7 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
     };
   }
 
-  let x = inputsEmbeds;
+  let x = g.concat([inputsEmbeds, tokenEmbeddings(g, src, c, inputIds, dtype, embeddingQuant)], 1); // [B, S, H]
   for (let l = 0; l < c.numLayers; l++) x = llamaLayer(g, src, `model.layers.${l}`, c, x, layerAttention(l), format);
 
   const last = g.slice(x, [-1], [INT64_MAX], [1]); // [B, 1, H]
@@ -154,44 +133,6 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
   const logits = linear(g, normed, 'lm_head', headWeight(src, c), undefined, headFormat); // [1, 1, vocab]
   const logits32 = dtype === 'float32' ? logits : g.cast(logits, 'float32');
   g.output(g.reshape(logits32, [-1, c.vocabSize]), LLAMA_IO.logits, 'float32', [B, c.vocabSize]);
-  return g;
-}
-
-/**
- * Token embeddings for generated ids: input_ids int64 [1, S] -> inputs_embeds [1, S, H] in the
- * backbone's dtype. With `embeddingQuant` the table is stored block-quantized (uint8) and rows are
- * dequantized as they are gathered (onnxruntime's GatherBlockQuantized), which keeps an 8B model's
- * table (128256 x 4096) under WebGPU's buffer limits.
- */
-export function buildEmbeddingsGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraphOptions = {}): Graph {
-  const format = o.format ?? FP32;
-  const dtype = format.dtype;
-  const H = c.hiddenSize;
-  const V = c.vocabSize;
-  const g = new Graph({ name: 'llama_embeddings', weights: o.weights, metadata: { 'llava_mini.stage': 'llm-embeddings', 'llava_mini.dtype': dtype } });
-  const ids = g.input(LLAMA_IO.inputIds, 'int64', [1, 'sequence']);
-  const table = readWeight(src, 'model.embed_tokens.weight', [V, H], shapeNote(c));
-  const quant = o.embeddingQuant === undefined ? format.quant : o.embeddingQuant;
-  let embeds: Value;
-  if (!quant) {
-    embeds = g.gather(param(g, 'model.embed_tokens.weight', table, format), ids, 0);
-  } else {
-    const q = quantizeBlockwise(toFloat32(table), V, H, { bits: quant.bits, blockSize: quant.blockSize });
-    const nb = blocksPerRow(H, quant.blockSize);
-    const rows = g.op(
-      'GatherBlockQuantized',
-      [
-        g.weight('model.embed_tokens.qweight', tensor('uint8', [V, (nb * quant.blockSize * quant.bits) / 8], q.data)),
-        ids,
-        g.weight('model.embed_tokens.scales', floatTensor(dtype, [V, nb], q.scales)),
-        g.weight('model.embed_tokens.zero_points', tensor('uint8', [V, q.zeroPoints.length / V], q.zeroPoints)),
-      ],
-      { bits: quant.bits, block_size: quant.blockSize, gather_axis: 0, quantize_axis: 1 },
-      { domain: 'com.microsoft' },
-    ); // [1, S, nb * blockSize]: rows come back padded to whole blocks
-    embeds = nb * quant.blockSize === H ? rows : g.slice(rows, [0], [H], [2]);
-  }
-  g.output(embeds, LLAMA_IO.inputsEmbeds, dtype, [1, 'sequence', H]);
   return g;
 }
 

@@ -2,9 +2,10 @@
 // Platform-neutral: file reading lives in '@llava-mini/llm/node'.
 export { readLlamaConfig, ropeCaches, ropeInverseFrequencies, type LlamaConfig, type RopeScaling } from './config.js';
 export { llamaLayer, type AttentionFn } from './layer.js';
-export { buildEmbeddingsGraph, buildLlamaGraph, LLAMA_IO, type BlockQuant, type LlamaGraphOptions } from './graph.js';
+export { buildLlamaGraph, LLAMA_IO, type BlockQuant, type KvCacheMode, type LlamaGraphOptions } from './graph.js';
+export { buildEmbeddingsGraph } from './embedding.js';
 export { DEFAULT_KV_CACHE_BYTES, LlamaModel, Sequence, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';
-export type { KvLayout } from './cache.js';
+export type { KvLayout, KvMode } from './cache.js';
 export { Tokenizer, type ChatMessage, type TokenizerFiles } from './tokenizer.js';
 export { StreamDecoder, TextStream } from './text.js';
 export {

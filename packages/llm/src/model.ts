@@ -16,12 +16,15 @@ import {
 } from '@llava-mini/core';
 import { KvCache, type KvLayout, KvPool } from './cache.js';
 import type { LlamaConfig } from './config.js';
-import { LLAMA_IO } from './graph.js';
+import { LLAMA_IO } from './io.js';
 
-/** The two graphs of a backbone: the decoder (buildLlamaGraph) and the token embeddings (buildEmbeddingsGraph). */
+/**
+ * The graphs of a backbone: the decoder (buildLlamaGraph), which looks up its own token ids, and
+ * optionally the token embeddings alone (buildEmbeddingsGraph), loaded on the first embed() call.
+ */
 export interface LlamaModelFiles {
   model: ModelSource;
-  embeddings: ModelSource;
+  embeddings?: ModelSource;
 }
 
 /** Default cap on the bytes of all sequences' KV caches of one model (see KvPool for the policy). */
@@ -86,18 +89,22 @@ export class LlamaModel {
   readonly profile: RunProfile = { runs: 0, runMs: 0 };
   readonly kv: KvLayout;
   private readonly pool: KvPool;
+  private embedSession: Promise<InferenceSession> | undefined;
   private disposed = false;
 
   private constructor(
     readonly config: LlamaConfig,
     private readonly session: InferenceSession,
-    private readonly embedSession: InferenceSession,
+    private readonly embeddings: (() => Promise<InferenceSession>) | undefined,
     readonly maxSequence: number,
     readonly prefillChunk: number,
     kvCacheBytes: number,
   ) {
     this.kv = kvLayout(session);
     this.pool = new KvPool(kvCacheBytes);
+    if (!session.inputNames.includes(LLAMA_IO.inputIds)) {
+      throw new SessionError(`the decoder graph has no ${LLAMA_IO.inputIds} input (made before token embeddings moved into it): convert the model again`);
+    }
   }
 
   static async create(backend: Backend, files: LlamaModelFiles, options: LlamaModelOptions): Promise<LlamaModel> {
@@ -111,12 +118,12 @@ export class LlamaModel {
     const sessionOptions = { ...options.session, device: options.device ?? 'auto' };
     // The decoder honours the session's attentionQueryLimit (prefill chunks below), so its attention stays on the device.
     const session = await backend.createSession(files.model, { ...sessionOptions, chunksAttention: true });
-    let embedSession: InferenceSession;
+    const { embeddings } = files;
+    const loadEmbeddings = embeddings === undefined ? undefined : () => backend.createSession(embeddings, { ...sessionOptions, device: session.device });
+    // A runtime whose attention is wrong past some query length (onnxruntime-node's WebGPU) gets shorter chunks.
+    const chunk = Math.min(prefillChunk, session.attentionQueryLimit ?? Infinity);
     try {
-      embedSession = await backend.createSession(files.embeddings, { ...sessionOptions, device: session.device });
-      // A runtime whose attention is wrong past some query length (onnxruntime-node's WebGPU) gets shorter chunks.
-      const chunk = Math.min(prefillChunk, session.attentionQueryLimit ?? Infinity);
-      return new LlamaModel(c, session, embedSession, maxSequence, chunk, kvCacheBytes);
+      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes);
     } catch (err) {
       await session.dispose();
       throw err;
@@ -132,10 +139,9 @@ export class LlamaModel {
     return this.kv.dtype;
   }
 
-  /** Bytes the sessions' runs moved so far (outputs handed back, copies into preallocated outputs). */
+  /** Bytes the decoder's runs moved so far (outputs handed back, copies into preallocated outputs). */
   get traffic(): RunTraffic {
-    const [a, b] = [this.session.traffic, this.embedSession.traffic];
-    return { fetchedBytes: a.fetchedBytes + b.fetchedBytes, copiedBytes: a.copiedBytes + b.copiedBytes };
+    return { ...this.session.traffic };
   }
 
   /** Bytes all sequences' KV caches take now. */
@@ -154,9 +160,22 @@ export class LlamaModel {
     return new Sequence(this, new KvCache(this.kv, this.maxSequence, this.pool));
   }
 
-  /** Token embeddings [1, S, H] for ids in [0, vocab). */
+  /**
+   * Token embeddings [1, S, H] for ids in [0, vocab), from the embeddings graph (loaded on the first
+   * call). Only callers that need embeddings before the decoder runs need it (the pipeline's
+   * pre-fusion): prefill() and step() take ids themselves.
+   */
   async embed(ids: ArrayLike<number>): Promise<Tensor> {
     if (ids.length === 0) throw new InvalidOptionError('embed() needs at least one token id');
+    if (!this.embeddings) throw new InvalidOptionError('embed() needs the embeddings graph (LlamaModelFiles.embeddings); prefill() and step() take token ids without it');
+    const data = this.tokenIds(ids);
+    this.embedSession ??= this.embeddings();
+    const out = await this.run(await this.embedSession, { [LLAMA_IO.inputIds]: tensor('int64', [1, ids.length], data) }, [LLAMA_IO.inputsEmbeds]);
+    return out[LLAMA_IO.inputsEmbeds];
+  }
+
+  /** @internal ids as int64, each checked to be in the vocabulary. */
+  tokenIds(ids: ArrayLike<number>): BigInt64Array {
     const data = new BigInt64Array(ids.length);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
@@ -165,23 +184,32 @@ export class LlamaModel {
       }
       data[i] = BigInt(id);
     }
-    const out = await this.run(this.embedSession, { [LLAMA_IO.inputIds]: tensor('int64', [1, ids.length], data) }, [LLAMA_IO.inputsEmbeds]);
-    return out[LLAMA_IO.inputsEmbeds];
+    return data;
   }
 
   async dispose(): Promise<void> {
     this.disposed = true;
-    await Promise.all([this.session.dispose(), this.embedSession.dispose()]);
+    const embed = this.embedSession?.catch(() => undefined);
+    await Promise.all([this.session.dispose(), embed?.then((s) => s?.dispose())]);
   }
 
-  /** @internal One decoder run over `n` new rows of `cache`; returns the logits after the last row. */
-  async forward(cache: KvCache, embeds: Tensor, n: number): Promise<Float32Array> {
+  /** @internal One decoder run over `n` new rows of `cache` (embeddings [1, n, H] or token ids); returns the logits after the last row. */
+  async forward(cache: KvCache, rows: Tensor | BigInt64Array, n: number): Promise<Float32Array> {
     const past = cache.length;
     const { past: pastFeeds, fetches } = cache.buffers(n);
-    const feeds = { [LLAMA_IO.inputsEmbeds]: embeds, ...pastFeeds, ...this.positionFeeds(past, n, cache.rows) };
+    const feeds = { ...this.rowFeeds(rows, 1), ...pastFeeds, ...this.positionFeeds(past, n, cache.rows) };
     const out = await this.run(this.session, feeds, Array.isArray(fetches) ? [LLAMA_IO.logits, ...fetches] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...fetches });
     cache.advance(n, out);
     return out[LLAMA_IO.logits].data as Float32Array;
+  }
+
+  /** inputs_embeds and input_ids for new rows given as embeddings [B, n, H] or ids (B rows of n): the other one is empty. */
+  private rowFeeds(rows: Tensor | BigInt64Array, batch: number): Record<string, Tensor> {
+    const H = this.config.hiddenSize;
+    if (rows instanceof BigInt64Array) {
+      return { [LLAMA_IO.inputsEmbeds]: tensor(this.dtype, [batch, 0, H]), [LLAMA_IO.inputIds]: tensor('int64', [batch, rows.length / batch], rows) };
+    }
+    return { [LLAMA_IO.inputsEmbeds]: rows, [LLAMA_IO.inputIds]: tensor('int64', [batch, 0]) };
   }
 
   /** What the graph needs to know of where `n` new rows go after `past` cached ones (capacity `rows`). */
@@ -243,11 +271,13 @@ export class Sequence {
   }
 
   /**
-   * Append rows [1, S, H] and return the logits [vocab] after the last row. Long inputs run in
-   * chunks of the model's `prefillChunk`; the signal is checked between chunks.
+   * Append rows, embeddings [1, S, H] or token ids, and return the logits [vocab] after the last row.
+   * Long inputs run in chunks of the model's `prefillChunk`; the signal is checked between chunks.
    */
-  async prefill(embeds: Tensor, signal?: AbortSignal): Promise<Float32Array> {
-    const S = this.checkEmbeds(embeds);
+  async prefill(input: Tensor | readonly number[], signal?: AbortSignal): Promise<Float32Array> {
+    const ids = Array.isArray(input) ? this.model.tokenIds(input as readonly number[]) : undefined;
+    const embeds = ids ? undefined : (input as Tensor);
+    const S = ids ? this.checkLength(ids.length) : this.checkEmbeds(embeds as Tensor);
     const H = this.model.config.hiddenSize;
     const chunk = this.model.prefillChunk;
     return this.exclusive(async () => {
@@ -255,18 +285,20 @@ export class Sequence {
       for (let start = 0; start < S; start += chunk) {
         if (signal?.aborted) throw new AbortError('prefill was aborted');
         const n = Math.min(chunk, S - start);
-        const part = n === S ? embeds : tensor(embeds.dtype, [1, n, H], embeds.data.subarray(start * H, (start + n) * H) as never);
+        let part: Tensor | BigInt64Array;
+        if (ids) part = ids.subarray(start, start + n);
+        else part = n === S ? (embeds as Tensor) : tensor((embeds as Tensor).dtype, [1, n, H], (embeds as Tensor).data.subarray(start * H, (start + n) * H) as never);
         logits = await this.model.forward(this.cache, part, n);
       }
       return logits as Float32Array;
     });
   }
 
-  /** Append one generated token and return the next logits [vocab]. */
+  /** Append one generated token and return the next logits [vocab] (one decoder run). */
   async step(id: number): Promise<Float32Array> {
-    const embeds = await this.model.embed([id]);
-    this.checkEmbeds(embeds);
-    return this.exclusive(() => this.model.forward(this.cache, embeds, 1));
+    const ids = this.model.tokenIds([id]);
+    this.checkLength(1);
+    return this.exclusive(() => this.model.forward(this.cache, ids, 1));
   }
 
   /** Keep only the first `length` positions (roll a conversation back). */
@@ -315,6 +347,11 @@ export class Sequence {
     if (embeds.dims.length !== 3 || B !== 1 || W !== H || S === 0) {
       throw new InvalidOptionError(`embeddings must have shape [1, S >= 1, ${H}], got [${embeds.dims.join(', ')}]`);
     }
+    return this.checkLength(S);
+  }
+
+  private checkLength(S: number): number {
+    if (S === 0) throw new InvalidOptionError('prefill() needs at least one row');
     if (S > this.cache.free) {
       throw new PromptTooLongError(this.cache.length + S, this.model.maxSequence, `${this.cache.length} cached + ${S} new positions`);
     }

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { errorMessage, ModelFilesError, type WeightSource } from '@llava-mini/core';
 import { ExternalDataWriter, saveModel } from '@llava-mini/core/node';
 import type { LlamaConfig } from './config.js';
-import { buildEmbeddingsGraph, buildLlamaGraph, type LlamaGraphOptions } from './graph.js';
+import { buildEmbeddingsGraph } from './embedding.js';
+import { buildLlamaGraph, type LlamaGraphOptions } from './graph.js';
 import type { LlamaModelFiles } from './model.js';
 import { Tokenizer } from './tokenizer.js';
 

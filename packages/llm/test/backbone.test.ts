@@ -155,6 +155,7 @@ describe('KV cache in place', () => {
       {
         ...feeds,
         [LLAMA_IO.inputsEmbeds]: tensor('float32', [1, S, c.hiddenSize], new Float32Array(S * c.hiddenSize).fill(0.1)),
+        [LLAMA_IO.inputIds]: tensor('int64', [1, 0]),
         [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(7)),
         [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(8)),
       },
@@ -191,7 +192,7 @@ describe('KV cache in place', () => {
 });
 
 describe("KV cache as an input only ('rows')", () => {
-  it.each(backends)('a decode step moves the logits, one embedding and the new rows, never the cache, on $label', async ({ backend, device }) => {
+  it.each(backends)('a decode step is one run that moves the logits and the new rows, never the cache, on $label', async ({ backend, device }) => {
     const tiny = await tinyLlm({ seed: 25, std: 0.1 });
     const c = tiny.config;
     const model = await openModel(tiny, backend, device);
@@ -200,11 +201,13 @@ describe("KV cache as an input only ('rows')", () => {
       const seq = model.sequence();
       await seq.prefill(await model.embed(Array.from({ length: 200 }, (_, i) => (i * 31 + 3) % c.vocabSize)));
       const before = model.traffic;
+      const runs = model.profile.runs;
       const STEPS = 4;
       for (let i = 0; i < STEPS; i++) await seq.step(5 + i);
       const after = model.traffic;
+      expect(model.profile.runs - runs).toBe(STEPS); // the token embedding is inside the decoder
       const newRows = 2 * c.numLayers * c.numKvHeads * c.headDim * 4;
-      const perStep = c.vocabSize * 4 + c.hiddenSize * 4 + newRows;
+      const perStep = c.vocabSize * 4 + newRows;
       expect(after.fetchedBytes - before.fetchedBytes).toBe(STEPS * perStep);
       expect(after.copiedBytes - before.copiedBytes).toBe(0);
       // A copy of the cache would not fit in that count: the cache is much bigger than a step's bytes.

@@ -180,7 +180,7 @@ export class Conversation<I = unknown> {
 
       // 2-4. Pictures, fusion, splice.
       const embeds = await this.embed(ids, signal, t, options.onProgress);
-      const promptRows = embeds.dims[1];
+      const promptRows = Array.isArray(embeds) ? embeds.length : (embeds as Tensor).dims[1];
 
       // 5-6. Prefill and decode, on this conversation's own cache.
       let firstTokenAt = 0;
@@ -224,15 +224,11 @@ export class Conversation<I = unknown> {
     }
   }
 
-  /** The LLM input rows for `ids`: plain token embeddings without pictures, else fused with them. */
-  private async embed(ids: number[], signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<Tensor> {
+  /** The LLM input rows for `ids`: the ids themselves without pictures (the decoder looks them up), else embeddings fused with them. */
+  private async embed(ids: number[], signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<Tensor | number[]> {
     const { llm, vision } = this.parts;
     let t0 = now();
-    if (this.input === undefined) {
-      const e = await llm.embed(ids);
-      t.embedMs += now() - t0;
-      return e;
-    }
+    if (this.input === undefined) return ids;
     const pictures = await this.pictures(ids, signal, t, onProgress);
     t0 = now();
     const textEmbeds = toFloat32(await llm.embed(ids.map((id) => Math.max(id, 0)))); // the placeholder looks up token 0 (spec §3.2)
@@ -305,7 +301,7 @@ export class Conversation<I = unknown> {
     this.sequence.release();
     for (const s of this.segments) {
       if (s.ids.length === 0) continue;
-      const embeds = s.fused ? await this.embed(s.ids, signal, t, onProgress) : await this.parts.llm.embed(s.ids);
+      const embeds = s.fused ? await this.embed(s.ids, signal, t, onProgress) : s.ids;
       await this.sequence.prefill(embeds, signal);
     }
   }

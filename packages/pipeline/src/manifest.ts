@@ -6,7 +6,9 @@ import { GRAPHS } from './parts.js';
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'llava-mini-onnx';
 // 2: pre-fusion is one causal GroupQueryAttention graph over a cacheable picture prefix (no attention_bias input).
-export const MANIFEST_VERSION = 2;
+// 3: the LLM decoder looks up its own token ids (input_ids after inputs_embeds), and float32 decoders
+//    read the KV cache as an input and return only the new rows (position_ids, past_bias, causal_bias).
+export const MANIFEST_VERSION = 3;
 
 export interface FileEntry {
   name: string;

@@ -1,0 +1,214 @@
+/**
+ * KV-cache and batching benchmark (issue 9) on a 1024-wide, 8-layer model (GQA 16/4 heads of 64,
+ * MLP 2816, the tiny tokenizer's vocabulary):
+ *
+ *   node .cache/bench/kv.js [--quick] [--sections=context,concurrency] [--formats=fp32,q8,q4] [--record]
+ *
+ * 1. Context: decode ms/token against the cached length on node CPU (and web WASM), for the KV
+ *    modes side by side ('rows': the graph reads the cache and returns only the new rows; 'shared':
+ *    GroupQueryAttention writes into a past/present buffer, which onnxruntime-node's binding then
+ *    copies out whole on every run), beside what weight bytes plus KV bytes read predict, and the
+ *    bytes each step moved across the JS boundary.
+ * 2. Concurrency: aggregate decode tokens/s with 1, 2, 4, 8 conversations generating at once.
+ *
+ * Checkpoint and graphs are written once under .cache/bench/kv.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Backend, Device } from '@llava-mini/core';
+import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
+import { webBackend } from '@llava-mini/core/web';
+import { argmax, generate, type KvCacheMode, type LlamaConfig, LlamaModel, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
+import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
+import { CACHE, fmt, LoadMeter, log, machine, median, now, replaceMarked, ROOT, table } from './lib/common.js';
+import { FORMAT_OPTIONS, type FormatName } from './lib/llm-model.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',') ?? all;
+const QUICK = flag('quick');
+const SECTIONS = list('sections', ['context', 'concurrency']);
+const FORMATS = list('formats', ['fp32', 'q8', 'q4']) as FormatName[];
+const BACKENDS = list('backends', ['node', 'web']);
+const CONTEXTS = QUICK ? [100, 1024, 3400] : [100, 128, 512, 1024, 2048, 3400, 4096, 8000];
+const MAX_SEQUENCE = 8192;
+const STEPS = QUICK ? 6 : 10;
+const CONCURRENCY = [1, 2, 4, 8];
+const CONCURRENT_TOKENS = QUICK ? 12 : 24;
+
+const SHAPE: TinyOptions = { seed: 9, hiddenSize: 1024, intermediateSize: 2816, numHiddenLayers: 8, numAttentionHeads: 16, numKeyValueHeads: 4, maxPositionEmbeddings: MAX_SEQUENCE, includeVision: false };
+const DIR = path.join(CACHE, 'kv');
+
+async function checkpoint(): Promise<{ dir: string; config: LlamaConfig }> {
+  const dir = path.join(DIR, 'checkpoint');
+  const stamp = path.join(dir, 'bench-options.json');
+  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== JSON.stringify(SHAPE)) {
+    log(`writing the checkpoint to ${dir} (once)...`);
+    await writeTinyCheckpoint(dir, SHAPE);
+    fs.writeFileSync(stamp, JSON.stringify(SHAPE));
+  }
+  return { dir, config: readLlamaConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))) };
+}
+
+function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: KvCacheMode): { model: string; embeddings: string } {
+  const dir = path.join(DIR, `${format}-${kvCache}`);
+  const done = path.join(dir, 'done');
+  if (!fs.existsSync(done)) {
+    log(`building ${format} ${kvCache} graphs (once)...`);
+    const src = Checkpoint.open(ck);
+    try {
+      writeLlamaModel(dir, src, config, { format: FORMAT_OPTIONS[format], maxPositions: MAX_SEQUENCE, kvCache });
+    } finally {
+      src.close();
+    }
+    fs.writeFileSync(done, '');
+  }
+  return { model: path.join(dir, 'llm.onnx'), embeddings: path.join(dir, 'llm_embeddings.onnx') };
+}
+
+/** Bytes a decode step reads at `L` cached positions: every weight of the layers and lm_head once, plus K and V of each layer. */
+function stepBytes(c: LlamaConfig, L: number, weightBytes: number): { weights: number; kv: number } {
+  return { weights: weightBytes, kv: 2 * c.numLayers * c.numKvHeads * c.headDim * L * 4 };
+}
+
+function layerWeightBytes(c: LlamaConfig, format: FormatName): number {
+  const H = c.hiddenSize;
+  const params = c.numLayers * (2 * H * c.numHeads * c.headDim + 2 * H * c.numKvHeads * c.headDim + 3 * H * c.intermediateSize) + c.vocabSize * H;
+  const perParam = format === 'fp32' ? 4 : format === 'q8' ? 1 + 4 / 32 : 0.5 + 4 / 32;
+  return params * perParam;
+}
+
+interface Target {
+  label: string;
+  backend: Backend;
+  device: Device;
+}
+
+async function targets(): Promise<Target[]> {
+  const out: Target[] = [];
+  if (BACKENDS.includes('node')) out.push({ label: 'node cpu', backend: await nodeBackend(), device: 'cpu' });
+  if (BACKENDS.includes('web')) out.push({ label: 'web wasm', backend: await webBackend(), device: 'wasm' });
+  return out;
+}
+
+const fillerIds = (n: number, vocab: number, seed = 0) => Array.from({ length: n }, (_, i) => ((i + seed) * 131 + 17) % vocab);
+
+interface ContextRow {
+  L: number;
+  ms: number;
+  bytesPerStep: number;
+}
+
+/** One sequence grown through CONTEXTS; at each, median ms of STEPS decode steps and the bytes they fetched. */
+async function contextCurve(model: LlamaModel, contexts: number[]): Promise<ContextRow[]> {
+  const seq = model.sequence();
+  const rows: ContextRow[] = [];
+  let id = 5;
+  try {
+    for (const L of contexts) {
+      if (L > seq.length) id = argmax(await seq.prefill(await model.embed(fillerIds(L - seq.length, model.config.vocabSize, seq.length))));
+      for (let i = 0; i < 6; i++) id = argmax(await seq.step(id)); // warm-up: the first steps after a long prefill run slower
+      const before = model.traffic.fetchedBytes + model.traffic.copiedBytes;
+      const wall: number[] = [];
+      for (let i = 0; i < STEPS; i++) {
+        const t = now();
+        id = argmax(await seq.step(id));
+        wall.push(now() - t);
+      }
+      rows.push({ L: seq.length, ms: median(wall), bytesPerStep: (model.traffic.fetchedBytes + model.traffic.copiedBytes - before) / STEPS });
+      log(`  L=${seq.length}: ${fmt(median(wall))} ms/token`);
+    }
+  } finally {
+    seq.dispose();
+  }
+  return rows;
+}
+
+async function contextSection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
+  const c = ck.config;
+  const w = layerWeightBytes(c, 'fp32');
+  for (const t of await targets()) {
+    // WASM is slow at long contexts on 2 cores; its table stops at 3,400.
+    const contexts = t.label.startsWith('web') ? CONTEXTS.filter((L) => L <= 3400) : CONTEXTS;
+    const curves: Record<string, ContextRow[]> = {};
+    for (const mode of ['rows', 'shared'] as const) {
+      log(`context: ${t.label} fp32 ${mode}`);
+      const model = await LlamaModel.create(t.backend, graphs(ck.dir, c, 'fp32', mode), { config: c, device: t.device, maxSequence: MAX_SEQUENCE, kvCacheBytes: 2 ** 31 });
+      try {
+        curves[mode] = await contextCurve(model, contexts);
+      } finally {
+        await model.dispose();
+      }
+    }
+    const base = stepBytes(c, curves.rows[0].L, w);
+    const rows = curves.rows.map((r, i) => {
+      const s = curves.shared[i];
+      const b = stepBytes(c, r.L, w);
+      const predicted = (b.weights + b.kv) / (base.weights + base.kv);
+      return [r.L, fmt(r.ms), `${fmt(r.ms / curves.rows[0].ms, 2)}x`, fmt(r.bytesPerStep / 1e6, 2), fmt(s.ms), `${fmt(s.ms / curves.shared[0].ms, 2)}x`, fmt(s.bytesPerStep / 1e6, 1), `${fmt(predicted, 2)}x`];
+    });
+    out(`**${t.label}, fp32**: decode ms/token against the cached length (one sequence grown by prefill; medians of ${STEPS} steps).`);
+    out('');
+    out(table(['cached positions', "'rows' ms", "'rows' / first", "'rows' MB moved/step", "'shared' ms", "'shared' / first", "'shared' MB moved/step", 'predicted / first (weights + KV bytes)'], rows));
+    out('');
+  }
+}
+
+/** Aggregate decode tokens/s of `n` conversations generating CONCURRENT_TOKENS each at the same time. */
+async function concurrent(model: LlamaModel, n: number): Promise<number> {
+  const seqs: Sequence[] = Array.from({ length: n }, () => model.sequence());
+  try {
+    // Prefill each first (not timed), then decode all at once.
+    const gens = seqs.map((s, i) => generate(s, fillerIds(32, model.config.vocabSize, 7 * i), { maxNewTokens: CONCURRENT_TOKENS, stopIds: [] }));
+    const results = await Promise.all(gens.map((g) => g.done()));
+    // decodeTokensPerSecond per sequence covers only its decode steps; with all decoding together, the aggregate is their sum.
+    return results.reduce((a, r) => a + r.stats.decodeTokensPerSecond, 0);
+  } finally {
+    seqs.forEach((s) => s.dispose());
+  }
+}
+
+async function concurrencySection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
+  const [t] = await targets();
+  const rows: (string | number)[][] = [];
+  for (const format of FORMATS) {
+    const model = await LlamaModel.create(t.backend, graphs(ck.dir, ck.config, format, 'rows'), { config: ck.config, device: t.device, maxSequence: 512 });
+    try {
+      await concurrent(model, 1); // warm-up
+      const tps = [];
+      for (const n of CONCURRENCY) {
+        tps.push(await concurrent(model, n));
+        log(`  ${format} x${n}: ${fmt(tps[tps.length - 1])} tokens/s`);
+      }
+      rows.push([format, ...tps.map((x) => fmt(x)), `${fmt(tps[2] / tps[0], 2)}x`]);
+    } finally {
+      await model.dispose();
+    }
+  }
+  out(`**${t.label}**: aggregate decode tokens/s, ${CONCURRENT_TOKENS} tokens per conversation after a 32-token prompt.`);
+  out('');
+  out(table(['weights', ...CONCURRENCY.map((n) => `${n} at once`), '4 / 1'], rows));
+  out('');
+}
+
+async function main(): Promise<void> {
+  const ck = await checkpoint();
+  const meter = new LoadMeter();
+  const lines: string[] = [];
+  const out = (s = '') => {
+    lines.push(s);
+    console.log(s);
+  };
+  if (SECTIONS.includes('context')) await contextSection(ck, out);
+  if (SECTIONS.includes('concurrency')) await concurrencySection(ck, out);
+  const c = ck.config;
+  const head = [
+    `Command: \`node .cache/bench/kv.js ${args.join(' ')}\` (after \`npm run build && npx tsup --config bench/tsup.config.ts\`), ${new Date().toISOString().slice(0, 16)} UTC.`,
+    `Machine: ${machine()}; ${meter.report()}.`,
+    `Model: width ${c.hiddenSize}, ${c.numLayers} layers, ${c.numHeads}/${c.numKvHeads} heads of ${c.headDim}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}; fp32 weights ${fmt(layerWeightBytes(c, 'fp32') / 1e6, 0)} MB read per step.`,
+  ];
+  console.log(head.join('\n'));
+  if (flag('record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), 'kv-bench', ['## KV cache and batching (issue 9)', '', ...head, '', ...lines].join('\n'));
+}
+
+await main();
