@@ -129,6 +129,34 @@ export class KvCache {
     this.filled += n;
   }
 
+  /**
+   * @internal The held rows, into the arena slot views `slot(i)` ([kvHeads, cap, headDim] for
+   * tensor i = 2 * layer + kind) when the sequence moves into a DecodeBatch.
+   */
+  copyOut(slot: (i: number) => Float32Array, cap: number): void {
+    (this.tensors ?? []).forEach((t, i) => this.copyRows(t, this.capacity, tensor('float32', [1, this.layout.numKvHeads, cap, this.layout.headDim], slot(i)), cap, this.filled));
+  }
+
+  /** @internal `n` positions were written in a DecodeBatch's arena (this cache's own buffers hold the rows before it moved in). */
+  advanceInArena(n: number): void {
+    this.filled += n;
+  }
+
+  /** @internal Moving out of the arena: rows from..from+n-1 of the slot (capacity `cap`) come back into this cache's buffers. */
+  restore(from: number, n: number, slot: (i: number) => Float32Array, cap: number): void {
+    const length = this.filled;
+    this.filled = from;
+    this.reserve(from + n);
+    const { numKvHeads, headDim } = this.layout;
+    (this.tensors as Tensor[]).forEach((t, i) => {
+      const src = slot(i);
+      for (let h = 0; h < numKvHeads; h++) {
+        (t.data as Float32Array).set(src.subarray((h * cap + from) * headDim, (h * cap + from + n) * headDim), (h * this.capacity + from) * headDim);
+      }
+    });
+    this.filled = length;
+  }
+
   /** Batch row `b` of new rows [B, kvHeads, n, headDim] into `to` (capacity `cap`) at position `at`. */
   private writeRows(rows: Tensor, b: number, to: Tensor, cap: number, at: number, n: number): void {
     const { numKvHeads, headDim } = this.layout;

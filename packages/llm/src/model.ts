@@ -14,6 +14,7 @@ import {
   type Tensor,
   tensor,
 } from '@llava-mini/core';
+import { DecodeBatch } from './batch.js';
 import { KvCache, type KvLayout, KvPool } from './cache.js';
 import type { LlamaConfig } from './config.js';
 import { LLAMA_IO } from './io.js';
@@ -89,6 +90,8 @@ export class LlamaModel {
   readonly profile: RunProfile = { runs: 0, runMs: 0 };
   readonly kv: KvLayout;
   private readonly pool: KvPool;
+  /** Decode steps of sequences stepping at the same time run together ('rows' graphs only). */
+  private readonly batch: DecodeBatch | undefined;
   private embedSession: Promise<InferenceSession> | undefined;
   private disposed = false;
 
@@ -102,6 +105,12 @@ export class LlamaModel {
   ) {
     this.kv = kvLayout(session);
     this.pool = new KvPool(kvCacheBytes);
+    if (this.kv.mode === 'rows') {
+      this.batch = new DecodeBatch(this.kv, config.hiddenSize, config.vocabSize, {
+        run: (feeds, fetches) => this.run(this.session, feeds, fetches),
+        alone: (cache, id) => this.forward(cache, BigInt64Array.of(id), 1),
+      });
+    }
     if (!session.inputNames.includes(LLAMA_IO.inputIds)) {
       throw new SessionError(`the decoder graph has no ${LLAMA_IO.inputIds} input (made before token embeddings moved into it): convert the model again`);
     }
@@ -144,9 +153,28 @@ export class LlamaModel {
     return { ...this.session.traffic };
   }
 
-  /** Bytes all sequences' KV caches take now. */
+  /**
+   * Bytes all sequences' KV caches take now, with the decode arena of sequences decoding together
+   * (which exists only while they do, and is not counted against kvCacheBytes).
+   */
   get cacheBytes(): number {
-    return this.pool.bytes;
+    return this.pool.bytes + (this.batch?.bytes ?? 0);
+  }
+
+  /** Decode runs and the sequence steps they carried (steps / runs: the mean batch), where steps are batched. */
+  get batchStats(): { runs: number; steps: number } | undefined {
+    return this.batch && { ...this.batch.stats };
+  }
+
+  /** @internal One decode step of `cache`: batched with other sequences stepping now, where the graph allows. */
+  decode(cache: KvCache, id: number): Promise<Float32Array> {
+    const ids = this.tokenIds([id]);
+    return this.batch ? this.batch.step(cache, ids[0]) : this.forward(cache, ids, 1);
+  }
+
+  /** @internal Bring `cache` out of the decode arena (before anything but a decode step touches it). */
+  settle(cache: KvCache): void {
+    this.batch?.leave(cache);
   }
 
   /** The cap on cacheBytes. */
@@ -281,6 +309,7 @@ export class Sequence {
     const H = this.model.config.hiddenSize;
     const chunk = this.model.prefillChunk;
     return this.exclusive(async () => {
+      this.model.settle(this.cache);
       let logits: Float32Array | undefined;
       for (let start = 0; start < S; start += chunk) {
         if (signal?.aborted) throw new AbortError('prefill was aborted');
@@ -294,26 +323,32 @@ export class Sequence {
     });
   }
 
-  /** Append one generated token and return the next logits [vocab] (one decoder run). */
+  /**
+   * Append one generated token and return the next logits [vocab]: one decoder run, shared with
+   * the other sequences of the model stepping at the same time.
+   */
   async step(id: number): Promise<Float32Array> {
-    const ids = this.model.tokenIds([id]);
+    this.model.tokenIds([id]);
     this.checkLength(1);
-    return this.exclusive(() => this.model.forward(this.cache, ids, 1));
+    return this.exclusive(() => this.model.decode(this.cache, id));
   }
 
   /** Keep only the first `length` positions (roll a conversation back). */
   truncate(length: number): void {
+    this.model.settle(this.cache);
     this.cache.truncate(length);
   }
 
   /** Empty the sequence and free its cache buffers now (it stays usable). */
   release(): void {
+    this.model.settle(this.cache);
     this.cache.release();
   }
 
   /** Free the cache for good; the sequence cannot run again. */
   dispose(): void {
     this.disposed = true;
+    this.model.settle(this.cache);
     this.cache.dispose();
   }
 
@@ -322,7 +357,11 @@ export class Sequence {
     this.cache.holds++;
     let held = true;
     return () => {
-      if (held) this.cache.holds--;
+      if (held) {
+        this.cache.holds--;
+        // The generation is over: its rows leave the decode arena for the sequence's own cache.
+        if (!this.busy) this.model.settle(this.cache);
+      }
       held = false;
     };
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError, DisposedError, KvCacheFullError } from '@llava-mini/core';
-import { testBackends } from '@llava-mini/reference';
+import { maxAbsDiff, testBackends } from '@llava-mini/reference';
 import { generate, type LlamaModel } from '../src/index.js';
 import { openModel, tinyLlm } from './helpers.js';
 
@@ -42,9 +42,51 @@ describe.each(backends)('sequences on one model, $label', ({ backend, device }) 
       expect(got).toEqual(alone);
       seqs.forEach((s) => s.dispose());
 
-      // Concurrent generations: their runs are queued by the backend and interleave.
+      // Concurrent generations: their decode steps run batched (one run for all three per step).
+      const before = model.batchStats ?? { runs: 0, steps: 0 };
       const concurrent = await Promise.all(prompts.map((p) => generate(model.sequence(), p, { maxNewTokens: N, stopIds: [] }).done()));
       expect(concurrent.map((r) => r.ids)).toEqual(alone);
+      const after = model.batchStats ?? { runs: 0, steps: 0 };
+      expect(after.steps - before.steps).toBe(prompts.length * (N - 1));
+      expect(after.runs - before.runs).toBeLessThanOrEqual(N + 1); // about N - 1 runs: all three in each
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('a sequence joining between the steps of others (continuous batching) and one leaving early: each gives its solo tokens', async () => {
+    const model = await openModel(tiny, backend, device);
+    try {
+      const alone = [];
+      for (const p of prompts) alone.push(await solo(model, p));
+      const seqs = prompts.map(() => model.sequence());
+      const later: Promise<{ ids: number[] }>[] = [];
+      // The first starts alone; the second joins after its 2nd token, the third after its 4th; the second stops at 3 tokens.
+      const first = generate(seqs[0], prompts[0], {
+        maxNewTokens: N,
+        stopIds: [],
+        onToken: (t) => {
+          if (t.index === 1) later.push(generate(seqs[1], prompts[1], { maxNewTokens: 3, stopIds: [] }).done());
+          if (t.index === 3) later.push(generate(seqs[2], prompts[2], { maxNewTokens: N, stopIds: [] }).done());
+        },
+      }).done();
+      const results = [await first, ...(await Promise.all(later))];
+      expect(results.map((r) => r.ids)).toEqual([alone[0], alone[1].slice(0, 3), alone[2]]);
+      expect(model.batchStats?.runs).toBeLessThan(model.batchStats?.steps ?? 0); // some steps did share a run
+      // Out of the arena, every sequence holds its own rows: a follow-up on each is its solo continuation.
+      const follow = [5, 9, 13];
+      const direct = await Promise.all(seqs.map((s, i) => s.prefill([follow[i]])));
+      const reference: Float32Array[] = [];
+      for (let i = 0; i < prompts.length; i++) {
+        const s = model.sequence();
+        const fed = [...prompts[i], ...results[i].ids.slice(0, -1), follow[i]];
+        reference.push(await s.prefill(fed));
+        s.dispose();
+      }
+      // (A one-pass prefill sums in another order than steps: equal up to float rounding.)
+      direct.forEach((logits, i) => expect(maxAbsDiff(logits, reference[i])).toBeLessThanOrEqual(1e-5));
+      seqs.forEach((s) => s.dispose());
+      expect(model.cacheBytes).toBe(0);
     } finally {
       await model.dispose();
     }
