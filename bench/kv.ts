@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import type { Backend, Device } from '@llava-mini/core';
 import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { argmax, generate, type KvCacheMode, type LlamaConfig, LlamaModel, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
+import { argmax, type KvCacheMode, type LlamaConfig, LlamaModel, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, LoadMeter, log, machine, median, now, replaceMarked, ROOT, table } from './lib/common.js';
 import { FORMAT_OPTIONS, type FormatName } from './lib/llm-model.js';
@@ -27,7 +27,7 @@ const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
 const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',') ?? all;
 const QUICK = flag('quick');
-const SECTIONS = list('sections', ['context', 'concurrency']);
+const SECTIONS = list('sections', ['context', 'concurrency']); // and 'ratio' (asked for by name)
 const FORMATS = list('formats', ['fp32', 'q8', 'q4']) as FormatName[];
 const BACKENDS = list('backends', ['node', 'web']);
 const CONTEXTS = QUICK ? [100, 1024, 3400] : [100, 128, 512, 1024, 2048, 3400, 4096, 8000];
@@ -51,7 +51,7 @@ async function checkpoint(): Promise<{ dir: string; config: LlamaConfig }> {
 }
 
 function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: KvCacheMode): { model: string; embeddings: string } {
-  const dir = path.join(DIR, `${format}-${kvCache}`);
+  const dir = path.join(DIR, `${format}-${kvCache}-v3`); // v3: the manifest version of the graph format
   const done = path.join(dir, 'done');
   if (!fs.existsSync(done)) {
     log(`building ${format} ${kvCache} graphs (once)...`);
@@ -154,15 +154,63 @@ async function contextSection(ck: { dir: string; config: LlamaConfig }, out: (s?
   }
 }
 
-/** Aggregate decode tokens/s of `n` conversations generating CONCURRENT_TOKENS each at the same time. */
+/**
+ * The goal's ratio measured side by side: a sequence at ~100 and one at ~3,400 cached positions
+ * step alternately (each step alone, so no batching), so both medians see the same machine load.
+ */
+async function ratioSection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
+  const c = ck.config;
+  const [t] = await targets();
+  const rows: (string | number)[][] = [];
+  const w = layerWeightBytes(c, 'fp32');
+  for (const mode of ['rows', 'shared'] as const) {
+    const model = await LlamaModel.create(t.backend, graphs(ck.dir, c, 'fp32', mode), { config: c, device: t.device, maxSequence: MAX_SEQUENCE });
+    try {
+      const short = model.sequence();
+      const long = model.sequence();
+      let a = argmax(await short.prefill(fillerIds(100, c.vocabSize)));
+      let b = argmax(await long.prefill(fillerIds(3400, c.vocabSize)));
+      const ta: number[] = [];
+      const tb: number[] = [];
+      for (let i = 0; i < 6 + 2 * STEPS; i++) {
+        let t0 = now();
+        a = argmax(await short.step(a));
+        if (i >= 6) ta.push(now() - t0);
+        t0 = now();
+        b = argmax(await long.step(b));
+        if (i >= 6) tb.push(now() - t0);
+      }
+      const [bs, bl] = [stepBytes(c, short.length, w), stepBytes(c, long.length, w)];
+      rows.push([`'${mode}'`, `${short.length} / ${long.length}`, fmt(median(ta)), fmt(median(tb)), `${fmt(median(tb) / median(ta), 2)}x`, `${fmt((bl.weights + bl.kv) / (bs.weights + bs.kv), 2)}x`]);
+      log(`  ratio ${mode}: ${fmt(median(ta))} vs ${fmt(median(tb))} ms`);
+      short.dispose();
+      long.dispose();
+    } finally {
+      await model.dispose();
+    }
+  }
+  out(`**${t.label}, fp32: the goal's ratio** (a ~100-position and a ~3,400-position sequence stepping alternately, ${2 * STEPS} steps each after 6 warm-up; medians). Goal: <= 1.8x.`);
+  out('');
+  out(table(['KV mode', 'cached positions', 'short ms', 'long ms', 'long / short', 'predicted (weights + KV bytes)'], rows));
+  out('');
+}
+
+/**
+ * Aggregate decode tokens/s of `n` sequences decoding at the same time: all prefill first (not
+ * timed), then each runs CONCURRENT_TOKENS greedy steps concurrently; tokens over wall time.
+ */
 async function concurrent(model: LlamaModel, n: number): Promise<number> {
   const seqs: Sequence[] = Array.from({ length: n }, () => model.sequence());
   try {
-    // Prefill each first (not timed), then decode all at once.
-    const gens = seqs.map((s, i) => generate(s, fillerIds(32, model.config.vocabSize, 7 * i), { maxNewTokens: CONCURRENT_TOKENS, stopIds: [] }));
-    const results = await Promise.all(gens.map((g) => g.done()));
-    // decodeTokensPerSecond per sequence covers only its decode steps; with all decoding together, the aggregate is their sum.
-    return results.reduce((a, r) => a + r.stats.decodeTokensPerSecond, 0);
+    const first = await Promise.all(seqs.map(async (s, i) => argmax(await s.prefill(fillerIds(32, model.config.vocabSize, 7 * i)))));
+    const t = now();
+    await Promise.all(
+      seqs.map(async (s, i) => {
+        let id = first[i];
+        for (let k = 0; k < CONCURRENT_TOKENS; k++) id = argmax(await s.step(id));
+      }),
+    );
+    return (n * CONCURRENT_TOKENS) / ((now() - t) / 1000);
   } finally {
     seqs.forEach((s) => s.dispose());
   }
@@ -171,21 +219,26 @@ async function concurrent(model: LlamaModel, n: number): Promise<number> {
 async function concurrencySection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
   const [t] = await targets();
   const rows: (string | number)[][] = [];
-  for (const format of FORMATS) {
-    const model = await LlamaModel.create(t.backend, graphs(ck.dir, ck.config, format, 'rows'), { config: ck.config, device: t.device, maxSequence: 512 });
+  // The fp32 'shared' graph runs one step per sequence (no batching): the same conversations queued run by run.
+  const variants: { label: string; format: FormatName; mode: KvCacheMode }[] = [
+    ...FORMATS.map((format) => ({ label: format, format, mode: 'rows' as const })),
+    { label: "fp32, one run per sequence ('shared', unbatched)", format: 'fp32', mode: 'shared' },
+  ];
+  for (const v of variants) {
+    const model = await LlamaModel.create(t.backend, graphs(ck.dir, ck.config, v.format, v.mode), { config: ck.config, device: t.device, maxSequence: 512 });
     try {
       await concurrent(model, 1); // warm-up
       const tps = [];
       for (const n of CONCURRENCY) {
         tps.push(await concurrent(model, n));
-        log(`  ${format} x${n}: ${fmt(tps[tps.length - 1])} tokens/s`);
+        log(`  ${v.label} x${n}: ${fmt(tps[tps.length - 1])} tokens/s`);
       }
-      rows.push([format, ...tps.map((x) => fmt(x)), `${fmt(tps[2] / tps[0], 2)}x`]);
+      rows.push([v.label, ...tps.map((x) => fmt(x)), `${fmt(tps[2] / tps[0], 2)}x`]);
     } finally {
       await model.dispose();
     }
   }
-  out(`**${t.label}**: aggregate decode tokens/s, ${CONCURRENT_TOKENS} tokens per conversation after a 32-token prompt.`);
+  out(`**${t.label}**: aggregate decode tokens/s of n sequences stepping at once (${CONCURRENT_TOKENS} greedy steps each after a 32-token prompt; wall time of the decode phase). Batched: one decoder run per step for all n.`);
   out('');
   out(table(['weights', ...CONCURRENCY.map((n) => `${n} at once`), '4 / 1'], rows));
   out('');
@@ -199,6 +252,7 @@ async function main(): Promise<void> {
     lines.push(s);
     console.log(s);
   };
+  if (SECTIONS.includes('ratio')) await ratioSection(ck, out);
   if (SECTIONS.includes('context')) await contextSection(ck, out);
   if (SECTIONS.includes('concurrency')) await concurrencySection(ck, out);
   const c = ck.config;
@@ -208,7 +262,7 @@ async function main(): Promise<void> {
     `Model: width ${c.hiddenSize}, ${c.numLayers} layers, ${c.numHeads}/${c.numKvHeads} heads of ${c.headDim}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}; fp32 weights ${fmt(layerWeightBytes(c, 'fp32') / 1e6, 0)} MB read per step.`,
   ];
   console.log(head.join('\n'));
-  if (flag('record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), 'kv-bench', ['## KV cache and batching (issue 9)', '', ...head, '', ...lines].join('\n'));
+  if (flag('record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), `kv-bench-${SECTIONS.join('-')}`, [`### KV cache and batching (issue 9): ${SECTIONS.join(', ')}`, '', ...head, '', ...lines].join('\n'));
 }
 
 await main();

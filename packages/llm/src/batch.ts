@@ -87,13 +87,16 @@ export class DecodeBatch {
     return this.joined.has(cache);
   }
 
-  /** Move `cache` out of the arena: the rows it added there are written back into its own buffers. */
+  /**
+   * Move `cache` out of the arena: the rows it added there are written back into its own buffers
+   * (unless its own buffers were dropped meanwhile: an idle member evicted by the KV cap).
+   */
   leave(cache: KvCache): void {
     const from = this.joined.get(cache);
     if (from === undefined) return;
     const b = this.members.indexOf(cache);
     const added = cache.length - from;
-    if (added > 0) cache.restore(from, added, (i) => this.slotView(b, i), this.capacity);
+    if (added > 0 && cache.bytes > 0) cache.restore(from, added, (i) => this.slotView(b, i), this.capacity);
     this.joined.delete(cache);
     const last = this.members.length - 1;
     if (b !== last) {
@@ -147,6 +150,8 @@ export class DecodeBatch {
       p.resolve(await this.runner.alone(p.cache, p.id));
       return;
     }
+    // An idle member whose cache the KV cap evicted (or that was emptied) holds nothing here any more.
+    for (const c of [...this.members]) if (c.bytes === 0) this.leave(c);
     for (const p of batch) if (!this.joined.has(p.cache)) this.join(p.cache);
     this.reserve(Math.max(...this.members.map((c) => c.length + 1)));
     const B = this.members.length;
