@@ -99,13 +99,7 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
     expect(maxAbsDiff(out[0], out[1])).toBeLessThanOrEqual(1e-5);
   });
 
-  // KNOWN FAILURE (found at integration, 2026-12-01): since pre-fusion became a causal prefix on
-  // GroupQueryAttention with a zero-length past on a first look, onnxruntime-node 1.30's WebGPU
-  // session (attention forced to the CPU provider, see core/src/backends/node-webgpu.ts) fails in
-  // a MemcpyFromHost node: "Shape mismatch attempting to re-use buffer {1,2,0,16} != {1,2,128,16}".
-  // These tests assert that failure so that a fix (or a runtime release) shows up as a red test to
-  // turn back into it(); the browser's WebGPU (onnxruntime-web) is unaffected (browser.test.ts).
-  it.fails('fp32: encoder, compressor, pre-fusion, LLM prefill and decode each match the reference', async () => {
+  it('fp32: encoder, compressor, pre-fusion, LLM prefill and decode each match the reference', async () => {
     const model = await LlavaMini.fromPretrained(fp32, { device: 'webgpu' });
     const img = await loadImage(IMAGE);
     const got = await stageOutputs(model, img, promptIds, cpuIds);
@@ -130,13 +124,28 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
     console.log('[webgpu-node.test] fp16 relative errors', expectStagesClose(got, want, FP16_TOLERANCE));
   });
 
+  it('a follow-up question about the same picture (pre-fusion over its cached prefix, a non-empty past): the same tokens as the CPU', async () => {
+    const followUp = async (device: 'cpu' | 'webgpu') => {
+      const model = await LlavaMini.fromPretrained(fp32, { device });
+      try {
+        await model.ask(IMAGE, QUESTION, { maxNewTokens: 1 }).done();
+        const r = await model.ask(IMAGE, 'What color is it?', { maxNewTokens: MAX_NEW }).done();
+        expect(model.vision.pictures.stats).toMatchObject({ entries: 1, hits: 1 });
+        return r.ids;
+      } finally {
+        await model.dispose();
+      }
+    };
+    expect(await followUp('webgpu')).toEqual(await followUp('cpu'));
+  });
+
   const cases = [
     { name: 'image', model: () => fp32, input: () => IMAGE },
     { name: 'HD image', model: () => hd, input: () => IMAGE },
     { name: 'video', model: () => fp32, input: () => ({ video: VIDEO }) },
   ];
   for (const c of cases) {
-    it.fails(`${c.name}: the same tokens as the CPU, and logits within tolerance (known failure, above)`, async () => {
+    it(`${c.name}: the same tokens as the CPU, and logits within tolerance`, async () => {
       const answer = async (device: 'cpu' | 'webgpu') => {
         const model = await LlavaMini.fromPretrained(c.model(), { device });
         const logits: Float32Array[] = [];
