@@ -11,7 +11,7 @@ import { loadImage, processImage, readVisionConfig } from '@llava-mini/encoder/n
 import { maxAbsDiff, seededFloats } from '@llava-mini/reference';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertCheckpoint, LlavaMini } from '@llava-mini/pipeline/node';
+import { convertCheckpoint, defaultModelDir, LlavaMini } from '@llava-mini/pipeline/node';
 import { stageOutputs } from './stage-outputs.js';
 import { expectStagesClose, referenceStages, relativeError } from './stage-reference.js';
 
@@ -30,6 +30,7 @@ if (!HAVE_WEBGPU) {
 
 const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
 const VIDEO = path.resolve(__dirname, '../../../examples/assets/clip.mp4');
+const SHAPES = path.resolve(__dirname, '../../../examples/assets/shapes.png');
 const QUESTION = 'What is in this picture?';
 const MAX_NEW = 4;
 /** fp32 on WebGPU vs the float64-accumulating reference: measured 1e-6..2e-5 here; 1e-4 leaves room for other adapters. */
@@ -139,10 +140,12 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
     expect(await followUp('webgpu')).toEqual(await followUp('cpu'));
   });
 
-  const cases = [
+  const cases: { name: string; model: () => string; input: () => string | { video: string }; question?: string; maxNewTokens?: number; text?: string }[] = [
     { name: 'image', model: () => fp32, input: () => IMAGE },
     { name: 'HD image', model: () => hd, input: () => IMAGE },
     { name: 'video', model: () => fp32, input: () => ({ video: VIDEO }) },
+    // Trained weights (models/llava-mini-shapes): it writes the assistant header (6 tokens), then the word.
+    { name: 'the trained demo model, image', model: defaultModelDir, input: () => SHAPES, question: 'What color is the circle?', maxNewTokens: 10, text: 'red' },
   ];
   for (const c of cases) {
     it(`${c.name}: the same tokens as the CPU, and logits within tolerance`, async () => {
@@ -163,7 +166,7 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
           return s;
         };
         try {
-          return { ...(await model.ask(c.input(), QUESTION, { maxNewTokens: MAX_NEW }).done()), logits };
+          return { ...(await model.ask(c.input(), c.question ?? QUESTION, { maxNewTokens: c.maxNewTokens ?? MAX_NEW }).done()), logits };
         } finally {
           await model.dispose();
         }
@@ -171,6 +174,7 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
       const cpu = await answer('cpu');
       const gpu = await answer('webgpu');
       expect(gpu.ids).toEqual(cpu.ids);
+      if (c.text) expect(gpu.text).toBe(c.text);
       expect(gpu.logits.length).toBe(cpu.logits.length);
       cpu.logits.forEach((l, i) => expect(relativeError(gpu.logits[i], l)).toBeLessThanOrEqual(FP32_TOLERANCE));
     });
