@@ -75,6 +75,20 @@ describe('the CLI on hard inputs', () => {
       expectOneLine(cli(ask('--prompt', 'x', flag, value)), 'INVALID_OPTION', new RegExp(`${flag} must be an integer, got "${value}"`));
     }
     expectOneLine(cli(ask('--prompt', 'x', '--temperature', '')), 'INVALID_OPTION', /--temperature must be a number/);
+    // The other commands read their numbers the same way (eval, batch and serve used to take '' as 0 and 0x10 as 16).
+    const other: [string[], string, string][] = [
+      [['eval', '--count', '1'], '--seed', ''],
+      [['eval', '--count', '1'], '--limit', ' '],
+      [['init-tiny', path.join(root, 'never')], '--seed', ''],
+      [['batch', '--model', model, '--input', IMAGE, '--output', path.join(root, 'never.jsonl')], '--seed', ''],
+      [['batch', '--model', model, '--input', IMAGE, '--output', path.join(root, 'never.jsonl')], '--backoff', ''],
+      [['serve', '--model', model], '--port', '0x10'],
+      [['convert', model, '--out', path.join(root, 'never')], '--context', ''],
+    ];
+    for (const [args, flag, value] of other) {
+      expectOneLine(cli([...args, flag, value]), 'INVALID_OPTION', new RegExp(`${flag} must be an integer.*, got "${value}"`));
+    }
+    expect(fs.existsSync(path.join(root, 'never'))).toBe(false);
   });
 
   it('file-system errors are one line naming the path: --force onto a file, --out under a file, init-tiny onto a file', () => {
@@ -96,6 +110,44 @@ describe('the CLI on hard inputs', () => {
     // LLAVA_MINI_DEBUG=1 adds the stack for a bug report.
     expect(cli(['ask', '--model', odd, '--image', IMAGE, '--prompt', 'x'], '', { LLAVA_MINI_DEBUG: '1' }).stderr).toMatch(/\n\s+at /);
     expect(fs.readdirSync(root).filter((f) => /partial|\.old-/.test(f))).toEqual([]);
+    // An output under a file: named as the path asked for (not a temporary name the clean-up then
+    // hid behind its own ENOTDIR), and refused before the work, not after it.
+    const answers = cli(['eval', '--count', '1', '--answers', path.join(file, 'answers.jsonl')]);
+    expectOneLine(answers, 'FILE', /a-file: is a file, so .*answers\.jsonl cannot be written under it/);
+    expect(answers.stdout).toBe('');
+    const jobs = path.join(root, 'jobs.jsonl');
+    fs.writeFileSync(jobs, `${JSON.stringify({ id: 1, image: IMAGE, question: 'x' })}\n`);
+    expectOneLine(cli(['batch', '--model', model, '--input', jobs, '--output', path.join(file, 'out.jsonl')]), 'FILE', /a-file: mkdir failed: is a file, not a folder/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  it.runIf(process.platform === 'linux')('a folder mkdir cannot make (under /proc) is an error, not an endless loop', () => {
+    // Node's recursive mkdir retries forever where mkdir says ENOENT under a folder that exists.
+    const hf = path.join(root, 'hf');
+    if (!fs.existsSync(hf)) expect(cli(['init-tiny', hf]).code).toBe(0);
+    const timed = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+    for (const args of [['convert', hf, '--out', '/proc/llava-mini-test/model'], ['init-tiny', '/proc/llava-mini-test']]) {
+      const r = timed(args);
+      expect({ args, signal: r.signal, code: r.status }).toEqual({ args, signal: null, code: 1 });
+      expect(r.stderr).toMatch(/^llava-mini: FILE: \/proc\/llava-mini-test: mkdir failed: does not exist \(ENOENT\)\n$/);
+    }
+  });
+
+  it('a config value the runtime does not take names the file it is in (config.json, or the manifest)', () => {
+    const hf = path.join(root, 'hf-bad-config');
+    expect(cli(['init-tiny', hf]).code).toBe(0);
+    const configFile = path.join(hf, 'config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), num_hidden_layers: '2' }));
+    const message = (file: string) => new RegExp(`^llava-mini: UNSUPPORTED_CONFIG: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: config 'num_hidden_layers': expected a positive integer, got "2"`);
+    expectOneLine(cli(['convert', hf, '--out', path.join(root, 'bad-config-onnx')]), 'UNSUPPORTED_CONFIG', message(configFile));
+    expectOneLine(cli(['ask', '--model', hf, '--image', IMAGE, '--prompt', 'x']), 'UNSUPPORTED_CONFIG', message(configFile));
+    const converted = path.join(root, 'bad-manifest-config');
+    fs.cpSync(model, converted, { recursive: true });
+    const manifestFile = path.join(converted, 'manifest.json');
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+    fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, config: { ...manifest.config, num_hidden_layers: '2' } }));
+    expectOneLine(cli(['ask', '--model', converted, '--image', IMAGE, '--prompt', 'x', '--device', 'cpu']), 'UNSUPPORTED_CONFIG', message(manifestFile));
+    expect(fs.existsSync(path.join(root, 'bad-config-onnx'))).toBe(false);
   });
 
   it('Ctrl-C during convert stops it at once and leaves no <out>.partial-<pid>', async () => {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as readline from 'node:readline/promises';
 import { Worker } from 'node:worker_threads';
-import { AbortError, debugEnabled, FileError, fileSystemError, InternalError, InvalidOptionError, LlavaMiniError } from '@llava-mini/core';
+import { AbortError, debugEnabled, FileError, fileSystemError, integerOption, InternalError, InvalidOptionError, LlavaMiniError, numberOption } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { type ConvertOptions, partialDir } from '../convert.js';
@@ -263,15 +263,5 @@ export async function chatCommand(flags: AskFlags): Promise<void> {
   }
 }
 
-function int(v: string, flag: string): number {
-  // Number('') is 0 and Number('0x10') is 16: only plain decimal digits are an integer here.
-  const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
-  if (!Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function num(v: string, flag: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidOptionError(`${flag} must be a number, got ${JSON.stringify(v)}`);
-  return n;
-}
+const int = (v: string, flag: string): number => integerOption(v, flag);
+const num = (v: string, flag: string): number => numberOption(v, flag);

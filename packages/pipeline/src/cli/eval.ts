@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InvalidOptionError } from '@llava-mini/core';
+import { FileError, fileSystemError, integerOption, InvalidOptionError } from '@llava-mini/core';
 import { writeFileAtomic } from '@llava-mini/core/node';
 import { checkDtype } from '../formats.js';
 import { defaultModelDir } from '../default-model.js';
@@ -21,10 +21,17 @@ export interface EvalFlags {
   answers?: string;
 }
 
-function int(v: string, flag: string, min = 0): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new InvalidOptionError(`${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
+const int = (v: string, flag: string, min = 0): number => integerOption(v, flag, min);
+
+function checkFolderOf(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    throw fileSystemError(err) ?? err;
+  }
+  if (!st.isDirectory()) throw new FileError(dir, `is a file, so ${file} cannot be written under it`);
 }
 
 /**
@@ -34,8 +41,11 @@ function int(v: string, flag: string, min = 0): number {
 export async function evalCommand(flags: EvalFlags): Promise<void> {
   // The shapes world is only needed here; loading it lazily keeps `ask` light.
   const shapes = await importOptional<typeof import('@llava-mini/shapes')>('@llava-mini/shapes', 'eval');
+  // Where the answers go is checked before the evaluation, not after minutes of it.
+  if (flags.answers) checkFolderOf(flags.answers);
   let data = flags.data;
   const seed = int(flags.seed, '--seed');
+  const limit = flags.limit === undefined ? undefined : int(flags.limit, '--limit', 1);
   if (data === undefined) {
     const count = int(flags.count, '--count', 1);
     data = path.join(os.tmpdir(), `llava-mini-shapes-eval-seed${seed}-n${count}`);
@@ -48,7 +58,7 @@ export async function evalCommand(flags: EvalFlags): Promise<void> {
   } else if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
     throw new InvalidOptionError(`--data ${data}: no scenes.jsonl there (write one with llava-mini-shapes)`);
   }
-  const items = shapes.evalItems(data, { limit: flags.limit === undefined ? undefined : int(flags.limit, '--limit', 1) });
+  const items = shapes.evalItems(data, { limit });
   const modelDir = flags.model ?? defaultModelDir();
   const view = new ProgressView(process.stderr.isTTY === true);
   const model = await LlavaMini.fromPretrained(modelDir, {
