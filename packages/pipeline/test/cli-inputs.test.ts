@@ -51,6 +51,11 @@ describe('the CLI on hard inputs', () => {
     expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
     expect(JSON.parse(r.stdout).tokenIds.length).toBeGreaterThan(0);
     expect(fs.existsSync(path.join(os.tmpdir(), `mat-debug-${r.pid}.log`))).toBe(false);
+    // A ~40 KB --prompt: the sessions are made (with that command line) before the prompt is measured.
+    const long = cli(ask('--prompt', 'What is this? '.repeat(3000)));
+    expect(long.signal).toBeNull();
+    expectOneLine(long, 'PROMPT_TOO_LONG', /context window holds 8192/);
+    expect(fs.existsSync(path.join(os.tmpdir(), `mat-debug-${long.pid}.log`))).toBe(false);
   });
 
   it('reads a long prompt from --prompt-file, or from stdin with -, as --prompt would', () => {
@@ -99,6 +104,14 @@ describe('the CLI on hard inputs', () => {
     expectOneLine(cli(['convert', hf, '--out', file, '--force']), 'FILE', /a-file: is a file, not a folder/);
     expectOneLine(cli(['convert', hf, '--out', path.join(file, 'model')]), 'FILE', /a-file: is a file, so .* cannot be created under it/);
     expectOneLine(cli(['init-tiny', file]), 'FILE', /a-file: is a file, not a folder/);
+    // A folder with something in it (a real checkpoint, say) keeps its weights unless --force.
+    const real = path.join(root, 'real-checkpoint');
+    fs.mkdirSync(real);
+    fs.writeFileSync(path.join(real, 'model.safetensors'), 'real weights');
+    expectOneLine(cli(['init-tiny', real]), 'INVALID_OPTION', /real-checkpoint already exists and is not empty; pass --force/);
+    expect(fs.readFileSync(path.join(real, 'model.safetensors'), 'utf8')).toBe('real weights');
+    expect(cli(['init-tiny', real, '--force']).code).toBe(0);
+    expect(fs.statSync(path.join(real, 'model.safetensors')).size).toBeGreaterThan(100_000);
     expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
     // A manifest that is a folder: an untyped EISDIR inside the library, still one line.
     const odd = path.join(root, 'odd-model');

@@ -33,6 +33,13 @@ describe('first contact', () => {
     expect(bare).toEqual([]);
   });
 
+  it('npm commands print no warning about the project\'s npm config (an .npmrc key npm 11 deprecates)', () => {
+    const r = spawnSync('npm', ['pkg', 'get', 'name'], { cwd: ROOT, encoding: 'utf8', env: userEnv });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('"llava-mini-monorepo"');
+    expect(r.stderr).not.toMatch(/npm warn/i);
+  });
+
   it("ask with the default device ('auto') on the bundled model says nothing about CUDA", () => {
     const r = spawnSync(process.execPath, [BIN, 'ask', '--image', path.join(ROOT, 'examples/assets/shapes.png'), '--prompt', 'What color is the circle?'], {
       encoding: 'utf8',

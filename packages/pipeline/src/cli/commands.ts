@@ -30,6 +30,7 @@ export async function devicesCommand(): Promise<void> {
 export interface InitTinyFlags {
   seed: string;
   hd?: boolean;
+  force?: boolean;
   compressorSize: string;
   imageSize: string;
 }
@@ -37,16 +38,18 @@ export interface InitTinyFlags {
 export async function initTinyCommand(dir: string, flags: InitTinyFlags): Promise<void> {
   const hd = flags.hd === true;
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new FileError(dir, 'is a file, not a folder; choose another folder for the checkpoint');
+  // Random weights written over a real checkpoint's would destroy it: only a new or empty folder, unless asked.
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0 && flags.force !== true) {
+    throw new InvalidOptionError(`${dir} already exists and is not empty; pass --force to write the tiny checkpoint over what it holds`);
+  }
+  const seed = int(flags.seed, '--seed');
+  const compressorSize = int(flags.compressorSize, '--compressor-size') * (hd ? 2 : 1);
+  const imageSize = int(flags.imageSize, '--image-size');
   // A development tool, not a runtime dependency: @llava-mini/tiny is installed with the repository.
   const { writeTinyCheckpoint } = await import('@llava-mini/tiny').catch((err) => {
     throw new InvalidOptionError('init-tiny needs the @llava-mini/tiny package: run `npm install @llava-mini/tiny`', { cause: err });
   });
-  const info = await writeTinyCheckpoint(dir, {
-    seed: int(flags.seed, '--seed'),
-    compressorSize: int(flags.compressorSize, '--compressor-size') * (hd ? 2 : 1),
-    resolutionRatio: hd ? 2 : 1,
-    imageSize: int(flags.imageSize, '--image-size'),
-  });
+  const info = await writeTinyCheckpoint(dir, { seed, compressorSize, resolutionRatio: hd ? 2 : 1, imageSize });
   out(`wrote a random-weight tiny LLaVA-Mini checkpoint (${info.tensorNames.length} tensors, vocabulary ${info.vocabSize}) to ${info.dir}\n`);
 }
 
