@@ -1,8 +1,10 @@
-// Converts the models the page offers into public/models/ (once; later runs reuse them):
+// Converts the models the page offers into public/models/ (once; later runs reuse them) and lists
+// them in public/models/index.json, with what the page tells a person about each:
 //   - the trained demo model, when the repository has it (models/llava-mini-shapes, a Hugging Face
 //     checkpoint folder or an already converted one), listed first so the page opens with it;
 //   - a random-weight tiny model, which always works but answers noise.
 // Each gets fp32 and fp16 files; the page picks fp16 on WebGPU adapters with shader-f16.
+// test/page.test.ts calls prepareModels() too, so the page it drives opens the way this lays out.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,44 +12,70 @@ import { convertCheckpoint, MANIFEST_FILE } from '@llava-mini/pipeline/node';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const out = path.resolve(here, '../public/models');
+const PUBLIC_MODELS = path.resolve(here, '../public/models');
 const DEMO = path.resolve(here, '../../../models/llava-mini-shapes');
+/** A picture of the demo model's world, offered by the page as its sample picture. */
+const SAMPLE = path.resolve(here, '../../assets/shapes.png');
+
+/**
+ * What the page says about the demo model (models/llava-mini-shapes/README.md): the questions it
+ * was trained on, and that it was trained on one question per picture, so the page asks each
+ * question on its own (earlier turns in the prompt only confuse it; the picture is still encoded
+ * once, the picture cache keeps it).
+ */
+export const DEMO_HINTS = {
+  about: 'a 1.3 M-parameter LLaVA-Mini trained on pictures of 1-4 circles, squares and triangles in six colours: it answers questions like these with one word',
+  questions: ['What color is the circle?', 'What shape is the blue one?', 'How many shapes are there?', 'Is there a green triangle?'],
+  singleTurn: true,
+};
+const TINY_HINTS = { about: 'random weights: it runs, but its answers are noise' };
 
 /** Convert `checkpoint` to fp32/ and fp16/ under `dir`, unless a previous run did. */
-async function variants(name, checkpoint, dir) {
+async function variants(name, checkpoint, dir, log) {
   for (const dtype of ['fp32', 'fp16']) {
     const target = path.join(dir, dtype);
     if (fs.existsSync(path.join(target, MANIFEST_FILE))) continue;
-    process.stdout.write(`[models] ${name}: converting to ${dtype}... `);
+    log(`[models] ${name}: converting to ${dtype}...`);
     await convertCheckpoint(checkpoint(), target, { dtype, force: true });
-    console.log('done');
   }
   fs.writeFileSync(path.join(dir, 'variants.json'), `${JSON.stringify({ fp32: 'fp32/', fp16: 'fp16/' })}\n`);
 }
 
-const models = [];
-fs.mkdirSync(out, { recursive: true });
+/**
+ * Lay the page's models out under `out` (served at `models/`) and write `out`/index.json. `tiny`:
+ * also the random-weight model (the page's fallback when the repository has no demo model).
+ */
+export async function prepareModels(out = PUBLIC_MODELS, { tiny = true, log = console.log } = {}) {
+  const models = [];
+  fs.mkdirSync(out, { recursive: true });
+  const demoDir = path.join(out, 'llava-mini-shapes');
+  if (fs.existsSync(path.join(DEMO, MANIFEST_FILE))) {
+    // Already converted: served as it is (its own dtype for every device).
+    fs.rmSync(demoDir, { recursive: true, force: true });
+    fs.cpSync(DEMO, demoDir, { recursive: true });
+  } else if (fs.existsSync(path.join(DEMO, 'config.json'))) {
+    await variants('llava-mini-shapes', () => DEMO, demoDir, log);
+  }
+  if (fs.existsSync(demoDir)) {
+    fs.copyFileSync(SAMPLE, path.join(demoDir, 'sample.png'));
+    models.push({ name: 'llava-mini-shapes', url: 'models/llava-mini-shapes/', trained: true, sample: 'models/llava-mini-shapes/sample.png', ...DEMO_HINTS });
+  }
 
-if (fs.existsSync(path.join(DEMO, MANIFEST_FILE))) {
-  // Already converted: served as it is (its own dtype for every device).
-  const dir = path.join(out, 'llava-mini-shapes');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.cpSync(DEMO, dir, { recursive: true });
-  models.push({ name: 'llava-mini-shapes', url: 'models/llava-mini-shapes/', trained: true });
-} else if (fs.existsSync(path.join(DEMO, 'config.json'))) {
-  await variants('llava-mini-shapes', () => DEMO, path.join(out, 'llava-mini-shapes'));
-  models.push({ name: 'llava-mini-shapes', url: 'models/llava-mini-shapes/', trained: true });
+  if (tiny) {
+    const tinyDir = path.join(out, 'llava-mini-tiny');
+    const tinyCheckpoint = path.join(out, '.llava-mini-tiny.hf');
+    if (!['fp32', 'fp16'].every((d) => fs.existsSync(path.join(tinyDir, d, MANIFEST_FILE)))) {
+      // std 0.3: the random model's answer then depends on the picture (at the default 0.02 it repeats one token).
+      await writeTinyCheckpoint(tinyCheckpoint, { seed: 7, std: 0.3 });
+    }
+    await variants('llava-mini-tiny (random weights)', () => tinyCheckpoint, tinyDir, log);
+    fs.rmSync(tinyCheckpoint, { recursive: true, force: true });
+    models.push({ name: 'llava-mini-tiny', url: 'models/llava-mini-tiny/', trained: false, ...TINY_HINTS });
+  }
+
+  fs.writeFileSync(path.join(out, 'index.json'), `${JSON.stringify({ models }, null, 2)}\n`);
+  log(`[models] ${models.map((m) => m.name).join(', ')} in ${path.relative(process.cwd(), out) || '.'}`);
+  return models;
 }
 
-const tinyDir = path.join(out, 'llava-mini-tiny');
-const tinyCheckpoint = path.join(out, '.llava-mini-tiny.hf');
-if (!['fp32', 'fp16'].every((d) => fs.existsSync(path.join(tinyDir, d, MANIFEST_FILE)))) {
-  // std 0.3: the random model's answer then depends on the picture (at the default 0.02 it repeats one token).
-  await writeTinyCheckpoint(tinyCheckpoint, { seed: 7, std: 0.3 });
-}
-await variants('llava-mini-tiny (random weights)', () => tinyCheckpoint, tinyDir);
-fs.rmSync(tinyCheckpoint, { recursive: true, force: true });
-models.push({ name: 'llava-mini-tiny', url: 'models/llava-mini-tiny/', trained: false });
-
-fs.writeFileSync(path.join(out, 'index.json'), `${JSON.stringify({ models }, null, 2)}\n`);
-console.log(`[models] ${models.map((m) => m.name).join(', ')} in ${path.relative(process.cwd(), out) || '.'}`);
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await prepareModels();

@@ -1,6 +1,6 @@
 // The page: picture in (pick, drop, paste), question in, streamed answer out. Everything heavy runs
 // in the worker; this file only draws what the worker reports.
-import type { FileProgress, FromWorker, Picture, ToWorker } from './protocol.js';
+import type { FileProgress, FromWorker, ModelEntry, Picture, ToWorker } from './protocol.js';
 import { MAX_FRAMES, videoFrames } from './video.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -13,6 +13,7 @@ const ui = {
   device: $<HTMLSelectElement>('device'),
   load: $<HTMLButtonElement>('load'),
   clearCache: $<HTMLButtonElement>('clear-cache'),
+  modelAbout: $('model-about'),
   deviceLine: $('device-line'),
   progress: $('progress'),
   progressFill: $('progress-fill'),
@@ -25,8 +26,11 @@ const ui = {
   img: $<HTMLImageElement>('preview-img'),
   video: $<HTMLVideoElement>('preview-video'),
   pictureLine: $('picture-line'),
+  sample: $<HTMLButtonElement>('sample'),
   turns: $('turns'),
   question: $<HTMLTextAreaElement>('question'),
+  suggestions: $('suggestions'),
+  keepTurns: $<HTMLInputElement>('keep-turns'),
   maxTokens: $<HTMLInputElement>('max-tokens'),
   ask: $<HTMLButtonElement>('ask'),
   stop: $<HTMLButtonElement>('stop'),
@@ -38,6 +42,8 @@ let hasPicture = false;
 let answering = false;
 let current: { li: HTMLLIElement; answer: HTMLElement } | undefined;
 let previewUrl: string | undefined;
+/** The models scripts/prepare-models.mjs listed (models/index.json), if the server has the file. */
+let models: ModelEntry[] = [];
 
 function status(el: HTMLElement, text: string, error = false): void {
   el.textContent = text;
@@ -73,7 +79,32 @@ function loadModel(): void {
   refresh();
   status(ui.loadLine, 'Loading…');
   const url = new URL(ui.modelUrl.value, location.href).href;
+  showModel(models.find((m) => new URL(m.url, location.href).href === url));
   send({ type: 'load', baseUrl: url, device: ui.device.value as 'auto' | 'webgpu' | 'wasm' });
+}
+
+/** What the page knows of the model from models/index.json: what it is, questions it answers, a sample picture. */
+function showModel(entry: ModelEntry | undefined): void {
+  ui.modelAbout.hidden = !entry?.about;
+  ui.modelAbout.textContent = entry?.about ? `${entry.name}: ${entry.about}.` : '';
+  const questions = entry?.questions ?? [];
+  ui.suggestions.hidden = questions.length === 0;
+  ui.suggestions.replaceChildren(
+    ...questions.map((q) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = q;
+      b.addEventListener('click', () => {
+        ui.question.value = q;
+        ui.question.focus();
+      });
+      return b;
+    }),
+  );
+  if (questions.length) ui.question.value = questions[0];
+  ui.keepTurns.checked = !entry?.singleTurn;
+  ui.sample.hidden = !entry?.sample;
+  ui.sample.dataset.url = entry?.sample ? new URL(entry.sample, location.href).href : '';
 }
 
 worker.onmessage = (e: MessageEvent<FromWorker>) => {
@@ -172,6 +203,15 @@ function pick(files: FileList | null | undefined): void {
 }
 
 ui.file.addEventListener('change', () => pick(ui.file.files));
+ui.sample.addEventListener('click', async () => {
+  try {
+    const url = ui.sample.dataset.url as string;
+    const blob = await (await fetch(url)).blob();
+    await usePicture(new File([blob], url.split('/').pop() || 'sample.png', { type: blob.type || 'image/png' }));
+  } catch (err) {
+    status(ui.pictureLine, `the sample picture did not load: ${(err as Error).message}`, true);
+  }
+});
 ui.drop.addEventListener('dragover', (e) => {
   e.preventDefault();
   ui.drop.classList.add('over');
@@ -209,7 +249,7 @@ $<HTMLFormElement>('ask-form').addEventListener('submit', (e) => {
   answering = true;
   status(ui.stats, '');
   refresh();
-  send({ type: 'ask', question, maxNewTokens: Number(ui.maxTokens.value) || 64 });
+  send({ type: 'ask', question, maxNewTokens: Number(ui.maxTokens.value) || 64, newConversation: !ui.keepTurns.checked });
 });
 ui.question.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) {
@@ -222,12 +262,9 @@ ui.stop.addEventListener('click', () => send({ type: 'stop' }));
 // The model: ?model=URL, else the first one scripts/prepare-models.mjs listed (the trained demo model when there is one).
 async function start(): Promise<void> {
   ui.device.value = query.get('device') ?? 'auto';
-  let url = query.get('model');
-  if (!url) {
-    const index = await fetch('models/index.json').then((r) => (r.ok ? r.json() : undefined)).catch(() => undefined);
-    url = (index as { models?: { url: string }[] } | undefined)?.models?.[0]?.url ?? 'models/';
-  }
-  ui.modelUrl.value = url;
+  const index = await fetch('models/index.json').then((r) => (r.ok ? r.json() : undefined)).catch(() => undefined);
+  models = (index as { models?: ModelEntry[] } | undefined)?.models ?? [];
+  ui.modelUrl.value = query.get('model') ?? models[0]?.url ?? 'models/';
   loadModel();
 }
 void start();

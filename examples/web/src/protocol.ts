@@ -4,12 +4,28 @@
 export type ToWorker =
   | { type: 'load'; baseUrl: string; device: 'auto' | 'webgpu' | 'wasm' }
   | { type: 'picture'; picture: Picture }
-  | { type: 'ask'; question: string; maxNewTokens: number }
+  /** newConversation: ask about the picture afresh, without the earlier turns (the picture's features are kept either way). */
+  | { type: 'ask'; question: string; maxNewTokens: number; newConversation: boolean }
   | { type: 'stop' }
   | { type: 'clear-cache' };
 
 /** An image file, or a short video's frames drawn by the page (a worker has no <video>). */
 export type Picture = { kind: 'image'; blob: Blob; name: string } | { kind: 'video'; frames: ImageBitmap[]; name: string };
+
+/** A model scripts/prepare-models.mjs lists in models/index.json, with what the page says about it. */
+export interface ModelEntry {
+  name: string;
+  url: string;
+  trained: boolean;
+  /** One line on what the model is and what it can answer. */
+  about?: string;
+  /** Questions it was trained to answer, offered as one-click suggestions (the first fills the box). */
+  questions?: string[];
+  /** A picture of its world, offered by a button. */
+  sample?: string;
+  /** Trained on one question per picture: follow-ups start a new conversation by default. */
+  singleTurn?: boolean;
+}
 
 /** Why the worker runs where it runs, for the page to say. */
 export interface DeviceChoice {

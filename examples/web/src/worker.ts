@@ -107,22 +107,30 @@ async function load(baseUrl: string, request: 'auto' | 'webgpu' | 'wasm'): Promi
   await cache.settle();
   const cached = [...files.values()].filter((f) => f.cached).length;
   const where = cached === files.size ? 'all files from the cache' : store ? `${files.size - cached} file(s) downloaded and cached` : 'not cached';
-  post({ type: 'loaded', modelName: String(manifest.config._name_or_path ?? url.replace(/\/$/, '').split('/').pop()), loadMs: performance.now() - started, cache: where });
+  post({ type: 'loaded', modelName: String(manifest.config._name_or_path ?? baseUrl.replace(/\/$/, '').split('/').pop()), loadMs: performance.now() - started, cache: where });
   if (picture) setPicture(picture);
+}
+
+/** A new conversation about the picture (the last one's KV cache is let go). */
+function newChat(): void {
+  chat?.dispose();
+  chat = model && picture ? model.chat(picture.kind === 'image' ? picture.blob : { frames: picture.frames }) : undefined;
 }
 
 function setPicture(p: Picture): void {
   picture = p;
   asked = 0;
-  if (!model) return;
-  chat = model.chat(p.kind === 'image' ? p.blob : { frames: p.frames });
+  newChat();
 }
 
-async function ask(question: string, maxNewTokens: number): Promise<void> {
-  if (!model || !chat) throw new Error(model ? 'pick a picture first' : 'the model is not loaded yet');
+async function ask(question: string, maxNewTokens: number, newConversation: boolean): Promise<void> {
+  if (!model || !chat || !picture) throw new Error(model ? 'pick a picture first' : 'the model is not loaded yet');
+  // A new conversation about the same picture: its pre-fusion prefix comes from the picture cache, so CLIP does not run again.
+  if (newConversation && asked > 0) newChat();
   running = new AbortController();
   const encoderRunsBefore = model.vision.encoderRuns;
-  const answer = chat.ask(question, { maxNewTokens, signal: running.signal });
+  const answer = chat!.ask(question, { maxNewTokens, signal: running.signal });
+  asked++;
   let text = '';
   try {
     for await (const token of answer) {
@@ -130,7 +138,6 @@ async function ask(question: string, maxNewTokens: number): Promise<void> {
       post({ type: 'token', text: token.text });
     }
     const r = await answer.done();
-    asked++;
     post({
       type: 'answer',
       text: r.text,
@@ -162,7 +169,7 @@ scope.onmessage = (e) => {
       setPicture(m.picture);
       break;
     case 'ask':
-      ask(m.question, m.maxNewTokens).catch(fail);
+      ask(m.question, m.maxNewTokens, m.newConversation).catch(fail);
       break;
     case 'stop':
       running?.abort();

@@ -1,16 +1,18 @@
 // The page as a person uses it, in headless Chromium: built with Vite, served from a loopback
-// server, a picture picked, questions typed, answers streamed, on WebGPU (SwiftShader where there
-// is no GPU) and on WASM; each answer must equal Node's for the same model, picture and question.
+// server with the models scripts/prepare-models.mjs lays out (the trained demo model), opened with
+// no parameters, the sample picture taken, suggested questions asked, answers streamed, on WebGPU
+// (SwiftShader where there is no GPU) and on WASM; each answer must equal Node's for the same
+// model, picture and question.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { convertCheckpoint, LlavaMini } from '@llava-mini/pipeline/node';
-import { writeTinyCheckpoint } from '@llava-mini/tiny';
+import { LlavaMini } from '@llava-mini/pipeline/node';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_HINTS, prepareModels } from '../scripts/prepare-models.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HAVE_CHROMIUM = fs.existsSync(CHROMIUM);
@@ -19,9 +21,13 @@ if (!HAVE_CHROMIUM) {
   console.warn(`[page.test] skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 }
 const EXAMPLE = path.resolve(__dirname, '..');
-const IMAGE = path.resolve(EXAMPLE, '../assets/house.png');
-const QUESTIONS = ['What is in this picture?', 'And what colour is it?'];
-const MAX_NEW = 8;
+/** The page's sample picture for the demo model (prepare-models copies it): a red circle, a blue square, a green triangle. */
+const SAMPLE = path.resolve(EXAMPLE, '../assets/shapes.png');
+const QUESTIONS = DEMO_HINTS.questions;
+/** What the questions' answers are, looking at the picture; the demo model gets all of them right. */
+const TRUE_ANSWERS = ['red', 'square', '3', 'yes'];
+/** The demo model writes the assistant header itself (6 tokens), then the answer and <|eot_id|>. */
+const MAX_NEW = 16;
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader'];
 /** Where the screenshots go; LLAVA_MINI_UPDATE_SCREENSHOT=1 also replaces the one the README shows. */
 const SHOTS = path.join(EXAMPLE, '.screenshots');
@@ -53,22 +59,27 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
   let root = '';
   let server: Awaited<ReturnType<typeof serve>> | undefined;
   let browser: Browser | undefined;
+  /** Node's answers to each question on its own (the page's default for the demo model), and as one conversation. */
   let nodeAnswers: string[];
+  let nodeConversation: string[];
 
   beforeAll(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-example-web-'));
     const site = path.join(root, 'site');
     await build({ root: EXAMPLE, logLevel: 'warn', build: { outDir: site, emptyOutDir: true } });
-    // 112 px pictures keep SwiftShader's share of the run to seconds.
-    const ckpt = path.join(root, 'hf');
-    await writeTinyCheckpoint(ckpt, { seed: 7, std: 0.3, imageSize: 112 });
-    const model = path.join(root, 'models', 'tiny');
-    await convertCheckpoint(ckpt, model);
-    const node = await LlavaMini.fromPretrained(model, { device: 'cpu' });
-    const chat = node.chat(IMAGE);
+    // The page's models as `npm run example:web` prepares them, without the random-weight fallback.
+    const listed = await prepareModels(path.join(root, 'models'), { tiny: false, log: () => {} });
+    expect(listed.map((m) => m.name)).toEqual(['llava-mini-shapes']);
+    const node = await LlavaMini.fromPretrained(path.join(root, 'models', 'llava-mini-shapes', 'fp32'), { device: 'cpu' });
     nodeAnswers = [];
-    for (const q of QUESTIONS) nodeAnswers.push((await chat.ask(q, { maxNewTokens: MAX_NEW }).done()).text);
+    for (const q of QUESTIONS) nodeAnswers.push((await node.ask(SAMPLE, q, { maxNewTokens: MAX_NEW }).done()).text);
+    const chat = node.chat(SAMPLE);
+    nodeConversation = [];
+    for (const q of QUESTIONS.slice(0, 2)) nodeConversation.push((await chat.ask(q, { maxNewTokens: MAX_NEW }).done()).text);
+    chat.dispose();
     await node.dispose();
+    // The answers make sense: the demo model reads the sample picture right.
+    expect(nodeAnswers).toEqual(TRUE_ANSWERS);
     server = await serve({ '/models/': path.join(root, 'models'), '/': site });
     browser = await chromium.launch({ executablePath: CHROMIUM, timeout: 30_000, args: ['--headless=new', '--no-sandbox', ...WEBGPU_FLAGS, '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
     fs.mkdirSync(SHOTS, { recursive: true });
@@ -86,7 +97,8 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
     const log: string[] = [];
     page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
-    await page.goto(`${server!.origin}/?model=/models/tiny/&device=${device}`);
+    // No model parameter: the page opens with the first model of models/index.json, the demo model.
+    await page.goto(`${server!.origin}/${device === 'auto' ? '' : `?device=${device}`}`);
     return { page, log, close: () => context.close() };
   }
 
@@ -95,33 +107,44 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
       throw new Error(`${err.message}\nload line: ${await page.textContent('#load-line')}\npage log:\n${log.join('\n')}`);
     });
 
-  /** Pick the picture, ask each question in turn (a conversation), return the answers as the page shows them. */
-  async function converse(page: Page, log: string[]): Promise<string[]> {
-    await page.setInputFiles('#file', IMAGE);
+  /**
+   * Take the sample picture, ask `questions` in turn (the first is already in the box, the others are
+   * suggestion buttons), each on its own or, with `keepTurns`, as one conversation; return the
+   * answers as the page shows them.
+   */
+  async function converse(page: Page, log: string[], questions: string[], keepTurns = false): Promise<string[]> {
+    expect(await page.inputValue('#model-url')).toBe('models/llava-mini-shapes/');
+    expect(await page.textContent('#model-about')).toMatch(/^llava-mini-shapes: a 1\.3 M-parameter LLaVA-Mini trained on pictures of/);
+    // The demo model was trained on one question per picture: the page asks each on its own unless told otherwise.
+    expect(await page.isChecked('#keep-turns')).toBe(false);
+    if (keepTurns) await page.check('#keep-turns');
+    await page.click('#sample');
+    await page.waitForSelector('#preview-img:not([hidden])');
     await page.fill('#max-tokens', String(MAX_NEW));
     const answers: string[] = [];
-    for (const [i, q] of QUESTIONS.entries()) {
-      await page.fill('#question', q);
+    for (const [i, q] of questions.entries()) {
+      if (i > 0) await page.click(`#suggestions button:text-is("${q}")`);
+      expect(await page.inputValue('#question')).toBe(q);
       await page.click('#ask');
       await page.waitForSelector(`#turns li:nth-child(${i + 1})[data-done]`, { timeout: 240_000 }).catch(async (err: Error) => {
         throw new Error(`${err.message}\nstats: ${await page.textContent('#stats')}\npage log:\n${log.join('\n')}`);
       });
       answers.push((await page.textContent(`#turns li:nth-child(${i + 1}) .a`)) ?? '');
     }
-    // The follow-up reused the picture's features: CLIP ran once.
+    // The later questions reused the picture's features (the conversation's, or the picture cache's): CLIP ran once.
     expect(await page.getAttribute('#stats', 'data-encoder-runs')).toBe('1');
     expect(await page.textContent('#turns li:nth-child(2) .meta')).toMatch(/picture not encoded again/);
     return answers;
   }
 
-  it('WebGPU (auto picks it; SwiftShader has no shader-f16, so fp32): the streamed answers equal Node\'s', async () => {
+  it('WebGPU (auto picks it; SwiftShader has no shader-f16, so fp32), the demo model by default: the streamed answers equal Node\'s', async () => {
     const { page, log, close } = await open('auto');
     try {
       await loadState(page, 'loaded', log);
       expect(await page.getAttribute('#device-line', 'data-device')).toBe('webgpu');
       expect(await page.textContent('#device-line')).toMatch(/WebGPU, fp32 — WebGPU on .*no shader-f16/);
-      expect(await converse(page, log)).toEqual(nodeAnswers);
-      await page.screenshot({ path: path.join(SHOTS, 'webgpu.png') });
+      expect(await converse(page, log, QUESTIONS)).toEqual(nodeAnswers);
+      await page.screenshot({ path: path.join(SHOTS, 'webgpu.png'), fullPage: true });
       if (process.env.LLAVA_MINI_UPDATE_SCREENSHOT) fs.copyFileSync(path.join(SHOTS, 'webgpu.png'), path.join(EXAMPLE, 'screenshot.png'));
 
       // A second visit loads every file from the Cache API; the button empties it.
@@ -135,7 +158,7 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
     }
   }, 600_000);
 
-  it('WASM, after a download that fails half way and is resumed: the same answers', async () => {
+  it('WASM, after a download that fails half way and is resumed; follow-ups as one conversation: Node\'s answers', async () => {
     const { page, log, close } = await open('wasm');
     try {
       // The first request for the LLM's weights dies; Retry fetches what is missing, the rest comes from the cache.
@@ -153,8 +176,8 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
       expect(downloaded).toBeGreaterThan(0);
       expect(await page.textContent('#progress-text')).toMatch(/files from the cache/);
       expect(await page.textContent('#device-line')).toMatch(/WASM, fp32 — WASM was asked for/);
-      expect(await converse(page, log)).toEqual(nodeAnswers);
-      await page.screenshot({ path: path.join(SHOTS, 'wasm.png') });
+      expect(await converse(page, log, QUESTIONS.slice(0, 2), true)).toEqual(nodeConversation);
+      await page.screenshot({ path: path.join(SHOTS, 'wasm.png'), fullPage: true });
     } finally {
       await close();
     }

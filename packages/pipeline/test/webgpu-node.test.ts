@@ -11,7 +11,7 @@ import { loadImage, processImage, readVisionConfig } from '@llava-mini/encoder/n
 import { maxAbsDiff, seededFloats } from '@llava-mini/reference';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertCheckpoint, LlavaMini } from '@llava-mini/pipeline/node';
+import { convertCheckpoint, defaultModelDir, LlavaMini } from '@llava-mini/pipeline/node';
 import { stageOutputs } from './stage-outputs.js';
 import { expectStagesClose, referenceStages, relativeError } from './stage-reference.js';
 
@@ -30,6 +30,7 @@ if (!HAVE_WEBGPU) {
 
 const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
 const VIDEO = path.resolve(__dirname, '../../../examples/assets/clip.mp4');
+const SHAPES = path.resolve(__dirname, '../../../examples/assets/shapes.png');
 const QUESTION = 'What is in this picture?';
 const MAX_NEW = 4;
 /** fp32 on WebGPU vs the float64-accumulating reference: measured 1e-6..2e-5 here; 1e-4 leaves room for other adapters. */
@@ -99,13 +100,7 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
     expect(maxAbsDiff(out[0], out[1])).toBeLessThanOrEqual(1e-5);
   });
 
-  // KNOWN FAILURE (found at integration, 2026-12-01): since pre-fusion became a causal prefix on
-  // GroupQueryAttention with a zero-length past on a first look, onnxruntime-node 1.30's WebGPU
-  // session (attention forced to the CPU provider, see core/src/backends/node-webgpu.ts) fails in
-  // a MemcpyFromHost node: "Shape mismatch attempting to re-use buffer {1,2,0,16} != {1,2,128,16}".
-  // These tests assert that failure so that a fix (or a runtime release) shows up as a red test to
-  // turn back into it(); the browser's WebGPU (onnxruntime-web) is unaffected (browser.test.ts).
-  it.fails('fp32: encoder, compressor, pre-fusion, LLM prefill and decode each match the reference', async () => {
+  it('fp32: encoder, compressor, pre-fusion, LLM prefill and decode each match the reference', async () => {
     const model = await LlavaMini.fromPretrained(fp32, { device: 'webgpu' });
     const img = await loadImage(IMAGE);
     const got = await stageOutputs(model, img, promptIds, cpuIds);
@@ -130,13 +125,30 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
     console.log('[webgpu-node.test] fp16 relative errors', expectStagesClose(got, want, FP16_TOLERANCE));
   });
 
-  const cases = [
+  it('a follow-up question about the same picture (pre-fusion over its cached prefix, a non-empty past): the same tokens as the CPU', async () => {
+    const followUp = async (device: 'cpu' | 'webgpu') => {
+      const model = await LlavaMini.fromPretrained(fp32, { device });
+      try {
+        await model.ask(IMAGE, QUESTION, { maxNewTokens: 1 }).done();
+        const r = await model.ask(IMAGE, 'What color is it?', { maxNewTokens: MAX_NEW }).done();
+        expect(model.vision.pictures.stats).toMatchObject({ entries: 1, hits: 1 });
+        return r.ids;
+      } finally {
+        await model.dispose();
+      }
+    };
+    expect(await followUp('webgpu')).toEqual(await followUp('cpu'));
+  });
+
+  const cases: { name: string; model: () => string; input: () => string | { video: string }; question?: string; maxNewTokens?: number; text?: string }[] = [
     { name: 'image', model: () => fp32, input: () => IMAGE },
     { name: 'HD image', model: () => hd, input: () => IMAGE },
     { name: 'video', model: () => fp32, input: () => ({ video: VIDEO }) },
+    // Trained weights (models/llava-mini-shapes): it writes the assistant header (6 tokens), then the word.
+    { name: 'the trained demo model, image', model: defaultModelDir, input: () => SHAPES, question: 'What color is the circle?', maxNewTokens: 10, text: 'red' },
   ];
   for (const c of cases) {
-    it.fails(`${c.name}: the same tokens as the CPU, and logits within tolerance (known failure, above)`, async () => {
+    it(`${c.name}: the same tokens as the CPU, and logits within tolerance`, async () => {
       const answer = async (device: 'cpu' | 'webgpu') => {
         const model = await LlavaMini.fromPretrained(c.model(), { device });
         const logits: Float32Array[] = [];
@@ -154,7 +166,7 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
           return s;
         };
         try {
-          return { ...(await model.ask(c.input(), QUESTION, { maxNewTokens: MAX_NEW }).done()), logits };
+          return { ...(await model.ask(c.input(), c.question ?? QUESTION, { maxNewTokens: c.maxNewTokens ?? MAX_NEW }).done()), logits };
         } finally {
           await model.dispose();
         }
@@ -162,6 +174,7 @@ describe.skipIf(!HAVE_WEBGPU)('onnxruntime-node WebGPU', () => {
       const cpu = await answer('cpu');
       const gpu = await answer('webgpu');
       expect(gpu.ids).toEqual(cpu.ids);
+      if (c.text) expect(gpu.text).toBe(c.text);
       expect(gpu.logits.length).toBe(cpu.logits.length);
       cpu.logits.forEach((l, i) => expect(relativeError(gpu.logits[i], l)).toBeLessThanOrEqual(FP32_TOLERANCE));
     });

@@ -79,14 +79,21 @@ export function buildPrefusionGraph(src: WeightSource, json: Record<string, unkn
   const g = new Graph({ name: 'llava-mini-prefusion', weights: options.weights, metadata: { dtype, maxPositions: String(maxPositions), compressedTokens: String(CC) } });
   const toDtype = (x: Value) => (dtype === 'float32' ? x : g.cast(x, dtype));
   const toFloat32 = (x: Value) => (dtype === 'float32' ? x : g.cast(x, 'float32'));
-  const kvShape = (rows: string) => [1, c.numKvHeads, rows, c.headDim];
+  const kvShape = (rows: string | null) => [1, c.numKvHeads, rows, c.headDim];
 
   const image = g.input(PREFUSION_IO.imageFeatures, 'float32', [1, 'image_tokens', D]);
   const compressed = g.input(PREFUSION_IO.compressed, 'float32', [1, 'compressed_tokens', D]);
   const text = g.input(PREFUSION_IO.textEmbeds, 'float32', [1, 'text_tokens', H]);
+  // The past's row count is left unnamed. GroupQueryAttention's shape inference gives present_key/
+  // value the past's row dimension whenever total_sequence_length is not a constant (it assumes a
+  // shared max-length buffer), but here present has P + S rows. With a name ('past_rows'), present
+  // and past look the same size to onnxruntime's memory planner, and in a session split between
+  // providers (node WebGPU with attention on the CPU) it gave present's host-to-GPU copy the freed
+  // GPU copy of past_key (made for the Shape node below): "Shape mismatch attempting to re-use
+  // buffer {1,2,0,16} != {1,2,128,16}". An unnamed dimension equals nothing, so nothing is shared.
   const past = Array.from({ length: layers }, (_, l) => ({
-    pastKey: g.input(PREFUSION_IO.pastKey(l), dtype, kvShape('past_rows')),
-    pastValue: g.input(PREFUSION_IO.pastValue(l), dtype, kvShape('past_rows')),
+    pastKey: g.input(PREFUSION_IO.pastKey(l), dtype, kvShape(null)),
+    pastValue: g.input(PREFUSION_IO.pastValue(l), dtype, kvShape(null)),
   }));
 
   // Projector (mlp2x_gelu), one pass over image and compressed rows: Linear D->H, exact GELU, Linear H->H.

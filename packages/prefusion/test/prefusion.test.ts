@@ -191,6 +191,23 @@ describe('picture prefix (spec §3.3: the picture rows never see the prompt)', (
   });
 });
 
+describe('graph declarations', () => {
+  it('past.{l}.key/value have an unnamed row dimension, so present (P + S rows) never passes for the same size as past', async () => {
+    // GroupQueryAttention's shape inference copies past's row dimension to present; a named one made
+    // onnxruntime reuse a past-sized buffer for present in a session split between WebGPU and the
+    // CPU (see graph.ts). webgpu-node.test.ts runs that session; this checks the declaration here.
+    const { decodeModel } = await import('@llava-mini/core');
+    const { json, src } = await tiny({ imageSize: 56 });
+    const model = decodeModel(buildPrefusionGraph(src, json, { compressedTokens: 1, maxPositions: 64 }).toBytes());
+    const past = model.graph.input.filter((i) => i.name.startsWith('past.'));
+    expect(past.map((i) => i.name)).toEqual(['past.0.key', 'past.0.value', 'past.1.key', 'past.1.value']);
+    for (const i of past) {
+      const dims = i.type.tensor_type.shape!.dim;
+      expect(dims.map((d) => d.dim_value ?? d.dim_param ?? null), i.name).toEqual([1, 2, null, 16]);
+    }
+  });
+});
+
 describe('config, checkpoint and input errors', () => {
   it('an unsupported projector -> UnsupportedConfigError naming mm_projector_type', async () => {
     const { json, src } = await tiny({ imageSize: 56 });

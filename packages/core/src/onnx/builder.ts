@@ -10,8 +10,12 @@ import {
   type ValueInfoProtoJson,
 } from './proto.js';
 
-/** A tensor dimension: a fixed size, or a symbolic name such as 'batch' or 'seq'. */
-export type Dim = number | string;
+/**
+ * A tensor dimension: a fixed size, a symbolic name such as 'batch' or 'seq' (every dimension with
+ * the same name is the same size, and onnxruntime's memory planner relies on it), or null: a size
+ * known to nothing, not even equal to itself elsewhere in the graph.
+ */
+export type Dim = number | string | null;
 
 /** Where a weight's bytes went when they were not kept inside the .onnx file. */
 export interface ExternalRef {
@@ -220,7 +224,7 @@ export class GraphCore {
 function valueInfo(name: string, dtype: DType, shape?: Dim[]): ValueInfoProtoJson {
   const tensorType: ValueInfoProtoJson['type']['tensor_type'] = { elem_type: ONNX_DATA_TYPE[dtype] };
   if (shape) {
-    tensorType.shape = { dim: shape.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) };
+    tensorType.shape = { dim: shape.map((d) => (d === null ? {} : typeof d === 'number' ? { dim_value: d } : { dim_param: d })) };
   }
   return { name, type: { tensor_type: tensorType } };
 }

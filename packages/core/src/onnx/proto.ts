@@ -179,7 +179,7 @@ export interface NodeProtoJson {
 
 export interface ValueInfoProtoJson {
   name: string;
-  type: { tensor_type: { elem_type: number; shape?: { dim: ({ dim_value: number } | { dim_param: string })[] } } };
+  type: { tensor_type: { elem_type: number; shape?: { dim: { dim_value?: number; dim_param?: string }[] } } };
 }
 
 export interface ModelProtoJson {
