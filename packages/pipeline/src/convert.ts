@@ -138,7 +138,7 @@ function checkOutput(out: string, force: boolean): void {
  * Remove what conversions into `out` that were killed (SIGKILL, a crash, a power cut) left behind:
  * `<out>.partial-<pid>` and `<out>.old-<pid>` folders whose process is gone.
  */
-function removeStalePartials(out: string): void {
+export function removeStalePartials(out: string): void {
   const dir = path.dirname(out);
   const prefix = path.basename(out);
   let entries: string[];

@@ -181,6 +181,17 @@ describe('the CLI on hard inputs', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it('Ctrl-C while eval writes its data set leaves no partial data set in the temp folder', async () => {
+    const tmp = fs.mkdtempSync(path.join(root, 'tmp-'));
+    const child = spawn(process.execPath, [BIN, 'eval', '--count', '5000', '--seed', '4242', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const partial = path.join(tmp, `llava-mini-shapes-eval-seed4242-n5000.partial-${child.pid}`);
+    while (!fs.existsSync(path.join(partial, 'images')) && child.exitCode === null) await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(fs.readdirSync(tmp)).toEqual([]);
+  });
+
   it('a partial folder a killed conversion left behind is removed by the next one', () => {
     const hf = path.join(root, 'hf');
     if (!fs.existsSync(hf)) expect(cli(['init-tiny', hf]).code).toBe(0);

@@ -199,8 +199,9 @@ export async function askCommand(flags: AskFlags): Promise<void> {
   const view = new ProgressView(!flags.json && process.stderr.isTTY === true);
   const options = generationOptions(flags, view);
   const model = await load(flags, view);
+  const stop = stopOnSignal();
   try {
-    const answer = model.ask(input, prompt, options);
+    const answer = model.ask(input, prompt, { ...options, signal: stop.signal });
     if (flags.json) {
       const r = await answer.done();
       view.stop();
@@ -216,9 +217,22 @@ export async function askCommand(flags: AskFlags): Promise<void> {
     out('\n');
     printTimings(await answer.done());
   } finally {
+    stop.done();
     view.stop();
     await model.dispose();
   }
+}
+
+/**
+ * Ctrl-C (SIGINT, SIGTERM, SIGHUP) while an answer runs stops it through its signal, so ffmpeg is
+ * stopped and its temporary files removed before the CLI exits (130); a second one exits at once.
+ */
+function stopOnSignal(): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const stop = () => (controller.signal.aborted ? process.exit(130) : controller.abort());
+  for (const s of signals) process.on(s, stop);
+  return { signal: controller.signal, done: () => signals.forEach((s) => process.removeListener(s, stop)) };
 }
 
 function printTimings(r: AskResult): void {

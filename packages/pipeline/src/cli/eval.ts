@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FileError, fileSystemError, integerOption, InvalidOptionError } from '@llava-mini/core';
 import { writeFileAtomic } from '@llava-mini/core/node';
+import { removeStalePartials } from '../convert.js';
 import { checkDtype } from '../formats.js';
 import { defaultModelDir } from '../default-model.js';
 import { LlavaMini, type NodeDeviceRequest } from '../node.js';
@@ -50,10 +51,26 @@ export async function evalCommand(flags: EvalFlags): Promise<void> {
     const count = int(flags.count, '--count', 1);
     data = path.join(os.tmpdir(), `llava-mini-shapes-eval-seed${seed}-n${count}`);
     if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
+      // Written beside its final name and renamed; a run stopped here (Ctrl-C) removes its partial
+      // folder, and one that was killed leaves it to the next run to remove.
+      removeStalePartials(data);
       const tmp = `${data}.partial-${process.pid}`;
-      await shapes.writeDataset(tmp, { count, seed });
-      fs.rmSync(data, { recursive: true, force: true });
-      fs.renameSync(tmp, data);
+      const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+      const stop = () => {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        process.exit(130);
+      };
+      for (const s of signals) process.on(s, stop);
+      try {
+        await shapes.writeDataset(tmp, { count, seed });
+        fs.rmSync(data, { recursive: true, force: true });
+        fs.renameSync(tmp, data);
+      } catch (err) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      } finally {
+        for (const s of signals) process.removeListener(s, stop);
+      }
     }
   } else if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
     throw new InvalidOptionError(`--data ${data}: no scenes.jsonl there (write one with llava-mini-shapes)`);
