@@ -6,8 +6,9 @@ import { InvalidOptionError } from './errors.js';
  */
 export function integerOption(value: string, flag: string, min?: number): number {
   const n = /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(value)}`);
-  if (min !== undefined && n < min) throw new InvalidOptionError(`${flag} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  if (!Number.isSafeInteger(n) || (min !== undefined && n < min)) {
+    throw new InvalidOptionError(`${flag} must be an integer${min === undefined ? '' : ` >= ${min}`}, got ${JSON.stringify(value)}`);
+  }
   return n;
 }
 

@@ -52,6 +52,23 @@ describe('first contact', () => {
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(3);
   });
 
+  it('one name for each thing, and results hold what the README documents, no internals', async () => {
+    const entry = await import('../src/node.js');
+    for (const old of ['LlavaChat', 'LlavaMiniModel', 'LlavaMiniPipeline']) expect(Object.keys(entry)).not.toContain(old);
+    expect(entry.Conversation).toBeTypeOf('function');
+    const model = await entry.LlavaMini.fromPretrained(await entry.ensureTinyModel(path.join(tmp, 'model')), { device: 'cpu' });
+    try {
+      const r = await model.ask(path.join(ROOT, 'examples/assets/house.png'), 'What is this?', { maxNewTokens: 2 }).done();
+      expect(Object.keys(r).sort()).toEqual(['finishReason', 'ids', 'llmInputTokens', 'promptTokenIds', 'stats', 'text', 'timings']);
+      const chat = model.chat(path.join(ROOT, 'examples/assets/house.png'));
+      expect(chat).toBeInstanceOf(entry.Conversation);
+      expect(Object.keys(await chat.ask('And?', { maxNewTokens: 1 }).done()).sort()).toEqual(Object.keys(r).sort());
+      chat.dispose();
+    } finally {
+      await model.dispose();
+    }
+  });
+
   it('ask and chat take the platform input type, not unknown: tsc refuses a wrong input or option', () => {
     // A user's file beside the repository's node_modules, importing the built packages by name.
     const program = (checked: boolean) => `import { LlavaMini } from '@llava-mini/pipeline';
