@@ -204,7 +204,8 @@ export function fileSystemError(err: unknown): FileError | undefined {
   const e = err as ErrnoLike | null;
   if (!(err instanceof Error) || typeof e?.code !== 'string' || typeof e.syscall !== 'string' || !/^E[A-Z]+$/.test(e.code)) return undefined;
   const where = typeof e.path === 'string' ? e.path : '(unknown path)';
-  const words = ERRNO_WORDS[e.code] ?? err.message.split('\n')[0];
+  // A recursive mkdir says EEXIST where a file sits at (or above) the folder to be made.
+  const words = e.code === 'EEXIST' && e.syscall === 'mkdir' ? 'is a file, not a folder' : (ERRNO_WORDS[e.code] ?? err.message.split('\n')[0]);
   const target = typeof e.dest === 'string' ? ` -> ${e.dest}` : '';
   return new FileError(`${where}${target}`, `${e.syscall} failed: ${words} (${e.code})`, { cause: err });
 }

@@ -2,6 +2,7 @@
 // backend) live in '@llava-mini/core/node'; the onnxruntime-web backend in '@llava-mini/core/web'.
 export * from './errors.js';
 export { debugEnabled } from './debug.js';
+export { integerOption, numberOption } from './options.js';
 export * from './tensor.js';
 export * from './dtype.js';
 export * from './backend.js';

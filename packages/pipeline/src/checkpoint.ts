@@ -6,6 +6,15 @@ import { checkLayout, VISION_MODEL_PREFIX as LLAVA_VISION_PREFIX } from './layou
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
 
+/**
+ * A config value the runtime does not take is named with the file it came from: the stage packages
+ * that check it know the key but not the file (a checkpoint's config.json, a model's manifest.json).
+ */
+export function inConfigFile(err: unknown, file: string): unknown {
+  if (err instanceof UnsupportedConfigError && !err.message.startsWith(`${file}: `)) err.message = `${file}: ${err.message}`;
+  return err;
+}
+
 export function readJson(file: string): Record<string, unknown> {
   let text: string;
   try {
@@ -39,9 +48,10 @@ export interface HfCheckpoint {
  */
 export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ModelFilesError(dir, 'is not a folder');
-  const config = readJson(path.join(dir, 'config.json'));
+  const configFile = path.join(dir, 'config.json');
+  const config = readJson(configFile);
   if (config.model_type !== 'llava_mini_llama') {
-    throw new UnsupportedConfigError('model_type', `expected "llava_mini_llama" (a LLaVA-Mini checkpoint), got ${JSON.stringify(config.model_type)}`);
+    throw inConfigFile(new UnsupportedConfigError('model_type', `expected "llava_mini_llama" (a LLaVA-Mini checkpoint), got ${JSON.stringify(config.model_type)}`), configFile);
   }
   const genPath = path.join(dir, 'generation_config.json');
   const generationConfig = fs.existsSync(genPath) ? readJson(genPath) : undefined;
@@ -55,7 +65,7 @@ export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
       checkLayout(h.config, h.weights.names, `checkpoint ${dir}`);
     } catch (err) {
       h.weights.close();
-      throw err;
+      throw inConfigFile(err, configFile);
     }
     return h;
   };

@@ -22,6 +22,7 @@ program
   .option('--hd', 'high-resolution variant (resolution_ratio 2, compressor size doubled)')
   .option('--compressor-size <C>', 'C: C*C vision tokens per image', '1')
   .option('--image-size <px>', 'CLIP input size', '336')
+  .option('--force', 'write into a folder that is not empty (its weights are replaced)')
   .action(initTinyCommand);
 
 const dtypeOption = (flag: string, what: string) => new Option(flag, what).choices(['fp32', 'fp16', 'q8', 'q4']);

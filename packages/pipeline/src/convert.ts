@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileError, fileSystemError, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
-import { ExternalDataWriter, saveModel, writeFileAtomic } from '@llava-mini/core/node';
-import { openHfCheckpoint, withProgress } from './checkpoint.js';
+import { ExternalDataWriter, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
+import { inConfigFile, openHfCheckpoint, withProgress } from './checkpoint.js';
 import { type FileEntry, type Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry } from './manifest.js';
 import { recordVerified, sha256File } from './model-files.js';
 import { GRAPHS, type GraphName } from './parts.js';
@@ -47,7 +47,7 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
     const plan = planConversion(hf.config, hf.weights, options);
     fs.rmSync(tmp, { recursive: true, force: true });
     // The first folder mkdir made: missing parents of --out are removed again if the conversion fails.
-    created = fs.mkdirSync(tmp, { recursive: true });
+    created = makeDirs(tmp);
     const src = withProgress(hf.weights, 'convert', hf.weights.names.length, options.onProgress);
     const stages = {} as Record<GraphName, StageEntry>;
     for (const name of GRAPHS) {
@@ -89,7 +89,7 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
   } catch (err) {
     // Cleaning up must never hide the error that made it necessary.
     removeQuietly(created ?? tmp);
-    throw fileSystemError(err) ?? err;
+    throw fileSystemError(err) ?? inConfigFile(err, path.join(hf.dir, 'config.json'));
   } finally {
     hf.weights.close();
   }
@@ -138,7 +138,7 @@ function checkOutput(out: string, force: boolean): void {
  * Remove what conversions into `out` that were killed (SIGKILL, a crash, a power cut) left behind:
  * `<out>.partial-<pid>` and `<out>.old-<pid>` folders whose process is gone.
  */
-function removeStalePartials(out: string): void {
+export function removeStalePartials(out: string): void {
   const dir = path.dirname(out);
   const prefix = path.basename(out);
   let entries: string[];

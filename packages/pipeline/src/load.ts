@@ -4,7 +4,7 @@ import { type Backend, InvalidOptionError, ModelFilesError, type ProgressCallbac
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { loadTokenizer } from '@llava-mini/llm/node';
-import { openHfCheckpoint } from './checkpoint.js';
+import { inConfigFile, openHfCheckpoint } from './checkpoint.js';
 import { checkDtype, type DtypeName, resolveModelDevice, type Target } from './formats.js';
 import { type NodeInput, resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
@@ -72,6 +72,8 @@ function fromCheckpoint(dir: string, options: LoadOptions): ModelSources & { tar
       options.onProgress?.({ task: 'convert', item: name, done: graphs.size, total: GRAPHS.length, unit: 'files' });
     }
     return { ...plan, config: hf.config, graph: (name) => graphs.get(name) as Uint8Array, tokenizer: loadTokenizer(dir) };
+  } catch (err) {
+    throw inConfigFile(err, path.join(dir, 'config.json'));
   } finally {
     hf.weights.close();
   }
@@ -88,12 +90,15 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
   const request = options.device ?? 'auto';
   const backend: Backend = request === 'wasm' ? await webBackend({ numThreads: options.numThreads }) : await nodeBackend();
   const device = await resolveModelDevice(backend, sources.target, request, dir, options.logger);
-  return openParts(sources, {
+  return openParts<NodeInput>(sources, {
     backend,
     device,
     logger: options.logger,
     kvCacheBytes: options.kvCacheBytes,
     pictureCacheBytes: options.pictureCacheBytes,
     resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
+  }).catch((err) => {
+    // The stages read their settings from the manifest's copy of config.json, or the checkpoint's own.
+    throw inConfigFile(err, path.join(dir, converted ? MANIFEST_FILE : 'config.json'));
   });
 }

@@ -51,6 +51,11 @@ describe('the CLI on hard inputs', () => {
     expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
     expect(JSON.parse(r.stdout).tokenIds.length).toBeGreaterThan(0);
     expect(fs.existsSync(path.join(os.tmpdir(), `mat-debug-${r.pid}.log`))).toBe(false);
+    // A ~40 KB --prompt: the sessions are made (with that command line) before the prompt is measured.
+    const long = cli(ask('--prompt', 'What is this? '.repeat(3000)));
+    expect(long.signal).toBeNull();
+    expectOneLine(long, 'PROMPT_TOO_LONG', /context window holds 8192/);
+    expect(fs.existsSync(path.join(os.tmpdir(), `mat-debug-${long.pid}.log`))).toBe(false);
   });
 
   it('reads a long prompt from --prompt-file, or from stdin with -, as --prompt would', () => {
@@ -75,6 +80,20 @@ describe('the CLI on hard inputs', () => {
       expectOneLine(cli(ask('--prompt', 'x', flag, value)), 'INVALID_OPTION', new RegExp(`${flag} must be an integer, got "${value}"`));
     }
     expectOneLine(cli(ask('--prompt', 'x', '--temperature', '')), 'INVALID_OPTION', /--temperature must be a number/);
+    // The other commands read their numbers the same way (eval, batch and serve used to take '' as 0 and 0x10 as 16).
+    const other: [string[], string, string][] = [
+      [['eval', '--count', '1'], '--seed', ''],
+      [['eval', '--count', '1'], '--limit', ' '],
+      [['init-tiny', path.join(root, 'never')], '--seed', ''],
+      [['batch', '--model', model, '--input', IMAGE, '--output', path.join(root, 'never.jsonl')], '--seed', ''],
+      [['batch', '--model', model, '--input', IMAGE, '--output', path.join(root, 'never.jsonl')], '--backoff', ''],
+      [['serve', '--model', model], '--port', '0x10'],
+      [['convert', model, '--out', path.join(root, 'never')], '--context', ''],
+    ];
+    for (const [args, flag, value] of other) {
+      expectOneLine(cli([...args, flag, value]), 'INVALID_OPTION', new RegExp(`${flag} must be an integer.*, got "${value}"`));
+    }
+    expect(fs.existsSync(path.join(root, 'never'))).toBe(false);
   });
 
   it('file-system errors are one line naming the path: --force onto a file, --out under a file, init-tiny onto a file', () => {
@@ -85,6 +104,14 @@ describe('the CLI on hard inputs', () => {
     expectOneLine(cli(['convert', hf, '--out', file, '--force']), 'FILE', /a-file: is a file, not a folder/);
     expectOneLine(cli(['convert', hf, '--out', path.join(file, 'model')]), 'FILE', /a-file: is a file, so .* cannot be created under it/);
     expectOneLine(cli(['init-tiny', file]), 'FILE', /a-file: is a file, not a folder/);
+    // A folder with something in it (a real checkpoint, say) keeps its weights unless --force.
+    const real = path.join(root, 'real-checkpoint');
+    fs.mkdirSync(real);
+    fs.writeFileSync(path.join(real, 'model.safetensors'), 'real weights');
+    expectOneLine(cli(['init-tiny', real]), 'INVALID_OPTION', /real-checkpoint already exists and is not empty; pass --force/);
+    expect(fs.readFileSync(path.join(real, 'model.safetensors'), 'utf8')).toBe('real weights');
+    expect(cli(['init-tiny', real, '--force']).code).toBe(0);
+    expect(fs.statSync(path.join(real, 'model.safetensors')).size).toBeGreaterThan(100_000);
     expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
     // A manifest that is a folder: an untyped EISDIR inside the library, still one line.
     const odd = path.join(root, 'odd-model');
@@ -96,6 +123,44 @@ describe('the CLI on hard inputs', () => {
     // LLAVA_MINI_DEBUG=1 adds the stack for a bug report.
     expect(cli(['ask', '--model', odd, '--image', IMAGE, '--prompt', 'x'], '', { LLAVA_MINI_DEBUG: '1' }).stderr).toMatch(/\n\s+at /);
     expect(fs.readdirSync(root).filter((f) => /partial|\.old-/.test(f))).toEqual([]);
+    // An output under a file: named as the path asked for (not a temporary name the clean-up then
+    // hid behind its own ENOTDIR), and refused before the work, not after it.
+    const answers = cli(['eval', '--count', '1', '--answers', path.join(file, 'answers.jsonl')]);
+    expectOneLine(answers, 'FILE', /a-file: is a file, so .*answers\.jsonl cannot be written under it/);
+    expect(answers.stdout).toBe('');
+    const jobs = path.join(root, 'jobs.jsonl');
+    fs.writeFileSync(jobs, `${JSON.stringify({ id: 1, image: IMAGE, question: 'x' })}\n`);
+    expectOneLine(cli(['batch', '--model', model, '--input', jobs, '--output', path.join(file, 'out.jsonl')]), 'FILE', /a-file: mkdir failed: is a file, not a folder/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  it.runIf(process.platform === 'linux')('a folder mkdir cannot make (under /proc) is an error, not an endless loop', () => {
+    // Node's recursive mkdir retries forever where mkdir says ENOENT under a folder that exists.
+    const hf = path.join(root, 'hf');
+    if (!fs.existsSync(hf)) expect(cli(['init-tiny', hf]).code).toBe(0);
+    const timed = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+    for (const args of [['convert', hf, '--out', '/proc/llava-mini-test/model'], ['init-tiny', '/proc/llava-mini-test']]) {
+      const r = timed(args);
+      expect({ args, signal: r.signal, code: r.status }).toEqual({ args, signal: null, code: 1 });
+      expect(r.stderr).toMatch(/^llava-mini: FILE: \/proc\/llava-mini-test: mkdir failed: does not exist \(ENOENT\)\n$/);
+    }
+  });
+
+  it('a config value the runtime does not take names the file it is in (config.json, or the manifest)', () => {
+    const hf = path.join(root, 'hf-bad-config');
+    expect(cli(['init-tiny', hf]).code).toBe(0);
+    const configFile = path.join(hf, 'config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), num_hidden_layers: '2' }));
+    const message = (file: string) => new RegExp(`^llava-mini: UNSUPPORTED_CONFIG: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: config 'num_hidden_layers': expected a positive integer, got "2"`);
+    expectOneLine(cli(['convert', hf, '--out', path.join(root, 'bad-config-onnx')]), 'UNSUPPORTED_CONFIG', message(configFile));
+    expectOneLine(cli(['ask', '--model', hf, '--image', IMAGE, '--prompt', 'x']), 'UNSUPPORTED_CONFIG', message(configFile));
+    const converted = path.join(root, 'bad-manifest-config');
+    fs.cpSync(model, converted, { recursive: true });
+    const manifestFile = path.join(converted, 'manifest.json');
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+    fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, config: { ...manifest.config, num_hidden_layers: '2' } }));
+    expectOneLine(cli(['ask', '--model', converted, '--image', IMAGE, '--prompt', 'x', '--device', 'cpu']), 'UNSUPPORTED_CONFIG', message(manifestFile));
+    expect(fs.existsSync(path.join(root, 'bad-config-onnx'))).toBe(false);
   });
 
   it('Ctrl-C during convert stops it at once and leaves no <out>.partial-<pid>', async () => {
@@ -114,6 +179,17 @@ describe('the CLI on hard inputs', () => {
     expect(stderr).toMatch(/^llava-mini: ABORTED: convert was stopped \(SIGINT\)/);
     expect(fs.existsSync(partial)).toBe(false);
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('Ctrl-C while eval writes its data set leaves no partial data set in the temp folder', async () => {
+    const tmp = fs.mkdtempSync(path.join(root, 'tmp-'));
+    const child = spawn(process.execPath, [BIN, 'eval', '--count', '5000', '--seed', '4242', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const partial = path.join(tmp, `llava-mini-shapes-eval-seed4242-n5000.partial-${child.pid}`);
+    while (!fs.existsSync(path.join(partial, 'images')) && child.exitCode === null) await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(fs.readdirSync(tmp)).toEqual([]);
   });
 
   it('a partial folder a killed conversion left behind is removed by the next one', () => {

@@ -1,5 +1,5 @@
 // `llava-mini serve`: the pipeline's CLI parses the flags and calls this (dynamic import).
-import { InvalidOptionError } from '@llava-mini/core';
+import { integerOption } from '@llava-mini/core';
 import { startServer } from './index.js';
 import type { ServerOptions } from './options.js';
 
@@ -27,10 +27,7 @@ export interface ServeFlags {
 }
 
 function int(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
+  return v === undefined ? undefined : integerOption(v, flag);
 }
 
 const list = (v: string[] | undefined) => v?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { INDEX_FILE, writeCheckpoint, writeFileAtomic } from '@llava-mini/core/node';
+import { INDEX_FILE, makeDirs, writeCheckpoint, writeFileAtomic } from '@llava-mini/core/node';
 import { clipConfig, clipPreprocessorConfig, FLOAT_KEYS, generationConfig, llavaMiniConfig, visionConfig } from './config.js';
 import { pyJson } from './json.js';
 import { resolveOptions, type TinyOptions } from './options.js';
@@ -43,7 +43,7 @@ export interface TinyClip {
  */
 export async function writeTinyCheckpoint(dir: string, options: TinyOptions = {}): Promise<TinyCheckpoint> {
   const o = resolveOptions(options);
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   removeOldWeights(dir);
   // The tokenizer comes first: its size fixes vocab_size, and with it the embedding shapes.
   const ids = o.tokenizer === 'tiny' ? writeTinyTokenizer(dir) : copyTokenizer(o.tokenizer.dir, dir);
@@ -67,7 +67,7 @@ export async function writeTinyCheckpoint(dir: string, options: TinyOptions = {}
  */
 export async function writeTinyClip(dir: string, options: TinyOptions = {}): Promise<TinyClip> {
   const o = resolveOptions(options);
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   removeOldWeights(dir);
   const shapes = clipTensorShapes(visionConfig(o), 'vision_model.');
   const tensors = writableTensors(shapes, o.seed, o.std, () => o.visionDtype);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorMessage, InvalidOptionError } from '@llava-mini/core';
-import { writeFileAtomic } from '@llava-mini/core/node';
+import { makeDirs, writeFileAtomic } from '@llava-mini/core/node';
 import { LLAMA3_SPLIT_REGEX, trainByteLevelBpe, type BpeModel } from './bpe.js';
 import type { SpecialIds } from './config.js';
 import { TINY_CORPUS } from './corpus.js';
@@ -215,7 +215,7 @@ export function copyTokenizer(srcDir: string, dir: string): SpecialIds {
     eos = [id];
   }
 
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   for (const file of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
     const src = path.join(srcDir, file);
     if (fs.existsSync(src)) writeFileAtomic(path.join(dir, file), fs.readFileSync(src));

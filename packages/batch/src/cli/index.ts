@@ -2,7 +2,7 @@
 // when asked for. Errors the library raises on purpose propagate to it and print as one line.
 import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { InvalidOptionError } from '@llava-mini/core';
+import { integerOption, InvalidOptionError, numberOption } from '@llava-mini/core';
 import { checkDtype, LlavaMini, type NodeDeviceRequest } from '@llava-mini/pipeline/node';
 import type { ResultLine } from '../answer.js';
 import { readJobsFile } from '../jobs.js';
@@ -15,16 +15,8 @@ import { printStatus } from './status.js';
 
 const err = (s: string) => process.stderr.write(s);
 
-const int = (flag: string, min = 1) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new InvalidOptionError(`${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-};
-const num = (flag: string) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidOptionError(`${flag} must be a number, got ${JSON.stringify(v)}`);
-  return n;
-};
+const int = (flag: string, min = 1) => (v: string) => integerOption(v, flag, min);
+const num = (flag: string) => (v: string) => numberOption(v, flag);
 
 interface LoadFlags {
   model: string;

@@ -15,7 +15,15 @@ export function writeFileAtomic(target: string, data: Uint8Array | string): void
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, target);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    // The clean-up fails the same way when the folder itself is the problem (ENOTDIR, EACCES): it
+    // must not replace the error, and the error names the file asked for, not the temporary one.
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      // nothing was written there
+    }
+    const e = err as NodeJS.ErrnoException;
+    if (e?.path === tmp) e.path = target;
     throw err;
   }
 }
@@ -95,4 +103,27 @@ export function saveModel(graph: GraphCore, modelPath: string, weights?: Externa
   }
   weights?.commit();
   writeFileAtomic(modelPath, bytes);
+}
+
+/**
+ * `fs.mkdirSync(dir, { recursive: true })` without its endless loop: Node's recursive mkdir retries
+ * forever where mkdir says ENOENT under a folder that exists (/proc, /sys). Missing parents are made
+ * one at a time, and any failure is thrown as it is. Returns the first folder made (undefined if
+ * `dir` existed), as mkdirSync does.
+ */
+export function makeDirs(dir: string): string | undefined {
+  const missing: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if (fs.existsSync(d)) break;
+    missing.unshift(d);
+    if (path.dirname(d) === d) break;
+  }
+  for (const d of missing) {
+    try {
+      fs.mkdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !fs.statSync(d).isDirectory()) throw err;
+    }
+  }
+  return missing[0];
 }

@@ -4,7 +4,7 @@ import { toFloat32 } from '../dtype.js';
 import { CheckpointMismatchError, errorMessage, ModelFilesError, SafetensorsError } from '../errors.js';
 import { buildHeader, headerLength, parseHeader, type TensorInfo } from '../safetensors.js';
 import { BYTES_PER_ELEMENT, type DType, type Tensor, tensor, tensorBytes, type TypedArrayFor } from '../tensor.js';
-import { tempPathFor, writeFileAtomic } from './files.js';
+import { makeDirs, tempPathFor, writeFileAtomic } from './files.js';
 
 function readExactly(fd: number, length: number, position: number, file: string): Uint8Array {
   const buf = new Uint8Array(length);
@@ -227,7 +227,7 @@ export function writeCheckpoint(dir: string, tensors: readonly WritableTensor[],
     size += bytes;
     total += bytes;
   }
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const metadata = { format: 'pt', ...options.metadata };
   if (shards.length === 1) {
     writeSafetensors(path.join(dir, SINGLE_FILE), shards[0], metadata);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as readline from 'node:readline/promises';
 import { Worker } from 'node:worker_threads';
-import { AbortError, debugEnabled, FileError, fileSystemError, InternalError, InvalidOptionError, LlavaMiniError } from '@llava-mini/core';
+import { AbortError, debugEnabled, FileError, fileSystemError, integerOption, InternalError, InvalidOptionError, LlavaMiniError, numberOption } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { type ConvertOptions, partialDir } from '../convert.js';
@@ -30,6 +30,7 @@ export async function devicesCommand(): Promise<void> {
 export interface InitTinyFlags {
   seed: string;
   hd?: boolean;
+  force?: boolean;
   compressorSize: string;
   imageSize: string;
 }
@@ -37,16 +38,18 @@ export interface InitTinyFlags {
 export async function initTinyCommand(dir: string, flags: InitTinyFlags): Promise<void> {
   const hd = flags.hd === true;
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new FileError(dir, 'is a file, not a folder; choose another folder for the checkpoint');
+  // Random weights written over a real checkpoint's would destroy it: only a new or empty folder, unless asked.
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0 && flags.force !== true) {
+    throw new InvalidOptionError(`${dir} already exists and is not empty; pass --force to write the tiny checkpoint over what it holds`);
+  }
+  const seed = int(flags.seed, '--seed');
+  const compressorSize = int(flags.compressorSize, '--compressor-size') * (hd ? 2 : 1);
+  const imageSize = int(flags.imageSize, '--image-size');
   // A development tool, not a runtime dependency: @llava-mini/tiny is installed with the repository.
   const { writeTinyCheckpoint } = await import('@llava-mini/tiny').catch((err) => {
     throw new InvalidOptionError('init-tiny needs the @llava-mini/tiny package: run `npm install @llava-mini/tiny`', { cause: err });
   });
-  const info = await writeTinyCheckpoint(dir, {
-    seed: int(flags.seed, '--seed'),
-    compressorSize: int(flags.compressorSize, '--compressor-size') * (hd ? 2 : 1),
-    resolutionRatio: hd ? 2 : 1,
-    imageSize: int(flags.imageSize, '--image-size'),
-  });
+  const info = await writeTinyCheckpoint(dir, { seed, compressorSize, resolutionRatio: hd ? 2 : 1, imageSize });
   out(`wrote a random-weight tiny LLaVA-Mini checkpoint (${info.tensorNames.length} tensors, vocabulary ${info.vocabSize}) to ${info.dir}\n`);
 }
 
@@ -196,8 +199,9 @@ export async function askCommand(flags: AskFlags): Promise<void> {
   const view = new ProgressView(!flags.json && process.stderr.isTTY === true);
   const options = generationOptions(flags, view);
   const model = await load(flags, view);
+  const stop = stopOnSignal();
   try {
-    const answer = model.ask(input, prompt, options);
+    const answer = model.ask(input, prompt, { ...options, signal: stop.signal });
     if (flags.json) {
       const r = await answer.done();
       view.stop();
@@ -213,9 +217,22 @@ export async function askCommand(flags: AskFlags): Promise<void> {
     out('\n');
     printTimings(await answer.done());
   } finally {
+    stop.done();
     view.stop();
     await model.dispose();
   }
+}
+
+/**
+ * Ctrl-C (SIGINT, SIGTERM, SIGHUP) while an answer runs stops it through its signal, so ffmpeg is
+ * stopped and its temporary files removed before the CLI exits (130); a second one exits at once.
+ */
+function stopOnSignal(): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const stop = () => (controller.signal.aborted ? process.exit(130) : controller.abort());
+  for (const s of signals) process.on(s, stop);
+  return { signal: controller.signal, done: () => signals.forEach((s) => process.removeListener(s, stop)) };
 }
 
 function printTimings(r: AskResult): void {
@@ -263,15 +280,5 @@ export async function chatCommand(flags: AskFlags): Promise<void> {
   }
 }
 
-function int(v: string, flag: string): number {
-  // Number('') is 0 and Number('0x10') is 16: only plain decimal digits are an integer here.
-  const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
-  if (!Number.isSafeInteger(n)) throw new InvalidOptionError(`${flag} must be an integer, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function num(v: string, flag: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidOptionError(`${flag} must be a number, got ${JSON.stringify(v)}`);
-  return n;
-}
+const int = (v: string, flag: string): number => integerOption(v, flag);
+const num = (v: string, flag: string): number => numberOption(v, flag);

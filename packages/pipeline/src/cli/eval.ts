@@ -1,8 +1,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InvalidOptionError } from '@llava-mini/core';
+import { FileError, fileSystemError, integerOption, InvalidOptionError } from '@llava-mini/core';
 import { writeFileAtomic } from '@llava-mini/core/node';
+import { removeStalePartials } from '../convert.js';
 import { checkDtype } from '../formats.js';
 import { defaultModelDir } from '../default-model.js';
 import { LlavaMini, type NodeDeviceRequest } from '../node.js';
@@ -21,10 +22,17 @@ export interface EvalFlags {
   answers?: string;
 }
 
-function int(v: string, flag: string, min = 0): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new InvalidOptionError(`${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
+const int = (v: string, flag: string, min = 0): number => integerOption(v, flag, min);
+
+function checkFolderOf(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    throw fileSystemError(err) ?? err;
+  }
+  if (!st.isDirectory()) throw new FileError(dir, `is a file, so ${file} cannot be written under it`);
 }
 
 /**
@@ -34,21 +42,40 @@ function int(v: string, flag: string, min = 0): number {
 export async function evalCommand(flags: EvalFlags): Promise<void> {
   // The shapes world is only needed here; loading it lazily keeps `ask` light.
   const shapes = await importOptional<typeof import('@llava-mini/shapes')>('@llava-mini/shapes', 'eval');
+  // Where the answers go is checked before the evaluation, not after minutes of it.
+  if (flags.answers) checkFolderOf(flags.answers);
   let data = flags.data;
   const seed = int(flags.seed, '--seed');
+  const limit = flags.limit === undefined ? undefined : int(flags.limit, '--limit', 1);
   if (data === undefined) {
     const count = int(flags.count, '--count', 1);
     data = path.join(os.tmpdir(), `llava-mini-shapes-eval-seed${seed}-n${count}`);
     if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
+      // Written beside its final name and renamed; a run stopped here (Ctrl-C) removes its partial
+      // folder, and one that was killed leaves it to the next run to remove.
+      removeStalePartials(data);
       const tmp = `${data}.partial-${process.pid}`;
-      await shapes.writeDataset(tmp, { count, seed });
-      fs.rmSync(data, { recursive: true, force: true });
-      fs.renameSync(tmp, data);
+      const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+      const stop = () => {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        process.exit(130);
+      };
+      for (const s of signals) process.on(s, stop);
+      try {
+        await shapes.writeDataset(tmp, { count, seed });
+        fs.rmSync(data, { recursive: true, force: true });
+        fs.renameSync(tmp, data);
+      } catch (err) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      } finally {
+        for (const s of signals) process.removeListener(s, stop);
+      }
     }
   } else if (!fs.existsSync(path.join(data, 'scenes.jsonl'))) {
     throw new InvalidOptionError(`--data ${data}: no scenes.jsonl there (write one with llava-mini-shapes)`);
   }
-  const items = shapes.evalItems(data, { limit: flags.limit === undefined ? undefined : int(flags.limit, '--limit', 1) });
+  const items = shapes.evalItems(data, { limit });
   const modelDir = flags.model ?? defaultModelDir();
   const view = new ProgressView(process.stderr.isTTY === true);
   const model = await LlavaMini.fromPretrained(modelDir, {
