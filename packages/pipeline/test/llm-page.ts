@@ -12,6 +12,8 @@ export interface LlmPageResult {
   /** The same continuation after truncating the sequence to the prompt minus its last token. */
   afterRollback?: number[];
   error?: string;
+  /** Whether the page's WebGPU adapter has shader-f16 (asked directly). */
+  shaderF16?: boolean;
 }
 
 const query = new URLSearchParams(location.search);
@@ -36,8 +38,13 @@ async function main(): Promise<LlmPageResult> {
   }
 }
 
+async function shaderF16(): Promise<boolean> {
+  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<{ features: { has(f: string): boolean } } | null> } }).gpu;
+  return !!(await gpu?.requestAdapter().catch(() => null))?.features.has('shader-f16');
+}
+
 void main()
   .catch((err: unknown): LlmPageResult => ({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }))
-  .then((r) => {
-    (window as unknown as { __result: LlmPageResult }).__result = r;
+  .then(async (r) => {
+    (window as unknown as { __result: LlmPageResult }).__result = { ...r, shaderF16: await shaderF16() };
   });

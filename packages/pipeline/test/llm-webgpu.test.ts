@@ -33,6 +33,7 @@ describe.skipIf(!HAVE_CHROMIUM)('LLM on WebGPU: the KV cache stays in GPU memory
     vocab = llama.vocabSize;
     const site = path.join(root, 'site');
     const files = writeLlamaModel(site, Checkpoint.open(ckpt), llama, { format: { dtype: 'float32' }, kvCache: 'shared', maxPositions: 256 });
+    writeLlamaModel(path.join(site, 'fp16'), Checkpoint.open(ckpt), llama, { format: { dtype: 'float16' }, maxPositions: 256 });
     fs.writeFileSync(path.join(site, 'config.json'), JSON.stringify(config));
     const model = await LlamaModel.create(await nodeBackend(), files, { config: llama, device: 'cpu', maxSequence: 256 });
     try {
@@ -49,10 +50,10 @@ describe.skipIf(!HAVE_CHROMIUM)('LLM on WebGPU: the KV cache stays in GPU memory
     if (root) fs.rmSync(root, { recursive: true, force: true });
   });
 
-  async function run(device: 'webgpu' | 'wasm'): Promise<LlmPageResult> {
+  async function run(device: 'webgpu' | 'wasm', folder = ''): Promise<LlmPageResult> {
     const o = server!.origin;
-    const files = fs.readdirSync(path.join(root, 'site'));
-    const model = files.find((f) => f.endsWith('.onnx') && !f.includes('embeddings')) as string;
+    const files = fs.readdirSync(path.join(root, 'site', folder));
+    const model = path.posix.join(folder, files.find((f) => f.endsWith('.onnx') && !f.includes('embeddings')) as string);
     const query = new URLSearchParams({ device, model: `${o}/${model}`, config: `${o}/config.json`, wasm: `${o}/ort/`, ids: JSON.stringify(PROMPT), maxNewTokens: String(MAX_NEW) });
     const browser = await launchChromium();
     try {
@@ -86,5 +87,18 @@ describe.skipIf(!HAVE_CHROMIUM)('LLM on WebGPU: the KV cache stays in GPU memory
     expect(t.uploadedBytes / gpu.runs!).toBeLessThan(PROMPT.length * kvBytesPerPosition);
     // A rollback reads the rows back once (truncate, then the next run uploads what is kept): the same tokens.
     expect(gpu.afterRollback).toEqual(nodeIds);
+  }, 300_000);
+
+  it('a float16 model on an adapter without shader-f16 is refused with the way out, not run into garbage', async () => {
+    const r = await run('webgpu', 'fp16');
+    if (r.shaderF16) {
+      expect(r.error).toBeUndefined(); // a GPU with shader-f16 runs it
+      return;
+    }
+    if (r.error?.includes('found no GPU adapter')) {
+      expect(process.env.LLAVA_MINI_REQUIRE_WEBGPU, r.error).toBeFalsy();
+      return;
+    }
+    expect(r.error).toMatch(/^DeviceUnavailableError: device 'webgpu' is not available: this WebGPU adapter has no 'shader-f16', which a float16 model needs\. Use a float32 model/);
   }, 300_000);
 });

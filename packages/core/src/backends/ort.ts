@@ -69,6 +69,8 @@ export interface DeviceSpec {
   /** See InferenceSession.attentionQueryLimit and kvCacheInPlace. */
   attentionQueryLimit?: number;
   kvCacheInPlace?: boolean;
+  /** Returns why a loaded graph cannot run right on this device (told whether its I/O is float16). */
+  graphCheck?: (usesFloat16: boolean) => Promise<{ reason: string; hint: string } | undefined>;
   /** The device has its own memory that outputs can stay in (onnxruntime-web's preferredOutputLocation 'gpu-buffer'). */
   deviceMemory?: boolean;
   hint: string;
@@ -145,7 +147,13 @@ export class OrtBackend implements Backend {
       const what = typeof model === 'string' ? `model '${model}'` : 'the model';
       throw new SessionError(`${this.name} could not load ${what} on ${device}: ${nativeReason(err)}`, { cause: err });
     }
-    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue, spec.deviceMemory === true, deviceOutputs, spec.attentionQueryLimit, spec.kvCacheInPlace);
+    const s = new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue, spec.deviceMemory === true, deviceOutputs, spec.attentionQueryLimit, spec.kvCacheInPlace);
+    const refused = await spec.graphCheck?.([...s.inputs, ...s.outputs].some((v) => v.dtype === 'float16'));
+    if (refused) {
+      await s.dispose();
+      throw new DeviceUnavailableError(device, refused.reason, refused.hint);
+    }
+    return s;
   }
 
   private spec(device: Device): DeviceSpec {
