@@ -1,4 +1,4 @@
-import type { DType, Tensor } from './tensor.js';
+import type { DeviceTensor, DType, Tensor } from './tensor.js';
 
 /** Devices of onnxruntime-node. */
 export type NodeDevice = 'cpu' | 'cuda' | 'webgpu';
@@ -44,6 +44,12 @@ export interface SessionOptions {
    * otherwise they are placed on the CPU there.
    */
   chunksAttention?: boolean;
+  /**
+   * Outputs to leave in the device's memory where it has its own (onnxruntime-web's WebGPU):
+   * runOnDevice() returns them as DeviceTensor, to be fed back into later runs without crossing to
+   * the host. Elsewhere they come back as host tensors like any output.
+   */
+  deviceOutputs?: readonly string[];
 }
 
 /**
@@ -68,6 +74,10 @@ export interface RunTraffic {
   fetchedBytes: number;
   /** Bytes JavaScript copied into preallocated outputs, for a runtime that does not write them (onnxruntime-web's WASM). */
   copiedBytes: number;
+  /** Bytes of host tensors fed to a device with its own memory (WebGPU): what crossed to the GPU. */
+  uploadedBytes: number;
+  /** Bytes of device outputs copied back to the host (run() downloads what runOnDevice() would keep). */
+  downloadedBytes: number;
 }
 
 /**
@@ -95,7 +105,12 @@ export interface InferenceSession {
   readonly kvCacheInPlace?: boolean;
   /** Running totals over this session's runs. */
   readonly traffic: RunTraffic;
-  run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
+  /** The outputs this session keeps on the device (SessionOptions.deviceOutputs, where the device has its own memory). */
+  readonly deviceOutputs: ReadonlySet<string>;
+  /** Run; every output comes back to the host (device outputs are downloaded). Feeds may be DeviceTensors of this session's backend. */
+  run(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
+  /** Run; the outputs in `deviceOutputs` stay on the device, the others come to the host. */
+  runOnDevice(feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[]): Promise<Record<string, Tensor | DeviceTensor>>;
   dispose(): Promise<void>;
 }
 

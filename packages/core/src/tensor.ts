@@ -29,6 +29,24 @@ export interface Tensor<D extends DType = DType> {
   readonly data: TypedArrayFor<D>;
 }
 
+/**
+ * A tensor that stays in the device's memory where a run left it (a WebGPU buffer of
+ * onnxruntime-web): fed back into runs as it is, never read on the host unless downloaded.
+ * `dispose()` frees the device memory; a disposed tensor must not be fed again.
+ */
+export interface DeviceTensor<D extends DType = DType> {
+  readonly dtype: D;
+  readonly dims: readonly number[];
+  readonly location: 'gpu-buffer';
+  /** Its elements, copied to the host. */
+  download(): Promise<TypedArrayFor<D>>;
+  dispose(): void;
+}
+
+export function isDeviceTensor(t: Tensor | DeviceTensor): t is DeviceTensor {
+  return 'location' in t;
+}
+
 export const BYTES_PER_ELEMENT: Record<DType, number> = {
   float32: 4,
   float16: 2,

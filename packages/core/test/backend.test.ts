@@ -77,7 +77,7 @@ describe('sessions', () => {
       expect(Array.from(out.data)).toEqual([4, 6]);
       expect(res.y).toBe(out);
       // onnxruntime-node wrote into `out` itself: nothing is copied back (WASM needs the copy).
-      expect(s.traffic).toEqual({ fetchedBytes: 8, copiedBytes: backend.name === 'onnxruntime-node' ? 0 : 8 });
+      expect(s.traffic).toEqual({ fetchedBytes: 8, copiedBytes: backend.name === 'onnxruntime-node' ? 0 : 8, uploadedBytes: 0, downloadedBytes: 0 });
       await s.dispose();
     }
   });

@@ -1,4 +1,4 @@
-import { DisposedError, type DType, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
+import { type DeviceTensor, DisposedError, type DType, isDeviceTensor, KvCacheFullError, type Tensor, tensor } from '@llava-mini/core';
 import { LLAMA_IO } from './io.js';
 
 /** Capacity grows in steps of this many positions. */
@@ -26,7 +26,7 @@ export interface KvLayout {
 
 /** Feeds and fetches of one run on a cache. */
 export interface KvRun {
-  past: Record<string, Tensor>;
+  past: Record<string, Tensor | DeviceTensor>;
   /** Preallocated present outputs ('shared'), or the names of the outputs advance() takes. */
   fetches: Record<string, Tensor> | string[];
 }
@@ -44,6 +44,13 @@ export interface KvRun {
  */
 export class KvCache {
   private tensors: Tensor[] | undefined; // [layer0 key, layer0 value, layer1 key, ...]
+  /**
+   * 'append' mode where the runtime keeps the presents in GPU memory: the cache's rows, in the same
+   * order, never downloaded between runs (`tensors` is then unset).
+   */
+  private onDevice: DeviceTensor[] | undefined;
+  /** A rollback of device-resident rows, done on the host at the next settle(): keep this many of `rows`. */
+  private cut: { keep: number; rows: number } | undefined;
   private capacity = 0;
   private filled = 0;
   /** Generations running on this cache; a held cache is never evicted. */
@@ -81,8 +88,10 @@ export class KvCache {
     if (this.disposed) throw new DisposedError('the KV cache');
     const { mode, numLayers } = this.layout;
     if (mode === 'append') {
+      if (this.cut) throw new Error('settle() the KV cache after a rollback before its next run');
       this.pool.reserve(this, this.bytesFor(this.filled + n) - this.bytes);
       this.pool.touch(this.ref);
+      if (this.onDevice) return { past: this.feeds(this.onDevice), fetches: this.outputNames() };
       this.tensors ??= this.empty(0);
     } else {
       this.reserve(this.filled + n);
@@ -99,6 +108,16 @@ export class KvCache {
     return { past, fetches: this.outputNames() };
   }
 
+  /** past_key_values.* feeds of tensors in cache order. */
+  private feeds(t: readonly (Tensor | DeviceTensor)[]): Record<string, Tensor | DeviceTensor> {
+    const past: Record<string, Tensor | DeviceTensor> = {};
+    for (let l = 0; l < this.layout.numLayers; l++) {
+      past[LLAMA_IO.pastKey(l)] = t[2 * l];
+      past[LLAMA_IO.pastValue(l)] = t[2 * l + 1];
+    }
+    return past;
+  }
+
   /** The cache's key and value buffers of layer `l` (rows 0..length-1 hold the sequence). */
   layer(l: number): { key: Tensor; value: Tensor } | undefined {
     return this.tensors && { key: this.tensors[2 * l], value: this.tensors[2 * l + 1] };
@@ -110,19 +129,26 @@ export class KvCache {
   }
 
   /** Record that `n` more positions were written; `outputs`: the run's outputs (new rows, or the presents when appending). */
-  advance(n: number, outputs?: Record<string, Tensor>): void {
+  advance(n: number, outputs?: Record<string, Tensor | DeviceTensor>): void {
     const { mode } = this.layout;
     if (mode === 'append') {
       const next = this.outputNames().map((name) => outputs?.[name]);
       const rows = this.filled + n;
       if (next.some((t) => !t || t.dims[2] !== rows)) throw new Error(`the LLM returned present tensors that do not hold ${rows} positions`);
-      this.tensors = next as Tensor[];
+      // The run has read the previous presents as its past: their GPU memory goes now.
+      this.disposeDevice();
+      if (next.every((t) => t && isDeviceTensor(t))) {
+        this.onDevice = next as DeviceTensor[];
+        this.tensors = undefined;
+      } else {
+        this.tensors = next as Tensor[];
+      }
       this.capacity = rows;
     } else if (mode === 'rows') {
       const names = this.outputNames();
       (this.tensors as Tensor[]).forEach((t, i) => {
         const rows = outputs?.[names[i]];
-        if (!rows || rows.dims[2] !== n || rows.dims[0] !== 1) throw new Error(`the LLM returned ${names[i]} that does not hold ${n} new rows`);
+        if (!rows || isDeviceTensor(rows) || rows.dims[2] !== n || rows.dims[0] !== 1) throw new Error(`the LLM returned ${names[i]} that does not hold ${n} new rows on the host`);
         this.writeRows(rows, 0, t, this.capacity, this.filled, n);
       });
     }
@@ -188,7 +214,10 @@ export class KvCache {
    */
   truncate(length: number): void {
     const keep = Math.max(0, Math.min(this.filled, length));
-    if (this.layout.mode === 'append' && this.tensors && keep < this.filled) {
+    if (this.onDevice && keep < this.filled) {
+      // Cutting GPU-resident rows means reading them back: settle() does it before the next run.
+      this.cut = { keep, rows: this.cut?.rows ?? this.capacity };
+    } else if (this.layout.mode === 'append' && this.tensors && keep < this.filled) {
       // Buffers hold exactly the filled rows: keep each head's first `keep`.
       const old = this.tensors;
       this.tensors = this.empty(keep);
@@ -207,8 +236,28 @@ export class KvCache {
     }
   }
 
+  /** Finish a rollback of GPU-resident rows (see truncate): the kept rows come to the host, to be uploaded by the next run. */
+  async settle(): Promise<void> {
+    const cut = this.cut;
+    const device = this.onDevice;
+    if (!cut || !device) return;
+    const host = await Promise.all(device.map(async (t) => tensor(t.dtype, [1, this.layout.numKvHeads, cut.rows, this.layout.headDim], await t.download())));
+    if (this.onDevice !== device) return; // released meanwhile
+    this.disposeDevice();
+    this.tensors = this.empty(cut.keep);
+    this.tensors.forEach((t, i) => this.copyRows(host[i], cut.rows, t, cut.keep, cut.keep));
+    this.capacity = cut.keep;
+  }
+
+  private disposeDevice(): void {
+    for (const t of this.onDevice ?? []) t.dispose();
+    this.onDevice = undefined;
+    this.cut = undefined;
+  }
+
   /** Drop the buffers now (they are allocated again on the next run). */
   release(): void {
+    this.disposeDevice();
     this.tensors = undefined;
     this.capacity = 0;
     this.filled = 0;

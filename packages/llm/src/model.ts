@@ -2,6 +2,7 @@ import {
   AbortError,
   type Backend,
   type Device,
+  type DeviceTensor,
   type DeviceRequest,
   DisposedError,
   type InferenceSession,
@@ -126,7 +127,10 @@ export class LlamaModel {
     const kvCacheBytes = positiveInt('kvCacheBytes', options.kvCacheBytes ?? DEFAULT_KV_CACHE_BYTES);
     const sessionOptions = { ...options.session, device: options.device ?? 'auto' };
     // The decoder honours the session's attentionQueryLimit (prefill chunks below), so its attention stays on the device.
-    const session = await backend.createSession(files.model, { ...sessionOptions, chunksAttention: true });
+    // Present outputs may stay in GPU memory and come back as the next run's past ('append' mode on
+    // onnxruntime-web's WebGPU): the cache never crosses to the host between steps.
+    const presents = Array.from({ length: c.numLayers }, (_, l) => [LLAMA_IO.presentKey(l), LLAMA_IO.presentValue(l)]).flat();
+    const session = await backend.createSession(files.model, { ...sessionOptions, chunksAttention: true, deviceOutputs: presents });
     const { embeddings } = files;
     const loadEmbeddings = embeddings === undefined ? undefined : () => backend.createSession(embeddings, { ...sessionOptions, device: session.device });
     // A runtime whose attention is wrong past some query length (onnxruntime-node's WebGPU) gets shorter chunks.
@@ -223,12 +227,13 @@ export class LlamaModel {
 
   /** @internal One decoder run over `n` new rows of `cache` (embeddings [1, n, H] or token ids); returns the logits after the last row. */
   async forward(cache: KvCache, rows: Tensor | BigInt64Array, n: number): Promise<Float32Array> {
+    await cache.settle();
     const past = cache.length;
     const { past: pastFeeds, fetches } = cache.buffers(n);
     const feeds = { ...this.rowFeeds(rows, 1), ...pastFeeds, ...this.positionFeeds(past, n, cache.rows) };
-    const out = await this.run(this.session, feeds, Array.isArray(fetches) ? [LLAMA_IO.logits, ...fetches] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...fetches });
+    const out = await this.runKeeping(feeds, Array.isArray(fetches) ? [LLAMA_IO.logits, ...fetches] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...fetches });
     cache.advance(n, out);
-    return out[LLAMA_IO.logits].data as Float32Array;
+    return (out[LLAMA_IO.logits] as Tensor).data as Float32Array;
   }
 
   /** inputs_embeds and input_ids for new rows given as embeddings [B, n, H] or ids (B rows of n): the other one is empty. */
@@ -256,11 +261,21 @@ export class LlamaModel {
     };
   }
 
-  private async run(session: InferenceSession, feeds: Record<string, Tensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  private run(session: InferenceSession, feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    return this.timed(() => session.run(feeds, fetches));
+  }
+
+  /** A decoder run whose outputs the session keeps on the device stay there (the cache's presents); the others come to the host. */
+  private runKeeping(feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor | DeviceTensor>> {
+    const s = this.session;
+    return this.timed(() => (s.deviceOutputs.size && Array.isArray(fetches) ? s.runOnDevice(feeds, fetches) : s.run(feeds, fetches)));
+  }
+
+  private async timed<T>(job: () => Promise<T>): Promise<T> {
     if (this.disposed) throw new DisposedError('the model');
     const t0 = now();
     try {
-      return await session.run(feeds, fetches);
+      return await job();
     } finally {
       this.profile.runs++;
       this.profile.runMs += now() - t0;

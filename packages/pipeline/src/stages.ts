@@ -54,6 +54,9 @@ export function planConversion(config: Record<string, unknown>, weights: WeightS
   };
 }
 
+/** The buffer size WebGPU adapters commonly cap at (maxBufferSize / maxStorageBufferBindingSize). */
+const WEBGPU_BUFFER_BYTES = 2 ** 30;
+
 /**
  * Build one graph of the model. Weights go to `weights` (an ExternalDataWriter when converting to
  * files) or stay inline (in-memory loading of small checkpoints).
@@ -69,11 +72,14 @@ export function buildGraph(name: GraphName, config: Record<string, unknown>, src
       return buildPrefusionGraph(src, config, { format, compressedTokens: plan.compressor.queries, maxPositions: plan.prefusionPositions, weights });
     case 'llm':
     case 'embeddings': {
-      // WebGPU buffers are often capped at 1 GB, below an 8B model's fp16 embedding table and
-      // lm_head: the browser target stores both 8-bit even when the layers are float.
-      const browserQuant = plan.target === 'webgpu' && !format.quant ? { bits: 8 as const, blockSize: 32 } : undefined;
+      // WebGPU buffers are often capped at 1 GiB, below an 8B model's fp16 embedding table and
+      // lm_head: the browser target stores both block-quantized when they would not fit, with 4 bits
+      // (onnxruntime-web's WebGPU MatMulNBits takes 2 and 4 bits only), and float when they do.
+      const llama = readLlamaConfig(config);
+      const tableBytes = llama.vocabSize * llama.hiddenSize * (format.dtype === 'float32' ? 4 : 2);
+      const browserQuant = plan.target === 'webgpu' && !format.quant && tableBytes > WEBGPU_BUFFER_BYTES ? { bits: 4 as const, blockSize: 32 } : undefined;
       const build = name === 'llm' ? buildLlamaGraph : buildEmbeddingsGraph;
-      return build(src, readLlamaConfig(config), { format, maxPositions: plan.contextLength, headQuant: browserQuant, embeddingQuant: browserQuant, weights });
+      return build(src, llama, { format, maxPositions: plan.contextLength, headQuant: browserQuant, embeddingQuant: browserQuant, weights });
     }
   }
 }

@@ -13,7 +13,7 @@ import type {
 import { debugEnabled } from '../debug.js';
 import { DeviceUnavailableError, errorMessage, InvalidOptionError, SessionError } from '../errors.js';
 import { RunQueue } from '../queue.js';
-import { type DType, type Tensor, tensor, type TensorData } from '../tensor.js';
+import { type DeviceTensor, type DType, isDeviceTensor, type Tensor, tensor, type TensorData } from '../tensor.js';
 
 /*
  * What this file needs of an onnxruntime JS package. onnxruntime-node and onnxruntime-web share the
@@ -24,6 +24,10 @@ export interface OrtTensor {
   readonly type: string;
   readonly dims: readonly number[];
   readonly data: unknown;
+  /** onnxruntime-web: 'gpu-buffer' for an output left on the GPU (preferredOutputLocation). */
+  readonly location?: string;
+  getData?(releaseData?: boolean): Promise<unknown>;
+  dispose?(): void;
 }
 interface OrtValueMetadata {
   readonly name: string;
@@ -65,6 +69,10 @@ export interface DeviceSpec {
   /** See InferenceSession.attentionQueryLimit and kvCacheInPlace. */
   attentionQueryLimit?: number;
   kvCacheInPlace?: boolean;
+  /** Returns why a loaded graph cannot run right on this device (told whether its I/O is float16). */
+  graphCheck?: (usesFloat16: boolean) => Promise<{ reason: string; hint: string } | undefined>;
+  /** The device has its own memory that outputs can stay in (onnxruntime-web's preferredOutputLocation 'gpu-buffer'). */
+  deviceMemory?: boolean;
   hint: string;
 }
 
@@ -130,6 +138,8 @@ export class OrtBackend implements Backend {
     if (externalData) ortOptions.externalData = externalData;
     if (options.intraOpNumThreads !== undefined) ortOptions.intraOpNumThreads = options.intraOpNumThreads;
     if (options.graphOptimizationLevel) ortOptions.graphOptimizationLevel = ORT_OPT_LEVEL[options.graphOptimizationLevel];
+    const deviceOutputs = new Set(spec.deviceMemory ? (options.deviceOutputs ?? []) : []);
+    if (deviceOutputs.size) ortOptions.preferredOutputLocation = Object.fromEntries([...deviceOutputs].map((n) => [n, 'gpu-buffer']));
     let session: OrtSession;
     try {
       session = await this.ort.InferenceSession.create(model, ortOptions);
@@ -137,7 +147,13 @@ export class OrtBackend implements Backend {
       const what = typeof model === 'string' ? `model '${model}'` : 'the model';
       throw new SessionError(`${this.name} could not load ${what} on ${device}: ${nativeReason(err)}`, { cause: err });
     }
-    return new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue, spec.attentionQueryLimit, spec.kvCacheInPlace);
+    const s = new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue, spec.deviceMemory === true, deviceOutputs, spec.attentionQueryLimit, spec.kvCacheInPlace);
+    const refused = await spec.graphCheck?.([...s.inputs, ...s.outputs].some((v) => v.dtype === 'float16'));
+    if (refused) {
+      await s.dispose();
+      throw new DeviceUnavailableError(device, refused.reason, refused.hint);
+    }
+    return s;
   }
 
   private spec(device: Device): DeviceSpec {
@@ -205,7 +221,7 @@ const ORT_TO_DTYPE: Record<string, DType> = {
 
 class OrtInferenceSession implements InferenceSession {
   private disposed = false;
-  readonly traffic: RunTraffic = { fetchedBytes: 0, copiedBytes: 0 };
+  readonly traffic: RunTraffic = { fetchedBytes: 0, copiedBytes: 0, uploadedBytes: 0, downloadedBytes: 0 };
 
   constructor(
     private readonly ort: OrtModule,
@@ -214,6 +230,9 @@ class OrtInferenceSession implements InferenceSession {
     readonly executionProvider: string,
     private readonly features: OrtFeatures,
     private readonly queue: RunQueue,
+    /** The device has memory of its own: host feeds cross to it (counted in traffic.uploadedBytes). */
+    private readonly ownMemory: boolean,
+    readonly deviceOutputs: ReadonlySet<string>,
     readonly attentionQueryLimit?: number,
     readonly kvCacheInPlace?: boolean,
   ) {
@@ -231,7 +250,27 @@ class OrtInferenceSession implements InferenceSession {
     return this.session.outputNames;
   }
 
-  async run(feeds: Record<string, Tensor>, fetches?: Fetches): Promise<Record<string, Tensor>> {
+  async run(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor>> {
+    const out = await this.execute(feeds, fetches);
+    const result: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(out)) {
+      if (!isDeviceTensor(t)) {
+        result[name] = t;
+        continue;
+      }
+      const data = await t.download();
+      t.dispose();
+      this.traffic.downloadedBytes += data.byteLength;
+      result[name] = tensor(t.dtype, t.dims, data);
+    }
+    return result;
+  }
+
+  runOnDevice(feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[]): Promise<Record<string, Tensor | DeviceTensor>> {
+    return this.execute(feeds, fetches);
+  }
+
+  private async execute(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor | DeviceTensor>> {
     if (this.disposed) throw new SessionError('run() on a disposed session');
     const missing = this.session.inputNames.filter((n) => !(n in feeds));
     if (missing.length) throw new InvalidOptionError(`missing model inputs: ${missing.join(', ')}`);
@@ -251,14 +290,19 @@ class OrtInferenceSession implements InferenceSession {
     } catch (err) {
       throw new SessionError(`inference failed on ${this.device}: ${nativeReason(err)}`, { cause: err });
     }
-    const result: Record<string, Tensor> = {};
+    const result: Record<string, Tensor | DeviceTensor> = {};
     for (const [name, t] of Object.entries(out)) {
-      result[name] = fromOrt(name, t);
-      this.traffic.fetchedBytes += result[name].data.byteLength;
+      if (t.location === 'gpu-buffer') {
+        result[name] = deviceTensor(name, t);
+        continue;
+      }
+      const host = fromOrt(name, t);
+      this.traffic.fetchedBytes += host.data.byteLength;
+      result[name] = host;
     }
     if (targets) {
       for (const [name, target] of Object.entries(targets)) {
-        const got = result[name];
+        const got = result[name] as Tensor;
         if (got.data.length !== target.data.length) {
           throw new SessionError(`output '${name}' has shape [${got.dims.join(', ')}], the preallocated tensor [${target.dims.join(', ')}]`);
         }
@@ -280,7 +324,13 @@ class OrtInferenceSession implements InferenceSession {
     await this.session.release();
   }
 
-  private toOrt(t: Tensor): OrtTensor {
+  private toOrt(t: Tensor | DeviceTensor): OrtTensor {
+    if (isDeviceTensor(t)) {
+      const native = (t as { native?: OrtTensor }).native;
+      if (!native) throw new InvalidOptionError('a device tensor of another runtime was fed to this session');
+      return native;
+    }
+    if (this.ownMemory) this.traffic.uploadedBytes += t.data.byteLength;
     if (t.dtype === 'bfloat16') throw new InvalidOptionError('bfloat16 tensors cannot cross the onnxruntime JS API; convert to float16 or float32');
     return new this.ort.Tensor(t.dtype, t.data, t.dims);
   }
@@ -293,6 +343,28 @@ function valueInfos(names: readonly string[], metadata: readonly OrtValueMetadat
     if (!dtype) throw new SessionError(`graph value '${name}' has type ${m?.type ?? 'unknown'}, which the stages do not use`);
     return { name, dtype, dims: m?.shape ?? [] };
   });
+}
+
+/** An output onnxruntime-web left on the GPU, wrapped so that only this file sees the runtime's tensor. */
+function deviceTensor(name: string, t: OrtTensor): DeviceTensor {
+  const dtype = ORT_TO_DTYPE[t.type];
+  if (!dtype) throw new SessionError(`output '${name}' has type ${t.type}, which the stages do not use`);
+  let disposed = false;
+  return {
+    dtype,
+    dims: [...t.dims],
+    location: 'gpu-buffer',
+    native: t,
+    async download() {
+      if (disposed) throw new SessionError(`output '${name}' was disposed before it was downloaded`);
+      return fromOrt(name, { type: t.type, dims: t.dims, data: await t.getData?.() }).data;
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      t.dispose?.();
+    },
+  } as DeviceTensor;
 }
 
 function fromOrt(name: string, t: OrtTensor): Tensor {

@@ -18,11 +18,27 @@ const WEBGPU_HINT =
   'Use a browser with WebGPU enabled (Chrome or Edge 113+, Safari 26+, Firefox 141+ on Windows) on a machine with a GPU, ' +
   'or use device "wasm".';
 
+type Adapter = { features?: { has(name: string): boolean } } | null;
+const gpu = () => (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<Adapter> } } }).navigator?.gpu;
+
 async function webgpuPrecheck(): Promise<string | undefined> {
-  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
-  if (!gpu) return 'this JavaScript environment has no WebGPU (navigator.gpu is undefined)';
-  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (!gpu()) return 'this JavaScript environment has no WebGPU (navigator.gpu is undefined)';
+  const adapter = await gpu()?.requestAdapter().catch(() => null);
   return adapter ? undefined : 'navigator.gpu.requestAdapter() found no GPU adapter';
+}
+
+/**
+ * A float16 graph on an adapter without shader-f16 loads and then computes garbage on
+ * onnxruntime-web's WebGPU kernels (zeros, here on SwiftShader): refuse it with the way out.
+ */
+async function webgpuGraphCheck(usesFloat16: boolean): Promise<{ reason: string; hint: string } | undefined> {
+  if (!usesFloat16) return undefined;
+  const adapter = await gpu()?.requestAdapter().catch(() => null);
+  if (adapter?.features?.has('shader-f16')) return undefined;
+  return {
+    reason: "this WebGPU adapter has no 'shader-f16', which a float16 model needs",
+    hint: 'Use a float32 model on it (`llava-mini convert CHECKPOINT --out DIR --dtype fp32`, target cpu), or device "wasm".',
+  };
 }
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
@@ -79,7 +95,7 @@ export function webBackend(options: WebBackendOptions = {}): Promise<Backend> {
     if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
     return new OrtBackend('onnxruntime-web', ort, [
       // Its WebGPU GroupQueryAttention returns past + new rows rather than filling a shared buffer.
-      { device: 'webgpu', executionProvider: 'webgpu', precheck: webgpuPrecheck, kvCacheInPlace: false, hint: WEBGPU_HINT },
+      { device: 'webgpu', executionProvider: 'webgpu', precheck: webgpuPrecheck, graphCheck: webgpuGraphCheck, kvCacheInPlace: false, deviceMemory: true, hint: WEBGPU_HINT },
       { device: 'wasm', executionProvider: 'wasm', hint: 'The WASM backend ships inside onnxruntime-web; check that its .wasm files are served (env.wasm.wasmPaths).' },
     ], { preallocatedOutputs: false }, withExternalData);
   })();
