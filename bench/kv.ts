@@ -15,12 +15,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Backend, Device } from '@llava-mini/core';
-import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
-import { webBackend } from '@llava-mini/core/web';
+import { Checkpoint } from '@llava-mini/core/node';
 import { argmax, type KvCacheMode, type LlamaConfig, LlamaModel, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
-import { CACHE, fmt, LoadMeter, log, machine, median, now, replaceMarked, ROOT, table } from './lib/common.js';
+import { CACHE, cpuTargets, fmt, LoadMeter, log, machine, median, now, replaceMarked, ROOT, table } from './lib/common.js';
 import { FORMAT_OPTIONS, type FormatName } from './lib/llm-model.js';
 
 const args = process.argv.slice(2);
@@ -78,18 +76,6 @@ function layerWeightBytes(c: LlamaConfig, format: FormatName): number {
   return params * perParam;
 }
 
-interface Target {
-  label: string;
-  backend: Backend;
-  device: Device;
-}
-
-async function targets(): Promise<Target[]> {
-  const out: Target[] = [];
-  if (BACKENDS.includes('node')) out.push({ label: 'node cpu', backend: await nodeBackend(), device: 'cpu' });
-  if (BACKENDS.includes('web')) out.push({ label: 'web wasm', backend: await webBackend(), device: 'wasm' });
-  return out;
-}
 
 const fillerIds = (n: number, vocab: number, seed = 0) => Array.from({ length: n }, (_, i) => ((i + seed) * 131 + 17) % vocab);
 
@@ -127,7 +113,7 @@ async function contextCurve(model: LlamaModel, contexts: number[]): Promise<Cont
 async function contextSection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
   const c = ck.config;
   const w = layerWeightBytes(c, 'fp32');
-  for (const t of await targets()) {
+  for (const t of await cpuTargets(BACKENDS)) {
     // WASM is slow at long contexts on 2 cores; its table stops at 3,400.
     const contexts = t.label.startsWith('web') ? CONTEXTS.filter((L) => L <= 3400) : CONTEXTS;
     const curves: Record<string, ContextRow[]> = {};
@@ -160,7 +146,7 @@ async function contextSection(ck: { dir: string; config: LlamaConfig }, out: (s?
  */
 async function ratioSection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
   const c = ck.config;
-  const [t] = await targets();
+  const [t] = await cpuTargets(BACKENDS);
   const rows: (string | number)[][] = [];
   const w = layerWeightBytes(c, 'fp32');
   for (const mode of ['rows', 'shared'] as const) {
@@ -217,7 +203,7 @@ async function concurrent(model: LlamaModel, n: number): Promise<number> {
 }
 
 async function concurrencySection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
-  const [t] = await targets();
+  const [t] = await cpuTargets(BACKENDS);
   const rows: (string | number)[][] = [];
   // The fp32 'shared' graph runs one step per sequence (no batching): the same conversations queued run by run.
   const variants: { label: string; format: FormatName; mode: KvCacheMode }[] = [

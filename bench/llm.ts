@@ -18,11 +18,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Backend, Device } from '@llava-mini/core';
-import { nodeBackend } from '@llava-mini/core/node';
-import { webBackend } from '@llava-mini/core/web';
 import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer, type Sequence, type Tokenizer } from '@llava-mini/llm/node';
-import { median, ROOT, systemCpuSeconds } from './lib/common.js';
+import { cpuTargets, median, ROOT, systemCpuSeconds, type Target } from './lib/common.js';
 import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
 
 const args = process.argv.slice(2);
@@ -67,18 +64,6 @@ function decodeFlops(c: LlamaConfig, L: number): { weights: number; attention: n
   return { weights: 2 * activeParams(c), attention: c.numLayers * 4 * c.numHeads * c.headDim * L };
 }
 
-interface Target {
-  label: string;
-  backend: Backend;
-  device: Device;
-}
-
-async function targets(): Promise<Target[]> {
-  const out: Target[] = [];
-  if (BACKENDS.includes('node')) out.push({ label: 'node cpu', backend: await nodeBackend(), device: 'cpu' });
-  if (BACKENDS.includes('web')) out.push({ label: 'web wasm', backend: await webBackend(), device: 'wasm' });
-  return out;
-}
 
 function promptIds(tokenizer: Tokenizer, n: number): number[] {
   const text = 'The photo shows a city street at night with cars, buses, people walking and bright lights from the shops. ';
@@ -200,7 +185,7 @@ async function main(): Promise<void> {
   out(`Mode: ${QUICK ? 'quick' : 'full'}; prompt ${PROMPT} tokens, ${DECODE} decoded (greedy); context ${SHORT} vs ${LONG}: medians of ${CONTEXT_STEPS} steps (${SHORT}: before and after the ${LONG} run).`);
   out();
 
-  const ts = await targets();
+  const ts = await cpuTargets(BACKENDS);
   out('### Throughput (generate(): prefill, then greedy decode)');
   out();
   out('| backend | weights | load s | time to first token ms | prefill tok/s | decode tok/s |');

@@ -3,6 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Backend, Device } from '@llava-mini/core';
+import { nodeBackend } from '@llava-mini/core/node';
+import { webBackend } from '@llava-mini/core/web';
 
 /** The repository root: the nearest folder above the running script with turbo.json (scripts run compiled from .cache/). */
 export function repoRoot(): string {
@@ -110,4 +113,19 @@ export function promptIds(tokenizer: { encode(text: string, o: { addSpecialToken
   const ids: number[] = [];
   while (ids.length < count) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
   return ids.slice(0, count);
+}
+
+/** A backend and device a bench runs on, with its table label. */
+export interface Target {
+  label: string;
+  backend: Backend;
+  device: Device;
+}
+
+/** The CPU targets named in `backends` ('node': onnxruntime-node CPU, 'web': onnxruntime-web WASM). */
+export async function cpuTargets(backends: readonly string[]): Promise<Target[]> {
+  const out: Target[] = [];
+  if (backends.includes('node')) out.push({ label: 'node cpu', backend: await nodeBackend(), device: 'cpu' });
+  if (backends.includes('web')) out.push({ label: 'web wasm', backend: await webBackend(), device: 'wasm' });
+  return out;
 }
