@@ -22,13 +22,14 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const WORKERS = Number(value('workers') ?? 1);
+const PARALLEL = Number(value('parallel') ?? 1);
 const SOAK = Number(value('requests') ?? (QUICK ? 200 : 1000));
 const QUEUE = 16;
 const IMAGE = `data:image/png;base64,${fs.readFileSync(path.join(ROOT, 'examples/assets/house.png')).toString('base64')}`;
 
 async function startServe(model: string): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
   const cli = path.join(ROOT, 'packages/pipeline/dist/cli.js');
-  const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--workers', String(WORKERS), '--queue', String(QUEUE)], {
+  const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--workers', String(WORKERS), '--parallel', String(PARALLEL), '--queue', String(QUEUE)], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },
   });
@@ -92,7 +93,7 @@ async function main() {
     // 2. /health while busy: clients keep every worker busy (and requests queued) until the polling ends.
     log('/health while busy');
     let polling = true;
-    const busy = Array.from({ length: WORKERS + 4 }, async () => {
+    const busy = Array.from({ length: WORKERS * PARALLEL + 4 }, async () => {
       while (polling) await stream(url, 'Tell me a long story', 64);
     });
     await new Promise((r) => setTimeout(r, 300));
@@ -102,7 +103,7 @@ async function main() {
       const t = performance.now();
       const h = (await (await fetch(`${url}/health`)).json()) as { running: number };
       healthMs.push(performance.now() - t);
-      if (h.running === WORKERS) busySeen++;
+      if (h.running === WORKERS * PARALLEL) busySeen++;
       await new Promise((r) => setTimeout(r, 10));
     }
     polling = false;
@@ -153,9 +154,9 @@ async function main() {
     md.push(
       '## Serving (`llava-mini serve`)',
       '',
-      `\`npm run build && npx tsup --config bench/tsup.config.ts && node .cache/bench/serve.js${QUICK ? ' --quick' : ''}${WORKERS !== 1 ? ` --workers=${WORKERS}` : ''} --record\``,
+      `\`npm run build && npx tsup --config bench/tsup.config.ts && node .cache/bench/serve.js${QUICK ? ' --quick' : ''}${WORKERS !== 1 ? ` --workers=${WORKERS}` : ''}${PARALLEL !== 1 ? ` --parallel=${PARALLEL}` : ''}${value('requests') ? ` --requests=${SOAK}` : ''} --record\``,
       '',
-      `${machine()}. The server is the real CLI in a child process (${WORKERS} worker thread(s), queue ${QUEUE}, model ${value('model') ? model : 'the random-weight tiny model'}), clients are fetch on loopback.`,
+      `${machine()}. The server is the real CLI in a child process (${WORKERS} worker thread(s) x ${PARALLEL} request(s) at once, queue ${QUEUE}, model ${value('model') ? model : 'the random-weight tiny model'}), clients are fetch on loopback.`,
       '',
       table(
         ['check', 'result', 'goal', 'met'],
@@ -171,7 +172,7 @@ async function main() {
       '',
       table(['clients', 'requests', 'tokens', 'seconds', 'tokens/s', 'x 1 client'], rows),
       '',
-      `Reading: a worker runs one generation at a time, so the gain from more clients with ${WORKERS} worker(s) is only the worker no longer idling between one client's requests (the round trip, parsing and queueing overlap another request's decode); it is not concurrent decoding: conversations own their state now, but decode is not yet batched across them. RSS climbs over the first few hundred requests while the allocators warm up (V8's heap, onnxruntime's arena, glibc's per-thread arenas) and then levels off: the goal is read on the second half of the soak, and the trajectory is printed so a leak (steady growth to the end) would show. In process, with the same requests (no server), RSS went from 170 to 175 MiB between requests 1,000 and 5,000 (182 at 6,000, with 39 MiB of ArrayBuffers not yet collected) and the V8 heap stayed at 10-18 MiB, so the model path keeps nothing per request. Machine load: ${meter.report()}.`,
+      `Reading: ${PARALLEL === 1 ? `a worker runs one generation at a time, so the gain from more clients with ${WORKERS} worker(s) is only the worker no longer idling between one client's requests (the round trip, parsing and queueing overlap another request's decode); --parallel lets a worker's concurrent requests decode in one batched run.` : `each worker runs up to ${PARALLEL} requests at once, whose decode steps share one batched run, so the gain from more clients is concurrent decoding on one model (plus the round trips overlapping).`} RSS climbs over the first few hundred requests while the allocators warm up (V8's heap, onnxruntime's arena, glibc's per-thread arenas) and then levels off: the goal is read on the second half of the soak, and the trajectory is printed so a leak (steady growth to the end) would show. In process, with the same requests (no server), RSS went from 170 to 175 MiB between requests 1,000 and 5,000 (182 at 6,000, with 39 MiB of ArrayBuffers not yet collected) and the V8 heap stayed at 10-18 MiB, so the model path keeps nothing per request. Machine load: ${meter.report()}.`,
     );
   } finally {
     await server.stop();

@@ -3,15 +3,24 @@ import * as path from 'node:path';
 import { InvalidOptionError, type ProgressCallback } from '@llava-mini/core';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { convertCheckpoint } from './convert.js';
-import { MANIFEST_FILE } from './manifest.js';
+import { MANIFEST_FILE, MANIFEST_VERSION } from './manifest.js';
+
+/** Whether `dir` holds a model converted by this runtime's manifest version (an older one is made again). */
+function currentVersion(dir: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')) as { version?: unknown }).version === MANIFEST_VERSION;
+  } catch {
+    return false;
+  }
+}
 
 /**
- * A converted random-weight tiny model in `dir` (made once, reused after): what the examples and
- * the README's first command run until a trained demo model ships. Its answers are noise.
+ * A converted random-weight tiny model in `dir` (made once, reused while this runtime reads its
+ * manifest version): for tests, benches and trying the runtime without a trained model. Its answers are noise.
  */
 export async function ensureTinyModel(dir: string, options: TinyOptions & { onProgress?: ProgressCallback } = {}): Promise<string> {
   const { onProgress, ...tiny } = options;
-  if (fs.existsSync(path.join(dir, MANIFEST_FILE))) return dir;
+  if (currentVersion(dir)) return dir;
   const checkpoint = `${dir}.hf`;
   // @llava-mini/tiny is an optional peer: a development tool, not needed to run a real model.
   const { writeTinyCheckpoint } = await import('@llava-mini/tiny').catch((err) => {

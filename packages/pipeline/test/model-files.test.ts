@@ -7,7 +7,7 @@ import { DeviceUnavailableError, InvalidOptionError, ModelFilesError, type Progr
 import { nodeBackend } from '@llava-mini/core/node';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertCheckpoint, LlavaMini } from '../src/node.js';
+import { convertCheckpoint, ensureTinyModel, LlavaMini, MANIFEST_VERSION } from '../src/node.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-model-files-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -121,4 +121,23 @@ describe('converted model files', () => {
     await expect(LlavaMini.fromPretrained(converted, { device: 'cuda' })).rejects.toThrow(/converted for target cpu .* --target cuda/);
     await expect(LlavaMini.fromPretrained(hf, { device: 'cuda' })).rejects.toThrow(/converted for target cpu/);
   });
+});
+
+describe('ensureTinyModel', () => {
+  it('makes a folder of an older manifest version again instead of handing it to a loader that refuses it', async () => {
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'llava-ensure-')), 'tiny');
+    try {
+      await ensureTinyModel(dir);
+      const file = path.join(dir, 'manifest.json');
+      const manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
+      fs.writeFileSync(file, JSON.stringify({ ...manifest, version: MANIFEST_VERSION - 1 }));
+      await expect(LlavaMini.fromPretrained(dir, { device: 'cpu' })).rejects.toThrow(/convert the checkpoint again/);
+      await ensureTinyModel(dir);
+      expect(JSON.parse(fs.readFileSync(file, 'utf8')).version).toBe(MANIFEST_VERSION);
+      const model = await LlavaMini.fromPretrained(dir, { device: 'cpu' });
+      await model.dispose();
+    } finally {
+      fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -10,6 +10,7 @@ export interface ServeFlags {
   host: string;
   port: string;
   workers: string;
+  parallel?: string;
   device: string;
   queue: string;
   apiKey?: string;
@@ -39,6 +40,7 @@ export function serveOptions(flags: ServeFlags): ServerOptions {
     host: flags.host,
     port: int(flags.port, '--port'),
     workers: int(flags.workers, '--workers'),
+    parallel: int(flags.parallel, '--parallel'),
     device: flags.device as ServerOptions['device'],
     queue: int(flags.queue, '--queue'),
     apiKey: flags.apiKey ?? process.env.LLAVA_MINI_API_KEY,
@@ -78,7 +80,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  log(`listening on ${server.url} (model '${server.options.modelId}', ${server.options.workers} worker(s), loading...)`);
+  log(`listening on ${server.url} (model '${server.options.modelId}', ${server.options.workers} worker(s) x ${server.options.parallel} request(s), loading...)`);
   try {
     await server.ready;
   } catch (err) {

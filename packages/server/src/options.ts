@@ -14,6 +14,11 @@ export interface ServerOptions {
   port?: number;
   /** Worker threads, each with its own loaded model (default 1). */
   workers?: number;
+  /**
+   * Requests one worker runs at once (default 1): each is its own conversation on the worker's
+   * model, and those decoding at the same time share one batched run per step (float32 CPU models).
+   */
+  parallel?: number;
   /** onnxruntime device of every worker (default 'cpu'). */
   device?: 'auto' | 'cpu' | 'cuda' | 'webgpu' | 'wasm';
   /** Requests waiting for a worker beyond those running (default 16); more get 429. */
@@ -69,6 +74,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     host: o.host ?? '127.0.0.1',
     port,
     workers: positiveInt(o.workers, 'workers', 1),
+    parallel: positiveInt(o.parallel, 'parallel', 1),
     device: o.device ?? 'cpu',
     queue: positiveInt(o.queue, 'queue', 16, 0),
     apiKey: o.apiKey || undefined,

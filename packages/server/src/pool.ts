@@ -1,4 +1,5 @@
-// A pool of worker threads, each with a loaded model and one request at a time, in front of a
+// A pool of worker threads, each with a loaded model and up to `parallel` requests at a time (their
+// conversations decode in one batched run where the model's graph allows it), in front of a
 // bounded FIFO queue. A full queue refuses at once (429); a cancelled request leaves the queue, or
 // is aborted in its worker, and its slot goes to the next one.
 import { existsSync } from 'node:fs';
@@ -28,7 +29,7 @@ interface Job extends JobHandlers {
 interface Slot {
   worker: Worker;
   ready: boolean;
-  job?: Job;
+  jobs: Set<Job>;
 }
 
 export type PoolState = 'loading' | 'ready' | 'draining' | 'closed';
@@ -49,7 +50,7 @@ export class WorkerPool {
   readonly ready: Promise<void>;
 
   constructor(
-    private readonly init: WorkerInit & { workers: number; queue: number },
+    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number },
     private readonly log: (message: string) => void = () => {},
     private readonly onChange: () => void = () => {},
     /** A worker stopped a generation whose client had gone away. */
@@ -64,7 +65,7 @@ export class WorkerPool {
   }
 
   get running(): number {
-    return this.slots.filter((s) => s.job).length;
+    return this.slots.reduce((n, s) => n + s.jobs.size, 0);
   }
 
   get queued(): number {
@@ -77,7 +78,7 @@ export class WorkerPool {
 
   /** Whether a request would be taken now (a free worker or room in the queue). */
   hasRoom(): boolean {
-    return this.slots.some((s) => s.ready && !s.job) || this.queue.length < this.init.queue;
+    return this.slots.some((s) => this.free(s)) || this.queue.length < this.init.queue;
   }
 
   /** Why a request would be refused now: 503 (loading, draining) or 429 (queue full); undefined if it would be taken. */
@@ -114,7 +115,7 @@ export class WorkerPool {
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    for (const job of [...this.queue, ...this.slots.flatMap((s) => (s.job ? [s.job] : []))]) this.fail(job, unavailable('closed').api);
+    for (const job of [...this.queue, ...this.slots.flatMap((s) => [...s.jobs])]) this.fail(job, unavailable('closed').api);
     this.queue.length = 0;
     await Promise.all(
       this.slots.map(
@@ -131,7 +132,7 @@ export class WorkerPool {
 
   private spawn(): Promise<void> {
     const worker = new Worker(workerFile(), { workerData: this.init satisfies WorkerInit });
-    const slot: Slot = { worker, ready: false };
+    const slot: Slot = { worker, ready: false, jobs: new Set() };
     this.slots.push(slot);
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
@@ -149,7 +150,7 @@ export class WorkerPool {
       });
       worker.on('exit', (code) => {
         this.slots.splice(this.slots.indexOf(slot), 1);
-        if (slot.job) this.fail(slot.job, { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request exited (code ${code})` });
+        for (const job of slot.jobs) this.fail(job, { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request exited (code ${code})` });
         if (!slot.ready) reject(new Error(`a worker exited while loading the model (code ${code})`));
         // A worker that died while serving is replaced, so the pool keeps its size.
         else if (this.state === 'ready' || this.state === 'draining') void this.spawn().catch((e) => this.log(`replacing a worker failed: ${(e as Error).message}`));
@@ -159,19 +160,23 @@ export class WorkerPool {
   }
 
   private fromWorker(slot: Slot, m: Extract<FromWorker, { id: number }>): void {
-    const job = slot.job;
-    if (!job || job.id !== m.id) return;
+    const job = [...slot.jobs].find((j) => j.id === m.id);
+    if (!job) return;
     if (m.type === 'chunk') {
       if (!job.settled) job.onChunk(m.chunk);
       return;
     }
-    slot.job = undefined;
+    slot.jobs.delete(job);
     if (m.type === 'error' && m.error.code === 'ABORTED' && job.settled) this.onCancelled();
     if (m.type === 'done') {
       if (!job.settled) job.onDone(m.completion);
       job.settled = true;
     } else this.fail(job, fromLibraryError(m.error as SerializedError));
     this.dispatch();
+  }
+
+  private leastBusy(): Slot | undefined {
+    return this.slots.filter((s) => this.free(s)).sort((a, b) => a.jobs.size - b.jobs.size)[0];
   }
 
   private fail(job: Job, error: ApiError): void {
@@ -191,12 +196,16 @@ export class WorkerPool {
     // A running job keeps its worker until the worker reports it stopped (between two tokens).
   }
 
+  /** Whether a worker takes another request now. */
+  private free(slot: Slot): boolean {
+    return slot.ready && slot.jobs.size < this.init.parallel;
+  }
+
   private dispatch(): void {
-    for (const slot of this.slots) {
-      if (!slot.ready || slot.job) continue;
-      const job = this.queue.shift();
-      if (!job) break;
-      slot.job = job;
+    // The least busy worker first, so requests spread over the workers before they share one.
+    for (let slot = this.leastBusy(); slot && this.queue.length; slot = this.leastBusy()) {
+      const job = this.queue.shift() as Job;
+      slot.jobs.add(job);
       job.worker = slot;
       job.onStart?.();
       slot.worker.postMessage({ type: 'run', id: job.id, body: job.body } satisfies ToWorker, job.transfer);

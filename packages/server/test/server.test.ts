@@ -225,6 +225,30 @@ describe('llava-mini serve through the openai client', () => {
   });
 });
 
+describe('a worker running several requests at once (--parallel)', () => {
+  it('takes two at once; each answer is the one it gives alone (their decode steps batched)', async () => {
+    const s = await startServer({ model: inject('modelDir'), port: 0, parallel: 2, queue: 0 });
+    try {
+      await s.ready;
+      const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
+      const ask = (content: string, max_tokens: number) =>
+        c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content }], max_tokens, ignore_eos: true } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
+      const alone = [await ask('First question', 2000), await ask('Second one', 1500)];
+      const together = [ask('First question', 2000), ask('Second one', 1500)];
+      await until(async () => s.pool.running === 2);
+      // With both running and no queue, a third is refused.
+      expect(await failure(() => ask('Third', 2), RateLimitError)).toMatchObject({ status: 429 });
+      const both = await Promise.all(together);
+      both.forEach((r, i) => {
+        expect(r.choices[0].message.content).toBe(alone[i].choices[0].message.content);
+        expect(r.usage).toEqual(alone[i].usage);
+      });
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('a server with the defaults', () => {
   it('503 while loading, 200 once ready; remote media and local paths off; 503 while draining, running requests finish', async () => {
     const s = await startServer({ model: inject('modelDir'), port: 0 });

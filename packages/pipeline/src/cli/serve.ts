@@ -15,6 +15,7 @@ export function registerServe(program: Command): void {
     .option('--host <addr>', 'address to listen on (0.0.0.0 for every interface: put it behind a proxy with TLS)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '8080')
     .option('--workers <n>', 'worker threads, each with a loaded model', '1')
+    .option('--parallel <n>', 'requests each worker runs at once (their decode steps batched)', '1')
     .addOption(new Option('--device <device>', 'where the workers run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('cpu'))
     .option('--queue <n>', 'requests waiting for a worker before 429', '16')
     .option('--api-key <key>', 'require Authorization: Bearer KEY on /v1 and /metrics (or LLAVA_MINI_API_KEY)')
