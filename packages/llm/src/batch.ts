@@ -1,4 +1,4 @@
-import { type Tensor, tensor } from '@llava-mini/core';
+import { DisposedError, type Tensor, tensor } from '@llava-mini/core';
 import type { KvCache, KvLayout } from './cache.js';
 import { LLAMA_IO } from './io.js';
 
@@ -91,12 +91,20 @@ export class DecodeBatch {
    * Move `cache` out of the arena: the rows it added there are written back into its own buffers
    * (unless its own buffers were dropped meanwhile: an idle member evicted by the KV cap).
    */
-  leave(cache: KvCache): void {
+  leave(cache: KvCache, keepRows = true): void {
     const from = this.joined.get(cache);
     if (from === undefined) return;
     const b = this.members.indexOf(cache);
     const added = cache.length - from;
-    if (added > 0 && cache.bytes > 0) cache.restore(from, added, (i) => this.slotView(b, i), this.capacity);
+    try {
+      if (keepRows && added > 0 && cache.bytes > 0) cache.restore(from, added, (i) => this.slotView(b, i), this.capacity);
+    } finally {
+      // Out of the arena whatever happened to the copy back (a KvCacheFullError from growing its buffers).
+      this.remove(cache, b);
+    }
+  }
+
+  private remove(cache: KvCache, b: number): void {
     this.joined.delete(cache);
     const last = this.members.length - 1;
     if (b !== last) {
@@ -182,10 +190,16 @@ export class DecodeBatch {
     members.forEach((c, b) => {
       const p = byCache.get(c);
       if (!p) return;
-      // Row b of each [B, kvHeads, 1, headDim] output goes to position length of slot b.
+      // A member released or disposed during the run has left (and its slot went to another).
+      const now = this.members.indexOf(c);
+      if (now < 0) {
+        p.reject(new DisposedError('the sequence (during its decode step)'));
+        return;
+      }
+      // Row b of each [B, kvHeads, 1, headDim] output goes to position length of its slot now.
       names.forEach((name, i) => {
         const rows = out[name].data as Float32Array;
-        const slot = this.slotView(b, i);
+        const slot = this.slotView(now, i);
         for (let h = 0; h < numKvHeads; h++) slot.set(rows.subarray((b * numKvHeads + h) * headDim, (b * numKvHeads + h + 1) * headDim), (h * this.capacity + c.length) * headDim);
       });
       c.advanceInArena(1);

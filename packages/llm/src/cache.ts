@@ -58,6 +58,8 @@ export class KvCache {
   /** Times the pool evicted this cache (its owner recomputes what it held). */
   evictions = 0;
   private disposed = false;
+  /** Counts release()s: a run that began before one finds its rows have nowhere to go. */
+  epoch = 0;
   private readonly ref: WeakRef<KvCache>;
 
   constructor(
@@ -129,8 +131,13 @@ export class KvCache {
   }
 
   /** Record that `n` more positions were written; `outputs`: the run's outputs (new rows, or the presents when appending). */
-  advance(n: number, outputs?: Record<string, Tensor | DeviceTensor>): void {
+  advance(n: number, outputs?: Record<string, Tensor | DeviceTensor>, epoch = this.epoch): void {
     const { mode } = this.layout;
+    if (this.disposed || epoch !== this.epoch) {
+      // Released or disposed while the run was in flight: its outputs are dropped (GPU memory too).
+      for (const t of Object.values(outputs ?? {})) if (isDeviceTensor(t)) t.dispose();
+      throw new DisposedError('the KV cache (during a run)');
+    }
     if (mode === 'append') {
       const next = this.outputNames().map((name) => outputs?.[name]);
       const rows = this.filled + n;
@@ -257,6 +264,7 @@ export class KvCache {
 
   /** Drop the buffers now (they are allocated again on the next run). */
   release(): void {
+    this.epoch++;
     this.disposeDevice();
     this.tensors = undefined;
     this.capacity = 0;

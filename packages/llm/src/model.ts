@@ -176,9 +176,9 @@ export class LlamaModel {
     return this.batch ? this.batch.step(cache, ids[0]) : this.forward(cache, ids, 1);
   }
 
-  /** @internal Bring `cache` out of the decode arena (before anything but a decode step touches it). */
-  settle(cache: KvCache): void {
-    this.batch?.leave(cache);
+  /** @internal Bring `cache` out of the decode arena (before anything but a decode step touches it); `keepRows` false when its rows are dropped anyway. */
+  settle(cache: KvCache, keepRows = true): void {
+    this.batch?.leave(cache, keepRows);
   }
 
   /** The cap on cacheBytes. */
@@ -229,10 +229,11 @@ export class LlamaModel {
   async forward(cache: KvCache, rows: Tensor | BigInt64Array, n: number): Promise<Float32Array> {
     await cache.settle();
     const past = cache.length;
+    const epoch = cache.epoch;
     const { past: pastFeeds, fetches } = cache.buffers(n);
     const feeds = { ...this.rowFeeds(rows, 1), ...pastFeeds, ...this.positionFeeds(past, n, cache.rows) };
     const out = await this.runKeeping(feeds, Array.isArray(fetches) ? [LLAMA_IO.logits, ...fetches] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...fetches });
-    cache.advance(n, out);
+    cache.advance(n, out, epoch);
     return (out[LLAMA_IO.logits] as Tensor).data as Float32Array;
   }
 
@@ -356,14 +357,14 @@ export class Sequence {
 
   /** Empty the sequence and free its cache buffers now (it stays usable). */
   release(): void {
-    this.model.settle(this.cache);
+    this.model.settle(this.cache, false);
     this.cache.release();
   }
 
   /** Free the cache for good; the sequence cannot run again. */
   dispose(): void {
     this.disposed = true;
-    this.model.settle(this.cache);
+    this.model.settle(this.cache, false);
     this.cache.dispose();
   }
 

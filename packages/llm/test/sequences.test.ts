@@ -106,6 +106,29 @@ describe.each(backends)('sequences on one model, $label', ({ backend, device }) 
       await model.dispose();
     }
   });
+
+  it('a sequence disposed while a batched step is running: the others keep their solo tokens', async () => {
+    const model = await openModel(tiny, backend, device);
+    try {
+      const alone = [await solo(model, prompts[1]), await solo(model, prompts[2])];
+      const victim = model.sequence();
+      let runs = 0;
+      // As an asynchronous runtime allows: the dispose lands between a run's start and its outputs being written.
+      const session = (model as unknown as { session: { run: (...a: unknown[]) => Promise<unknown> } }).session;
+      const run = session.run.bind(session);
+      session.run = async (...a: unknown[]) => {
+        const out = await run(...a);
+        if (++runs === 8) victim.dispose();
+        return out;
+      };
+      const gens = [victim, model.sequence(), model.sequence()].map((seq, i) => generate(seq, prompts[i], { maxNewTokens: N, stopIds: [] }));
+      const [v, ...others] = await Promise.allSettled(gens.map((g) => g.done()));
+      expect(v.status === 'rejected' && v.reason).toBeInstanceOf(DisposedError);
+      expect(others.map((o) => o.status === 'fulfilled' && o.value.ids)).toEqual(alone);
+    } finally {
+      await model.dispose();
+    }
+  });
 });
 
 describe('the KV byte cap', () => {

@@ -1,9 +1,9 @@
 // `model.chat.completions.create(...)`: OpenAI's chat-completions API in process (as WebLLM has it
 // in the page), built only on the public chat()/ask() API. One request = one fresh conversation
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
-import type { ChatTurn, GeneratedToken } from '@llava-mini/llm';
+import type { ChatTurn } from '@llava-mini/llm';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
-import type { AskOptions, AskResult, AskTimings } from './conversation.js';
+import { type AskOptions, type AskResult, type AskTimings, askOnce, type Conversation } from './conversation.js';
 
 export interface CompletionUsage {
   /** Positions the prompt took in the LLM (text tokens plus vision tokens). */
@@ -43,7 +43,7 @@ export interface CompletionRequestOptions {
 
 /** What completions need of a model: its conversations (LlavaMini.chat). */
 export interface ChatSource {
-  (input: unknown, options: { system?: string; history?: ChatTurn[] }): { ask(question: string, options: AskOptions): AsyncIterable<GeneratedToken> & { done(): Promise<AskResult> } };
+  (input: unknown, options: { system?: string; history?: ChatTurn[] }): Pick<Conversation, 'ask' | 'dispose'>;
 }
 
 /** The visual input `chat()` takes for the request's pictures: one, several (concatenated), or a video. */
@@ -79,8 +79,9 @@ export class Completions {
   }
 
   private start(request: ParsedRequest, options: CompletionRequestOptions) {
+    // Each request is a fresh conversation, freed when its answer ends (the API is stateless).
     const conversation = this.chat(mediaInput(request.media), { system: request.system, history: request.history });
-    return conversation.ask(request.question, { ...request.generation, signal: options.signal, onProgress: options.onProgress });
+    return askOnce(conversation, request.question, { ...request.generation, signal: options.signal, onProgress: options.onProgress });
   }
 
   private async complete(request: ParsedRequest, options: CompletionRequestOptions): Promise<ChatCompletion> {

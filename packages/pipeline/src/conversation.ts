@@ -85,6 +85,18 @@ export function splice(ids: readonly number[], fused: PrefusionResult, hiddenSiz
   return castFloat(tensor('float32', [1, out.length / H, H], out), dtype);
 }
 
+/** Ask the one question a conversation was made for; the conversation is freed when the answer ends. */
+export function askOnce(conversation: Pick<Conversation, 'ask' | 'dispose'>, question: string, options: AskOptions): Answer<AskResult> {
+  try {
+    const answer = conversation.ask(question, options);
+    void answer.done().finally(() => conversation.dispose()).catch(() => {});
+    return answer;
+  } catch (err) {
+    conversation.dispose();
+    throw err;
+  }
+}
+
 /**
  * A conversation about one input (images, a video, or none); made by `LlavaMini.chat()`. A
  * follow-up question does not re-run the conversation: the prompt is rendered with the history,

@@ -3,7 +3,7 @@ import type { RGB8 } from '@llava-mini/encoder';
 import type { LlamaModel, Tokenizer } from '@llava-mini/llm';
 import type { Answer } from './answer.js';
 import { type ChatSource, Completions } from './completions.js';
-import { type AskOptions, type AskResult, type ChatOptions, Conversation } from './conversation.js';
+import { type AskOptions, type AskResult, askOnce, type ChatOptions, Conversation } from './conversation.js';
 import type { VisionPipeline } from './vision.js';
 
 /**
@@ -58,15 +58,7 @@ export class LlavaMini<I = unknown> {
    */
   ask(input: I | undefined, question: string, options: AskOptions & ChatOptions = {}): Answer<AskResult> {
     const { system, addAssistantHeader, dropDuplicateBos, history, ...ask } = options;
-    const conversation = this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history });
-    try {
-      const answer = conversation.ask(question, ask);
-      void answer.done().finally(() => conversation.dispose()).catch(() => {});
-      return answer;
-    } catch (err) {
-      conversation.dispose();
-      throw err;
-    }
+    return askOnce(this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history }), question, ask);
   }
 
   dispose(): Promise<void> {
