@@ -154,7 +154,8 @@ export class WorkerPool {
         if (!slot.ready) reject(new Error(`a worker exited while loading the model (code ${code})`));
         // A worker that died while serving is replaced, so the pool keeps its size.
         else if (this.state === 'ready' || this.state === 'draining') void this.spawn().catch((e) => this.log(`replacing a worker failed: ${(e as Error).message}`));
-        this.onChange();
+        // Its failed jobs are done with: a drain waiting for them ends now, not at its timeout.
+        this.dispatch();
       });
     });
   }
