@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { AbortError, asLlavaMiniError, debugEnabled } from '@llava-mini/core';
 import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
 import { importOptional, MissingPackageError } from './cli/optional.js';
+import { deviceOption, dtypeOption } from './cli/flags.js';
 import { registerServe } from './cli/serve.js';
 
 const program = new Command('llava-mini')
@@ -25,7 +26,6 @@ program
   .option('--force', 'write into a folder that is not empty (its weights are replaced)')
   .action(initTinyCommand);
 
-const dtypeOption = (flag: string, what: string) => new Option(flag, what).choices(['fp32', 'fp16', 'q8', 'q4']);
 
 program
   .command('convert <checkpoint>')
@@ -47,7 +47,7 @@ const withModelOptions = (cmd: Command) =>
     .option('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory); default: the bundled shapes model (models/llava-mini-shapes)')
     .option('--image <path...>', 'image file(s) or URL(s)')
     .option('--video <path>', 'a video file (one frame per second)')
-    .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
+    .addOption(deviceOption('where to run', 'auto'))
     .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
     .option('--max-new-tokens <n>', 'most tokens to generate', '512')
     .option('--temperature <t>', '0 = greedy, as the reference', '0')
@@ -89,7 +89,7 @@ program
   .option('--count <n>', 'pictures in the generated data set', '100')
   .option('--seed <n>', 'seed of the generated data set (training used 1, validation 2)', '1000')
   .option('--limit <n>', 'only the first n pictures')
-  .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
+  .addOption(deviceOption('where to run', 'auto'))
   .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
   .option('--json', 'print the result as JSON')
   .option('--answers <file>', 'also write every question with its answer (JSON lines)')

@@ -1,7 +1,8 @@
 // `llava-mini serve`: the flags live here (so `--help` works without the server installed); the
 // server itself is @llava-mini/server, imported only when the command runs.
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { defaultModelDir } from '../default-model.js';
+import { deviceOption } from './flags.js';
 import { importOptional } from './optional.js';
 
 const collect = (v: string, all: string[] = []) => [...all, v];
@@ -16,7 +17,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'port (0: any free port)', '8080')
     .option('--workers <n>', 'worker threads, each with a loaded model', '1')
     .option('--parallel <n>', 'requests each worker runs at once (their decode steps batched)', '1')
-    .addOption(new Option('--device <device>', 'where the workers run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('cpu'))
+    .addOption(deviceOption('where the workers run', 'cpu'))
     .option('--queue <n>', 'requests waiting for a worker before 429', '16')
     .option('--api-key <key>', 'require Authorization: Bearer KEY on /v1 and /metrics (or LLAVA_MINI_API_KEY)')
     .option('--body-limit <bytes>', 'largest request body (default 20971520)')
