@@ -19,6 +19,7 @@ import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer } from '@
 import { CACHE, fmt, log, median, now, promptIds, ROOT, table } from './lib/common.js';
 import { type GgufWeights, ggufStepBytes, writeLlamaGguf } from './lib/gguf-llama.js';
 import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
+import { gemvBandwidth } from './hardware.js';
 
 /** What this bench uses of node-llama-cpp's API (declared here so the bench type-checks without it installed). */
 interface NodeLlamaCpp {
@@ -105,6 +106,12 @@ function medianStep(t: Trace, skip: number): { wall: number; cpu: number } {
   return { wall: median(steps(t.wall)), cpu: median(steps(t.cpu)) };
 }
 
+/** Bytes a decode step reads of our weights: the decoder's, less the token table it gathers one row of (the embeddings graph holds the same table). */
+function decoderStepBytes(graphs: { model: string; embeddings: string }): number {
+  const size = (onnx: string) => fs.readdirSync(path.dirname(onnx)).filter((f) => f.startsWith(path.basename(onnx))).reduce((n, f) => n + fs.statSync(path.join(path.dirname(onnx), f)).size, 0);
+  return size(graphs.model) - size(graphs.embeddings);
+}
+
 /** First index where two id lists differ, or -1. */
 function firstDifference(a: number[], b: number[]): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return i;
@@ -136,6 +143,9 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
   const ids = promptIds(tokenizer, P);
   const longIds = promptIds(tokenizer, LONG);
   const backend = await nodeBackend();
+  // The decode bound: onnxruntime's fp32 GEMV over 512 MB (weights streamed from memory once per token).
+  const bandwidth = await gemvBandwidth(backend, 512 * 2 ** 20, 3);
+  const boundRows: (string | number)[][] = [];
   const llama = await lib.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
 
   const rows: (string | number)[][] = [];
@@ -146,6 +156,8 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
       const type = PAIRS[f];
       const graphs = llmGraphs(dir, config, f, maxSequence);
       const file = gguf(dir, type);
+      const oursStepBytes = decoderStepBytes(graphs);
+      const theirsStepBytes = ggufStepBytes(config, type);
       notes.push(`${f} / ${type}: GGUF ${fmt(fs.statSync(file).size / 1e9, 2)} GB; a decode step reads ${fmt(ggufStepBytes(config, type) / 1e6, 0)} MB of llama.cpp's weights.`);
       for (const threads of threadCounts) {
         log(`llamacpp: ${f} vs ${type}, ${threads} thread(s) each...`);
@@ -211,6 +223,8 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
             fmt(rates(lb, longIds.length).prefill),
             `${diff < 0 ? `all ${N}` : `first ${diff} of ${N}`}${stable ? '' : ' (runs differ)'}`,
           ]);
+          const pct = (tokPerS: number, bytes: number) => `${fmt((100 * tokPerS * bytes) / bandwidth, 0)} %`;
+          boundRows.push([label, fmt(oursStepBytes / 1e6, 0), pct(m(a, 'decode'), oursStepBytes), fmt(theirsStepBytes / 1e6, 0), pct(m(b, 'decode'), theirsStepBytes)]);
           cpuRows.push([label, fmt(m(a, 'decodeCpu'), 2), fmt(m(b, 'decodeCpu'), 2), `${fmt(m(b, 'decodeCpu') / m(a, 'decodeCpu'), 2)}x`, fmt(sa.cpu, 2), fmt(sb.cpu, 2), `${fmt(sb.cpu / sa.cpu, 2)}x`]);
         } finally {
           await ctx.dispose();
@@ -235,6 +249,10 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
     `CPU time per decoded token (this process's user + system time, both runtimes run in it): on a shared machine it counts the work, not the waits for a core; with one thread it is the fairest measure of the kernels, with more it also counts spinning threads.`,
     '',
     table(['weights (ours / GGUF)', 'ours CPU ms/token', 'llama.cpp CPU ms/token', 'ratio (theirs / ours)', `ours CPU ms/token @${LONG}`, `llama.cpp CPU ms/token @${LONG}`, `ratio @${LONG}`], cpuRows, [false, true, true, true, true, true, true]),
+    '',
+    `Decode against memory bandwidth: a step streams the decoder's weights once (the token table's row is gathered, not read whole), so tok/s x bytes per step / bandwidth is the share of the bound reached (goal >= 60 % at 8-bit and 4-bit). Bandwidth: onnxruntime's fp32 GEMV over 512 MB, ${fmt(bandwidth / 1e9, 1)} GB/s in this run.`,
+    '',
+    table(['weights (ours / GGUF)', 'ours MB per step', 'ours decode, % of bound', 'llama.cpp MB per step', 'llama.cpp decode, % of bound'], boundRows, [false, true, true, true, true]),
     '',
     ...notes.map((n) => `- ${n}`),
   ].join('\n');

@@ -23,7 +23,8 @@ import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, log, median, now, promptIds, table } from './lib/common.js';
 
 const DIR = path.join(CACHE, process.env.BENCH_PEER_CHECKPOINT ? 'peer-custom' : 'peer');
-const MAX_POSITIONS = 512;
+// Room for the ~4k-context point (a LONG-token prompt and its decode steps).
+const MAX_POSITIONS = 4096 + 64;
 
 /** The LLM stage bench's model when it exists (same weights as table 3), else the same options written here. */
 async function checkpoint(): Promise<string> {
@@ -82,7 +83,8 @@ async function prepare(ck: string, c: LlamaConfig): Promise<{ ours: { model: str
   const stamp = path.join(DIR, 'source.txt');
   const ours = path.join(DIR, 'ours');
   const theirs = path.join(DIR, 'transformers-js', 'llama');
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === ck) return { ours: { model: path.join(ours, 'llm.onnx'), embeddings: path.join(ours, 'llm_embeddings.onnx') }, theirs };
+  const source = `${ck}\npositions ${MAX_POSITIONS}`;
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === source) return { ours: { model: path.join(ours, 'llm.onnx'), embeddings: path.join(ours, 'llm_embeddings.onnx') }, theirs };
   fs.rmSync(DIR + '/ours', { recursive: true, force: true });
   fs.rmSync(path.dirname(theirs), { recursive: true, force: true });
   log('peer: building our graphs and the transformers.js export (once)...');
@@ -98,7 +100,7 @@ async function prepare(ck: string, c: LlamaConfig): Promise<{ ours: { model: str
     for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json']) {
       if (fs.existsSync(path.join(ck, f))) fs.copyFileSync(path.join(ck, f), path.join(theirs, f));
     }
-    fs.writeFileSync(stamp, ck);
+    fs.writeFileSync(stamp, source);
     return { ours: paths, theirs };
   } finally {
     src.close();
@@ -125,7 +127,10 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
   const P = quick ? 64 : 128;
   const N = quick ? 16 : 32;
   const reps = quick ? 3 : 5;
+  const LONG = quick ? 1024 : 4096;
+  const longReps = quick ? 1 : 2;
   const ids = promptIds(tokenizer, P);
+  const longIds = promptIds(tokenizer, LONG);
 
   log('peer: loading ours and transformers.js (both onnxruntime-node CPU)...');
   const model = await LlamaModel.create(await nodeBackend(), ours, { config: c, device: 'cpu', maxSequence: MAX_POSITIONS });
@@ -154,38 +159,41 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
   };
   // The same work one level down: our LlamaModel calls, and their onnxruntime session driven by hand
   // (transformers.js's internal `sessions.model`), so driver overhead and the graph+runtime part separate.
-  const rawOurs = async (): Promise<Rates> => {
+  const rawOurs = async (prompt = ids): Promise<Rates> => {
     const seq = model.sequence();
     let t = now();
-    let id = argmax(await seq.prefill(await model.embed(ids)));
+    let id = argmax(await seq.prefill(await model.embed(prompt)));
     const prefillMs = now() - t;
     t = now();
     for (let i = 0; i < N; i++) id = argmax(await seq.step(id));
     seq.dispose();
-    return { prefill: P / (prefillMs / 1000), decode: N / ((now() - t) / 1000), ids: [] };
+    return { prefill: prompt.length / (prefillMs / 1000), decode: N / ((now() - t) / 1000), ids: [] };
   };
   type OrtFeeds = Record<string, unknown>;
   const session = (tjs as unknown as { sessions: { model: { run(f: OrtFeeds): Promise<Record<string, unknown>> } } }).sessions.model;
   const ort = (t: InstanceType<typeof Tensor>) => (t as unknown as { ort_tensor: unknown }).ort_tensor;
-  const rawTheirs = async (): Promise<Rates> => {
-    const feeds: OrtFeeds = { input_ids: ort(new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, P])), attention_mask: ort(new Tensor('int64', new BigInt64Array(P).fill(1n), [1, P])) };
+  const rawTheirs = async (prompt = ids): Promise<Rates> => {
+    const n = prompt.length;
+    const feeds: OrtFeeds = { input_ids: ort(new Tensor('int64', BigInt64Array.from(prompt, BigInt), [1, n])), attention_mask: ort(new Tensor('int64', new BigInt64Array(n).fill(1n), [1, n])) };
     for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = ort(new Tensor('float32', new Float32Array(0), [1, c.numKvHeads, 0, c.headDim]));
     let t = now();
     let out = await session.run(feeds);
     const prefillMs = now() - t;
     t = now();
     for (let i = 0; i < N; i++) {
-      const total = P + i + 1;
+      const total = n + i + 1;
       const next: OrtFeeds = { input_ids: ort(new Tensor('int64', BigInt64Array.of(1n), [1, 1])), attention_mask: ort(new Tensor('int64', new BigInt64Array(total).fill(1n), [1, total])) };
       for (let l = 0; l < c.numLayers; l++) for (const k of ['key', 'value']) next[`past_key_values.${l}.${k}`] = out[`present.${l}.${k}`];
       out = await session.run(next);
     }
-    return { prefill: P / (prefillMs / 1000), decode: N / ((now() - t) / 1000), ids: [] };
+    return { prefill: n / (prefillMs / 1000), decode: N / ((now() - t) / 1000), ids: [] };
   };
   const oursRuns: Rates[] = [];
   const theirsRuns: Rates[] = [];
   const oursRaw: Rates[] = [];
   const theirsRaw: Rates[] = [];
+  const oursLong: Rates[] = [];
+  const theirsLong: Rates[] = [];
   try {
     await runOurs(16, 4);
     await runTheirs(16, 4);
@@ -196,6 +204,11 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
       oursRaw.push(await rawOurs());
       theirsRaw.push(await rawTheirs());
     }
+    log(`peer: ${longReps} alternating run(s) at ~${LONG} context...`);
+    for (let r = 0; r < longReps; r++) {
+      oursLong.push(await rawOurs(longIds));
+      theirsLong.push(await rawTheirs(longIds));
+    }
   } finally {
     await model.dispose();
     await tjs.dispose();
@@ -204,7 +217,7 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
   const same = oursRuns[0].ids.slice(0, N).every((id, i) => id === theirsRuns[0].ids[i]);
   const params = c.numLayers * (c.hiddenSize * c.numHeads * c.headDim * 2 + c.hiddenSize * c.numKvHeads * c.headDim * 2 + 3 * c.hiddenSize * c.intermediateSize) + 2 * c.vocabSize * c.hiddenSize;
   const md = [
-    `The LLM stage's decoder: ${(params / 1e6).toFixed(0)} M parameters (width ${c.hiddenSize}, ${c.numLayers} layers, GQA ${c.numHeads}/${c.numKvHeads}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}), fp32, the same weights in both; prompt ${P} tokens, ${N} greedy tokens; medians of ${reps} alternating runs after a warm-up. transformers.js ${(transformers as { env: { version?: string } }).env.version ?? ''} runs the exported folder with its own onnxruntime-node (1.30, the same as ours). Both timed alike from outside: prefill = time of a one-token generate(), decode = the extra time of ${N} more tokens. Ours writes the KV cache in place in a preallocated buffer; theirs concatenates a new cache every step.`,
+    `The LLM stage's decoder: ${(params / 1e6).toFixed(0)} M parameters (width ${c.hiddenSize}, ${c.numLayers} layers, GQA ${c.numHeads}/${c.numKvHeads}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}), fp32, the same weights in both; prompt ${P} tokens, ${N} greedy tokens; medians of ${reps} alternating runs after a warm-up; at ~${LONG} context, a ${LONG}-token prompt then ${N} decode steps (median of ${longReps} alternating run(s), one level down). transformers.js ${(transformers as { env: { version?: string } }).env.version ?? ''} runs the exported folder with its own onnxruntime-node (1.30, the same as ours). Both timed alike from outside: prefill = time of a one-token generate(), decode = the extra time of ${N} more tokens. Ours writes the KV cache in place in a preallocated buffer; theirs concatenates a new cache every step.`,
     '',
     table(
       ['runtime', 'prefill tok/s', 'decode tok/s'],
@@ -215,6 +228,9 @@ export async function peer(quick: boolean): Promise<{ markdown: string; plots: s
         ['ours, LlamaModel.embed + prefill, step() (no generate())', fmt(med(oursRaw, 'prefill'), 1), fmt(med(oursRaw, 'decode'), 2)],
         ['theirs, their onnxruntime session run by hand (no generate())', fmt(med(theirsRaw, 'prefill'), 1), fmt(med(theirsRaw, 'decode'), 2)],
         ['ratio ours / theirs, one level down', `${fmt(med(oursRaw, 'prefill') / med(theirsRaw, 'prefill'), 2)}x`, `${fmt(med(oursRaw, 'decode') / med(theirsRaw, 'decode'), 2)}x`],
+        [`ours, one level down, ${LONG}-token prompt`, fmt(med(oursLong, 'prefill'), 1), fmt(med(oursLong, 'decode'), 2)],
+        [`theirs, one level down, ${LONG}-token prompt`, fmt(med(theirsLong, 'prefill'), 1), fmt(med(theirsLong, 'decode'), 2)],
+        [`ratio ours / theirs at ~${LONG} context (decode goal >= 1.5x)`, `${fmt(med(oursLong, 'prefill') / med(theirsLong, 'prefill'), 2)}x`, `${fmt(med(oursLong, 'decode') / med(theirsLong, 'decode'), 2)}x`],
       ],
       [false, true, true],
     ),

@@ -23,7 +23,7 @@ from model import LlavaMini  # noqa: E402
 
 def load(model_dir):
     cfg = json.load(open(os.path.join(model_dir, 'config.json')))
-    model = LlavaMini(cfg)
+    model = LlavaMini(cfg, patch_tokens='comparison_variant' in cfg)
     missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(model_dir, 'model.safetensors')), strict=False)
     assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
     return model.eval(), cfg

@@ -352,9 +352,13 @@ class LlavaMini(nn.Module):
     # colour (+background), shape (+background), shape centre in patch, patch column (so features carry x for left/right)
     AUX_CLASSES = (7, 4, 2, 8)
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, patch_tokens=False):
+        """patch_tokens=True is the LLaVA-v1.5-style baseline of the paper's comparison: every projected
+        patch spliced into the LLM, no compressor, no pre-fusion (the runtime does not run it)."""
         super().__init__()
+        assert not patch_tokens or cfg['prefusion_layer_num'] == 0, 'the v1.5-style baseline has no pre-fusion'
         self.cfg = cfg
+        self.patch_tokens = patch_tokens
         self.model = Inner(cfg)
         self.lm_head = Linear(cfg['hidden_size'], cfg['vocab_size'], bias=False)
         self.aux_head = Linear(cfg['mm_hidden_size'], sum(self.AUX_CLASSES))  # training only, not saved
@@ -385,10 +389,16 @@ class LlavaMini(nn.Module):
 
     # -- the reference's inference path, one sequence at a time (spec 3.2-4.6)
     def prompt_embeddings(self, pixels, ids):
-        """LLM input embeddings [1, L-1+1, h] for one picture [1,3,S,S] and prompt ids (list with one -200)."""
-        _, zc, g = self.encode(pixels)
+        """LLM input embeddings [1, L-1+V, h] for one picture [1,3,S,S] and prompt ids (list with one -200):
+        V = 1 compressed token, or every patch for the v1.5-style baseline."""
         ids_t = torch.tensor([ids])
         pad = ids_t <= 0
+        p = ids.index(IMAGE_TOKEN_INDEX)
+        if self.patch_tokens:
+            g = self.model.mm_projector(self.model.vision_tower.vision_tower.vision_model(pixels))
+            e = self.model.embed_tokens(ids_t.clamp(min=0)).to(g.dtype)
+            return torch.cat([e[:, :p], g, e[:, p + 1:]], dim=1)
+        _, zc, g = self.encode(pixels)
         e = self.model.embed_tokens(ids_t.clamp(min=0)).to(g.dtype)
         x = torch.cat([g, zc, e], dim=1)
         nv = g.shape[1] + zc.shape[1]
@@ -398,7 +408,6 @@ class LlavaMini(nn.Module):
         out, _ = self.run_layers(self.model.prefusion_layers, x, pos, causal_key_mask(0, valid))
         vision = out[:, nv - zc.shape[1]:nv]
         fused = torch.where(pad.unsqueeze(-1), e, out[:, nv:])
-        p = ids.index(IMAGE_TOKEN_INDEX)
         return torch.cat([fused[:, :p], vision, fused[:, p + 1:]], dim=1)
 
     def llm_logits(self, x):
@@ -436,7 +445,7 @@ class LlavaMini(nn.Module):
         valid = torch.cat([torch.ones(B, nv, dtype=torch.bool), ~pre_pad], dim=1)
         pos = (valid.long().cumsum(1) - 1).masked_fill(~valid, 1)
         out, kv_pre = self.run_layers(self.model.prefusion_layers, x, pos, causal_key_mask(0, valid))
-        vision = out[:, nv - 1:nv]
+        vision = g if self.patch_tokens else out[:, nv - 1:nv]
         fused_pre = torch.where(pre_pad.unsqueeze(-1), e_pre, out[:, nv:])
         p = prefix.index(IMAGE_TOKEN_INDEX)
         llm_pre = torch.cat([fused_pre[:, :p], vision, fused_pre[:, p + 1:]], dim=1)

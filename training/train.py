@@ -9,6 +9,7 @@ Recipe (see models/llava-mini-shapes/README.md): a vision-only stage with a per-
 (colour, shape, shape centre), then everything with a curriculum on the number of shapes.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -51,6 +52,9 @@ def parse():
     p.add_argument('--width', type=int, default=128)
     p.add_argument('--layers', type=int, default=2)
     p.add_argument('--prefusion-layers', type=int, default=2)
+    p.add_argument('--variant', choices=('mini', 'v15'), default='mini',
+                   help='v15: the LLaVA-v1.5-style baseline (every patch spliced into the LLM, no compressor or pre-fusion)')
+    p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
     return p.parse_args()
 
 
@@ -146,9 +150,13 @@ def main():
     prefix = ds.meta['prefix']
     assert val.meta['prefix'] == prefix, 'train and val sets were tokenized differently'
     ids = special_ids(a.data)
+    if a.variant == 'v15':
+        a.prefusion_layers = 0
     arch = architecture(a, ds.meta)
     config = model_config(arch, ids)
-    model = LlavaMini(config)
+    if a.variant == 'v15':
+        config['comparison_variant'] = 'llava-v1.5-style: every patch spliced, no compressor; the runtime cannot run it'
+    model = LlavaMini(config, patch_tokens=a.variant == 'v15')
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
     print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures; val {len(val.records)}', flush=True)
 
@@ -212,9 +220,18 @@ def main():
                 best = overall
                 info = {'step': step + 1, 'val_exact_match': overall, 'val_per_type': per, 'minutes': (time.time() - t0) / 60,
                         'args': vars(a)}
+                best_state = copy.deepcopy(model.state_dict())
                 save_checkpoint(model, config, a.data, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
                 print(f'saved {a.out} (val {overall:.3f})', flush=True)
     print(f'done in {(time.time() - t0) / 60:.1f} min; best val exact match {best:.3f}', flush=True)
+    if a.test:
+        model.load_state_dict(best_state)
+        test = Dataset(a.test)
+        assert test.meta['prefix'] == prefix, 'train and test sets were tokenized differently'
+        overall, per = evaluate(model, test, prefix, bf16)
+        info.update({'test': a.test, 'test_exact_match': overall, 'test_per_type': per, 'test_questions': sum(len(r['questions']) for r in test.records)})
+        save_checkpoint(model, config, a.data, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
+        print(f'test overall {overall:.3f} ' + ' '.join(f'{t} {v:.3f}' for t, v in per.items()), flush=True)
 
 
 if __name__ == '__main__':

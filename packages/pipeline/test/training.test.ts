@@ -65,4 +65,34 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
       await model.dispose();
     }
   });
+
+  it("trains the paper comparison's variants (0 pre-fusion layers, v1.5 style) and compare.py sets them side by side", { timeout: 900_000 }, async () => {
+    const data = path.join(root, 'cmp-data');
+    fs.mkdirSync(data, { recursive: true });
+    writeShapesTokenizer(data);
+    await writeDataset(data, { count: 6, seed: 4, imageSize: 32, patchSize: 8, pixels: true, tokenizer: loadTokenizer(data) });
+    const small = ['--curriculum', '', '--aux-steps', '1', '--steps', '2', '--batch', '2', '--questions', '2', '--eval-every', '2', '--width', '64', '--vision-width', '16', '--vision-layers', '2'];
+    const arms: [string, string[]][] = [
+      ['mini0', ['--prefusion-layers', '0']],
+      ['v15', ['--variant', 'v15']],
+    ];
+    for (const [name, extra] of arms) {
+      const log = python(['training/train.py', '--data', data, '--val', data, '--val-count', '2', '--test', data, '--out', path.join(root, name), ...small, ...extra]);
+      expect(log).toMatch(/test overall \d/);
+      const state = JSON.parse(fs.readFileSync(path.join(root, name, 'training_state.json'), 'utf8'));
+      expect(Object.keys(state.test_per_type).sort()).toEqual(['color', 'count', 'exists', 'shape', 'side']);
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(root, 'v15', 'config.json'), 'utf8'))).toMatchObject({ prefusion_layer_num: 0, comparison_variant: expect.stringContaining('v1.5') });
+    // The v1.5-style baseline's batched training path and its one-question inference path agree.
+    const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const [batched, one] = [path.join(root, 'v15-b.jsonl'), path.join(root, 'v15-1.jsonl')];
+    python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--out', batched]);
+    python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--one-by-one', '--out', one]);
+    expect(read(one)).toEqual(read(batched));
+    const table = python(['training/compare.py', '--data', data, '--runs', '1', `Mini0=${path.join(root, 'mini0')}`, `V15=${path.join(root, 'v15')}`]);
+    // 32 px pictures in 8 px patches: 16 patch tokens for v1.5, one vision token for LLaVA-Mini.
+    expect(table).toMatch(/\| Mini0 \| 1 \|/);
+    expect(table).toMatch(/\| V15 \| 16 \|/);
+    expect(table).toMatch(/TTFT ms/);
+  });
 });
