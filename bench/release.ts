@@ -45,7 +45,6 @@ const FULL: TinyOptions = {
 /** The same layout at a fraction of the size (and the tiny generator's own small vocabulary), to check the mode itself in minutes. */
 const SMALL: TinyOptions = { ...FULL, tokenizer: 'tiny', hiddenSize: 512, intermediateSize: 1792, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 2, prefusionLayers: 1, visionHiddenSize: 256, visionIntermediateSize: 1024, visionLayers: 4, visionHeads: 4, compressorHeads: 4, maxShardBytes: 1.5e7 };
 
-const VIDEO_FRAMES = 60;
 const CONTEXT = 4096;
 const SELF = fileURLToPath(import.meta.url);
 
@@ -89,14 +88,14 @@ interface Answer {
   loadSeconds: number;
   rssAfterLoad: number;
   image: { ttft: number; inputMs: number; encoderMs: number; compressorMs: number; prefusionMs: number; embedMs: number; prefillMs: number; decode: number; tokens: number; rows: number };
-  video: { ttft: number; encoderMs: number; compressorMs: number; prefusionMs: number; decode: number; tokens: number; rows: number; totalMs: number };
+  video?: { ttft: number; encoderMs: number; compressorMs: number; prefusionMs: number; decode: number; tokens: number; rows: number; totalMs: number };
   peakRssAnswering: number;
   peakRss: number;
 }
 
 /** The child's side of each step. */
 export async function releaseChild(step: string, json: string): Promise<void> {
-  const a = JSON.parse(json) as { hf: string; out: string; options: TinyOptions; dtype: 'q4' | 'q8' };
+  const a = JSON.parse(json) as { hf: string; out: string; options: TinyOptions; dtype: 'q4' | 'q8'; videoFrames: number };
   const t0 = now();
   let result: unknown;
   if (step === 'write') {
@@ -117,20 +116,21 @@ export async function releaseChild(step: string, json: string): Promise<void> {
       ...parts,
       resolveInput: async (input: unknown) =>
         input === 'video'
-          ? { kind: 'video', count: VIDEO_FRAMES, frames: (async function* () { for (let i = 0; i < VIDEO_FRAMES; i++) yield randomImage(100 + i); })() }
+          ? { kind: 'video', count: a.videoFrames, frames: (async function* () { for (let i = 0; i < a.videoFrames; i++) yield randomImage(100 + i); })() }
           : { kind: 'images', images: [randomImage(1)] },
     } as never);
     const img = await model.ask('image', 'What is shown in this picture? Describe the scene in detail.', { maxNewTokens: 16 }).done();
     const it = img.timings;
-    const vid = await model.ask('video', 'What happens in this video?', { maxNewTokens: 8 }).done();
-    const vt = vid.timings;
+    // --video-frames=0 skips the video question (its pre-fusion over every frame is most of the run).
+    const vid = a.videoFrames > 0 ? await model.ask('video', 'What happens in this video?', { maxNewTokens: 8 }).done() : undefined;
+    const vt = vid?.timings;
     clearInterval(timer);
     const prefillMs = it.timeToFirstTokenMs - it.inputMs - it.encoderMs - it.compressorMs - it.prefusionMs - it.embedMs;
     result = {
       loadSeconds,
       rssAfterLoad,
       image: { ttft: it.timeToFirstTokenMs, inputMs: it.inputMs, encoderMs: it.encoderMs, compressorMs: it.compressorMs, prefusionMs: it.prefusionMs, embedMs: it.embedMs, prefillMs, decode: it.decodeTokensPerSecond, tokens: img.ids.length, rows: img.llmInputTokens },
-      video: { ttft: vt.timeToFirstTokenMs, encoderMs: vt.encoderMs, compressorMs: vt.compressorMs, prefusionMs: vt.prefusionMs, decode: vt.decodeTokensPerSecond, tokens: vid.ids.length, rows: vid.llmInputTokens, totalMs: vt.totalMs },
+      video: vid && vt ? { ttft: vt.timeToFirstTokenMs, encoderMs: vt.encoderMs, compressorMs: vt.compressorMs, prefusionMs: vt.prefusionMs, decode: vt.decodeTokensPerSecond, tokens: vid.ids.length, rows: vid.llmInputTokens, totalMs: vt.totalMs } : undefined,
       peakRssAnswering: peak,
       peakRss: process.resourceUsage().maxRSS * 1024,
     } satisfies Answer;
@@ -145,6 +145,8 @@ export interface ReleaseOptions {
   scale: 'full' | 'small';
   keep: boolean;
   dtypes: ('q4' | 'q8')[];
+  /** Frames of the video question (0: no video question). */
+  videoFrames: number;
 }
 
 export async function release(o: ReleaseOptions): Promise<{ markdown: string; plots: string[] }> {
@@ -184,7 +186,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
     for (const dtype of o.dtypes) {
       const out = path.join(work, dtype);
       const c = await child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
-      const a = await child<Answer>('answer', { out });
+      const a = await child<Answer>('answer', { out, videoFrames: o.videoFrames });
       // A decode step reads the decoder's weights once (layers + lm_head): llm.onnx's files, less the
       // token table inside it, of which it gathers one row (llm_embeddings.onnx holds the same table).
       const files = (prefix: string) => fs.readdirSync(out).filter((f) => f.startsWith(prefix)).reduce((n, f) => n + fs.statSync(path.join(out, f)).size, 0);
@@ -197,8 +199,16 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
         [dtype, 'load: time / RSS after', `${fmt(a.loadSeconds, 1)} s / ${gb(a.rssAfterLoad)}`, ''],
         [dtype, `image question: TTFT (input / CLIP / compressor / pre-fusion / embed / LLM prefill of ${a.image.rows} rows), ms`, `${fmt(a.image.ttft, 0)} (${[a.image.inputMs, a.image.encoderMs, a.image.compressorMs, a.image.prefusionMs, a.image.embedMs, a.image.prefillMs].map((x) => fmt(x, 0)).join(' / ')})`, `prefill ${fmt(prefillRate / 1e9, 0)} GFLOP/s = ${fmt((100 * prefillRate) / peak, 0)} % of the fp32 MatMul peak ${fmt(peak / 1e9, 0)} GFLOP/s`],
         [dtype, `image question: decode tok/s (${a.image.tokens} tokens)`, fmt(a.image.decode, 2), `bound ${fmt(bound, 2)} tok/s (${fmt(bandwidth / 1e9, 1)} GB/s / ${gb(stepBytes)} per token): ${fmt((100 * a.image.decode) / bound, 0)} %`],
-        [dtype, `${VIDEO_FRAMES}-frame video: TTFT (CLIP / compressor / pre-fusion), ms; ${a.video.rows} LLM rows`, `${fmt(a.video.ttft, 0)} (${[a.video.encoderMs, a.video.compressorMs, a.video.prefusionMs].map((x) => fmt(x, 0)).join(' / ')})`, `${fmt(a.video.encoderMs / VIDEO_FRAMES, 0)} ms of CLIP per frame`],
-        [dtype, `${VIDEO_FRAMES}-frame video: decode tok/s (${a.video.tokens} tokens)`, fmt(a.video.decode, 2), `${fmt((100 * a.video.decode) / bound, 0)} % of the bound`],
+      );
+      const v = a.video;
+      if (v) {
+        const frames = o.videoFrames;
+        rows.push(
+          [dtype, `${frames}-frame video: TTFT (CLIP / compressor / pre-fusion), ms; ${v.rows} LLM rows`, `${fmt(v.ttft, 0)} (${[v.encoderMs, v.compressorMs, v.prefusionMs].map((x) => fmt(x, 0)).join(' / ')})`, `${fmt(v.encoderMs / frames, 0)} ms of CLIP per frame`],
+          [dtype, `${frames}-frame video: decode tok/s (${v.tokens} tokens)`, fmt(v.decode, 2), `${fmt((100 * v.decode) / bound, 0)} % of the bound`],
+        );
+      }
+      rows.push(
         [dtype, 'RSS: highest while answering / peak of the process', `${gb(a.peakRssAnswering)} / ${gb(a.peakRss)}`, `weights on disk ${gb(c.bytes)}`],
       );
       if (!o.keep) fs.rmSync(out, { recursive: true, force: true });

@@ -31,6 +31,12 @@ import { release, releaseChild } from './release.js';
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+/** `--video-frames=N` of the release table (default 60; 0 leaves the video question out). */
+function videoFrames(): number {
+  const v = value('video-frames') ?? '60';
+  if (!/^\d+$/.test(v)) throw new Error(`--video-frames: expected a whole number of frames, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
 const ONLY = value('only')?.split(',');
 const RUNS = Number(value('runs') ?? (QUICK ? 3 : 7));
 const FRAMES = Number(value('frames') ?? (QUICK ? 500 : 10000));
@@ -59,7 +65,7 @@ const SECTIONS: Section[] = [
     id: 'release',
     title: "7. The release's shapes end to end (8B + CLIP-L, random weights)",
     optional: true,
-    run: () => release({ scale: value('scale') === 'small' ? 'small' : 'full', keep: args.includes('--keep'), dtypes: (value('dtypes')?.split(',') ?? ['q4', 'q8']) as ('q4' | 'q8')[] }),
+    run: () => release({ scale: value('scale') === 'small' ? 'small' : 'full', keep: args.includes('--keep'), dtypes: (value('dtypes')?.split(',') ?? ['q4', 'q8']) as ('q4' | 'q8')[], videoFrames: videoFrames() }),
   },
 ];
 

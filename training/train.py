@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoint import Dataset, model_config, save_checkpoint, special_ids  # noqa: E402
+from checkpoint import Dataset, model_config, read_safetensors, save_checkpoint, special_ids  # noqa: E402
 from model import LlavaMini  # noqa: E402
 
 TYPES = ('color', 'shape', 'count', 'exists', 'side')
@@ -54,6 +54,8 @@ def parse():
     p.add_argument('--prefusion-layers', type=int, default=2)
     p.add_argument('--variant', choices=('mini', 'v15'), default='mini',
                    help='v15: the LLaVA-v1.5-style baseline (every patch spliced into the LLM, no compressor or pre-fusion)')
+    p.add_argument('--init', help='start from this checkpoint (a fine-tune: pair it with --aux-steps 0 --aux-weight 0, as the auxiliary head is not saved)')
+    p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3 (default 1 each)')
     p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
     return p.parse_args()
 
@@ -68,8 +70,9 @@ def architecture(a, meta):
     }
 
 
-def collate(ds, idxs, qs_per_image, rng):
-    """Pixels, padded question tokens, suffix lengths, picture index and type of each question."""
+def collate(ds, idxs, qs_per_image, rng, type_weights=None):
+    """Pixels, padded question tokens, suffix lengths, picture index and type of each question
+    (types drawn with `type_weights`, 1 each by default, among those the picture still has)."""
     toks, plen, img, types = [], [], [], []
     for b, i in enumerate(idxs):
         qs = ds.records[i]['questions']
@@ -78,7 +81,8 @@ def collate(ds, idxs, qs_per_image, rng):
             by_type.setdefault(q['type'], []).append(q)
         chosen = []
         for _ in range(min(qs_per_image, len(qs))):
-            t = rng.choice([t for t in by_type if by_type[t]])
+            left = [t for t in by_type if by_type[t]]
+            t = rng.choices(left, [(type_weights or {}).get(t, 1.0) for t in left])[0]
             chosen.append(by_type[t].pop(rng.randrange(len(by_type[t]))))
         for q in chosen:
             toks.append(q['suffix'] + q['target'])
@@ -157,6 +161,12 @@ def main():
     if a.variant == 'v15':
         config['comparison_variant'] = 'llava-v1.5-style: every patch spliced, no compressor; the runtime cannot run it'
     model = LlavaMini(config, patch_tokens=a.variant == 'v15')
+    if a.init:
+        missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(a.init, 'model.safetensors')), strict=False)
+        assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
+        init_config = json.load(open(os.path.join(a.init, 'config.json')))
+        assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
+    type_weights = {k: float(v) for k, v in (x.split('=') for x in a.type_weights.split(',') if x)}
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
     print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures; val {len(val.records)}', flush=True)
 
@@ -198,11 +208,11 @@ def main():
         limit = next((n for s, n in curriculum if progress < s), 4)
         pool = [i for c in range(1, limit + 1) for i in by_count.get(c, [])]
         idxs = rng.sample(pool, a.batch)
-        px, tokens, plen, lens, img, _ = collate(ds, idxs, a.questions, rng)
+        px, tokens, plen, lens, img, _ = collate(ds, idxs, a.questions, rng, type_weights)
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             logits, feats = model.forward_train(px, prefix, tokens, plen, img)
         loss, right = lm_loss(logits, tokens, plen, lens)
-        aux = aux_loss(model, feats, ds, idxs)
+        aux = aux_loss(model, feats, ds, idxs) if a.aux_weight else torch.zeros(())
         total = loss + a.aux_weight * aux
         opt.zero_grad()
         total.backward()
