@@ -6,7 +6,7 @@ token, all in PyTorch fp32 on one thread (the v1.5-style baseline is not a model
     python3 training/compare.py --data TEST NAME=CKPT [NAME=CKPT ...] > table.md
 
 TTFT = normalised pixels to the first answer token's logits (vision tower, compressor, projector,
-pre-fusion, LLM prefill), batch 1, median of --runs runs over the test pictures after 3 warm-ups.
+pre-fusion, LLM prefill), batch 1, median of --runs runs over the test pictures after 10 warm-ups.
 FLOPs count 2 per multiply-add of every matmul and of causal attention, for the same prompt.
 """
 import argparse
@@ -56,12 +56,12 @@ def flops(cfg, patch_tokens, n_text):
 @torch.no_grad()
 def ttft_ms(model, ds, ids, runs):
     times = []
-    for r in range(runs + 3):
+    for r in range(runs + 10):
         px = ds.image([r % len(ds.records)])
         t0 = time.perf_counter()
         x = model.prompt_embeddings(px, ids)
         model.llm_logits(x)[0, -1].argmax()
-        if r >= 3:
+        if r >= 10:
             times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
@@ -88,12 +88,12 @@ def main():
         rows.append({'name': name, 'state': state, 'flops': f, 'llm_rows': llm_rows, 'ttft': ttft_ms(model, ds, ids, a.runs),
                      'params': sum(t.numel() for t in model.checkpoint_state().values())})
     base = rows[-1]
-    print('| model | vision tokens in the LLM | ' + ' | '.join(TYPES) + ' | overall | steps | minutes |')
-    print('|---|---:|' + '---:|' * (len(TYPES) + 3))
+    print('| model | vision tokens in the LLM | ' + ' | '.join(TYPES) + ' | overall | kept at step |')
+    print('|---|---:|' + '---:|' * (len(TYPES) + 2))
     for r in rows:
         s = r['state']
         print(f"| {r['name']} | {r['llm_rows'] - n_text} | " + ' | '.join(f"{100 * s['test_per_type'][t]:.1f}" for t in TYPES)
-              + f" | **{100 * s['test_exact_match']:.1f}** | {s['step']} | {s['minutes']:.0f} |")
+              + f" | **{100 * s['test_exact_match']:.1f}** | {s['step']} |")
     print()
     stages = ['vision tower', 'compressor', 'projector', 'pre-fusion', 'LLM prefill']
     print('| model | ' + ' | '.join(f'{st} MFLOPs' for st in stages) + f' | total MFLOPs | vs {base["name"]} | TTFT ms | vs {base["name"]} |')
