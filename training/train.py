@@ -159,7 +159,8 @@ def main():
     arch = architecture(a, ds.meta)
     config = model_config(arch, ids)
     if a.variant == 'v15':
-        config['comparison_variant'] = 'llava-v1.5-style: every patch spliced, no compressor; the runtime cannot run it'
+        # Not a LLaVA-Mini: another model_type, so the converter refuses it instead of running it as one.
+        config.update(model_type='llava_v15_style_shapes', comparison_variant='llava-v1.5-style: every patch spliced, no compressor; the runtime cannot run it')
     model = LlavaMini(config, patch_tokens=a.variant == 'v15')
     if a.init:
         missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(a.init, 'model.safetensors')), strict=False)
