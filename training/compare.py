@@ -5,6 +5,8 @@ token, all in PyTorch fp32 on one thread (the v1.5-style baseline is not a model
 
     python3 training/compare.py --data TEST NAME=CKPT [NAME=CKPT ...] > table.md
 
+The last NAME=CKPT is the baseline the FLOPs and TTFT ratios are taken against.
+
 TTFT = normalised pixels to the first answer token's logits (vision tower, compressor, projector,
 pre-fusion, LLM prefill), batch 1, median of --runs runs over the test pictures after 10 warm-ups.
 FLOPs count 2 per multiply-add of every matmul and of causal attention, for the same prompt.

@@ -57,7 +57,15 @@ def parse():
     p.add_argument('--init', help='start from this checkpoint (a fine-tune: pair it with --aux-steps 0 --aux-weight 0, as the auxiliary head is not saved)')
     p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3 (default 1 each)')
     p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
-    return p.parse_args()
+    a = p.parse_args()
+    try:
+        a.type_weights = {k: float(v) for k, v in (x.split('=') for x in a.type_weights.split(',') if x)}
+    except ValueError:
+        p.error(f'--type-weights: expected TYPE=WEIGHT[,TYPE=WEIGHT...], got {a.type_weights!r}')
+    for t, w in a.type_weights.items():
+        if t not in TYPES or not w > 0:
+            p.error(f'--type-weights: {t}={w}: the type must be one of {", ".join(TYPES)} and the weight above 0')
+    return a
 
 
 def architecture(a, meta):
@@ -167,7 +175,7 @@ def main():
         assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
         init_config = json.load(open(os.path.join(a.init, 'config.json')))
         assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
-    type_weights = {k: float(v) for k, v in (x.split('=') for x in a.type_weights.split(',') if x)}
+    type_weights = a.type_weights
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
     print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures; val {len(val.records)}', flush=True)
 
