@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { nodeBackend } from '@llava-mini/core/node';
 import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer } from '@llava-mini/llm/node';
-import { CACHE, fmt, log, median, now, promptIds, ROOT, table } from './lib/common.js';
+import { CACHE, decoderStepBytes, fmt, log, median, now, promptIds, ROOT, table } from './lib/common.js';
 import { type GgufWeights, ggufStepBytes, writeLlamaGguf } from './lib/gguf-llama.js';
 import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
 import { gemvBandwidth } from './hardware.js';
@@ -106,12 +106,6 @@ function medianStep(t: Trace, skip: number): { wall: number; cpu: number } {
   return { wall: median(steps(t.wall)), cpu: median(steps(t.cpu)) };
 }
 
-/** Bytes a decode step reads of our weights: the decoder's, less the token table it gathers one row of (the embeddings graph holds the same table). */
-function decoderStepBytes(graphs: { model: string; embeddings: string }): number {
-  const size = (onnx: string) => fs.readdirSync(path.dirname(onnx)).filter((f) => f.startsWith(path.basename(onnx))).reduce((n, f) => n + fs.statSync(path.join(path.dirname(onnx), f)).size, 0);
-  return size(graphs.model) - size(graphs.embeddings);
-}
-
 /** First index where two id lists differ, or -1. */
 function firstDifference(a: number[], b: number[]): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return i;
@@ -156,7 +150,7 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
       const type = PAIRS[f];
       const graphs = llmGraphs(dir, config, f, maxSequence);
       const file = gguf(dir, type);
-      const oursStepBytes = decoderStepBytes(graphs);
+      const oursStepBytes = decoderStepBytes(path.dirname(graphs.model));
       const theirsStepBytes = ggufStepBytes(config, type);
       notes.push(`${f} / ${type}: GGUF ${fmt(fs.statSync(file).size / 1e9, 2)} GB; a decode step reads ${fmt(ggufStepBytes(config, type) / 1e6, 0)} MB of llama.cpp's weights.`);
       for (const threads of threadCounts) {

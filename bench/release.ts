@@ -18,7 +18,7 @@ import { nodeBackend } from '@llava-mini/core/node';
 import { LlavaMini } from '@llava-mini/pipeline';
 import { convertCheckpoint, loadParts } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
-import { CACHE, fmt, log, now, table } from './lib/common.js';
+import { CACHE, decoderStepBytes, fmt, log, now, table } from './lib/common.js';
 import { gemvBandwidth, matmulRate } from './hardware.js';
 import { LLAMA3_TOKENIZER } from './lib/llm-model.js';
 import { randomImage } from './lib/models.js';
@@ -187,10 +187,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
       const out = path.join(work, dtype);
       const c = await child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
       const a = await child<Answer>('answer', { out, videoFrames: o.videoFrames });
-      // A decode step reads the decoder's weights once (layers + lm_head): llm.onnx's files, less the
-      // token table inside it, of which it gathers one row (llm_embeddings.onnx holds the same table).
-      const files = (prefix: string) => fs.readdirSync(out).filter((f) => f.startsWith(prefix)).reduce((n, f) => n + fs.statSync(path.join(out, f)).size, 0);
-      const stepBytes = files('llm.onnx') - files('llm_embeddings.onnx');
+      const stepBytes = decoderStepBytes(out);
       const bound = bandwidth / stepBytes;
       const prefillFlops = 2 * p.llm; // per token, the lm_head excluded (only the last row's logits)
       const prefillRate = (a.image.rows * prefillFlops) / (a.image.prefillMs / 1000);

@@ -17,16 +17,13 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoint import Dataset, read_safetensors  # noqa: E402
+from checkpoint import Dataset, load_weights  # noqa: E402
 from model import LlavaMini  # noqa: E402
 
 
 def load(model_dir):
     cfg = json.load(open(os.path.join(model_dir, 'config.json')))
-    model = LlavaMini(cfg, patch_tokens='comparison_variant' in cfg)
-    missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(model_dir, 'model.safetensors')), strict=False)
-    assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
-    return model.eval(), cfg
+    return load_weights(LlavaMini(cfg, patch_tokens='comparison_variant' in cfg), model_dir).eval(), cfg
 
 
 def strip(ids, stops):

@@ -118,6 +118,13 @@ def read_safetensors(path):
     return out
 
 
+def load_weights(model, model_dir):
+    """A checkpoint's model.safetensors into `model`: every tensor but the training-only aux_head."""
+    missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(model_dir, 'model.safetensors')), strict=False)
+    assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
+    return model
+
+
 def save_checkpoint(model, config, tokenizer_dir, out_dir, extra_files=None):
     """Write the folder atomically: a temp folder beside it, renamed over the old one."""
     tmp = f'{out_dir}.partial-{os.getpid()}'

@@ -24,8 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from answer import load  # noqa: E402
 from checkpoint import Dataset  # noqa: E402
 from model import IMAGE_TOKEN_INDEX  # noqa: E402
-
-TYPES = ('color', 'shape', 'count', 'exists', 'side')
+from train import TYPES  # noqa: E402
 
 
 def llama_layer_flops(cfg, rows):
@@ -87,8 +86,7 @@ def main():
         state = json.load(open(os.path.join(path, 'training_state.json')))
         assert 'test_per_type' in state, f'{path}: trained without --test'
         f, llm_rows = flops(cfg, model.patch_tokens, n_text)
-        rows.append({'name': name, 'state': state, 'flops': f, 'llm_rows': llm_rows, 'ttft': ttft_ms(model, ds, ids, a.runs),
-                     'params': sum(t.numel() for t in model.checkpoint_state().values())})
+        rows.append({'name': name, 'state': state, 'flops': f, 'llm_rows': llm_rows, 'ttft': ttft_ms(model, ds, ids, a.runs)})
     base = rows[-1]
     print('| model | vision tokens in the LLM | ' + ' | '.join(TYPES) + ' | overall | kept at step |')
     print('|---|---:|' + '---:|' * (len(TYPES) + 2))

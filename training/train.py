@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoint import Dataset, model_config, read_safetensors, save_checkpoint, special_ids  # noqa: E402
+from checkpoint import Dataset, load_weights, model_config, save_checkpoint, special_ids  # noqa: E402
 from model import LlavaMini  # noqa: E402
 
 TYPES = ('color', 'shape', 'count', 'exists', 'side')
@@ -171,11 +171,9 @@ def main():
         config.update(model_type='llava_v15_style_shapes', comparison_variant='llava-v1.5-style: every patch spliced, no compressor; the runtime cannot run it')
     model = LlavaMini(config, patch_tokens=a.variant == 'v15')
     if a.init:
-        missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(a.init, 'model.safetensors')), strict=False)
-        assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
+        load_weights(model, a.init)
         init_config = json.load(open(os.path.join(a.init, 'config.json')))
         assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
-    type_weights = a.type_weights
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
     print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures; val {len(val.records)}', flush=True)
 
@@ -217,7 +215,7 @@ def main():
         limit = next((n for s, n in curriculum if progress < s), 4)
         pool = [i for c in range(1, limit + 1) for i in by_count.get(c, [])]
         idxs = rng.sample(pool, a.batch)
-        px, tokens, plen, lens, img, _ = collate(ds, idxs, a.questions, rng, type_weights)
+        px, tokens, plen, lens, img, _ = collate(ds, idxs, a.questions, rng, a.type_weights)
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             logits, feats = model.forward_train(px, prefix, tokens, plen, img)
         loss, right = lm_loss(logits, tokens, plen, lens)
@@ -239,7 +237,8 @@ def main():
                 best = overall
                 info = {'step': step + 1, 'val_exact_match': overall, 'val_per_type': per, 'minutes': (time.time() - t0) / 60,
                         'args': vars(a)}
-                best_state = copy.deepcopy(model.state_dict())
+                if a.test:
+                    best_state = copy.deepcopy(model.state_dict())  # scored on the test set at the end
                 save_checkpoint(model, config, a.data, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
                 print(f'saved {a.out} (val {overall:.3f})', flush=True)
     print(f'done in {(time.time() - t0) / 60:.1f} min; best val exact match {best:.3f}', flush=True)

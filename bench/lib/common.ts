@@ -129,3 +129,12 @@ export async function cpuTargets(backends: readonly string[]): Promise<Target[]>
   if (backends.includes('web')) out.push({ label: 'web wasm', backend: await webBackend(), device: 'wasm' });
   return out;
 }
+
+/**
+ * Bytes a decode step reads of a converted model in `dir`: the decoder's files (llm.onnx*), less the
+ * token table inside it, of which a step gathers one row (llm_embeddings.onnx* holds the same table).
+ */
+export function decoderStepBytes(dir: string): number {
+  const files = (prefix: string) => fs.readdirSync(dir).filter((f) => f.startsWith(prefix)).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  return files('llm.onnx') - files('llm_embeddings.onnx');
+}

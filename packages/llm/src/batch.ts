@@ -1,5 +1,5 @@
 import { DisposedError, type Tensor, tensor } from '@llava-mini/core';
-import type { KvCache, KvLayout } from './cache.js';
+import { copyHeadRows, type KvCache, type KvLayout } from './cache.js';
 import { LLAMA_IO } from './io.js';
 
 /** Arena capacity grows in steps of this many positions (and by at least an eighth). */
@@ -200,7 +200,7 @@ export class DecodeBatch {
       names.forEach((name, i) => {
         const rows = out[name].data as Float32Array;
         const slot = this.slotView(now, i);
-        for (let h = 0; h < numKvHeads; h++) slot.set(rows.subarray((b * numKvHeads + h) * headDim, (b * numKvHeads + h + 1) * headDim), (h * this.capacity + c.length) * headDim);
+        copyHeadRows(numKvHeads, headDim, 1, rows.subarray(b * numKvHeads * headDim), 1, 0, slot, this.capacity, c.length);
       });
       c.advanceInArena(1);
       p.resolve(logits.slice(b * this.vocabSize, (b + 1) * this.vocabSize));
@@ -233,14 +233,8 @@ export class DecodeBatch {
     const count = Math.max(slots, this.slots, 4);
     const { numLayers, numKvHeads, headDim } = this.layout;
     const next = Array.from({ length: 2 * numLayers }, () => new Float32Array(count * numKvHeads * capacity * headDim));
-    for (let i = 0; i < this.arena.length; i++) {
-      for (let b = 0; b < this.members.length; b++) {
-        for (let h = 0; h < numKvHeads; h++) {
-          const from = (b * numKvHeads + h) * this.capacity * headDim;
-          next[i].set(this.arena[i].subarray(from, from + this.capacity * headDim), (b * numKvHeads + h) * capacity * headDim);
-        }
-      }
-    }
+    // The members' slots, [members x kvHeads] heads of `this.capacity` rows each, keep their place.
+    for (let i = 0; i < this.arena.length; i++) copyHeadRows(this.members.length * numKvHeads, headDim, this.capacity, this.arena[i], this.capacity, 0, next[i], capacity, 0);
     this.arena = next;
     this.slots = count;
     this.capacity = capacity;

@@ -5,6 +5,18 @@ import { LLAMA_IO } from './io.js';
 const GROWTH = 256;
 
 /**
+ * @internal `rows` rows of each of `heads` heads, from position `srcAt` of `src` (laid out
+ * [heads, srcCap, headDim]) to position `dstAt` of `dst` ([heads, dstCap, headDim]): every move of
+ * KV rows between run outputs, caches and the decode arena.
+ */
+export function copyHeadRows(heads: number, headDim: number, rows: number, src: Float32Array, srcCap: number, srcAt: number, dst: Float32Array, dstCap: number, dstAt: number): void {
+  for (let h = 0; h < heads; h++) {
+    const from = (h * srcCap + srcAt) * headDim;
+    dst.set(src.subarray(from, from + rows * headDim), (h * dstCap + dstAt) * headDim);
+  }
+}
+
+/**
  * How the decoder graph and the cache meet:
  * - 'rows': the graph reads the cache and returns only the new rows, which the cache writes in
  *   (nothing of the size of the cache crosses the JS boundary per run);
@@ -120,11 +132,6 @@ export class KvCache {
     return past;
   }
 
-  /** The cache's key and value buffers of layer `l` (rows 0..length-1 hold the sequence). */
-  layer(l: number): { key: Tensor; value: Tensor } | undefined {
-    return this.tensors && { key: this.tensors[2 * l], value: this.tensors[2 * l + 1] };
-  }
-
   /** Positions the buffers hold room for. */
   get rows(): number {
     return this.capacity;
@@ -156,7 +163,7 @@ export class KvCache {
       (this.tensors as Tensor[]).forEach((t, i) => {
         const rows = outputs?.[names[i]];
         if (!rows || isDeviceTensor(rows) || rows.dims[2] !== n || rows.dims[0] !== 1) throw new Error(`the LLM returned ${names[i]} that does not hold ${n} new rows on the host`);
-        this.writeRows(rows, 0, t, this.capacity, this.filled, n);
+        this.copyRows(rows, n, 0, t, this.capacity, this.filled, n);
       });
     }
     this.filled += n;
@@ -167,7 +174,8 @@ export class KvCache {
    * tensor i = 2 * layer + kind) when the sequence moves into a DecodeBatch.
    */
   copyOut(slot: (i: number) => Float32Array, cap: number): void {
-    (this.tensors ?? []).forEach((t, i) => this.copyRows(t, this.capacity, tensor('float32', [1, this.layout.numKvHeads, cap, this.layout.headDim], slot(i)), cap, this.filled));
+    const { numKvHeads, headDim } = this.layout;
+    (this.tensors ?? []).forEach((t, i) => copyHeadRows(numKvHeads, headDim, this.filled, t.data as Float32Array, this.capacity, 0, slot(i), cap, 0));
   }
 
   /** @internal `n` positions were written in a DecodeBatch's arena (this cache's own buffers hold the rows before it moved in). */
@@ -181,22 +189,8 @@ export class KvCache {
     this.filled = from;
     this.reserve(from + n);
     const { numKvHeads, headDim } = this.layout;
-    (this.tensors as Tensor[]).forEach((t, i) => {
-      const src = slot(i);
-      for (let h = 0; h < numKvHeads; h++) {
-        (t.data as Float32Array).set(src.subarray((h * cap + from) * headDim, (h * cap + from + n) * headDim), (h * this.capacity + from) * headDim);
-      }
-    });
+    (this.tensors as Tensor[]).forEach((t, i) => copyHeadRows(numKvHeads, headDim, n, slot(i), cap, from, t.data as Float32Array, this.capacity, from));
     this.filled = length;
-  }
-
-  /** Batch row `b` of new rows [B, kvHeads, n, headDim] into `to` (capacity `cap`) at position `at`. */
-  private writeRows(rows: Tensor, b: number, to: Tensor, cap: number, at: number, n: number): void {
-    const { numKvHeads, headDim } = this.layout;
-    for (let h = 0; h < numKvHeads; h++) {
-      const from = ((b * numKvHeads + h) * n) * headDim;
-      (to.data as Float32Array).set(rows.data.subarray(from, from + n * headDim) as Float32Array, (h * cap + at) * headDim);
-    }
   }
 
   /** [layer0 key, layer0 value, ...] outputs: the new rows ('rows') or the presents ('append'). */
@@ -228,19 +222,15 @@ export class KvCache {
       // Buffers hold exactly the filled rows: keep each head's first `keep`.
       const old = this.tensors;
       this.tensors = this.empty(keep);
-      this.tensors.forEach((t, i) => this.copyRows(old[i], this.filled, t, keep, keep));
+      this.tensors.forEach((t, i) => this.copyRows(old[i], this.filled, 0, t, keep, 0, keep));
       this.capacity = keep;
     }
     this.filled = keep;
   }
 
-  /** Each head's first `rows` rows of `from` (capacity `fromCap`) into `to` (capacity `toCap`). */
-  private copyRows(from: Tensor, fromCap: number, to: Tensor, toCap: number, rows: number): void {
-    const { numKvHeads, headDim } = this.layout;
-    for (let h = 0; h < numKvHeads; h++) {
-      const src = from.data.subarray(h * fromCap * headDim, (h * fromCap + rows) * headDim);
-      (to.data as Float32Array).set(src as Float32Array, h * toCap * headDim);
-    }
+  /** Each head's `rows` rows of `from` (capacity `fromCap`) at `fromAt` into `to` (capacity `toCap`) at `toAt`; `rows` defaults to the first of `from`. */
+  private copyRows(from: Tensor, fromCap: number, fromAt: number, to: Tensor, toCap: number, toAt: number, rows: number): void {
+    copyHeadRows(this.layout.numKvHeads, this.layout.headDim, rows, from.data as Float32Array, fromCap, fromAt, to.data as Float32Array, toCap, toAt);
   }
 
   /** Finish a rollback of GPU-resident rows (see truncate): the kept rows come to the host, to be uploaded by the next run. */
@@ -252,7 +242,7 @@ export class KvCache {
     if (this.onDevice !== device) return; // released meanwhile
     this.disposeDevice();
     this.tensors = this.empty(cut.keep);
-    this.tensors.forEach((t, i) => this.copyRows(host[i], cut.rows, t, cut.keep, cut.keep));
+    this.tensors.forEach((t, i) => this.copyRows(host[i], cut.rows, 0, t, cut.keep, 0, cut.keep));
     this.capacity = cut.keep;
   }
 
@@ -297,7 +287,7 @@ export class KvCache {
     this.pool.reserve(this, this.bytesFor(capacity) - this.bytes);
     const grown = this.empty(capacity);
     // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.
-    if (this.tensors) grown.forEach((t, i) => this.copyRows((this.tensors as Tensor[])[i], this.capacity, t, capacity, this.filled));
+    if (this.tensors) grown.forEach((t, i) => this.copyRows((this.tensors as Tensor[])[i], this.capacity, 0, t, capacity, 0, this.filled));
     this.tensors = grown;
     this.capacity = capacity;
   }

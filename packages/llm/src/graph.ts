@@ -1,12 +1,10 @@
 import {
-  f32ArrayToF16,
   FP32,
   Graph,
   linear,
   param,
   readWeight,
   type Tensor,
-  tensor,
   UnsupportedConfigError,
   type Value,
   type WeightFormat,

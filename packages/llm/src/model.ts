@@ -170,9 +170,8 @@ export class LlamaModel {
     return this.batch && { ...this.batch.stats };
   }
 
-  /** @internal One decode step of `cache`: batched with other sequences stepping now, where the graph allows. */
-  decode(cache: KvCache, id: number): Promise<Float32Array> {
-    const ids = this.tokenIds([id]);
+  /** @internal One decode step of `cache` for `ids` (one id, from tokenIds): batched with other sequences stepping now, where the graph allows. */
+  decode(cache: KvCache, ids: BigInt64Array): Promise<Float32Array> {
     return this.batch ? this.batch.step(cache, ids[0]) : this.forward(cache, ids, 1);
   }
 
@@ -344,9 +343,9 @@ export class Sequence {
    * the other sequences of the model stepping at the same time.
    */
   async step(id: number): Promise<Float32Array> {
-    this.model.tokenIds([id]);
+    const ids = this.model.tokenIds([id]);
     this.checkLength(1);
-    return this.exclusive(() => this.model.decode(this.cache, id));
+    return this.exclusive(() => this.model.decode(this.cache, ids));
   }
 
   /** Keep only the first `length` positions (roll a conversation back). */
