@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, Device } from '@llava-mini/core';
+import { type Backend, type Device, now } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 
@@ -17,10 +17,12 @@ export function repoRoot(): string {
 export const ROOT = repoRoot();
 export const CACHE = path.join(ROOT, '.cache', 'bench');
 
+/** The benches' clock is core's (a re-export, so a bench needs one import for its helpers). */
+export { now };
+
 export const log = (m: string): void => {
   process.stderr.write(`${m}\n`);
 };
-export const now = (): number => performance.now();
 export const median = (xs: readonly number[]): number => {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);

@@ -1,4 +1,4 @@
-import { AbortError, LlavaMiniError, errorMessage } from '@llava-mini/core';
+import { AbortError, LlavaMiniError, errorMessage, now } from '@llava-mini/core';
 import type { AskOptions, AskResult } from '@llava-mini/pipeline';
 import type { Job, JobId } from './jobs.js';
 
@@ -49,8 +49,6 @@ export interface BatchModel {
     ask(question: string, options?: AskOptions): { done(): Promise<AskResult> };
   };
 }
-
-const now = (): number => globalThis.performance.now();
 
 /**
  * Ask a job's questions in one conversation about its input (a follow-up reuses the KV cache and the

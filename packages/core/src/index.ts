@@ -3,6 +3,8 @@
 export * from './errors.js';
 export { debugEnabled } from './debug.js';
 export { integerOption, numberOption } from './options.js';
+export { mulberry32 } from './random.js';
+export { now } from './clock.js';
 export * from './tensor.js';
 export * from './dtype.js';
 export * from './backend.js';

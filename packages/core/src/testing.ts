@@ -2,6 +2,7 @@
 import type { Backend, Device } from './backend.js';
 import { nodeBackend } from './backends/node.js';
 import { webBackend } from './backends/web.js';
+import { mulberry32 } from './random.js';
 
 /** The backends every test runs on here: onnxruntime-node CPU and onnxruntime-web WASM. */
 export async function testBackends(): Promise<{ label: string; backend: Backend; device: Device }[]> {
@@ -18,16 +19,10 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-/** Deterministic uniform floats in [-scale, scale) (mulberry32). */
+/** Deterministic uniform floats in [-scale, scale). */
 export function seededFloats(n: number, seed: number, scale = 1): Float32Array {
+  const random = mulberry32(seed);
   const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * 2 - 1) * scale;
-  }
+  for (let i = 0; i < n; i++) out[i] = (random() * 2 - 1) * scale;
   return out;
 }

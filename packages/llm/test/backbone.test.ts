@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { argmax as refArgmax, maxAbsDiff, RefLlama, refLlamaConfig, testBackends } from '@llava-mini/reference';
+import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
+import { argmax as refArgmax, RefLlama, refLlamaConfig } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { numel, type Tensor, tensor } from '@llava-mini/core';
 import { buildLlamaGraph, LLAMA_IO, LlamaModel } from '../src/index.js';

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CheckpointMismatchError, InvalidOptionError, PromptTooLongError, tensor, UnsupportedConfigError } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
-import { testBackends } from '@llava-mini/reference';
+import { testBackends } from '@llava-mini/core/testing';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { buildEmbeddingsGraph, buildLlamaGraph, generate, readLlamaConfig, Tokenizer } from '../src/index.js';
 import { openModel, tempDir, tinyLlm } from './helpers.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError } from '@llava-mini/core';
-import { testBackends } from '@llava-mini/reference';
+import { testBackends } from '@llava-mini/core/testing';
 import { argmax, generate, type GeneratedToken, Sampler } from '../src/index.js';
 import { loadTokenizer } from '../src/node.js';
 import { openModel, tinyLlm } from './helpers.js';

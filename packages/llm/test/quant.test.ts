@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dequantizeBlockwise, quantizeBlockwise, type Tensor, tensor, type WeightSource } from '@llava-mini/core';
-import { maxAbsDiff, RefLlama, refLlamaConfig, testBackends } from '@llava-mini/reference';
+import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
+import { RefLlama, refLlamaConfig } from '@llava-mini/reference';
 import type { BlockQuant, LlamaGraphOptions } from '../src/index.js';
 import { openModel, tinyLlm, type TinyLlm } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError, DisposedError, KvCacheFullError } from '@llava-mini/core';
-import { maxAbsDiff, testBackends } from '@llava-mini/reference';
+import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
 import { generate, type LlamaModel } from '../src/index.js';
 import { openModel, tinyLlm } from './helpers.js';
 

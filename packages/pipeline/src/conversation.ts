@@ -1,7 +1,7 @@
 // One conversation's turn, start to end: tokens -> pictures -> fusion -> splice -> prefill -> decode.
 // The conversation owns everything that is not weights: its KV cache (a Sequence of the LLM), its
 // pictures' features, its history. The loaded model (LlavaMini) only lends it sessions.
-import { AbortError, castFloat, DisposedError, InvalidOptionError, type ProgressCallback, PromptTooLongError, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
+import { AbortError, castFloat, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
 import type { RGB8 } from '@llava-mini/encoder';
 import {
   buildLlavaPrompt,
@@ -65,7 +65,6 @@ interface Segment {
 }
 
 const positionsOf = (segments: readonly Segment[]): number => segments.reduce((n, s) => n + s.positions, 0);
-const now = (): number => globalThis.performance.now();
 
 /**
  * The LLM input (spec §4.5): fused text before the placeholder, the vision tokens, fused text after

@@ -1,9 +1,8 @@
 import type { Compressor } from '@llava-mini/compressor';
+import { now } from '@llava-mini/core';
 import { processFrame, processImage, type RGB8, stitchFeatures, type VisionConfig, type VisionEncoder } from '@llava-mini/encoder';
 import type { PicturePrefix, Prefusion, PrefusionImage, PrefusionPicture, PrefusionResult } from '@llava-mini/prefusion';
 import { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey } from './picture-cache.js';
-
-const now = (): number => globalThis.performance.now();
 
 /** Pictures through CLIP and the compressor, with the time each took. */
 export interface EncodedPictures {

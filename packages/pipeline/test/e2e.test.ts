@@ -1,7 +1,8 @@
 import { toFloat32 } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
 import { loadImage, type PixelBatch, processFrame, processImage, readVisionConfig } from '@llava-mini/encoder/node';
-import { cachedFloat32, maxAbsDiff, type RefPicture, refGenerate } from '@llava-mini/reference';
+import { maxAbsDiff } from '@llava-mini/core/testing';
+import { cachedFloat32, type RefPicture, refGenerate } from '@llava-mini/reference';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrames, LlavaMini, probeVideo, splice } from '../src/node.js';
 import { type Fixture, fixture, IMAGE, VIDEO } from './fixtures.js';

@@ -2,7 +2,8 @@
 // standard-resolution checkpoint, and the comparison both WebGPU tests use.
 import { Checkpoint } from '@llava-mini/core/node';
 import type { PixelBatch } from '@llava-mini/encoder';
-import { cachedFloat32, maxAbsDiff, RefLlama, refClipFeatures, refCompressor, refLlamaConfig, refPrefusion } from '@llava-mini/reference';
+import { maxAbsDiff } from '@llava-mini/core/testing';
+import { cachedFloat32, RefLlama, refClipFeatures, refCompressor, refLlamaConfig, refPrefusion } from '@llava-mini/reference';
 import { expect } from 'vitest';
 import type { StageOutputs } from './stage-outputs.js';
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Graph, tensor } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { loadImage, processImage, readVisionConfig } from '@llava-mini/encoder/node';
-import { maxAbsDiff, seededFloats } from '@llava-mini/reference';
+import { maxAbsDiff, seededFloats } from '@llava-mini/core/testing';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint, defaultModelDir, LlavaMini } from '@llava-mini/pipeline/node';

@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { WeightSource } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
-import { cachedFloat32, refCompressor, seededFloats } from '@llava-mini/reference';
+import { seededFloats } from '@llava-mini/core/testing';
+import { cachedFloat32, refCompressor } from '@llava-mini/reference';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 
 export const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-mini-prefusion-'));

@@ -1,5 +1,5 @@
-import { toFloat32, type WeightSource } from '@llava-mini/core';
 import { attendHead, layerNorm, linear, mergeHeads, quickGelu, splitHeads } from './math.js';
+import { floats, type RefWeights } from './weights.js';
 
 /**
  * CLIP vision tower features for one image, written from spec §1.1 with plain loops:
@@ -12,7 +12,7 @@ import { attendHead, layerNorm, linear, mergeHeads, quickGelu, splitHeads } from
  * Returns [(S/p)^2, D] (or [(S/p)^2 + 1, D] with CLS first when `keepCls`).
  */
 export function refClipFeatures(
-  src: WeightSource,
+  src: RefWeights,
   vision: Record<string, any>,
   pixels: Float32Array,
   options: { selectLayer?: number; keepCls?: boolean; prefix?: string } = {},
@@ -34,7 +34,7 @@ export function refClipFeatures(
     (() => {
       throw new Error('no CLIP tower in the checkpoint');
     })();
-  const W = (name: string) => toFloat32(src.read(prefix + name));
+  const W = (name: string) => floats(src.read(prefix + name));
 
   // Patch embedding: token 1 + (r*n + c) is the dot product of filter d with the patch at (r, c).
   const conv = W('embeddings.patch_embedding.weight'); // [D, 3, p, p]

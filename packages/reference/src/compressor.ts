@@ -1,5 +1,5 @@
-import { toFloat32, type WeightSource } from '@llava-mini/core';
 import { attendHead, layerNorm, linear, mergeHeads, splitHeads } from './math.js';
+import { floats, type RefWeights } from './weights.js';
 
 /** Keys' cubic convolution kernel W(x) with a = -0.75 (PyTorch's bicubic), written piecewise in |x|. */
 export function refCubicKernel(x: number): number {
@@ -44,8 +44,8 @@ export function refBicubicResize(table: Float32Array, C: number, D: number, s: n
  * The compressor on one image (spec §2.2): features [M, D] with M = s*s -> [C*C, D]. C, D come
  * from the stored query, heads from `compressor_num_heads` (8 when absent).
  */
-export function refCompressor(src: WeightSource, json: Record<string, any>, features: Float32Array): Float32Array {
-  const W = (n: string) => toFloat32(src.read(`model.compressor.${n}`));
+export function refCompressor(src: RefWeights, json: Record<string, any>, features: Float32Array): Float32Array {
+  const W = (n: string) => floats(src.read(`model.compressor.${n}`));
   const [Q, D] = src.read('model.compressor.query').dims;
   const C = Math.round(Math.sqrt(Q));
   const heads: number = json.compressor_num_heads ?? 8;

@@ -1,6 +1,6 @@
 export * from './math.js';
 export * from './llama.js';
-export * from './testing.js';
+export * from './weights.js';
 export * from './compressor.js';
 export * from './prefusion.js';
 export * from './clip.js';

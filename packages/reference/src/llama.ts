@@ -1,5 +1,5 @@
-import { toFloat32, type WeightSource } from '@llava-mini/core';
 import { attendHead, linear, mergeHeads, rmsNorm, silu, splitHeads } from './math.js';
+import { floats, type RefWeights } from './weights.js';
 
 /** The LLaMA hyper-parameters, read straight from config.json's keys. */
 export interface RefLlamaConfig {
@@ -76,7 +76,7 @@ export interface LayerCache {
  * appended to `cache`; query i may see cached key j when `allowed(i, j)` (j indexes the cache).
  */
 export function refDecoderLayer(
-  src: WeightSource,
+  src: RefWeights,
   prefix: string,
   c: RefLlamaConfig,
   x: Float32Array,
@@ -84,7 +84,7 @@ export function refDecoderLayer(
   cache: LayerCache,
   allowed: (i: number, j: number) => boolean,
 ): Float32Array {
-  const W = (n: string) => toFloat32(src.read(`${prefix}.${n}`));
+  const W = (n: string) => floats(src.read(`${prefix}.${n}`));
   const S = pos.length;
   const H = c.hidden;
   const invFreq = refInvFreq(c);
@@ -122,14 +122,14 @@ export class RefLlama {
   private seen = 0;
 
   constructor(
-    private readonly src: WeightSource,
+    private readonly src: RefWeights,
     readonly config: RefLlamaConfig,
   ) {
     this.caches = Array.from({ length: config.layers }, () => ({ k: [], v: [] }));
   }
 
   embed(ids: number[]): Float32Array {
-    const table = toFloat32(this.src.read('model.embed_tokens.weight'));
+    const table = floats(this.src.read('model.embed_tokens.weight'));
     const H = this.config.hidden;
     const out = new Float32Array(ids.length * H);
     ids.forEach((id, s) => out.set(table.subarray(id * H, (id + 1) * H), s * H));
@@ -147,8 +147,8 @@ export class RefLlama {
       x = refDecoderLayer(this.src, `model.layers.${l}`, c, x, pos, this.caches[l], (i, j) => j <= start + i);
     }
     this.seen += S;
-    const last = rmsNorm(x.subarray((S - 1) * c.hidden), toFloat32(this.src.read('model.norm.weight')), c.hidden, c.eps);
-    const head = toFloat32(this.src.read(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'));
+    const last = rmsNorm(x.subarray((S - 1) * c.hidden), floats(this.src.read('model.norm.weight')), c.hidden, c.eps);
+    const head = floats(this.src.read(c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'));
     return linear(last, head, undefined, c.hidden, c.vocab);
   }
 }

@@ -1,8 +1,8 @@
-import type { WeightSource } from '@llava-mini/core';
 import { refClipFeatures } from './clip.js';
 import { refCompressor } from './compressor.js';
 import { argmax, RefLlama, refLlamaConfig } from './llama.js';
 import { refPrefusion } from './prefusion.js';
+import type { RefWeights } from './weights.js';
 
 /** One picture as CLIP input: `pixels` is [pieces, 3, S, S] (HD: N*N crops, then the full image). */
 export interface RefPicture {
@@ -18,7 +18,7 @@ export interface RefPicture {
  * comes from loops over the spec.
  */
 export function refGenerate(
-  src: WeightSource,
+  src: RefWeights,
   json: Record<string, any>,
   pictures: RefPicture[],
   ids: number[],

@@ -1,6 +1,6 @@
-import { toFloat32, type WeightSource } from '@llava-mini/core';
 import { refDecoderLayer, refLlamaConfig } from './llama.js';
 import { gelu, linear } from './math.js';
+import { floats, type RefWeights } from './weights.js';
 
 export interface RefPrefusionInputs {
   /** [M, D] CLIP features (HD: stitched sub-image tokens, then the global image's). */
@@ -14,8 +14,8 @@ export interface RefPrefusionInputs {
 }
 
 /** mlp2x_gelu: Linear(D -> H), exact GELU, Linear(H -> H), per row. */
-export function refProjector(src: WeightSource, x: Float32Array, D: number, H: number): Float32Array {
-  const W = (n: string) => toFloat32(src.read(`model.mm_projector.${n}`));
+export function refProjector(src: RefWeights, x: Float32Array, D: number, H: number): Float32Array {
+  const W = (n: string) => floats(src.read(`model.mm_projector.${n}`));
   const hidden = linear(x, W('0.weight'), W('0.bias'), D, H).map(gelu);
   return linear(hidden, W('2.weight'), W('2.bias'), H, H);
 }
@@ -25,7 +25,7 @@ export function refProjector(src: WeightSource, x: Float32Array, D: number, H: n
  * `prefusion_layer_num` LLaMA layers with causal + key-padding attention and cumsum positions.
  * Returns the rows at the compressed slots and the text rows (padded rows keep their embedding).
  */
-export function refPrefusion(src: WeightSource, json: Record<string, any>, inputs: RefPrefusionInputs): { visionTokens: Float32Array; fusedText: Float32Array } {
+export function refPrefusion(src: RefWeights, json: Record<string, any>, inputs: RefPrefusionInputs): { visionTokens: Float32Array; fusedText: Float32Array } {
   const c = refLlamaConfig(json);
   const H = c.hidden;
   const D: number = json.mm_hidden_size;

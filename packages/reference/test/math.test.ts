@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attendHead, erf, gelu, layerNorm, linear, refInvFreq, refLlamaConfig, rmsNorm, rotate } from '../src/index.js';
+import { attendHead, cachedFloat32, erf, floats, gelu, layerNorm, linear, refInvFreq, refLlamaConfig, rmsNorm, rotate } from '../src/index.js';
 
 // The reference is what every graph is checked against, so its own building blocks are checked
 // here against values known independently (tables, closed forms, hand computations).
@@ -48,5 +48,17 @@ describe('reference math', () => {
     const r = rotate(x, 1, [Math.PI / 2, 0]);
     expect(r[0]).toBeCloseTo(0, 12);
     expect(r[2]).toBeCloseTo(1, 12); // dim 0 turns into its partner, dim 0 + d/2
+  });
+
+  it('reads float16 and bfloat16 weights from their bits, and float32 as stored', () => {
+    // Half: 1, -2, the largest finite (65504), the smallest subnormal (2^-24), infinity; bfloat16: 1, 3.140625.
+    const half = { dtype: 'float16', dims: [5], data: Uint16Array.of(0x3c00, 0xc000, 0x7bff, 0x0001, 0x7c00) };
+    expect(Array.from(floats(half))).toEqual([1, -2, 65504, 2 ** -24, Number.POSITIVE_INFINITY]);
+    expect(Array.from(floats({ dtype: 'bfloat16', dims: [2], data: Uint16Array.of(0x3f80, 0x4049) }))).toEqual([1, 3.140625]);
+    expect(() => floats({ dtype: 'int8', dims: [1], data: Int8Array.of(1) })).toThrow(/float weights only/);
+    const stored = { dtype: 'bfloat16', dims: [1, 2], data: Uint16Array.of(0x3f80, 0xbf80) };
+    const src = cachedFloat32({ has: (n) => n === 'w', read: () => stored });
+    expect(src.read('w')).toEqual({ dtype: 'float32', dims: [1, 2], data: Float32Array.of(1, -1) });
+    expect(src.float32('w')).toBe(src.read('w').data); // converted once
   });
 });

@@ -2,6 +2,7 @@
  * The shapes world: seeded random scenes of 1-4 non-overlapping coloured shapes on a light
  * background. A scene is pure geometry in picture pixels; rendering and questions are derived.
  */
+import { mulberry32 } from '@llava-mini/core';
 
 export const SHAPES = ['circle', 'square', 'triangle'] as const;
 export const COLORS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'] as const;
@@ -45,17 +46,12 @@ export interface Scene {
   quality: number;
 }
 
-/** mulberry32: a small seeded generator, enough for data (not for weights). */
+/** Seeded draws for scenes (core's mulberry32 underneath: enough for data, not for weights). */
 export class Rng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0 || 0x9e3779b9;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    // Seed 0 stands for another word, as it always has here, so datasets made with it stay the same.
+    this.next = mulberry32(seed >>> 0 || 0x9e3779b9);
   }
   range(lo: number, hi: number): number {
     return lo + (hi - lo) * this.next();

@@ -8,7 +8,9 @@
  *
  * Only integer arithmetic (Math.imul, shifts) feeds the generator, and the float math is IEEE-754
  * double with V8's fdlibm-based Math.log/cos/sin, so a given seed gives the same bytes on every machine.
+ * The generator is core's mulberry32: trivial to port if a Python side ever needs to reproduce the values.
  */
+import { mulberry32 } from '@llava-mini/core';
 
 /** 32-bit FNV-1a over UTF-16 code units; tensor names are ASCII, so this is FNV-1a over their bytes. */
 export function fnv1a32(text: string): number {
@@ -38,41 +40,17 @@ export function streamSeed(seed: number, name: string): number {
 }
 
 /**
- * mulberry32 (Tommy Ettinger, public domain): one 32-bit state word, period 2^32. Statistically weak
- * for science but more than enough for test weights, and trivial to port if a Python side ever needs
- * to reproduce the values.
- */
-export class Mulberry32 {
-  private state: number;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  nextUint32(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** Uniform in the open interval (0, 1): never 0, so log() in Box–Muller stays finite. */
-  nextUniform(): number {
-    return (this.nextUint32() + 0.5) / 0x1_0000_0000;
-  }
-}
-
-/**
  * `n` samples of normal(mean, std), Box–Muller in its basic (trigonometric) form. Pairs are consumed
  * in order, so the first k values of a longer draw equal a shorter draw of k (k even).
  */
 export function normals(seed: number, n: number, mean: number, std: number): Float64Array {
-  const rng = new Mulberry32(seed);
+  const random = mulberry32(seed);
+  // Half a step up from mulberry32's [0, 1) grid into (0, 1): never 0, so log() stays finite.
+  const uniform = () => random() + 2 ** -33;
   const out = new Float64Array(n);
   for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(rng.nextUniform()));
-    const theta = 2 * Math.PI * rng.nextUniform();
+    const r = Math.sqrt(-2 * Math.log(uniform()));
+    const theta = 2 * Math.PI * uniform();
     out[i] = mean + std * r * Math.cos(theta);
     if (i + 1 < n) out[i + 1] = mean + std * r * Math.sin(theta);
   }
