@@ -39,15 +39,15 @@ export interface SessionOptions {
   intraOpNumThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /**
-   * The caller never runs more query rows in one call than the session's attentionQueryLimit (the
+   * The caller never runs more query rows in one call than capabilities.attentionQueryLimit (the
    * LLM chunks its prompt), so attention nodes may stay on the device where there is such a limit;
    * otherwise they are placed on the CPU there.
    */
   chunksAttention?: boolean;
   /**
-   * Outputs to leave in the device's memory where it has its own (onnxruntime-web's WebGPU):
-   * runOnDevice() returns them as DeviceTensor, to be fed back into later runs without crossing to
-   * the host. Elsewhere they come back as host tensors like any output.
+   * Outputs that may stay in the device's memory where it has its own (onnxruntime-web's WebGPU):
+   * a run with `keepOnDevice` returns them as DeviceTensor, to be fed back into later runs without
+   * crossing to the host. Elsewhere they come back as host tensors like any output.
    */
   deviceOutputs?: readonly string[];
 }
@@ -76,8 +76,44 @@ export interface RunTraffic {
   copiedBytes: number;
   /** Bytes of host tensors fed to a device with its own memory (WebGPU): what crossed to the GPU. */
   uploadedBytes: number;
-  /** Bytes of device outputs copied back to the host (run() downloads what runOnDevice() would keep). */
+  /** Bytes of device outputs copied back to the host (a run without keepOnDevice downloads them). */
   downloadedBytes: number;
+}
+
+/**
+ * What one runtime on one device can and cannot do, where callers must adapt to it (the LLM's KV
+ * cache and prompt chunking do). Gathered here so a quirk has one name and one place.
+ */
+export interface RuntimeCapabilities {
+  /**
+   * The most query rows one attention call runs correctly with (onnxruntime-node's WebGPU provider
+   * is wrong past a few dozen); callers split longer prompts. Infinity where there is no limit.
+   */
+  readonly attentionQueryLimit: number;
+  /**
+   * GroupQueryAttention writes new rows into a past buffer passed again as its present output.
+   * false where it returns past + new rows instead (onnxruntime-web's WebGPU).
+   */
+  readonly kvCacheInPlace: boolean;
+  /**
+   * The device has memory of its own that outputs can stay in between runs
+   * (SessionOptions.deviceOutputs, fetched with `run(..., { keepOnDevice: true })`).
+   */
+  readonly deviceMemory: boolean;
+  /**
+   * The runtime writes outputs into caller-provided host tensors (onnxruntime-node does); elsewhere
+   * the session copies each result into them (counted in RunTraffic.copiedBytes).
+   */
+  readonly preallocatedOutputs: boolean;
+}
+
+export interface RunOptions {
+  /**
+   * Leave the outputs named in SessionOptions.deviceOutputs in device memory, as DeviceTensors to
+   * feed into later runs. Without it (or on a device without its own memory) every output comes to
+   * the host.
+   */
+  keepOnDevice?: boolean;
 }
 
 /**
@@ -88,30 +124,24 @@ export interface RunTraffic {
 export interface InferenceSession {
   readonly device: Device;
   readonly executionProvider: string;
-  readonly inputNames: readonly string[];
-  readonly outputNames: readonly string[];
   /** Inputs and outputs with their dtype and shape, from the graph (so callers need not store them). */
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
-  /**
-   * The most query rows one attention call runs correctly with on this runtime and device, where
-   * there is such a limit (onnxruntime-node's WebGPU provider); callers split longer prompts.
-   */
-  readonly attentionQueryLimit?: number;
-  /**
-   * false where GroupQueryAttention does not write new rows into a past buffer shared with its
-   * present output but returns past + new rows (onnxruntime-web's WebGPU); absent or true otherwise.
-   */
-  readonly kvCacheInPlace?: boolean;
+  readonly capabilities: RuntimeCapabilities;
   /** Running totals over this session's runs. */
   readonly traffic: RunTraffic;
-  /** The outputs this session keeps on the device (SessionOptions.deviceOutputs, where the device has its own memory). */
-  readonly deviceOutputs: ReadonlySet<string>;
-  /** Run; every output comes back to the host (device outputs are downloaded). Feeds may be DeviceTensors of this session's backend. */
+  /** Run. Feeds may be DeviceTensors of this session's backend; outputs come to the host unless kept (RunOptions). */
   run(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
-  /** Run; the outputs in `deviceOutputs` stay on the device, the others come to the host. */
-  runOnDevice(feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[]): Promise<Record<string, Tensor | DeviceTensor>>;
+  run(feeds: Record<string, Tensor | DeviceTensor>, fetches: Fetches | undefined, options: RunOptions): Promise<Record<string, Tensor | DeviceTensor>>;
   dispose(): Promise<void>;
+}
+
+/** Whether a session's graph has an input (or output) of this name. */
+export function hasInput(session: Pick<InferenceSession, 'inputs'>, name: string): boolean {
+  return session.inputs.some((v) => v.name === name);
+}
+export function hasOutput(session: Pick<InferenceSession, 'outputs'>, name: string): boolean {
+  return session.outputs.some((v) => v.name === name);
 }
 
 /** One runtime (onnxruntime-node or onnxruntime-web) behind the interface every stage uses. */

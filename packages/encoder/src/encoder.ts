@@ -3,6 +3,8 @@ import {
   modelInputs,
   type DeviceRequest,
   f32ArrayToF16,
+  hasInput,
+  hasOutput,
   InvalidOptionError,
   type InferenceSession,
   type ModelSource,
@@ -47,7 +49,7 @@ export class VisionEncoder {
     if (!(maxBatch === Infinity || (Number.isSafeInteger(maxBatch) && maxBatch > 0))) throw new InvalidOptionError(`maxBatch must be a positive integer, got ${maxBatch}`);
     const dtype = options.dtype ?? inputDtype(model) ?? 'float32';
     const session = await backend.createSession(model, { device: options.device, logger: options.logger });
-    if (!session.inputNames.includes(ENCODER_INPUT) || !session.outputNames.includes(ENCODER_OUTPUT)) {
+    if (!hasInput(session, ENCODER_INPUT) || !hasOutput(session, ENCODER_OUTPUT)) {
       await session.dispose();
       throw new SessionError(`the model is not a vision encoder: it needs input '${ENCODER_INPUT}' and output '${ENCODER_OUTPUT}'`);
     }

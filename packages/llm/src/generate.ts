@@ -1,6 +1,6 @@
-import { AbortError, InvalidOptionError, PromptTooLongError, type Tensor } from '@llava-mini/core';
-import type { Sequence } from './model.js';
-import { assistantHeaderIds } from './prompt.js';
+import { AbortError, InvalidOptionError, type Tensor } from '@llava-mini/core';
+import type { Sequence } from './sequence.js';
+import { assistantHeaderIds } from './tokenizer.js';
 import { checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
 import { TextStream } from './text.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -82,11 +82,8 @@ export function checkGenerateOptions(o: GenerateOptions): void {
 }
 
 function checkPrompt(seq: Sequence, prompt: PromptSource): void {
-  const limit = seq.model.maxSequence;
   if (prompt.length < 1) throw new InvalidOptionError('the prompt is empty');
-  if (prompt.length > limit - seq.length) {
-    throw new PromptTooLongError(seq.length + prompt.length, limit, `${seq.length} cached + ${prompt.length} prompt positions`);
-  }
+  seq.assertRoom(prompt.length);
 }
 
 /**

@@ -1,24 +1,25 @@
 import {
-  AbortError,
   type Backend,
   type Device,
   type DeviceTensor,
   type DeviceRequest,
   DisposedError,
+  type Fetches,
+  hasInput,
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
+  type RunOptions,
   type RunTraffic,
-  PromptTooLongError,
   type SessionOptions,
   SessionError,
   type Tensor,
   tensor,
 } from '@llava-mini/core';
-import { DecodeBatch } from './batch.js';
-import { KvCache, type KvLayout, KvPool } from './cache.js';
 import type { LlamaConfig } from './config.js';
 import { LLAMA_IO } from './io.js';
+import { type Decoder, type KvLayout, KvPool, kvLayout, type KvStrategy, kvStrategy } from './kv/index.js';
+import { LlamaSequence, type Sequence, tokenIds } from './sequence.js';
 
 /**
  * The graphs of a backbone: the decoder (buildLlamaGraph), which looks up its own token ids, and
@@ -68,31 +69,18 @@ function positiveInt(name: string, v: unknown): number {
   return v;
 }
 
-/** The KV-cache layout the decoder graph declares (its past_key_values inputs and its outputs), so nothing is assumed. */
-function kvLayout(session: InferenceSession): KvLayout {
-  const keys = session.inputs.filter((v) => /^past_key_values\.\d+\.key$/.test(v.name));
-  const first = keys[0];
-  const [, kvHeads, , headDim] = first?.dims ?? [];
-  if (!first || typeof kvHeads !== 'number' || typeof headDim !== 'number' || (first.dtype !== 'float32' && first.dtype !== 'float16')) {
-    throw new SessionError(`the decoder graph has no usable ${LLAMA_IO.pastKey(0)} input [batch, kv_heads, capacity, head_dim] of float32/float16`);
-  }
-  const rows = session.outputNames.includes(LLAMA_IO.newKey(0));
-  const mode = rows ? 'rows' : session.kvCacheInPlace === false ? 'append' : 'shared';
-  return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype, mode };
-}
-
 /**
  * A loaded LLaMA backbone: the decoder and token-embedding sessions, and nothing that belongs to
- * a conversation. Each sequence (`model.sequence()`) owns its KV cache; any number of them may run
- * at once (their runs are queued by the backend, one at a time, in order). The dtype and cache
- * layout are read from the decoder session's inputs.
+ * a conversation. Each sequence (`model.sequence()`) owns its KV cache, made by the strategy for
+ * the decoder's cache layout (kv/); any number of them may run at once (their runs are queued by
+ * the backend, one at a time, in order). The dtype and cache layout are read from the decoder
+ * session's inputs.
  */
 export class LlamaModel {
   readonly profile: RunProfile = { runs: 0, runMs: 0 };
   readonly kv: KvLayout;
   private readonly pool: KvPool;
-  /** Decode steps of sequences stepping at the same time run together ('rows' graphs only). */
-  private readonly batch: DecodeBatch | undefined;
+  private readonly strategy: KvStrategy;
   private embedSession: Promise<InferenceSession> | undefined;
   private disposed = false;
 
@@ -105,16 +93,18 @@ export class LlamaModel {
     kvCacheBytes: number,
   ) {
     this.kv = kvLayout(session);
-    this.pool = new KvPool(kvCacheBytes);
-    if (this.kv.mode === 'rows') {
-      this.batch = new DecodeBatch(this.kv, config.hiddenSize, config.vocabSize, {
-        run: (feeds, fetches) => this.run(this.session, feeds, fetches),
-        alone: (cache, id) => this.forward(cache, BigInt64Array.of(id), 1),
-      });
-    }
-    if (!session.inputNames.includes(LLAMA_IO.inputIds)) {
+    if (!hasInput(session, LLAMA_IO.inputIds)) {
       throw new SessionError(`the decoder graph has no ${LLAMA_IO.inputIds} input (made before token embeddings moved into it): convert the model again`);
     }
+    this.pool = new KvPool(kvCacheBytes);
+    const decoder: Decoder = {
+      layout: this.kv,
+      hiddenSize: config.hiddenSize,
+      vocabSize: config.vocabSize,
+      maxSequence,
+      run: (feeds, fetches, options) => this.run(this.session, feeds, fetches, options),
+    };
+    this.strategy = kvStrategy(decoder);
   }
 
   static async create(backend: Backend, files: LlamaModelFiles, options: LlamaModelOptions): Promise<LlamaModel> {
@@ -126,15 +116,15 @@ export class LlamaModel {
     const prefillChunk = positiveInt('prefillChunk', options.prefillChunk ?? 512);
     const kvCacheBytes = positiveInt('kvCacheBytes', options.kvCacheBytes ?? DEFAULT_KV_CACHE_BYTES);
     const sessionOptions = { ...options.session, device: options.device ?? 'auto' };
-    // The decoder honours the session's attentionQueryLimit (prefill chunks below), so its attention stays on the device.
-    // Present outputs may stay in GPU memory and come back as the next run's past ('append' mode on
-    // onnxruntime-web's WebGPU): the cache never crosses to the host between steps.
+    // The decoder honours the runtime's attention query limit (prefill chunks below), so its
+    // attention stays on the device. Present outputs may stay in GPU memory and come back as the
+    // next run's past ('append' mode on onnxruntime-web's WebGPU): the cache never crosses to the
+    // host between steps.
     const presents = Array.from({ length: c.numLayers }, (_, l) => [LLAMA_IO.presentKey(l), LLAMA_IO.presentValue(l)]).flat();
     const session = await backend.createSession(files.model, { ...sessionOptions, chunksAttention: true, deviceOutputs: presents });
     const { embeddings } = files;
     const loadEmbeddings = embeddings === undefined ? undefined : () => backend.createSession(embeddings, { ...sessionOptions, device: session.device });
-    // A runtime whose attention is wrong past some query length (onnxruntime-node's WebGPU) gets shorter chunks.
-    const chunk = Math.min(prefillChunk, session.attentionQueryLimit ?? Infinity);
+    const chunk = Math.min(prefillChunk, session.capabilities.attentionQueryLimit);
     try {
       return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes);
     } catch (err) {
@@ -158,37 +148,28 @@ export class LlamaModel {
   }
 
   /**
-   * Bytes all sequences' KV caches take now, with the decode arena of sequences decoding together
-   * (which exists only while they do, and is not counted against kvCacheBytes).
+   * Bytes all sequences' KV caches take now, with what the cache strategy shares between them
+   * (the decode arena of sequences decoding together, which exists only while they do and is not
+   * counted against kvCacheBytes).
    */
   get cacheBytes(): number {
-    return this.pool.bytes + (this.batch?.bytes ?? 0);
+    return this.pool.bytes + this.strategy.sharedBytes;
+  }
+
+  /** The cap on the sequences' own caches. */
+  get cacheLimitBytes(): number {
+    return this.pool.limitBytes;
   }
 
   /** Decode runs and the sequence steps they carried (steps / runs: the mean batch), where steps are batched. */
   get batchStats(): { runs: number; steps: number } | undefined {
-    return this.batch && { ...this.batch.stats };
-  }
-
-  /** @internal One decode step of `cache` for `ids` (one id, from tokenIds): batched with other sequences stepping now, where the graph allows. */
-  decode(cache: KvCache, ids: BigInt64Array): Promise<Float32Array> {
-    return this.batch ? this.batch.step(cache, ids[0]) : this.forward(cache, ids, 1);
-  }
-
-  /** @internal Bring `cache` out of the decode arena (before anything but a decode step touches it); `keepRows` false when its rows are dropped anyway. */
-  settle(cache: KvCache, keepRows = true): void {
-    this.batch?.leave(cache, keepRows);
-  }
-
-  /** The cap on cacheBytes. */
-  get cacheLimitBytes(): number {
-    return this.pool.limitBytes;
+    return this.strategy.batchStats;
   }
 
   /** A new, empty sequence with its own KV cache (freed by its dispose()). */
   sequence(): Sequence {
     if (this.disposed) throw new DisposedError('the model');
-    return new Sequence(this, new KvCache(this.kv, this.maxSequence, this.pool));
+    return new LlamaSequence(this, this.strategy.open(this.pool));
   }
 
   /**
@@ -199,23 +180,10 @@ export class LlamaModel {
   async embed(ids: ArrayLike<number>): Promise<Tensor> {
     if (ids.length === 0) throw new InvalidOptionError('embed() needs at least one token id');
     if (!this.embeddings) throw new InvalidOptionError('embed() needs the embeddings graph (LlamaModelFiles.embeddings); prefill() and step() take token ids without it');
-    const data = this.tokenIds(ids);
+    const data = tokenIds(ids, this.config.vocabSize);
     this.embedSession ??= this.embeddings();
     const out = await this.run(await this.embedSession, { [LLAMA_IO.inputIds]: tensor('int64', [1, ids.length], data) }, [LLAMA_IO.inputsEmbeds]);
-    return out[LLAMA_IO.inputsEmbeds];
-  }
-
-  /** @internal ids as int64, each checked to be in the vocabulary. */
-  tokenIds(ids: ArrayLike<number>): BigInt64Array {
-    const data = new BigInt64Array(ids.length);
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
-        throw new InvalidOptionError(`token id ${id} at index ${i} is outside the vocabulary [0, ${this.config.vocabSize}) (image placeholders are replaced by the pipeline)`);
-      }
-      data[i] = BigInt(id);
-    }
-    return data;
+    return out[LLAMA_IO.inputsEmbeds] as Tensor;
   }
 
   async dispose(): Promise<void> {
@@ -224,191 +192,15 @@ export class LlamaModel {
     await Promise.all([this.session.dispose(), embed?.then((s) => s?.dispose())]);
   }
 
-  /** @internal One decoder run over `n` new rows of `cache` (embeddings [1, n, H] or token ids); returns the logits after the last row. */
-  async forward(cache: KvCache, rows: Tensor | BigInt64Array, n: number): Promise<Float32Array> {
-    await cache.settle();
-    const past = cache.length;
-    const epoch = cache.epoch;
-    const { past: pastFeeds, fetches } = cache.buffers(n);
-    const feeds = { ...this.rowFeeds(rows, 1), ...pastFeeds, ...this.positionFeeds(past, n, cache.rows) };
-    const out = await this.runKeeping(feeds, Array.isArray(fetches) ? [LLAMA_IO.logits, ...fetches] : { [LLAMA_IO.logits]: tensor('float32', [1, this.config.vocabSize]), ...fetches });
-    cache.advance(n, out, epoch);
-    return (out[LLAMA_IO.logits] as Tensor).data as Float32Array;
-  }
-
-  /** inputs_embeds and input_ids for new rows given as embeddings [B, n, H] or ids (B rows of n): the other one is empty. */
-  private rowFeeds(rows: Tensor | BigInt64Array, batch: number): Record<string, Tensor> {
-    const H = this.config.hiddenSize;
-    if (rows instanceof BigInt64Array) {
-      return { [LLAMA_IO.inputsEmbeds]: tensor(this.dtype, [batch, 0, H]), [LLAMA_IO.inputIds]: tensor('int64', [batch, rows.length / batch], rows) };
-    }
-    return { [LLAMA_IO.inputsEmbeds]: rows, [LLAMA_IO.inputIds]: tensor('int64', [batch, 0]) };
-  }
-
-  /** What the graph needs to know of where `n` new rows go after `past` cached ones (capacity `rows`). */
-  private positionFeeds(past: number, n: number, rows: number): Record<string, Tensor> {
-    const total = past + n;
-    if (this.kv.mode !== 'rows') {
-      return { [LLAMA_IO.seqlensK]: tensor('int32', [1], Int32Array.of(total - 1)), [LLAMA_IO.totalSequenceLength]: tensor('int32', [], Int32Array.of(total)) };
-    }
-    const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(past + i));
-    const causal = new Float32Array(n * n);
-    for (let i = 0; i < n; i++) causal.fill(-Infinity, i * n + i + 1, (i + 1) * n);
-    return {
-      [LLAMA_IO.positionIds]: tensor('int64', [1, n], positions),
-      [LLAMA_IO.pastBias]: tensor('float32', [1, 1, 1, 1, rows], new Float32Array(rows).fill(-Infinity, past)),
-      [LLAMA_IO.causalBias]: tensor('float32', [n, n], causal),
-    };
-  }
-
-  private run(session: InferenceSession, feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor>> {
-    return this.timed(() => session.run(feeds, fetches));
-  }
-
-  /** A decoder run whose outputs the session keeps on the device stay there (the cache's presents); the others come to the host. */
-  private runKeeping(feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[] | Record<string, Tensor>): Promise<Record<string, Tensor | DeviceTensor>> {
-    const s = this.session;
-    return this.timed(() => (s.deviceOutputs.size && Array.isArray(fetches) ? s.runOnDevice(feeds, fetches) : s.run(feeds, fetches)));
-  }
-
-  private async timed<T>(job: () => Promise<T>): Promise<T> {
+  /** One run of a session, counted in `profile`. */
+  private async run(session: InferenceSession, feeds: Record<string, Tensor | DeviceTensor>, fetches: Fetches, options: RunOptions = {}): Promise<Record<string, Tensor | DeviceTensor>> {
     if (this.disposed) throw new DisposedError('the model');
     const t0 = now();
     try {
-      return await job();
+      return await session.run(feeds, fetches, options);
     } finally {
       this.profile.runs++;
       this.profile.runMs += now() - t0;
     }
-  }
-}
-
-/**
- * One token sequence on a LlamaModel, with its own KV cache. `prefill(embeds)` appends rows
- * (prompt embeddings, e.g. fused text with vision tokens) and returns the next-token logits;
- * `step(id)` appends one generated token. Calls on one sequence must not overlap (a generation
- * drives it); calls on different sequences may.
- */
-export class Sequence {
-  private busy = false;
-  private disposed = false;
-
-  constructor(
-    readonly model: LlamaModel,
-    private readonly cache: KvCache,
-  ) {}
-
-  /** Positions in this sequence's KV cache (0 after release() or an eviction). */
-  get length(): number {
-    return this.cache.length;
-  }
-
-  /** Bytes this sequence's KV cache takes now. */
-  get cacheBytes(): number {
-    return this.cache.bytes;
-  }
-
-  /** Times the model's KV cap evicted this sequence while it was idle. */
-  get evictions(): number {
-    return this.cache.evictions;
-  }
-
-  /**
-   * Append rows, embeddings [1, S, H] or token ids, and return the logits [vocab] after the last row.
-   * Long inputs run in chunks of the model's `prefillChunk`; the signal is checked between chunks.
-   */
-  async prefill(input: Tensor | readonly number[], signal?: AbortSignal): Promise<Float32Array> {
-    const ids = Array.isArray(input) ? this.model.tokenIds(input as readonly number[]) : undefined;
-    const embeds = ids ? undefined : (input as Tensor);
-    const S = ids ? this.checkLength(ids.length) : this.checkEmbeds(embeds as Tensor);
-    const H = this.model.config.hiddenSize;
-    const chunk = this.model.prefillChunk;
-    return this.exclusive(async () => {
-      this.model.settle(this.cache);
-      let logits: Float32Array | undefined;
-      for (let start = 0; start < S; start += chunk) {
-        if (signal?.aborted) throw new AbortError('prefill was aborted');
-        const n = Math.min(chunk, S - start);
-        let part: Tensor | BigInt64Array;
-        if (ids) part = ids.subarray(start, start + n);
-        else part = n === S ? (embeds as Tensor) : tensor((embeds as Tensor).dtype, [1, n, H], (embeds as Tensor).data.subarray(start * H, (start + n) * H) as never);
-        logits = await this.model.forward(this.cache, part, n);
-      }
-      return logits as Float32Array;
-    });
-  }
-
-  /**
-   * Append one generated token and return the next logits [vocab]: one decoder run, shared with
-   * the other sequences of the model stepping at the same time.
-   */
-  async step(id: number): Promise<Float32Array> {
-    const ids = this.model.tokenIds([id]);
-    this.checkLength(1);
-    return this.exclusive(() => this.model.decode(this.cache, ids));
-  }
-
-  /** Keep only the first `length` positions (roll a conversation back). */
-  truncate(length: number): void {
-    this.model.settle(this.cache);
-    this.cache.truncate(length);
-  }
-
-  /** Empty the sequence and free its cache buffers now (it stays usable). */
-  release(): void {
-    this.model.settle(this.cache, false);
-    this.cache.release();
-  }
-
-  /** Free the cache for good; the sequence cannot run again. */
-  dispose(): void {
-    this.disposed = true;
-    this.model.settle(this.cache, false);
-    this.cache.dispose();
-  }
-
-  /** Protect the cache from eviction while a generation runs; returns the release. */
-  hold(): () => void {
-    this.cache.holds++;
-    let held = true;
-    return () => {
-      if (held) {
-        this.cache.holds--;
-        // The generation is over: its rows leave the decode arena for the sequence's own cache.
-        if (!this.busy) this.model.settle(this.cache);
-      }
-      held = false;
-    };
-  }
-
-  private async exclusive<T>(job: () => Promise<T>): Promise<T> {
-    if (this.disposed) throw new DisposedError('the sequence');
-    if (this.busy) throw new InvalidOptionError('this sequence is already running; calls on one sequence must not overlap (use one sequence per conversation)');
-    this.busy = true;
-    this.cache.holds++;
-    try {
-      return await job();
-    } finally {
-      this.cache.holds--;
-      this.busy = false;
-    }
-  }
-
-  private checkEmbeds(embeds: Tensor): number {
-    const H = this.model.config.hiddenSize;
-    if (embeds.dtype !== this.model.dtype) throw new InvalidOptionError(`embeddings are ${embeds.dtype}, the model runs in ${this.model.dtype}`);
-    const [B, S, W] = embeds.dims;
-    if (embeds.dims.length !== 3 || B !== 1 || W !== H || S === 0) {
-      throw new InvalidOptionError(`embeddings must have shape [1, S >= 1, ${H}], got [${embeds.dims.join(', ')}]`);
-    }
-    return this.checkLength(S);
-  }
-
-  private checkLength(S: number): number {
-    if (S === 0) throw new InvalidOptionError('prefill() needs at least one row');
-    if (S > this.cache.free) {
-      throw new PromptTooLongError(this.cache.length + S, this.model.maxSequence, `${this.cache.length} cached + ${S} new positions`);
-    }
-    return S;
   }
 }

@@ -45,7 +45,7 @@ export function nodeBackend(): Promise<Backend> {
         precheck: webgpuPrecheck,
         precheckRunsProbe: true,
         providerOptions: webgpuProviderOptions,
-        attentionQueryLimit: NODE_WEBGPU_ATTENTION_QUERY_LIMIT,
+        capabilities: { attentionQueryLimit: NODE_WEBGPU_ATTENTION_QUERY_LIMIT },
         hint: WEBGPU_HINT,
       },
     ], { preallocatedOutputs: true });

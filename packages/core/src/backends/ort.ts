@@ -6,7 +6,9 @@ import type {
   Fetches,
   InferenceSession,
   ModelSource,
+  RunOptions,
   RunTraffic,
+  RuntimeCapabilities,
   SessionOptions,
   ValueInfo,
 } from '../backend.js';
@@ -48,15 +50,10 @@ export interface OrtModule {
   InferenceSession: { create(model: Uint8Array | string, options?: object): Promise<OrtSession> };
 }
 
-/** One device of a backend: its execution provider, an optional cheap pre-check, and the fix to suggest. */
-export interface OrtFeatures {
-  /**
-   * The runtime writes outputs into caller-provided CPU tensors. onnxruntime-node does;
-   * onnxruntime-web's WASM path leaves them untouched, so results are copied into them instead.
-   */
-  preallocatedOutputs: boolean;
-}
+/** What a backend's runtime does on every device (onnxruntime-web's WASM path ignores preallocated outputs). */
+export type OrtFeatures = Pick<RuntimeCapabilities, 'preallocatedOutputs'>;
 
+/** One device of a backend: its execution provider, an optional cheap pre-check, and the fix to suggest. */
 export interface DeviceSpec {
   device: Device;
   executionProvider: string;
@@ -66,13 +63,10 @@ export interface DeviceSpec {
   precheckRunsProbe?: boolean;
   /** Execution-provider options for a session of this model (e.g. nodes to keep off a faulty kernel). */
   providerOptions?: (model: Uint8Array | string, options: SessionOptions) => Promise<Record<string, unknown>>;
-  /** See InferenceSession.attentionQueryLimit and kvCacheInPlace. */
-  attentionQueryLimit?: number;
-  kvCacheInPlace?: boolean;
+  /** Where this device departs from the defaults (no query limit, in-place KV writes, host memory only). */
+  capabilities?: Partial<Omit<RuntimeCapabilities, 'preallocatedOutputs'>>;
   /** Returns why a loaded graph cannot run right on this device (told whether its I/O is float16). */
   graphCheck?: (usesFloat16: boolean) => Promise<{ reason: string; hint: string } | undefined>;
-  /** The device has its own memory that outputs can stay in (onnxruntime-web's preferredOutputLocation 'gpu-buffer'). */
-  deviceMemory?: boolean;
   hint: string;
 }
 
@@ -138,7 +132,8 @@ export class OrtBackend implements Backend {
     if (externalData) ortOptions.externalData = externalData;
     if (options.intraOpNumThreads !== undefined) ortOptions.intraOpNumThreads = options.intraOpNumThreads;
     if (options.graphOptimizationLevel) ortOptions.graphOptimizationLevel = ORT_OPT_LEVEL[options.graphOptimizationLevel];
-    const deviceOutputs = new Set(spec.deviceMemory ? (options.deviceOutputs ?? []) : []);
+    const capabilities: RuntimeCapabilities = { attentionQueryLimit: Infinity, kvCacheInPlace: true, deviceMemory: false, ...this.features, ...spec.capabilities };
+    const deviceOutputs = new Set(capabilities.deviceMemory ? (options.deviceOutputs ?? []) : []);
     if (deviceOutputs.size) ortOptions.preferredOutputLocation = Object.fromEntries([...deviceOutputs].map((n) => [n, 'gpu-buffer']));
     let session: OrtSession;
     try {
@@ -147,7 +142,7 @@ export class OrtBackend implements Backend {
       const what = typeof model === 'string' ? `model '${model}'` : 'the model';
       throw new SessionError(`${this.name} could not load ${what} on ${device}: ${nativeReason(err)}`, { cause: err });
     }
-    const s = new OrtInferenceSession(this.ort, session, device, spec.executionProvider, this.features, this.queue, spec.deviceMemory === true, deviceOutputs, spec.attentionQueryLimit, spec.kvCacheInPlace);
+    const s = new OrtInferenceSession(this.ort, session, device, spec.executionProvider, capabilities, this.queue);
     const refused = await spec.graphCheck?.([...s.inputs, ...s.outputs].some((v) => v.dtype === 'float16'));
     if (refused) {
       await s.dispose();
@@ -228,13 +223,8 @@ class OrtInferenceSession implements InferenceSession {
     private readonly session: OrtSession,
     readonly device: Device,
     readonly executionProvider: string,
-    private readonly features: OrtFeatures,
+    readonly capabilities: RuntimeCapabilities,
     private readonly queue: RunQueue,
-    /** The device has memory of its own: host feeds cross to it (counted in traffic.uploadedBytes). */
-    private readonly ownMemory: boolean,
-    readonly deviceOutputs: ReadonlySet<string>,
-    readonly attentionQueryLimit?: number,
-    readonly kvCacheInPlace?: boolean,
   ) {
     this.inputs = valueInfos(session.inputNames, session.inputMetadata);
     this.outputs = valueInfos(session.outputNames, session.outputMetadata);
@@ -243,15 +233,11 @@ class OrtInferenceSession implements InferenceSession {
   readonly inputs: readonly ValueInfo[];
   readonly outputs: readonly ValueInfo[];
 
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
-  }
-  get outputNames(): readonly string[] {
-    return this.session.outputNames;
-  }
-
-  async run(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor>> {
+  run(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor>>;
+  run(feeds: Record<string, Tensor | DeviceTensor>, fetches: Fetches | undefined, options: RunOptions): Promise<Record<string, Tensor | DeviceTensor>>;
+  async run(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches, options: RunOptions = {}): Promise<Record<string, Tensor | DeviceTensor>> {
     const out = await this.execute(feeds, fetches);
+    if (options.keepOnDevice) return out;
     const result: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(out)) {
       if (!isDeviceTensor(t)) {
@@ -266,10 +252,6 @@ class OrtInferenceSession implements InferenceSession {
     return result;
   }
 
-  runOnDevice(feeds: Record<string, Tensor | DeviceTensor>, fetches: readonly string[]): Promise<Record<string, Tensor | DeviceTensor>> {
-    return this.execute(feeds, fetches);
-  }
-
   private async execute(feeds: Record<string, Tensor | DeviceTensor>, fetches?: Fetches): Promise<Record<string, Tensor | DeviceTensor>> {
     if (this.disposed) throw new SessionError('run() on a disposed session');
     const missing = this.session.inputNames.filter((n) => !(n in feeds));
@@ -279,7 +261,7 @@ class OrtInferenceSession implements InferenceSession {
     const targets = fetches && !Array.isArray(fetches) ? (fetches as Record<string, Tensor>) : undefined;
     let ortFetches: readonly string[] | Record<string, OrtTensor> | undefined;
     if (Array.isArray(fetches)) ortFetches = fetches;
-    else if (targets && this.features.preallocatedOutputs) ortFetches = Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, this.toOrt(t)]));
+    else if (targets && this.capabilities.preallocatedOutputs) ortFetches = Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, this.toOrt(t)]));
     else if (targets) ortFetches = Object.keys(targets);
     let out: Record<string, OrtTensor>;
     try {
@@ -308,7 +290,7 @@ class OrtInferenceSession implements InferenceSession {
         }
         // onnxruntime-node wrote into the target (its binding then hands back a copy, which is
         // dropped here); only a runtime that ignores preallocated outputs needs the copy.
-        if (!this.features.preallocatedOutputs && got.data !== target.data) {
+        if (!this.capabilities.preallocatedOutputs && got.data !== target.data) {
           (target.data as TensorData & { set(a: ArrayLike<unknown>): void }).set(got.data as never);
           this.traffic.copiedBytes += target.data.byteLength;
         }
@@ -330,7 +312,8 @@ class OrtInferenceSession implements InferenceSession {
       if (!native) throw new InvalidOptionError('a device tensor of another runtime was fed to this session');
       return native;
     }
-    if (this.ownMemory) this.traffic.uploadedBytes += t.data.byteLength;
+    // A device with memory of its own receives host feeds over the bus.
+    if (this.capabilities.deviceMemory) this.traffic.uploadedBytes += t.data.byteLength;
     if (t.dtype === 'bfloat16') throw new InvalidOptionError('bfloat16 tensors cannot cross the onnxruntime JS API; convert to float16 or float32');
     return new this.ort.Tensor(t.dtype, t.data, t.dims);
   }
