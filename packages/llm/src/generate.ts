@@ -1,4 +1,4 @@
-import { AbortError, InvalidOptionError, type Tensor } from '@llava-mini/core';
+import { AbortError, InvalidOptionError, now, type Tensor } from '@llava-mini/core';
 import type { Sequence } from './sequence.js';
 import { assistantHeaderIds } from './tokenizer.js';
 import { checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
@@ -57,8 +57,6 @@ export interface PromptSource {
   length: number;
   embeds: () => Promise<Tensor | readonly number[]>;
 }
-
-const now = (): number => globalThis.performance.now();
 
 function toSource(seq: Sequence, prompt: Tensor | readonly number[]): PromptSource {
   if (Array.isArray(prompt)) {

@@ -9,6 +9,7 @@ import {
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
+  now,
   type RunOptions,
   type RunTraffic,
   type SessionOptions,
@@ -61,8 +62,6 @@ export interface RunProfile {
   runs: number;
   runMs: number;
 }
-
-const now = (): number => globalThis.performance.now();
 
 function positiveInt(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new InvalidOptionError(`${name} must be a positive integer, got ${String(v)}`);

@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '@llava-mini/core';
+import { InvalidOptionError, mulberry32 } from '@llava-mini/core';
 
 export interface SamplingOptions {
   /** 0 (default) is greedy decoding; otherwise logits are divided by it before sampling. */
@@ -25,18 +25,6 @@ export function checkSamplingOptions(o: SamplingOptions): void {
     throw new InvalidOptionError(`repetitionPenalty must be a finite number > 0, got ${String(repetitionPenalty)}`);
   }
   if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) throw new InvalidOptionError(`seed must be an integer >= 0, got ${String(seed)}`);
-}
-
-/** mulberry32: small, fast, and the same sequence on every JavaScript engine. */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 export function argmax(x: ArrayLike<number>): number {
