@@ -11,11 +11,24 @@ import {
   toFloat32,
   type Value,
   type WeightFormat,
+  type WeightSink,
   type WeightSource,
 } from '@llava-mini/core';
 import type { LlamaConfig } from './config.js';
-import type { BlockQuant, LlamaGraphOptions } from './graph.js';
 import { LLAMA_IO } from './io.js';
+
+/** Block quantization of a weight matrix along its input features (MatMulNBits' layout; accuracyLevel only matters for MatMulNBits). */
+export type BlockQuant = NonNullable<WeightFormat['quant']>;
+
+/** What the token-embedding table needs of the graph options (LlamaGraphOptions extends it). */
+export interface EmbeddingGraphOptions {
+  /** Float dtype of the graph's I/O and optional block quantization. */
+  format?: WeightFormat;
+  /** Embedding-table quantization (GatherBlockQuantized), in the decoder and the embeddings graph; default `format.quant`. */
+  embeddingQuant?: BlockQuant | null;
+  /** Where weight bytes go (an ExternalDataWriter for large models); default inline. */
+  weights?: WeightSink;
+}
 
 export function floatTensor(dtype: WeightFormat['dtype'], dims: number[], values: Float32Array): Tensor {
   return dtype === 'float32' ? tensor('float32', dims, values) : tensor('float16', dims, f32ArrayToF16(values));
@@ -56,7 +69,7 @@ export function tokenEmbeddings(g: Graph, src: WeightSource, c: LlamaConfig, ids
  * The decoder looks up its own token ids; this graph is for callers that need the text's embeddings
  * before the decoder runs (the pipeline's pre-fusion), and is loaded only when they ask.
  */
-export function buildEmbeddingsGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraphOptions = {}): Graph {
+export function buildEmbeddingsGraph(src: WeightSource, c: LlamaConfig, o: EmbeddingGraphOptions = {}): Graph {
   const format = o.format ?? FP32;
   const g = new Graph({ name: 'llama_embeddings', weights: o.weights, metadata: { 'llava_mini.stage': 'llm-embeddings', 'llava_mini.dtype': format.dtype } });
   const ids = g.input(LLAMA_IO.inputIds, 'int64', [1, 'sequence']);

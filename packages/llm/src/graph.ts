@@ -13,24 +13,18 @@ import {
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
 import { rowsAttention } from './attention.js';
-import { floatTensor, shapeNote, tokenEmbeddings } from './embedding.js';
+import { type BlockQuant, type EmbeddingGraphOptions, floatTensor, shapeNote, tokenEmbeddings } from './embedding.js';
 import { LLAMA_IO } from './io.js';
 import { llamaLayer } from './layer.js';
 
-/** Block quantization of a weight matrix along its input features (MatMulNBits' layout; accuracyLevel only matters for MatMulNBits). */
-export type BlockQuant = NonNullable<WeightFormat['quant']>;
+export type { BlockQuant } from './embedding.js';
 
-export interface LlamaGraphOptions {
-  /** Decoder layers: float dtype (also the graph's activation and I/O dtype) and optional MatMulNBits quantization. */
-  format?: WeightFormat;
+/** `format`: the decoder layers' float dtype (also the graph's activation and I/O dtype) and optional MatMulNBits quantization. */
+export interface LlamaGraphOptions extends EmbeddingGraphOptions {
   /** lm_head quantization; default `format.quant`. `null` keeps it float even when the layers are quantized. */
   headQuant?: BlockQuant | null;
-  /** Embedding-table quantization (GatherBlockQuantized), in the decoder and the embeddings graph; default `format.quant`. */
-  embeddingQuant?: BlockQuant | null;
   /** Rows of the RoPE cos/sin tables, i.e. the longest context the graph can run; default max_position_embeddings. */
   maxPositions?: number;
-  /** Where weight bytes go (an ExternalDataWriter for large models); default inline. */
-  weights?: WeightSink;
   /**
    * How the KV cache crosses the graph boundary. 'rows' (default for float32): the cache is an input
    * only and the graph returns the new rows (rowsAttention), so a run fetches S rows, not the whole
