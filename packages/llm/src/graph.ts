@@ -8,7 +8,6 @@ import {
   UnsupportedConfigError,
   type Value,
   type WeightFormat,
-  type WeightSink,
   type WeightSource,
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
