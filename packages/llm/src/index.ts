@@ -3,7 +3,7 @@
 export { readLlamaConfig, ropeCaches, ropeInverseFrequencies, type LlamaConfig, type RopeScaling } from './config.js';
 export { llamaLayer, type AttentionFn } from './layer.js';
 export { buildLlamaGraph, LLAMA_IO, type BlockQuant, type KvCacheMode, type LlamaGraphOptions } from './graph.js';
-export { buildEmbeddingsGraph } from './embedding.js';
+export { buildEmbeddingsGraph, type EmbeddingGraphOptions } from './embedding.js';
 export { DEFAULT_KV_CACHE_BYTES, LlamaModel, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';
 export type { Sequence, SequenceModel } from './sequence.js';
 export type { KvLayout, KvMode } from './kv/index.js';
