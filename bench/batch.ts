@@ -2,8 +2,8 @@
  * Batch throughput (issue 15): jobs/s of `llava-mini batch` on the tiny random-weight model, with
  * image jobs of a few generated tokens, on one machine:
  *
- *   npm run bench -w @llava-mini/batch              2 alternating rounds of 120 jobs
- *   npm run bench -w @llava-mini/batch -- --quick   1 round of 60 jobs
+ *   npm run bench -- batch              2 alternating rounds of 120 jobs
+ *   npm run bench -- batch --quick      1 round of 60 jobs
  *   options: --record (write bench/RESULTS.md's "Batch" section)
  *
  * Rows: local mode in process (one model, no queue), then the queue on a private redis-server with
@@ -17,10 +17,9 @@ import * as path from 'node:path';
 import { collect, enqueue, queueStatus, runBatch } from '@llava-mini/batch';
 import { ensureTinyModel, LlavaMini } from '@llava-mini/pipeline/node';
 import sharp from 'sharp';
-import { CACHE, fmt, LoadMeter, log, machine, median, replaceMarked, ROOT, table } from './lib/common.js';
+import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
 
-const args = process.argv.slice(2);
-const QUICK = args.includes('--quick');
+const QUICK = flag('quick');
 const ROUNDS = QUICK ? 1 : 2;
 const JOBS = QUICK ? 60 : 120;
 const MAX_NEW_TOKENS = 4;
@@ -112,13 +111,13 @@ async function main(): Promise<void> {
   const md = [
     '## Batch (issue 15)',
     '',
-    `\`npm run bench -w @llava-mini/batch${QUICK ? ' -- --quick' : ''}\`, ${new Date().toISOString().slice(0, 10)}, ${machine()}; ${meter.report()}.`,
+    `\`${benchCommand('batch')}\`, ${new Date().toISOString().slice(0, 10)}, ${machine()}; ${meter.report()}.`,
     `${JOBS} image jobs (distinct 64x48 PNGs, ${MAX_NEW_TOKENS} new tokens each) on the tiny random-weight model, onnxruntime-node CPU, worker concurrency 1; median of ${ROUNDS} round(s), 1 and 2 workers alternating. Queued time runs from enqueue to the last result in the collector's file (workers already loaded).`,
     '',
     table(['mode', 'jobs/s', 'vs 1 worker'], rows),
   ].join('\n');
   process.stdout.write(`${md}\n`);
-  if (args.includes('--record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), 'batch', md);
+  if (flag('record')) replaceMarked(RESULTS, 'batch', md);
 }
 
 await main();

@@ -5,8 +5,8 @@
  * time into the external-data files, so peak memory should track the largest tensor, not the
  * checkpoint: an 8B checkpoint (16 GB) then converts on a 24 GB machine.
  *
- *   npm run bench -w @llava-mini/pipeline              the large config (~3.4 GB checkpoint)
- *   npm run bench -w @llava-mini/pipeline -- --quick   a ~0.5 GB checkpoint
+ *   npm run bench -- convert-memory              the large config (~3.4 GB checkpoint)
+ *   npm run bench -- convert-memory --quick      a ~0.5 GB checkpoint
  *
  * The checkpoint is generated once under <repo>/.cache/bench/convert (gitignored).
  */
@@ -15,31 +15,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
-import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
-import { ROOT } from './lib/common.js';
+import { writeTinyCheckpoint } from '@llava-mini/tiny';
+import { CACHE, flag } from './lib/common.js';
+import { CONVERT_LARGE, CONVERT_SMALL } from './lib/shapes.js';
 
-const QUICK = process.argv.includes('--quick');
-const CACHE = path.join(ROOT, '.cache', 'bench', 'convert');
-
-/** Llama-3-8B-like proportions at a quarter of the width (and the real CLIP ViT-L for full runs). */
-const LARGE: TinyOptions = {
-  seed: 5,
-  hiddenSize: 2048,
-  intermediateSize: 7168,
-  numHiddenLayers: 12,
-  numAttentionHeads: 16,
-  numKeyValueHeads: 4,
-  prefusionLayers: 4,
-  visionHiddenSize: 1024,
-  visionIntermediateSize: 4096,
-  visionLayers: 24,
-  visionHeads: 16,
-  compressorHeads: 8,
-  dtype: 'bfloat16',
-  visionDtype: 'float32',
-  maxShardBytes: 1e9,
-};
-const SMALL: TinyOptions = { ...LARGE, hiddenSize: 1024, intermediateSize: 3584, numHiddenLayers: 6, visionLayers: 8 };
+const QUICK = flag('quick');
+const DIR = path.join(CACHE, 'convert');
 
 function dirBytes(dir: string): { total: number; largest: number } {
   let total = 0;
@@ -63,9 +44,9 @@ async function child(checkpoint: string, out: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const options = QUICK ? SMALL : LARGE;
-  const checkpoint = path.join(CACHE, QUICK ? 'quick-hf' : 'large-hf');
-  const out = path.join(CACHE, QUICK ? 'quick-onnx' : 'large-onnx');
+  const options = QUICK ? CONVERT_SMALL : CONVERT_LARGE;
+  const checkpoint = path.join(DIR, QUICK ? 'quick-hf' : 'large-hf');
+  const out = path.join(DIR, QUICK ? 'quick-onnx' : 'large-onnx');
   if (!fs.existsSync(path.join(checkpoint, 'config.json'))) {
     process.stderr.write(`writing the random checkpoint to ${checkpoint} (once)...\n`);
     await writeTinyCheckpoint(checkpoint, options);
@@ -73,7 +54,7 @@ async function main(): Promise<void> {
   const shards = fs.readdirSync(checkpoint).filter((f) => f.endsWith('.safetensors'));
   const src = shards.reduce((n, f) => n + fs.statSync(path.join(checkpoint, f)).size, 0);
   // The largest tensor: a 2-D weight read as bf16, widened to fp32 and transposed once.
-  const largestTensor = Math.max(options.intermediateSize! * options.hiddenSize!, 528 * options.hiddenSize!) * 4;
+  const largestTensor = Math.max(options.intermediateSize * options.hiddenSize, 528 * options.hiddenSize) * 4;
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', checkpoint, out], { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) throw new Error(`conversion failed: ${r.stderr}`);
   const { seconds, peakRss } = JSON.parse(r.stdout);

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { type Backend, Graph, tensor } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { CACHE, fmt, log, median, now, promptIds, ROOT, table } from './lib/common.js';
+import { CACHE, fmt, log, median, now, promptIds, RESULTS, ROOT, table } from './lib/common.js';
 import { causalPairs, type LlmShape } from './lib/flops.js';
 import { llmShape } from './lib/models.js';
 import { generate, LlamaModel, llamaModelPaths, loadTokenizer, readLlamaConfig } from '@llava-mini/llm/node';
@@ -183,9 +183,8 @@ function llmStageRows(): { rows: LlmRow[]; prompt: number; source: string } {
     const prompt = Number(/prompt (\d+) tokens/.exec(text)?.[1] ?? 128);
     return { rows, prompt };
   };
-  const results = path.join(ROOT, 'bench', 'RESULTS.md');
-  if (fs.existsSync(results)) {
-    const text = fs.readFileSync(results, 'utf8');
+  if (fs.existsSync(RESULTS)) {
+    const text = fs.readFileSync(RESULTS, 'utf8');
     const section = text.slice(text.indexOf('## LLM stage'));
     const date = /Date: (\S+)/.exec(section)?.[1];
     const p = parse(section);
@@ -252,7 +251,7 @@ export async function hardware(quick: boolean): Promise<HardwareResult> {
   const llm = measured.rows.length ? measured : llmStageRows();
   const cfgFile = path.join(CACHE, 'llm', 'mid-checkpoint', 'config.json');
   if (!llm.rows.length || !fs.existsSync(cfgFile)) {
-    md.push('The LLM stage results are missing (run `npm run bench -w @llava-mini/llm -- --record`), so decode and prefill cannot be set against the limits.');
+    md.push('The LLM stage results are missing (run `npm run bench -- llm --record`), so decode and prefill cannot be set against the limits.');
     return { markdown: md.join('\n'), plots: [], peakCpu, bandwidth };
   }
   const c = llmShape(JSON.parse(fs.readFileSync(cfgFile, 'utf8')));

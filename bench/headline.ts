@@ -10,49 +10,18 @@ import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
 import { LlavaMini, loadParts } from '@llava-mini/pipeline/node';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { flops, fmt, log, median, ROOT, table } from './lib/common.js';
-import { CLIP_L_336, llamaBlocks, llavaMini, llavaV15, llmPrefill, type StageFlops, total, VICUNA_7B } from './lib/flops.js';
+import { llamaBlocks, llavaMini, llavaV15, llmPrefill, type StageFlops, total } from './lib/flops.js';
 import { ensureModel, llmShape, promptIds, randomImage, type StageMs, timeMini, timeV15, visionShape } from './lib/models.js';
 import { barChart, savePng } from './lib/plot.js';
+import { CLIP_L_336, HEADLINE_LARGE, HEADLINE_SMALL, VICUNA_7B } from './lib/shapes.js';
 
 export const COMPRESSOR_SIZES = [1, 2, 4, 8];
 const CONTEXT = 1024;
 
-/** Two backbones: LLaMA-3 proportions (GQA 4:1, MLP 2.75x), pre-fusion layers 1/8 of the LLM's as in the paper (4 of 32). */
+/** Two backbones (their shapes in lib/shapes.ts): LLaMA-3 proportions, pre-fusion layers 1/8 of the LLM's as in the paper. */
 export const BACKBONES: { name: string; options: TinyOptions }[] = [
-  {
-    name: 'small',
-    options: {
-      seed: 11,
-      hiddenSize: 512,
-      intermediateSize: 1408,
-      numHiddenLayers: 8,
-      numAttentionHeads: 8,
-      numKeyValueHeads: 2,
-      prefusionLayers: 1,
-      visionHiddenSize: 128,
-      visionIntermediateSize: 512,
-      visionLayers: 4,
-      visionHeads: 4,
-      compressorHeads: 4,
-    },
-  },
-  {
-    name: 'large',
-    options: {
-      seed: 12,
-      hiddenSize: 1024,
-      intermediateSize: 2816,
-      numHiddenLayers: 16,
-      numAttentionHeads: 16,
-      numKeyValueHeads: 4,
-      prefusionLayers: 2,
-      visionHiddenSize: 256,
-      visionIntermediateSize: 1024,
-      visionLayers: 6,
-      visionHeads: 4,
-      compressorHeads: 4,
-    },
-  },
+  { name: 'small', options: HEADLINE_SMALL },
+  { name: 'large', options: HEADLINE_LARGE },
 ];
 
 export const modelName = (backbone: string, C: number) => `${backbone}-c${C}`;

@@ -2,7 +2,7 @@
  * KV-cache and batching benchmark (issue 9) on a 1024-wide, 8-layer model (GQA 16/4 heads of 64,
  * MLP 2816, the tiny tokenizer's vocabulary):
  *
- *   node .cache/bench/kv.js [--quick] [--sections=context,concurrency] [--formats=fp32,q8,q4] [--record]
+ *   npm run bench -- kv [--quick] [--sections=ratio,context,concurrency] [--formats=fp32,q8,q4] [--backends=node,web] [--record]
  *
  * 1. Context: decode ms/token against the cached length on node CPU (and web WASM), for the KV
  *    modes side by side ('rows': the graph reads the cache and returns only the new rows; 'shared':
@@ -16,35 +16,25 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint } from '@llava-mini/core/node';
-import { argmax, type KvCacheMode, type LlamaConfig, LlamaModel, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
-import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
-import { CACHE, cpuTargets, fmt, LoadMeter, log, machine, median, now, replaceMarked, ROOT, table } from './lib/common.js';
+import { argmax, type KvCacheMode, type LlamaConfig, LlamaModel, llamaModelPaths, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
+import { benchCommand, CACHE, cpuTargets, flag, fmt, listOption, LoadMeter, log, machine, median, now, RESULTS, replaceMarked, table } from './lib/common.js';
 import { FORMAT_OPTIONS, type FormatName } from './lib/llm-model.js';
+import { KV, seededCheckpoint } from './lib/shapes.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string) => args.includes(`--${name}`);
-const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',') ?? all;
 const QUICK = flag('quick');
-const SECTIONS = list('sections', ['context', 'concurrency']); // and 'ratio' (asked for by name)
-const FORMATS = list('formats', ['fp32', 'q8', 'q4']) as FormatName[];
-const BACKENDS = list('backends', ['node', 'web']);
+const SECTIONS = listOption('sections', ['context', 'concurrency']); // and 'ratio' (asked for by name)
+const FORMATS = listOption('formats', ['fp32', 'q8', 'q4']) as FormatName[];
+const BACKENDS = listOption('backends', ['node', 'web']);
 const CONTEXTS = QUICK ? [100, 1024, 3400] : [100, 128, 512, 1024, 2048, 3400, 4096, 8000];
-const MAX_SEQUENCE = 8192;
+const MAX_SEQUENCE = KV.maxPositionEmbeddings;
 const STEPS = QUICK ? 6 : 10;
 const CONCURRENCY = [1, 2, 4, 8];
 const CONCURRENT_TOKENS = QUICK ? 12 : 24;
 
-const SHAPE: TinyOptions = { seed: 9, hiddenSize: 1024, intermediateSize: 2816, numHiddenLayers: 8, numAttentionHeads: 16, numKeyValueHeads: 4, maxPositionEmbeddings: MAX_SEQUENCE, includeVision: false };
 const DIR = path.join(CACHE, 'kv');
 
 async function checkpoint(): Promise<{ dir: string; config: LlamaConfig }> {
-  const dir = path.join(DIR, 'checkpoint');
-  const stamp = path.join(dir, 'bench-options.json');
-  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== JSON.stringify(SHAPE)) {
-    log(`writing the checkpoint to ${dir} (once)...`);
-    await writeTinyCheckpoint(dir, SHAPE);
-    fs.writeFileSync(stamp, JSON.stringify(SHAPE));
-  }
+  const dir = await seededCheckpoint(path.join(DIR, 'checkpoint'), KV);
   return { dir, config: readLlamaConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))) };
 }
 
@@ -61,7 +51,7 @@ function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: Kv
     }
     fs.writeFileSync(done, '');
   }
-  return { model: path.join(dir, 'llm.onnx'), embeddings: path.join(dir, 'llm_embeddings.onnx') };
+  return llamaModelPaths(dir);
 }
 
 /** Bytes a decode step reads at `L` cached positions: every weight of the layers and lm_head once, plus K and V of each layer. */
@@ -243,12 +233,12 @@ async function main(): Promise<void> {
   if (SECTIONS.includes('concurrency')) await concurrencySection(ck, out);
   const c = ck.config;
   const head = [
-    `Command: \`node .cache/bench/kv.js ${args.join(' ')}\` (after \`npm run build && npx tsup --config bench/tsup.config.ts\`), ${new Date().toISOString().slice(0, 16)} UTC.`,
+    `Command: \`${benchCommand('kv')}\`, ${new Date().toISOString().slice(0, 16)} UTC.`,
     `Machine: ${machine()}; ${meter.report()}.`,
     `Model: width ${c.hiddenSize}, ${c.numLayers} layers, ${c.numHeads}/${c.numKvHeads} heads of ${c.headDim}, MLP ${c.intermediateSize}, vocabulary ${c.vocabSize}; fp32 weights ${fmt(layerWeightBytes(c, 'fp32') / 1e6, 0)} MB read per step.`,
   ];
   console.log(head.join('\n'));
-  if (flag('record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), `kv-bench-${SECTIONS.join('-')}`, [`### KV cache and batching (issue 9): ${SECTIONS.join(', ')}`, '', ...head, '', ...lines].join('\n'));
+  if (flag('record')) replaceMarked(RESULTS, `kv-bench-${SECTIONS.join('-')}`, [`### KV cache and batching (issue 9): ${SECTIONS.join(', ')}`, '', ...head, '', ...lines].join('\n'));
 }
 
 await main();

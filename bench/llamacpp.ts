@@ -150,7 +150,7 @@ export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; 
       const type = PAIRS[f];
       const graphs = llmGraphs(dir, config, f, maxSequence);
       const file = gguf(dir, type);
-      const oursStepBytes = decoderStepBytes(path.dirname(graphs.model));
+      const oursStepBytes = decoderStepBytes(graphs);
       const theirsStepBytes = ggufStepBytes(config, type);
       notes.push(`${f} / ${type}: GGUF ${fmt(fs.statSync(file).size / 1e9, 2)} GB; a decode step reads ${fmt(ggufStepBytes(config, type) / 1e6, 0)} MB of llama.cpp's weights.`);
       for (const threads of threadCounts) {

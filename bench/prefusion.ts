@@ -3,8 +3,8 @@
  * (width 1024, GQA 16/4 heads of 64, MLP 2816, 2 pre-fusion layers), 576 image rows + 1 compressed
  * row + an 86-token prompt:
  *
- *   npm run bench -w @llava-mini/prefusion              9 alternating runs per variant
- *   npm run bench -w @llava-mini/prefusion -- --quick   5 runs
+ *   npm run bench -- prefusion              9 alternating runs per variant
+ *   npm run bench -- prefusion --quick      5 runs
  *   options: --record (write bench/RESULTS.md's "Pre-fusion stage")
  *
  * 1. Attention op alone (one layer's q, k, v of T = 663 rows), the three causal paths onnxruntime
@@ -18,17 +18,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Graph, type InferenceSession, type Tensor, tensor, type Value } from '@llava-mini/core';
 import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
-import { buildPrefusionGraph, type PicturePrefix, Prefusion } from '@llava-mini/prefusion';
 import { seededFloats } from '@llava-mini/core/testing';
+import { buildPrefusionGraph, type PicturePrefix, Prefusion } from '@llava-mini/prefusion';
 import { cachedFloat32 } from '@llava-mini/reference';
-import { writeTinyCheckpoint } from '@llava-mini/tiny';
-import { fmt, LoadMeter, log, machine, median, replaceMarked, ROOT, table } from './lib/common.js';
+import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, RESULTS, replaceMarked, table } from './lib/common.js';
 import { causalPairs, llamaBlocks, projector } from './lib/flops.js';
+import { PREFUSION, seededCheckpoint } from './lib/shapes.js';
 
-const args = process.argv.slice(2);
-const RUNS = args.includes('--quick') ? 5 : 9;
-const CACHE = path.join(ROOT, '.cache', 'bench', 'prefusion');
-const SHAPE = { seed: 12, hiddenSize: 1024, intermediateSize: 2816, numHiddenLayers: 1, numAttentionHeads: 16, numKeyValueHeads: 4, prefusionLayers: 2, visionHiddenSize: 256, includeVision: false } as const;
+const RUNS = flag('quick') ? 5 : 9;
+const DIR = path.join(CACHE, 'prefusion');
 const M = 576;
 const L = 86;
 const T = M + 1 + L;
@@ -48,7 +46,7 @@ async function alternate(variants: Record<string, () => Promise<unknown>>): Prom
 
 async function attentionOps(): Promise<string> {
   const backend = await nodeBackend();
-  const [Hq, Hkv, d] = [SHAPE.numAttentionHeads, SHAPE.numKeyValueHeads, SHAPE.hiddenSize / SHAPE.numAttentionHeads];
+  const [Hq, Hkv, d] = [PREFUSION.numAttentionHeads, PREFUSION.numKeyValueHeads, PREFUSION.hiddenSize / PREFUSION.numAttentionHeads];
   const feeds: Record<string, Tensor> = {
     q: tensor('float32', [1, T, Hq * d], seededFloats(T * Hq * d, 1, 1)),
     k: tensor('float32', [1, T, Hkv * d], seededFloats(T * Hkv * d, 2, 1)),
@@ -95,13 +93,7 @@ async function attentionOps(): Promise<string> {
 }
 
 async function wholeGraph(): Promise<string> {
-  const dir = path.join(CACHE, 'large');
-  const stamp = path.join(dir, 'options.json');
-  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== JSON.stringify(SHAPE)) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    await writeTinyCheckpoint(dir, SHAPE);
-    fs.writeFileSync(stamp, JSON.stringify(SHAPE));
-  }
+  const dir = await seededCheckpoint(path.join(DIR, 'large'), PREFUSION);
   const json = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const src = cachedFloat32(Checkpoint.open(dir));
   const [D, H] = [json.mm_hidden_size as number, json.hidden_size as number];
@@ -114,10 +106,10 @@ async function wholeGraph(): Promise<string> {
   const warm = prefix as PicturePrefix;
   const ms = await alternate({ first: () => prefusion.run({ ...image, ...text }), cached: () => prefusion.run({ ...warm, ...text }) });
   await prefusion.dispose();
-  const c = { hidden: H, intermediate: SHAPE.intermediateSize, layers: 1, heads: SHAPE.numAttentionHeads, kvHeads: SHAPE.numKeyValueHeads, headDim: H / SHAPE.numAttentionHeads, vocab: 0 };
+  const c = { hidden: H, intermediate: PREFUSION.intermediateSize, layers: 1, heads: PREFUSION.numAttentionHeads, kvHeads: PREFUSION.numKeyValueHeads, headDim: H / PREFUSION.numAttentionHeads, vocab: 0 };
   const kept = L - 1;
-  const firstFlops = projector(M + 1, D, H) + llamaBlocks(c, T - 1, SHAPE.prefusionLayers);
-  const cachedFlops = llamaBlocks(c, kept, SHAPE.prefusionLayers, M + 1);
+  const firstFlops = projector(M + 1, D, H) + llamaBlocks(c, T - 1, PREFUSION.prefusionLayers);
+  const cachedFlops = llamaBlocks(c, kept, PREFUSION.prefusionLayers, M + 1);
   return table(
     ['pre-fusion pass (2 layers, 577 picture rows, 85 kept prompt rows)', 'ms (median)', 'GFLOP', 'GFLOP/s'],
     [
@@ -137,11 +129,11 @@ const load = meter.report();
 const md = [
   '## Pre-fusion stage',
   '',
-  `<sub>Run: \`npm run bench -w @llava-mini/prefusion${RUNS === 5 ? ' -- --quick' : ''}\`, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${machine()}; medians of ${RUNS} alternating runs after one warm-up; ${load}.</sub>`,
+  `<sub>Run: \`${benchCommand('prefusion')}\`, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${machine()}; medians of ${RUNS} alternating runs after one warm-up; ${load}.</sub>`,
   '',
   ops,
   '',
   whole,
 ].join('\n');
 console.log(md);
-if (args.includes('--record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), 'prefusion-stage', md);
+if (flag('record')) replaceMarked(RESULTS, 'prefusion-stage', md);

@@ -15,35 +15,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeBackend } from '@llava-mini/core/node';
-import { LlavaMini } from '@llava-mini/pipeline';
+import { GRAPH_FILES, LlavaMini } from '@llava-mini/pipeline';
 import { convertCheckpoint, loadParts } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, decoderStepBytes, fmt, log, now, table } from './lib/common.js';
 import { gemvBandwidth, matmulRate } from './hardware.js';
-import { LLAMA3_TOKENIZER } from './lib/llm-model.js';
 import { randomImage } from './lib/models.js';
-
-/** Spec section 7: LLaMA-3.1-8B, 4 pre-fusion layers, CLIP ViT-L/14-336, C = 1; bf16 LLM side, fp32 CLIP, 4 shards. */
-const FULL: TinyOptions = {
-  seed: 8,
-  hiddenSize: 4096,
-  intermediateSize: 14336,
-  numHiddenLayers: 32,
-  numAttentionHeads: 32,
-  numKeyValueHeads: 8,
-  prefusionLayers: 4,
-  visionHiddenSize: 1024,
-  visionIntermediateSize: 4096,
-  visionLayers: 24,
-  visionHeads: 16,
-  compressorHeads: 8,
-  dtype: 'bfloat16',
-  visionDtype: 'float32',
-  maxShardBytes: 5e9,
-  tokenizer: { dir: LLAMA3_TOKENIZER },
-};
-/** The same layout at a fraction of the size (and the tiny generator's own small vocabulary), to check the mode itself in minutes. */
-const SMALL: TinyOptions = { ...FULL, tokenizer: 'tiny', hiddenSize: 512, intermediateSize: 1792, numHiddenLayers: 4, numAttentionHeads: 8, numKeyValueHeads: 2, prefusionLayers: 1, visionHiddenSize: 256, visionIntermediateSize: 1024, visionLayers: 4, visionHeads: 4, compressorHeads: 4, maxShardBytes: 1.5e7 };
+import { RELEASE, RELEASE_SMALL } from './lib/shapes.js';
 
 const CONTEXT = 4096;
 const SELF = fileURLToPath(import.meta.url);
@@ -150,7 +128,7 @@ export interface ReleaseOptions {
 }
 
 export async function release(o: ReleaseOptions): Promise<{ markdown: string; plots: string[] }> {
-  const options = o.scale === 'full' ? FULL : SMALL;
+  const options: TinyOptions = o.scale === 'full' ? RELEASE : RELEASE_SMALL;
   const work = path.join(CACHE, `release-${o.scale}`);
   const p = params(options);
   // Disk: the bf16/fp32 checkpoint, plus one converted model at a time (deleted before the next), plus 10 %.
@@ -187,7 +165,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
       const out = path.join(work, dtype);
       const c = await child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
       const a = await child<Answer>('answer', { out, videoFrames: o.videoFrames });
-      const stepBytes = decoderStepBytes(out);
+      const stepBytes = decoderStepBytes({ model: path.join(out, GRAPH_FILES.llm), embeddings: path.join(out, GRAPH_FILES.embeddings) });
       const bound = bandwidth / stepBytes;
       const prefillFlops = 2 * p.llm; // per token, the lm_head excluded (only the last row's logits)
       const prefillRate = (a.image.rows * prefillFlops) / (a.image.prefillMs / 1000);

@@ -1,10 +1,14 @@
 /**
- * The benchmark suite (issue 6): five tables, printed and written to bench/RESULTS.md (between the
- * `suite` markers; other benches' sections stay) with plots under bench/plots/.
+ * The one way to run benches: `npm run bench` (builds the packages and this folder, then runs this).
  *
- *   npm run bench                      full run
- *   npm run bench -- --quick           a few minutes on 2 cores (once the cached models exist)
- *   options: --only=headline,memory,hardware,backends,peer   --runs=N   --frames=N   --backbones=small,large   --no-record
+ *   npm run bench -- NAME [options]    one bench that is a program of its own (PROGRAMS below), or
+ *                                      `stages` for the four the stage packages own, one after another
+ *   npm run bench [-- options]         the suite (issue 6): five tables, printed and written to
+ *                                      bench/RESULTS.md (between the `suite` markers; other benches'
+ *                                      sections stay) with plots under bench/plots/
+ *
+ * Suite options: --quick (a few minutes on 2 cores once the cached models exist)
+ *   --only=headline,memory,hardware,backends,peer   --runs=N   --frames=N   --backbones=small,large   --no-record
  *
  * 1. headline: LLaVA-Mini (1/4/16/64 vision tokens) vs a LLaVA-v1.5-style pipeline, FLOPs and ms per stage
  * 2. memory: KV bytes per picture (analytic) and RSS over a synthetic video (measured)
@@ -16,30 +20,36 @@
  * 7. release (only with --only=release): the release's shapes end to end (see release.ts); ~19 GB checkpoint,
  *    needs ~33 GB free disk, about an hour on 2 cores; --scale=small (minutes), --keep, --dtypes=q4,q8
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { backends } from './backends.js';
 import { headline } from './headline.js';
 import { hardware } from './hardware.js';
 import { llamacpp } from './llamacpp.js';
-import { LoadMeter, log, machine, ROOT, replaceMarked } from './lib/common.js';
+import { benchCommand, flag, LoadMeter, listOption, log, machine, option, RESULTS, ROOT, replaceMarked } from './lib/common.js';
 import { plotOutput } from './lib/plot.js';
 import { memory, videoChild } from './memory.js';
 import { peer } from './peer.js';
 import { release, releaseChild } from './release.js';
 
+/** Benches that are programs of their own: each reads its own options and records its own RESULTS.md section. */
+const PROGRAMS = ['llm', 'kv', 'prefusion', 'convert-memory', 'batch', 'serve'];
+/** `stages`: the benches the stage packages own (each package's `npm run bench` runs its one). */
+const STAGES = ['llm', 'prefusion', 'convert-memory', 'batch'];
+
 const args = process.argv.slice(2);
-const QUICK = args.includes('--quick');
-const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const QUICK = flag('quick');
 /** `--video-frames=N` of the release table (default 60; 0 leaves the video question out). */
 function videoFrames(): number {
-  const v = value('video-frames') ?? '60';
+  const v = option('video-frames') ?? '60';
   if (!/^\d+$/.test(v)) throw new Error(`--video-frames: expected a whole number of frames, got ${JSON.stringify(v)}`);
   return Number(v);
 }
-const ONLY = value('only')?.split(',');
-const RUNS = Number(value('runs') ?? (QUICK ? 3 : 7));
-const FRAMES = Number(value('frames') ?? (QUICK ? 500 : 10000));
+const ONLY = option('only')?.split(',');
+const RUNS = Number(option('runs') ?? (QUICK ? 3 : 7));
+const FRAMES = Number(option('frames') ?? (QUICK ? 500 : 10000));
 
 interface Section {
   id: string;
@@ -50,7 +60,7 @@ interface Section {
 }
 
 const SECTIONS: Section[] = [
-  { id: 'headline', title: '1. Headline: LLaVA-Mini vs a LLaVA-v1.5-style pipeline', run: () => headline(QUICK, RUNS, value('backbones')?.split(',')) },
+  { id: 'headline', title: '1. Headline: LLaVA-Mini vs a LLaVA-v1.5-style pipeline', run: () => headline(QUICK, RUNS, option('backbones')?.split(',')) },
   { id: 'memory', title: '2. Memory per image and per video frame', run: () => memory(QUICK, FRAMES) },
   { id: 'hardware', title: '3. Against the hardware limit', run: () => hardware(QUICK) },
   { id: 'backends', title: '4. Backends: onnxruntime-node CPU vs onnxruntime-web WASM', run: () => backends(QUICK, RUNS) },
@@ -59,24 +69,22 @@ const SECTIONS: Section[] = [
     id: 'llamacpp',
     title: '6. A peer on the same weights: llama.cpp (node-llama-cpp)',
     optional: true,
-    run: () => llamacpp({ quick: QUICK, threads: value('threads')?.split(',').map(Number), formats: value('formats')?.split(',') }),
+    run: () => llamacpp({ quick: QUICK, threads: option('threads')?.split(',').map(Number), formats: option('formats')?.split(',') }),
   },
   {
     id: 'release',
     title: "7. The release's shapes end to end (8B + CLIP-L, random weights)",
     optional: true,
-    run: () => release({ scale: value('scale') === 'small' ? 'small' : 'full', keep: args.includes('--keep'), dtypes: (value('dtypes')?.split(',') ?? ['q4', 'q8']) as ('q4' | 'q8')[], videoFrames: videoFrames() }),
+    run: () => release({ scale: option('scale') === 'small' ? 'small' : 'full', keep: flag('keep'), dtypes: listOption('dtypes', ['q4', 'q8']) as ('q4' | 'q8')[], videoFrames: videoFrames() }),
   },
 ];
-
-const RESULTS = path.join(ROOT, 'bench', 'RESULTS.md');
 
 /** The suite's block in RESULTS.md: a head, then one marked block per section, so `--only` runs replace just theirs. */
 function ensureSkeleton(): void {
   const text = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, 'utf8') : '';
   if (!text.includes('<!-- suite:start -->') || !text.includes('<!-- suite-head:start -->')) {
     const blocks = ['head', ...SECTIONS.map((s) => s.id)].map((id) => `<!-- suite-${id}:start -->\n(not run yet)\n<!-- suite-${id}:end -->`);
-    replaceMarked(RESULTS, 'suite', blocks.join('\n\n'), '## LLM stage');
+    replaceMarked(RESULTS, 'suite', blocks.join('\n\n'), '<!-- llm-stage:start -->');
     return;
   }
   // A section added since the suite block was written gets its own block at the end of it; the others stay.
@@ -84,8 +92,8 @@ function ensureSkeleton(): void {
 }
 
 async function main(): Promise<void> {
-  const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
-  const record = !args.includes('--no-record');
+  const command = benchCommand();
+  const record = !flag('no-record');
   plotOutput.record = record;
   if (record) ensureSkeleton();
   const unknown = ONLY?.filter((id) => !SECTIONS.some((s) => s.id === id)) ?? [];
@@ -131,10 +139,27 @@ function readingFile(): string | undefined {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : undefined;
 }
 
-if (args[0] === '--video-child') {
+/** Run compiled benches (beside this file) one after another, each in its own process; the first failure's status. */
+function runPrograms(names: readonly string[], options: string[]): number {
+  const dir = path.dirname(fileURLToPath(import.meta.url));
+  for (const name of names) {
+    log(`bench: ${name} ${options.join(' ')}`);
+    const r = spawnSync(process.execPath, [path.join(dir, `${name}.js`), ...options], { stdio: 'inherit' });
+    if (r.status !== 0) return r.status ?? 1;
+  }
+  return 0;
+}
+
+const [first, ...rest] = args;
+if (first === '--video-child') {
   await videoChild(args[1], Number(args[2]));
-} else if (args[0] === '--release-child') {
+} else if (first === '--release-child') {
   await releaseChild(args[1], args[2]);
+} else if (first === 'stages' || PROGRAMS.includes(first)) {
+  process.exitCode = runPrograms(first === 'stages' ? STAGES : [first], rest);
+} else if (first !== undefined && !first.startsWith('--')) {
+  log(`npm run bench: unknown bench ${JSON.stringify(first)} (known: ${[...PROGRAMS, 'stages'].join(', ')}; options alone run the suite)`);
+  process.exitCode = 2;
 } else {
   await main();
 }

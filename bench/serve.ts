@@ -1,7 +1,7 @@
 /**
  * `llava-mini serve` under load (issue 12), on loopback, against the real CLI in a child process:
  *
- *   npm run build && npx tsup --config bench/tsup.config.ts && node .cache/bench/serve.js
+ *   npm run bench -- serve
  *   options: --quick (fewer requests)  --model=DIR (default: the random-weight tiny model)
  *            --workers=N (default 1)  --requests=N (soak, default 1000)  --record (write bench/RESULTS.md)
  *
@@ -16,14 +16,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureTinyModel } from '@llava-mini/pipeline/node';
-import { CACHE, fmt, LoadMeter, log, machine, median, replaceMarked, ROOT, table } from './lib/common.js';
+import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, option, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
 
-const args = process.argv.slice(2);
-const QUICK = args.includes('--quick');
-const value = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-const WORKERS = Number(value('workers') ?? 1);
-const PARALLEL = Number(value('parallel') ?? 1);
-const SOAK = Number(value('requests') ?? (QUICK ? 200 : 1000));
+const QUICK = flag('quick');
+const WORKERS = Number(option('workers') ?? 1);
+const PARALLEL = Number(option('parallel') ?? 1);
+const SOAK = Number(option('requests') ?? (QUICK ? 200 : 1000));
 const QUEUE = 16;
 const IMAGE = `data:image/png;base64,${fs.readFileSync(path.join(ROOT, 'examples/assets/house.png')).toString('base64')}`;
 
@@ -77,7 +75,7 @@ async function rssOf(url: string): Promise<number> {
 
 async function main() {
   const meter = new LoadMeter();
-  const model = value('model') ?? (await ensureTinyModel(path.join(CACHE, 'serve-tiny')));
+  const model = option('model') ?? (await ensureTinyModel(path.join(CACHE, 'serve-tiny')));
   const server = await startServe(model);
   const { url } = server;
   const md: string[] = [];
@@ -154,9 +152,9 @@ async function main() {
     md.push(
       '## Serving (`llava-mini serve`)',
       '',
-      `\`npm run build && npx tsup --config bench/tsup.config.ts && node .cache/bench/serve.js${QUICK ? ' --quick' : ''}${WORKERS !== 1 ? ` --workers=${WORKERS}` : ''}${PARALLEL !== 1 ? ` --parallel=${PARALLEL}` : ''}${value('requests') ? ` --requests=${SOAK}` : ''} --record\``,
+      `\`${benchCommand('serve')}\``,
       '',
-      `${machine()}. The server is the real CLI in a child process (${WORKERS} worker thread(s) x ${PARALLEL} request(s) at once, queue ${QUEUE}, model ${value('model') ? model : 'the random-weight tiny model'}), clients are fetch on loopback.`,
+      `${machine()}. The server is the real CLI in a child process (${WORKERS} worker thread(s) x ${PARALLEL} request(s) at once, queue ${QUEUE}, model ${option('model') ? model : 'the random-weight tiny model'}), clients are fetch on loopback.`,
       '',
       table(
         ['check', 'result', 'goal', 'met'],
@@ -179,7 +177,7 @@ async function main() {
   }
   const text = md.join('\n');
   process.stdout.write(`${text}\n`);
-  if (args.includes('--record')) replaceMarked(path.join(ROOT, 'bench', 'RESULTS.md'), 'serve', text);
+  if (flag('record')) replaceMarked(RESULTS, 'serve', text);
 }
 
 await main();

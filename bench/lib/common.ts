@@ -1,4 +1,4 @@
-// Shared helpers of the benchmarks: paths, statistics, formatting, machine description, RESULTS.md sections.
+// Shared helpers of the benchmarks: paths, options, statistics, formatting, machine description, RESULTS.md sections.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +16,19 @@ export function repoRoot(): string {
 
 export const ROOT = repoRoot();
 export const CACHE = path.join(ROOT, '.cache', 'bench');
+export const RESULTS = path.join(ROOT, 'bench', 'RESULTS.md');
+
+// A bench's options: `--name` flags and `--name=value` (or `--name=a,b`) settings. Each bench is its
+// own process (run.js starts the named ones), so its options are what follows the script's name.
+const argv = process.argv.slice(2);
+export const flag = (name: string): boolean => argv.includes(`--${name}`);
+export const option = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+export const listOption = (name: string, all: string[]): string[] => option(name)?.split(',') ?? all;
+/** The command that reruns this bench with these options, for the record (`name` is run.js's name for it). */
+export const benchCommand = (name?: string): string => {
+  const words = name ? [name, ...argv] : argv;
+  return `npm run bench${words.length ? ` -- ${words.join(' ')}` : ''}`;
+};
 
 /** The benches' clock is core's (a re-export, so a bench needs one import for its helpers). */
 export { now };
@@ -133,10 +146,14 @@ export async function cpuTargets(backends: readonly string[]): Promise<Target[]>
 }
 
 /**
- * Bytes a decode step reads of a converted model in `dir`: the decoder's files (llm.onnx*), less the
- * token table inside it, of which a step gathers one row (llm_embeddings.onnx* holds the same table).
+ * Bytes a decode step reads of an LLM's two graphs: the decoder's files (the graph and its weights
+ * beside it), less the token table inside it, of which a step gathers one row (the embeddings graph
+ * holds the same table).
  */
-export function decoderStepBytes(dir: string): number {
-  const files = (prefix: string) => fs.readdirSync(dir).filter((f) => f.startsWith(prefix)).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
-  return files('llm.onnx') - files('llm_embeddings.onnx');
+export function decoderStepBytes(graphs: { model: string; embeddings: string }): number {
+  const bytes = (file: string) => {
+    const dir = path.dirname(file);
+    return fs.readdirSync(dir).filter((f) => f.startsWith(path.basename(file))).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  };
+  return bytes(graphs.model) - bytes(graphs.embeddings);
 }

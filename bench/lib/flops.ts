@@ -95,10 +95,5 @@ export function llavaV15(llm: LlmShape, v: VisionShape, promptLength: number): S
   };
 }
 
-/** The paper's models (spec 8.1): Vicuna-7B (MHA) with CLIP ViT-L/14-336, 4 pre-fusion layers. */
-export const VICUNA_7B: LlmShape = { hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, headDim: 128, vocab: 32000 };
-export const LLAMA31_8B: LlmShape = { hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, headDim: 128, vocab: 128256 };
-export const CLIP_L_336: VisionShape = { hidden: 1024, intermediate: 4096, blocks: 23, patches: 576, patchSize: 14 };
-
 /** KV-cache bytes per LLM input row: K and V, every layer, every KV head. */
 export const kvBytesPerToken = (c: LlmShape, bytesPerValue: number): number => 2 * c.layers * c.kvHeads * c.headDim * bytesPerValue;

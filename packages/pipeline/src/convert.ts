@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { FileError, fileSystemError, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { ExternalDataWriter, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
 import { inConfigFile, openHfCheckpoint, withProgress } from './checkpoint.js';
-import { type FileEntry, type Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry } from './manifest.js';
+import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry } from './manifest.js';
 import { recordVerified, sha256File } from './model-files.js';
 import { GRAPHS, type GraphName } from './parts.js';
 import { buildGraph, type ConversionOptions, planConversion } from './stages.js';
@@ -15,14 +15,6 @@ export interface ConvertOptions extends ConversionOptions {
   force?: boolean;
   onProgress?: ProgressCallback;
 }
-
-const GRAPH_FILES: Record<GraphName, string> = {
-  encoder: 'encoder.onnx',
-  compressor: 'compressor.onnx',
-  prefusion: 'prefusion.onnx',
-  llm: 'llm.onnx',
-  embeddings: 'llm_embeddings.onnx',
-};
 
 function fileEntry(dir: string, name: string): FileEntry {
   const file = path.join(dir, name);

@@ -16,5 +16,5 @@ export {
 export { VisionPipeline, type EncodedPictures, type LookedAtImages } from './vision.js';
 export { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey, type PictureCacheStats } from './picture-cache.js';
 export { checkDtype, checkTarget, DTYPE_NAMES, STAGES, stageDtypes, TARGETS, weightFormat, type DtypeName, type StageName, type Target } from './formats.js';
-export { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';
+export { GRAPH_FILES, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';
 export { frameIndices, roundHalfEven } from './video/sampling.js';

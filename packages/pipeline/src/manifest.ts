@@ -1,9 +1,17 @@
 import { ModelFilesError, type WeightFormat } from '@llava-mini/core';
 import type { CompressorConfig } from '@llava-mini/compressor';
 import { DTYPE_NAMES, type DtypeName, type StageName, type Target, TARGETS } from './formats.js';
-import { GRAPHS } from './parts.js';
+import { GRAPHS, type GraphName } from './parts.js';
 
 export const MANIFEST_FILE = 'manifest.json';
+/** The file each graph is written to in a converted folder (its weights in `<file>.data` beside it). */
+export const GRAPH_FILES: Readonly<Record<GraphName, string>> = {
+  encoder: 'encoder.onnx',
+  compressor: 'compressor.onnx',
+  prefusion: 'prefusion.onnx',
+  llm: 'llm.onnx',
+  embeddings: 'llm_embeddings.onnx',
+};
 export const MANIFEST_FORMAT = 'llava-mini-onnx';
 // 2: pre-fusion is one causal GroupQueryAttention graph over a cacheable picture prefix (no attention_bias input).
 // 3: the LLM decoder looks up its own token ids (input_ids after inputs_embeds), and float32 decoders
