@@ -24,7 +24,7 @@ const ROUNDS = QUICK ? 1 : 2;
 const JOBS = QUICK ? 60 : 120;
 const MAX_NEW_TOKENS = 4;
 const DIR = path.join(CACHE, 'batch');
-const CLI = path.join(ROOT, 'packages', 'pipeline', 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'packages', 'cli', 'dist', 'cli.js');
 const meter = new LoadMeter();
 
 async function freePort(): Promise<number> {

@@ -26,7 +26,7 @@ const QUEUE = 16;
 const IMAGE = `data:image/png;base64,${fs.readFileSync(path.join(ROOT, 'examples/assets/house.png')).toString('base64')}`;
 
 async function startServe(model: string): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const cli = path.join(ROOT, 'packages/pipeline/dist/cli.js');
+  const cli = path.join(ROOT, 'packages/cli/dist/cli.js');
   const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--workers', String(WORKERS), '--parallel', String(PARALLEL), '--queue', String(QUEUE)], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },

@@ -43,7 +43,7 @@ run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(out, 't
 
 const scratch = join(out, 'run');
 mkdirSync(scratch);
-const cli = resolve('packages/pipeline/bin/llava-mini.js');
+const cli = resolve('packages/cli/bin/llava-mini.js');
 run(process.execPath, [cli, 'init-tiny', 'tiny-hf'], scratch);
 run(process.execPath, [cli, 'convert', 'tiny-hf', '--out', 'tiny-onnx'], scratch);
 copyFileSync('examples/assets/house.png', join(scratch, 'photo.png'));

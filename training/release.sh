@@ -20,7 +20,7 @@ test=.cache/shapes-test
 rm -rf "$test"
 node packages/shapes/dist/cli.js --out "$test" --count 60 --seed 1000 --image-size "$size" --patch-size "$patch" --pixels --tokenizer "$out"
 $PY training/answer.py --model "$out" --data "$test" --out "$out/eval/pytorch-answers.jsonl"
-ORT_DISABLE_TELEMETRY=1 node packages/pipeline/dist/cli.js eval --model "$out" --data "$test" --device cpu --dtype fp32 --json --answers "$test/runtime-answers.jsonl" > "$test/eval.json"
+ORT_DISABLE_TELEMETRY=1 node packages/cli/dist/cli.js eval --model "$out" --data "$test" --device cpu --dtype fp32 --json --answers "$test/runtime-answers.jsonl" > "$test/eval.json"
 $PY - "$test/eval.json" "$out/eval/results.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))

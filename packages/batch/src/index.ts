@@ -7,4 +7,3 @@ export { ResultLog, type OpenResultsOptions, type ResultsRecovery } from './resu
 export { collect, enqueue, parseFailure, queueStatus, type AskSettings, type CollectOptions, type CollectSummary, type EnqueueOptions, type EnqueueSummary, type QueuedJob, type QueueStatus, type WorkerStatus } from './queue/client.js';
 export { bullJobId, DEFAULT_QUEUE, type QueueAddress } from './queue/connection.js';
 export { startWorker, type BatchWorker, type WorkerOptions } from './queue/worker.js';
-export { main } from './cli/index.js';

@@ -1,28 +1,8 @@
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 
-/** The built llava-mini CLI, as users run it (turbo builds pipeline and batch before these tests). */
-export const CLI = path.resolve(__dirname, '../../pipeline/dist/cli.js');
 export const ASSETS = path.resolve(__dirname, '../../../examples/assets');
-
-const env = { ...process.env, FORCE_COLOR: '0', ORT_DISABLE_TELEMETRY: '1' };
-
-export function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** A CLI process left running (a worker, a collector), with its output gathered. */
-export function spawnCli(...args: string[]) {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
-  return { child, exited, output: () => output };
-}
 
 /** `n` small distinct PNGs (different pixels, so each is really encoded). */
 export async function writeImages(dir: string, n: number): Promise<string[]> {
@@ -55,12 +35,4 @@ export function idCounts(lines: Record<string, unknown>[]): Map<string, number> 
   const m = new Map<string, number>();
   for (const l of lines) m.set(String(l.id), (m.get(String(l.id)) ?? 0) + 1);
   return m;
-}
-
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ensureTinyModel, LlavaMini } from '@llava-mini/pipeline/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBatch } from '../src/index.js';
-import { ASSETS, cli, idCounts, readJsonl, spawnCli, waitFor, writeImages, writeJsonl } from './fixtures.js';
+import { ASSETS, idCounts, readJsonl, writeImages, writeJsonl } from './fixtures.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-batch-local-'));
 let modelDir: string;
@@ -79,38 +79,5 @@ describe('runBatch (local mode)', () => {
     const counts = idCounts(readJsonl(output));
     expect(counts.size).toBe(10);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
-  });
-});
-
-describe('llava-mini batch (CLI, local mode)', () => {
-  it('a run killed with SIGKILL resumes: every job once, the file always parses', async () => {
-    const input = path.join(root, 'jobs', 'kill.jsonl');
-    writeJsonl(input, images.map((f, i) => ({ id: `k${i}`, image: path.relative(path.dirname(input), f), question: 'What is this?' })));
-    const output = path.join(root, 'out', 'kill.jsonl');
-    const args = ['batch', '--model', modelDir, '--input', input, '--output', output, '--max-new-tokens', '3', '--device', 'cpu', '--concurrency', '2'];
-    const run = spawnCli(...args);
-    await waitFor('some results', () => fs.existsSync(output) && readJsonl(output).length >= 5);
-    run.child.kill('SIGKILL');
-    await run.exited;
-    const before = readJsonl(output).length;
-    expect(before).toBeLessThan(images.length);
-
-    const r = cli(...args);
-    expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`batch: ${images.length} jobs: ${images.length - before} answered, 0 failed, ${before} already in kill.jsonl in [\\d.]+ s`));
-    const counts = idCounts(readJsonl(output));
-    expect(counts.size).toBe(images.length);
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
-    expect(fs.existsSync(`${output}.lock`)).toBe(false);
-  });
-
-  it('usage errors: one line and a non-zero exit', () => {
-    expect(cli('batch', '--input', 'x.jsonl')).toMatchObject({ code: 1, stderr: 'llava-mini: INVALID_OPTION: a local batch needs --model, --input and --output (or --queue to use a queue)\n' });
-    expect(cli('batch', '--model', modelDir, '--input', path.join(root, 'nope.jsonl'), '--output', path.join(root, 'o.jsonl')).stderr).toMatch(/^llava-mini: INVALID_OPTION: cannot read the jobs file .*nope\.jsonl/);
-    expect(cli('batch', '--concurrency', 'two')).toMatchObject({ code: 1, stderr: 'llava-mini: INVALID_OPTION: --concurrency must be an integer >= 1, got "two"\n' });
-    expect(cli('batch', '--queue', 'http://x', '--status').stderr).toMatch(/^llava-mini: INVALID_OPTION: --queue must be a redis:\/\/ or rediss:\/\/ URL/);
-    expect(cli('batch', '--queue', 'redis://127.0.0.1:1', '--model', modelDir, '--input', 'x').stderr).toMatch(/^llava-mini: INVALID_OPTION: --model is for a local batch/);
-    expect(cli('batch', '--frobnicate').code).toBe(2);
-    expect(cli('batch', '--help')).toMatchObject({ code: 0, stdout: expect.stringContaining('llava-mini batch --queue redis://HOST:PORT --collect results.jsonl') });
   });
 });

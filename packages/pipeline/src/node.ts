@@ -4,7 +4,7 @@ import { LlavaMini as LlavaMiniBase } from './llava-mini.js';
 import { type LoadOptions, loadParts } from './load.js';
 
 export * from './index.js';
-export { convertCheckpoint, type ConvertOptions } from './convert.js';
+export { convertCheckpoint, partialDir, removeStalePartials, type ConvertOptions } from './convert.js';
 export { ensureTinyModel } from './demo.js';
 export { DEFAULT_MODEL, defaultModelDir } from './default-model.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';

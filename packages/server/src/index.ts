@@ -1,5 +1,5 @@
-// @llava-mini/server: `llava-mini serve`, an OpenAI-compatible HTTP server over a pool of worker
-// threads that each hold a loaded model.
+// @llava-mini/server: an OpenAI-compatible HTTP server over a pool of worker threads that each hold
+// a loaded model (`llava-mini serve` in @llava-mini/cli starts it).
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { ServerMetrics } from './metrics.js';
@@ -9,7 +9,6 @@ import { WorkerPool } from './pool.js';
 export { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 export { errorBody, type ApiError } from './errors.js';
 export { hostAllowed, RemoteMediaFetcher, type RemoteMediaPolicy } from './remote-media.js';
-export { serveCommand, type ServeFlags } from './cli.js';
 
 export interface ServerHandle {
   /** `http://host:port` the server listens on. */

@@ -8,13 +8,11 @@ import type { TestProject } from 'vitest/node';
 export default async function setup(project: TestProject) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-server-'));
   project.provide('modelDir', await ensureTinyModel(path.join(root, 'tiny')));
-  project.provide('scratchDir', root);
   return () => fs.rmSync(root, { recursive: true, force: true });
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     modelDir: string;
-    scratchDir: string;
   }
 }

@@ -1,15 +1,12 @@
-// `llava-mini batch` and `llava-mini worker`, loaded by the llava-mini CLI (@llava-mini/pipeline)
-// when asked for. Errors the library raises on purpose propagate to it and print as one line.
+// `llava-mini batch` and `llava-mini worker` over @llava-mini/batch, loaded by the top program
+// (../cli.ts) when one of them runs. Errors the library raises on purpose propagate to it and print
+// as one line.
 import * as path from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { integerOption, InvalidOptionError, numberOption } from '@llava-mini/core';
+import { type AskSettings, collect, DEFAULT_QUEUE, enqueue, queueStatus, readJobsFile, type ResultLine, runBatch, startWorker } from '@llava-mini/batch';
 import { checkDtype, LlavaMini, type NodeDeviceRequest } from '@llava-mini/pipeline/node';
-import type { ResultLine } from '../answer.js';
-import { readJobsFile } from '../jobs.js';
-import { runBatch } from '../local.js';
-import { type AskSettings, collect, enqueue, queueStatus } from '../queue/client.js';
-import { DEFAULT_QUEUE } from '../queue/connection.js';
-import { startWorker } from '../queue/worker.js';
+import { deviceOption, dtypeOption } from '../flags.js';
 import { BatchProgressView } from './progress.js';
 import { printStatus } from './status.js';
 
@@ -35,8 +32,8 @@ interface AskFlags {
 
 const loadOptions = (cmd: Command) =>
   cmd
-    .addOption(new Option('--device <device>', 'where to run').choices(['auto', 'cpu', 'cuda', 'webgpu', 'wasm']).default('auto'))
-    .addOption(new Option('--dtype <dtype>', 'weight type (must match a converted model)').choices(['fp32', 'fp16', 'q8', 'q4']))
+    .addOption(deviceOption('where to run', 'auto'))
+    .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
     .option('--max-frames <n>', 'most frames per video', int('--max-frames'));
 
 const askOptions = (cmd: Command) =>

@@ -1,29 +1,16 @@
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureTinyModel } from '../src/node.js';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { ASSETS, cli as run } from './fixtures.js';
 
-// The built CLI, as users run it (turbo builds the package before its tests).
-const CLI = path.resolve(__dirname, '../dist/cli.js');
-const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
+const IMAGE = path.join(ASSETS, 'house.png');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-cli-'));
-let model: string;
-
-beforeAll(async () => {
-  model = await ensureTinyModel(path.join(root, 'model'));
-});
+const model = inject('modelDir');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function cli(...args: string[]) {
-  return cliWithInput('', ...args);
-}
-
-function cliWithInput(input: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { input, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (...args: string[]) => run(args);
+const cliWithInput = (input: string, ...args: string[]) => run(args, { input });
 
 describe('llava-mini CLI', () => {
   it('ask --json prints one object with prompt ids (-200 at the image), generated ids, text and timings', () => {

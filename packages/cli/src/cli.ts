@@ -1,20 +1,29 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat, eval (and batch, worker from
-// @llava-mini/batch; serve from @llava-mini/server). Every failure prints as one line `llava-mini: CODE: message` and exits 1 (130
-// when stopped by a signal); usage errors exit 2. LLAVA_MINI_DEBUG=1 adds the stack trace.
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat, eval, serve (over
+// @llava-mini/server), batch and worker (over @llava-mini/batch). Every failure prints as one line
+// `llava-mini: CODE: message` and exits 1 (130 when stopped by a signal); usage errors exit 2.
+// LLAVA_MINI_DEBUG=1 adds the stack trace. Only the flags are defined here: each command's code is
+// imported when it runs, so `--help` loads neither the runtime nor the server or queue packages.
 import { Command, CommanderError, Option } from 'commander';
 import { AbortError, asLlavaMiniError, debugEnabled } from '@llava-mini/core';
-import { askCommand, chatCommand, convertCommand, devicesCommand, initTinyCommand } from './cli/commands.js';
-import { importOptional, MissingPackageError } from './cli/optional.js';
-import { deviceOption, dtypeOption } from './cli/flags.js';
-import { registerServe } from './cli/serve.js';
+import { deviceOption, dtypeOption } from './flags.js';
+import { loadOptional, MissingPackageError } from './optional.js';
+import { registerServe } from './serve.js';
+
+type Commands = typeof import('./commands.js');
+
+/** A commander action that imports ./commands.js when the command runs and hands it the arguments. */
+const run =
+  <K extends keyof Commands>(name: K) =>
+  async (...args: unknown[]): Promise<void> =>
+    ((await import('./commands.js'))[name] as (...a: unknown[]) => Promise<void>)(...args);
 
 const program = new Command('llava-mini')
   .description('LLaVA-Mini: answer questions about images and videos with one vision token per picture')
   .exitOverride()
   .showHelpAfterError();
 
-program.command('devices').description('list the devices that can run here, and how to enable the others').action(devicesCommand);
+program.command('devices').description('list the devices that can run here, and how to enable the others').action(run('devicesCommand'));
 
 program
   .command('init-tiny <dir>')
@@ -24,7 +33,7 @@ program
   .option('--compressor-size <C>', 'C: C*C vision tokens per image', '1')
   .option('--image-size <px>', 'CLIP input size', '336')
   .option('--force', 'write into a folder that is not empty (its weights are replaced)')
-  .action(initTinyCommand);
+  .action(run('initTinyCommand'));
 
 
 program
@@ -40,7 +49,7 @@ program
   .option('--clip <dir>', 'a CLIP vision checkpoint folder, when the checkpoint has no CLIP weights')
   .option('--context <tokens>', 'LLM context window (default min(max_position_embeddings, 8192))')
   .option('--force', 'replace the output folder if it exists')
-  .action(convertCommand);
+  .action(run('convertCommand'));
 
 const withModelOptions = (cmd: Command) =>
   cmd
@@ -60,11 +69,11 @@ withModelOptions(program.command('ask').description('answer one question about a
   .option('--prompt <text>', 'the question')
   .option('--prompt-file <file>', 'read the question from a file (- for stdin), for prompts too long for a command line')
   .option('--json', 'print one JSON object: promptTokenIds, tokenIds, text, timings')
-  .action(askCommand);
+  .action(run('askCommand'));
 
-withModelOptions(program.command('chat').description('an interactive conversation about an image or video')).action(chatCommand);
+withModelOptions(program.command('chat').description('an interactive conversation about an image or video')).action(run('chatCommand'));
 
-// batch and worker live in @llava-mini/batch (BullMQ, Redis), which parses its own options.
+// batch and worker parse their own options (./batch), over @llava-mini/batch (BullMQ, Redis).
 for (const [name, description] of [
   ['batch', 'answer a JSONL of image/video jobs, here (resumable) or on a Redis queue (@llava-mini/batch)'],
   ['worker', 'answer the jobs of a Redis queue, on any number of machines (@llava-mini/batch)'],
@@ -76,7 +85,7 @@ for (const [name, description] of [
     .allowUnknownOption()
     .allowExcessArguments()
     .argument('[options...]')
-    .action(async (argv: string[]) => (await importOptional<{ main: (command: string, argv: string[]) => Promise<void> }>('@llava-mini/batch', name)).main(name, argv));
+    .action(async (argv: string[]) => (await loadOptional('@llava-mini/batch', name, () => import('./batch/index.js'))).main(name, argv));
 }
 
 registerServe(program);
@@ -93,7 +102,7 @@ program
   .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
   .option('--json', 'print the result as JSON')
   .option('--answers <file>', 'also write every question with its answer (JSON lines)')
-  .action(async (flags) => (await import('./cli/eval.js')).evalCommand(flags));
+  .action(async (flags) => (await loadOptional('@llava-mini/shapes', 'eval', () => import('./eval.js'))).evalCommand(flags));
 
 function fail(e: unknown): never {
   if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);

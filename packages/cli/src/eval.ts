@@ -3,12 +3,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FileError, fileSystemError, integerOption, InvalidOptionError } from '@llava-mini/core';
 import { writeFileAtomic } from '@llava-mini/core/node';
-import { removeStalePartials } from '../convert.js';
-import { checkDtype } from '../formats.js';
-import { defaultModelDir } from '../default-model.js';
-import { LlavaMini, type NodeDeviceRequest } from '../node.js';
+import { checkDtype, defaultModelDir, LlavaMini, type NodeDeviceRequest, removeStalePartials } from '@llava-mini/pipeline/node';
+import * as shapes from '@llava-mini/shapes';
 import { ProgressView } from './progress.js';
-import { importOptional } from './optional.js';
 
 export interface EvalFlags {
   model?: string;
@@ -37,11 +34,10 @@ function checkFolderOf(file: string): void {
 
 /**
  * `llava-mini eval`: accuracy per question type of a model on a held-out shapes data set (written
- * from --seed unless --data names one), as a table or JSON, with a progress bar on a terminal.
+ * from --seed unless --data names one), as a table or JSON, with a progress bar on a terminal. This
+ * module is loaded only when eval runs, so the shapes world never weighs on `ask`.
  */
 export async function evalCommand(flags: EvalFlags): Promise<void> {
-  // The shapes world is only needed here; loading it lazily keeps `ask` light.
-  const shapes = await importOptional<typeof import('@llava-mini/shapes')>('@llava-mini/shapes', 'eval');
   // Where the answers go is checked before the evaluation, not after minutes of it.
   if (flags.answers) checkFolderOf(flags.answers);
   let data = flags.data;

@@ -1,11 +1,12 @@
-// `llava-mini serve`: the pipeline's CLI parses the flags and calls this (dynamic import).
+// `llava-mini serve` once its flags are parsed (./serve.ts): the server's options from them, then
+// start, print where, and drain on a signal.
 import { integerOption } from '@llava-mini/core';
-import { startServer } from './index.js';
-import type { ServerOptions } from './options.js';
+import { defaultModelDir } from '@llava-mini/pipeline/node';
+import { type ServerOptions, startServer } from '@llava-mini/server';
 
 /** The flags as commander gives them (strings; lists for repeatable flags). */
 export interface ServeFlags {
-  model: string;
+  model?: string;
   modelId?: string;
   host: string;
   port: string;
@@ -33,9 +34,9 @@ function int(v: string | undefined, flag: string): number | undefined {
 
 const list = (v: string[] | undefined) => v?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
 
-export function serveOptions(flags: ServeFlags): ServerOptions {
+function serveOptions(flags: ServeFlags): ServerOptions {
   return {
-    model: flags.model,
+    model: flags.model ?? defaultModelDir(),
     modelId: flags.modelId,
     host: flags.host,
     port: int(flags.port, '--port'),

@@ -3,7 +3,7 @@
 // here the main thread stays free to terminate this worker on Ctrl-C and remove the partial folder.
 import { parentPort, workerData } from 'node:worker_threads';
 import { LlavaMiniError } from '@llava-mini/core';
-import { convertCheckpoint, type ConvertOptions } from '../convert.js';
+import { convertCheckpoint, type ConvertOptions } from '@llava-mini/pipeline/node';
 
 export interface ConvertJob {
   checkpoint: string;

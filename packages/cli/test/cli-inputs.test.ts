@@ -1,30 +1,18 @@
 // Hard inputs through the CLI as users run it (the committed bin shim): each one a typed one-line
 // error or the right answer, never a stack trace, a crash or a half-written folder.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeTinyCheckpoint } from '@llava-mini/tiny';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureTinyModel } from '../src/node.js';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { ASSETS, BIN, cli as run } from './fixtures.js';
 
-const BIN = path.resolve(__dirname, '../bin/llava-mini.js');
-const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
+const IMAGE = path.join(ASSETS, 'house.png');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-cli-inputs-'));
-let model: string;
-
-beforeAll(async () => {
-  model = await ensureTinyModel(path.join(root, 'model'));
-});
+const model = inject('modelDir');
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-// As a user's shell has it: without the ORT_DISABLE_TELEMETRY that CI exports.
-const { ORT_DISABLE_TELEMETRY: _, ...userEnv } = process.env;
-
-function cli(args: string[], input = '', env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', env: { ...userEnv, FORCE_COLOR: '0', ...env }, maxBuffer: 1 << 26 });
-  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, pid: r.pid };
-}
+const cli = (args: string[], input = '', env: Record<string, string> = {}) => run(args, { input, env });
 
 /** The failure is exactly one stderr line `llava-mini: CODE: ...` matching `message`, exit 1, no stack. */
 function expectOneLine(r: ReturnType<typeof cli>, code: string, message: RegExp) {
@@ -163,48 +151,8 @@ describe('the CLI on hard inputs', () => {
     expect(fs.existsSync(path.join(root, 'bad-config-onnx'))).toBe(false);
   });
 
-  it('Ctrl-C during convert stops it at once and leaves no <out>.partial-<pid>', async () => {
-    // Big enough that the conversion is still running when the signal comes.
-    const hf = path.join(root, 'hf-big');
-    await writeTinyCheckpoint(hf, { hiddenSize: 256, intermediateSize: 1024, numHiddenLayers: 12 });
-    const out = path.join(root, 'big-onnx');
-    const child = spawn(process.execPath, [BIN, 'convert', hf, '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const partial = `${out}.partial-${child.pid}`;
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    while (!fs.existsSync(partial) && child.exitCode === null) await new Promise((r) => setTimeout(r, 2));
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
-    expect(stderr).toMatch(/^llava-mini: ABORTED: convert was stopped \(SIGINT\)/);
-    expect(fs.existsSync(partial)).toBe(false);
-    expect(fs.existsSync(out)).toBe(false);
-  });
-
-  it('Ctrl-C while eval writes its data set leaves no partial data set in the temp folder', async () => {
-    const tmp = fs.mkdtempSync(path.join(root, 'tmp-'));
-    const child = spawn(process.execPath, [BIN, 'eval', '--count', '5000', '--seed', '4242', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-    const partial = path.join(tmp, `llava-mini-shapes-eval-seed4242-n5000.partial-${child.pid}`);
-    while (!fs.existsSync(path.join(partial, 'images')) && child.exitCode === null) await new Promise((r) => setTimeout(r, 5));
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
-    expect(fs.readdirSync(tmp)).toEqual([]);
-  });
-
-  it('a partial folder a killed conversion left behind is removed by the next one', () => {
-    const hf = path.join(root, 'hf');
-    if (!fs.existsSync(hf)) expect(cli(['init-tiny', hf]).code).toBe(0);
-    const out = path.join(root, 'after-kill');
-    const dead = spawnSync(process.execPath, ['-e', '0']).pid; // a pid that has exited
-    fs.mkdirSync(`${out}.partial-${dead}`);
-    fs.writeFileSync(path.join(`${out}.partial-${dead}`, 'llm.onnx.data'), 'half a model');
-    expect(cli(['convert', hf, '--out', out]).code).toBe(0);
-    expect(fs.existsSync(`${out}.partial-${dead}`)).toBe(false);
-  });
-
   it('the committed bin shim says how to build when dist/ is missing', () => {
-    const pkg = path.join(root, 'unbuilt', 'packages', 'pipeline');
+    const pkg = path.join(root, 'unbuilt', 'packages', 'cli');
     fs.mkdirSync(path.join(pkg, 'bin'), { recursive: true });
     fs.copyFileSync(BIN, path.join(pkg, 'bin', 'llava-mini.js'));
     const r = spawnSync(process.execPath, [path.join(pkg, 'bin', 'llava-mini.js'), 'devices'], { encoding: 'utf8' });

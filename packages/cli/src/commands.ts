@@ -4,14 +4,24 @@ import { Worker } from 'node:worker_threads';
 import { AbortError, debugEnabled, FileError, fileSystemError, integerOption, InternalError, InvalidOptionError, LlavaMiniError, numberOption } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
-import { type ConvertOptions, partialDir } from '../convert.js';
-import { defaultModelDir } from '../default-model.js';
-import { checkDtype, checkTarget, type DtypeName, STAGES, type StageName } from '../formats.js';
-import type { AskOptions, AskResult, Conversation } from '../conversation.js';
-import type { NodeInput } from '../inputs.js';
-import type { Manifest } from '../manifest.js';
+import {
+  type AskOptions,
+  type AskResult,
+  checkDtype,
+  checkTarget,
+  type Conversation,
+  type ConvertOptions,
+  defaultModelDir,
+  type DtypeName,
+  LlavaMini,
+  type Manifest,
+  type NodeDeviceRequest,
+  type NodeInput,
+  partialDir,
+  STAGES,
+  type StageName,
+} from '@llava-mini/pipeline/node';
 import type { ConvertJob, ConvertReply } from './convert-worker.js';
-import { LlavaMini, type NodeDeviceRequest } from '../node.js';
 import { ProgressView } from './progress.js';
 
 const out = (s: string) => process.stdout.write(s);

@@ -1,9 +1,8 @@
-// `llava-mini serve`: the flags live here (so `--help` works without the server installed); the
-// server itself is @llava-mini/server, imported only when the command runs.
+// `llava-mini serve`: the flags (so `--help` works without the server installed); what they start is
+// ./serve-run.ts over @llava-mini/server, imported only when the command runs.
 import type { Command } from 'commander';
-import { defaultModelDir } from '../default-model.js';
 import { deviceOption } from './flags.js';
-import { importOptional } from './optional.js';
+import { loadOptional } from './optional.js';
 
 const collect = (v: string, all: string[] = []) => [...all, v];
 
@@ -31,9 +30,5 @@ export function registerServe(program: Command): void {
     .option('--allowed-media-path <dir>', 'local image/video paths may be under this folder (repeat)', collect)
     .option('--cors <origin>', "allow this browser origin ('*' for any; repeat)", collect)
     .option('--drain-timeout <s>', 'on SIGTERM, how long running requests may take to finish (default 30)')
-    .action(async (flags: Record<string, unknown>) => {
-      flags.model ??= defaultModelDir();
-      const server = await importOptional<{ serveCommand(flags: Record<string, unknown>): Promise<void> }>('@llava-mini/server', 'serve');
-      await server.serveCommand(flags);
-    });
+    .action(async (flags) => (await loadOptional('@llava-mini/server', 'serve', () => import('./serve-run.js'))).serveCommand(flags));
 }

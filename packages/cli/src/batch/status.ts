@@ -1,4 +1,4 @@
-import type { QueueStatus } from '../queue/client.js';
+import type { QueueStatus } from '@llava-mini/batch';
 import { formatSeconds } from './progress.js';
 
 /** `llava-mini batch --queue ... --status`: queue depth, then one line per live worker. */

@@ -1,25 +1,26 @@
-// `llava-mini serve` as users start it: the pipeline's CLI, a real process, drained by SIGTERM.
-import { type ChildProcess, spawn } from 'node:child_process';
+// `llava-mini serve` as users start it: a real process, drained by SIGTERM.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { spawnCli } from './fixtures.js';
 
-const CLI = path.resolve(__dirname, '../../pipeline/dist/cli.js');
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-cli-serve-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
-function start(...args: string[]): { child: ChildProcess; url: Promise<string>; ready: Promise<void>; stderr: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' } });
-  let err = '';
+/** The server's process, with the URL it says it listens on and when it says it is ready. */
+function start(...args: string[]) {
+  const run = spawnCli(['serve', ...args]);
   let onUrl: (u: string) => void;
   let onReady: () => void;
   const url = new Promise<string>((r) => (onUrl = r));
   const ready = new Promise<void>((r) => (onReady = r));
-  child.stderr?.on('data', (b: Buffer) => {
-    err += b.toString();
-    const m = /listening on (http:\/\/\S+)/.exec(err);
+  run.child.stderr.on('data', () => {
+    const m = /listening on (http:\/\/\S+)/.exec(run.stderr());
     if (m) onUrl(m[1]);
-    if (/ready:/.test(err)) onReady();
+    if (/ready:/.test(run.stderr())) onReady();
   });
-  const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return { child, url, ready, stderr: () => err, exit };
+  return { child: run.child, url, ready, stderr: run.stderr, exit: run.exited };
 }
 
 describe('llava-mini serve (CLI)', () => {
@@ -44,7 +45,7 @@ describe('llava-mini serve (CLI)', () => {
   });
 
   it('a model that cannot be loaded is one line and exit 1', async () => {
-    const s = start('--model', path.join(inject('scratchDir'), 'missing'), '--port', '0');
+    const s = start('--model', path.join(scratch, 'missing'), '--port', '0');
     expect(await s.exit).toBe(1);
     expect(s.stderr().trim().split('\n').at(-1)).toMatch(/^llava-mini: MODEL_FILES: .*missing: does not exist$/);
   });
