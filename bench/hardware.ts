@@ -15,8 +15,8 @@ import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { CACHE, fmt, log, median, now, promptIds, RESULTS, ROOT, table } from './lib/common.js';
 import { causalPairs, type LlmShape } from './lib/flops.js';
-import { llmShape } from './lib/models.js';
 import { generate, LlamaModel, llamaModelPaths, loadTokenizer, readLlamaConfig } from '@llava-mini/llm/node';
+import { refLlamaConfig } from '@llava-mini/reference';
 import { barChart, savePng } from './lib/plot.js';
 
 /** Best-of-n read and copy bandwidth of plain JavaScript over `bytes` of Float64Array. */
@@ -254,7 +254,7 @@ export async function hardware(quick: boolean): Promise<HardwareResult> {
     md.push('The LLM stage results are missing (run `npm run bench -- llm --record`), so decode and prefill cannot be set against the limits.');
     return { markdown: md.join('\n'), plots: [], peakCpu, bandwidth };
   }
-  const c = llmShape(JSON.parse(fs.readFileSync(cfgFile, 'utf8')));
+  const c = refLlamaConfig(JSON.parse(fs.readFileSync(cfgFile, 'utf8')));
   const P = llm.prompt;
   // Prefill FLOPs per token over a P-token prompt (attention averaged over the causal triangle).
   const prefillFlopsPerToken = (2 * (c.layers * (c.hidden * c.heads * c.headDim * 2 + c.hidden * c.kvHeads * c.headDim * 2 + 3 * c.hidden * c.intermediate)) * P + (c.layers * 4 * causalPairs(P) * c.heads * c.headDim)) / P;

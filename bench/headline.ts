@@ -8,10 +8,11 @@ import * as path from 'node:path';
 import { Graph, type InferenceSession, linear } from '@llava-mini/core';
 import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
 import { LlavaMini, loadParts } from '@llava-mini/pipeline/node';
+import { refLlamaConfig } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { flops, fmt, log, median, ROOT, table } from './lib/common.js';
 import { llamaBlocks, llavaMini, llavaV15, llmPrefill, type StageFlops, total } from './lib/flops.js';
-import { ensureModel, llmShape, promptIds, randomImage, type StageMs, timeMini, timeV15, visionShape } from './lib/models.js';
+import { ensureModel, promptIds, randomImage, type StageMs, timeMini, timeV15, visionShape } from './lib/models.js';
 import { barChart, savePng } from './lib/plot.js';
 import { CLIP_L_336, HEADLINE_LARGE, HEADLINE_SMALL, VICUNA_7B } from './lib/shapes.js';
 
@@ -109,7 +110,7 @@ export async function headline(quick: boolean, runs: number, only?: string[]): P
       const parts = await loadParts(converted, { device: 'cpu' });
       let projector: InferenceSession | undefined;
       try {
-        const llm = llmShape(parts.config);
+        const llm = refLlamaConfig(parts.config);
         const vision = visionShape(parts.config);
         const ids = promptIds(parts.tokenizer);
         promptLength = ids.length;

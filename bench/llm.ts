@@ -86,9 +86,8 @@ interface ContextPoint {
 }
 
 
-/** Time `n` single-token steps; returns per-step wall times and the part spent outside onnxruntime. */
-async function timeSteps(seq: Sequence, id: number, n: number): Promise<{ id: number; wall: number[]; js: number[] }> {
-  const { model } = seq;
+/** Time `n` single-token steps of `seq` on `model`; returns per-step wall times and the part spent outside onnxruntime. */
+async function timeSteps(model: LlamaModel, seq: Sequence, id: number, n: number): Promise<{ id: number; wall: number[]; js: number[] }> {
   const wall: number[] = [];
   const js: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -114,8 +113,8 @@ async function contextScaling(model: LlamaModel, tokenizer: Tokenizer): Promise<
   const runShort = async () => {
     const seq = model.sequence();
     let id = argmax(await seq.prefill(await model.embed(promptIds(tokenizer, SHORT))));
-    ({ id } = await timeSteps(seq, id, WARMUP_STEPS));
-    const r = await timeSteps(seq, id, CONTEXT_STEPS);
+    ({ id } = await timeSteps(model, seq, id, WARMUP_STEPS));
+    const r = await timeSteps(model, seq, id, CONTEXT_STEPS);
     shortWall.push(...r.wall);
     shortJs.push(...r.js);
     shortMB = seq.cacheBytes / 2 ** 20;
@@ -123,8 +122,8 @@ async function contextScaling(model: LlamaModel, tokenizer: Tokenizer): Promise<
   };
   const seq = await runShort();
   let next = argmax(await seq.prefill(await model.embed(promptIds(tokenizer, LONG - seq.length))));
-  ({ id: next } = await timeSteps(seq, next, WARMUP_STEPS));
-  const long = await timeSteps(seq, next, CONTEXT_STEPS);
+  ({ id: next } = await timeSteps(model, seq, next, WARMUP_STEPS));
+  const long = await timeSteps(model, seq, next, CONTEXT_STEPS);
   const longMB = seq.cacheBytes / 2 ** 20;
   seq.dispose();
   (await runShort()).dispose();

@@ -11,9 +11,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LlavaMini } from '@llava-mini/pipeline';
 import { loadParts } from '@llava-mini/pipeline/node';
+import { refLlamaConfig } from '@llava-mini/reference';
 import { fmt, log, mb, now, ROOT, table } from './lib/common.js';
 import { kvBytesPerToken, type LlmShape } from './lib/flops.js';
-import { ensureModel, llmShape, randomImage } from './lib/models.js';
+import { ensureModel, randomImage } from './lib/models.js';
 import { lineChart, savePng } from './lib/plot.js';
 import { LLAMA31_8B, VICUNA_7B, VIDEO_TINY } from './lib/shapes.js';
 
@@ -80,7 +81,7 @@ export async function videoChild(dir: string, frames: number): Promise<void> {
     .done();
   const afterPrefill = { rss: process.memoryUsage().rss, ms: now() - t0 };
   clearInterval(timer);
-  const llm = llmShape(parts.config);
+  const llm = refLlamaConfig(parts.config);
   const vc = parts.config.vision_config as Record<string, number>;
   const patches = (vc.image_size / vc.patch_size) ** 2;
   const out: ChildResult = {

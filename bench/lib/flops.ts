@@ -13,15 +13,10 @@
  *   compressor (Q queries, M keys)    2 Q D^2 + 4 M D^2 + 4 Q M D + 2 Q D^2
  *   LM head                           2 H V for the one row whose logits are fetched
  */
-export interface LlmShape {
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  vocab: number;
-}
+import type { RefLlamaConfig } from '@llava-mini/reference';
+
+/** What the formulas need of a LLaMA config: the reference's reading of config.json, which knows nothing of the runtime. */
+export type LlmShape = Pick<RefLlamaConfig, 'hidden' | 'intermediate' | 'layers' | 'heads' | 'kvHeads' | 'headDim' | 'vocab'>;
 
 export interface VisionShape {
   hidden: number;

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { readWeight, toFloat32, type WeightSource } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
 import { type LlamaConfig, readLlamaConfig, ropeInverseFrequencies } from '@llava-mini/llm/node';
-import { ggmlBytes, type GgmlType, type GgufTensor, type GgufValue, writeGguf } from './gguf.js';
+import { f32, ggmlBytes, type GgmlType, type GgufTensor, type GgufValue, str, u32, writeGguf } from './gguf.js';
 
 /** Weight type of the 2-D tensors (matrices, embedding table, head); norms stay F32. */
 export type GgufWeights = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
@@ -66,11 +66,11 @@ function tokenizerMetadata(dir: string, vocabSize: number, json: Record<string, 
   const id = (key: string): Record<string, GgufValue> => {
     const v = json[key];
     const first = Array.isArray(v) ? v[0] : v;
-    return typeof first === 'number' ? { [`tokenizer.ggml.${key}`]: { type: 'u32', value: first } } : {};
+    return typeof first === 'number' ? { [`tokenizer.ggml.${key}`]: u32(first) } : {};
   };
   return {
-    'tokenizer.ggml.model': { type: 'string', value: 'gpt2' },
-    'tokenizer.ggml.pre': { type: 'string', value: 'llama-bpe' },
+    'tokenizer.ggml.model': str('gpt2'),
+    'tokenizer.ggml.pre': str('llama-bpe'),
     'tokenizer.ggml.tokens': { type: 'string[]', value: tokens },
     'tokenizer.ggml.token_type': { type: 'i32[]', value: types },
     'tokenizer.ggml.merges': { type: 'string[]', value: merges },
@@ -82,23 +82,23 @@ function tokenizerMetadata(dir: string, vocabSize: number, json: Record<string, 
 
 function llamaMetadata(c: LlamaConfig, weights: GgufWeights, name: string): Record<string, GgufValue> {
   return {
-    'general.architecture': { type: 'string', value: 'llama' },
-    'general.name': { type: 'string', value: name },
-    'general.file_type': { type: 'u32', value: FILE_TYPE[weights] },
-    'llama.context_length': { type: 'u32', value: c.maxPositionEmbeddings },
-    'llama.embedding_length': { type: 'u32', value: c.hiddenSize },
-    'llama.block_count': { type: 'u32', value: c.numLayers },
-    'llama.feed_forward_length': { type: 'u32', value: c.intermediateSize },
-    'llama.attention.head_count': { type: 'u32', value: c.numHeads },
-    'llama.attention.head_count_kv': { type: 'u32', value: c.numKvHeads },
-    'llama.attention.key_length': { type: 'u32', value: c.headDim },
-    'llama.attention.value_length': { type: 'u32', value: c.headDim },
-    'llama.rope.dimension_count': { type: 'u32', value: c.headDim },
-    'llama.rope.freq_base': { type: 'f32', value: c.ropeTheta },
-    'llama.attention.layer_norm_rms_epsilon': { type: 'f32', value: c.rmsNormEps },
-    'llama.vocab_size': { type: 'u32', value: c.vocabSize },
+    'general.architecture': str('llama'),
+    'general.name': str(name),
+    'general.file_type': u32(FILE_TYPE[weights]),
+    'llama.context_length': u32(c.maxPositionEmbeddings),
+    'llama.embedding_length': u32(c.hiddenSize),
+    'llama.block_count': u32(c.numLayers),
+    'llama.feed_forward_length': u32(c.intermediateSize),
+    'llama.attention.head_count': u32(c.numHeads),
+    'llama.attention.head_count_kv': u32(c.numKvHeads),
+    'llama.attention.key_length': u32(c.headDim),
+    'llama.attention.value_length': u32(c.headDim),
+    'llama.rope.dimension_count': u32(c.headDim),
+    'llama.rope.freq_base': f32(c.ropeTheta),
+    'llama.attention.layer_norm_rms_epsilon': f32(c.rmsNormEps),
+    'llama.vocab_size': u32(c.vocabSize),
     ...(c.ropeScaling?.type === 'linear'
-      ? { 'llama.rope.scaling.type': { type: 'string', value: 'linear' } as GgufValue, 'llama.rope.scaling.factor': { type: 'f32', value: c.ropeScaling.factor } as GgufValue }
+      ? { 'llama.rope.scaling.type': str('linear'), 'llama.rope.scaling.factor': f32(c.ropeScaling.factor) }
       : {}),
   };
 }

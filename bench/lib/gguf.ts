@@ -37,6 +37,11 @@ export type GgufValue =
   | { type: 'string[]'; value: readonly string[] }
   | { type: 'i32[]' | 'f32[]'; value: ArrayLike<number> };
 
+/** Metadata values by type, so a table of them reads as names and values. */
+export const u32 = (value: number): GgufValue => ({ type: 'u32', value });
+export const f32 = (value: number): GgufValue => ({ type: 'f32', value });
+export const str = (value: string): GgufValue => ({ type: 'string', value });
+
 const VALUE_TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9 } as const;
 
 export interface GgufTensor {
@@ -186,7 +191,7 @@ export function writeGguf(file: string, metadata: Record<string, GgufValue>, ten
   h.u32(0x46554747); // "GGUF"
   h.u32(3);
   h.u64(tensors.length);
-  const entries = Object.entries({ 'general.alignment': { type: 'u32', value: ALIGNMENT } as GgufValue, ...metadata });
+  const entries = Object.entries({ 'general.alignment': u32(ALIGNMENT), ...metadata });
   h.u64(entries.length);
   for (const [key, value] of entries) {
     h.string(key);

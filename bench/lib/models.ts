@@ -9,7 +9,7 @@ import { MANIFEST_VERSION, type ModelParts, splice } from '@llava-mini/pipeline'
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, log, now } from './common.js';
-import type { LlmShape, VisionShape } from './flops.js';
+import type { VisionShape } from './flops.js';
 
 export interface Backbone {
   name: string;
@@ -33,20 +33,6 @@ export async function ensureModel(name: string, options: TinyOptions, contextLen
   fs.writeFileSync(stamp, want);
   log(`  ${fmt((now() - t) / 1000)} s`);
   return { hf, converted };
-}
-
-export function llmShape(config: Record<string, unknown>): LlmShape {
-  const n = (k: string) => config[k] as number;
-  const heads = n('num_attention_heads');
-  return {
-    hidden: n('hidden_size'),
-    intermediate: n('intermediate_size'),
-    layers: n('num_hidden_layers'),
-    heads,
-    kvHeads: n('num_key_value_heads') ?? heads,
-    headDim: n('head_dim') ?? n('hidden_size') / heads,
-    vocab: n('vocab_size'),
-  };
 }
 
 export function visionShape(config: Record<string, unknown>): VisionShape {

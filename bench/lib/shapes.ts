@@ -92,7 +92,19 @@ export const PREFUSION = {
   includeVision: false,
 } satisfies TinyOptions;
 
-/** The converter memory bench's checkpoint (~3.4 GB): Llama-3-8B-like proportions at half the width, the real CLIP ViT-L, bf16 LLM side as the release. */
+/** The release's side of the LLM (spec section 7): 4 pre-fusion layers, CLIP ViT-L/14-336, C = 1; bf16 LLM side, fp32 CLIP. */
+const RELEASE_VISION = {
+  prefusionLayers: 4,
+  visionHiddenSize: 1024,
+  visionIntermediateSize: 4096,
+  visionLayers: 24,
+  visionHeads: 16,
+  compressorHeads: 8,
+  dtype: 'bfloat16',
+  visionDtype: 'float32',
+} satisfies TinyOptions;
+
+/** The converter memory bench's checkpoint (~3.4 GB): Llama-3-8B-like proportions at half the width beside the release's vision side. */
 export const CONVERT_LARGE = {
   seed: 5,
   hiddenSize: 2048,
@@ -100,21 +112,14 @@ export const CONVERT_LARGE = {
   numHiddenLayers: 12,
   numAttentionHeads: 16,
   numKeyValueHeads: 4,
-  prefusionLayers: 4,
-  visionHiddenSize: 1024,
-  visionIntermediateSize: 4096,
-  visionLayers: 24,
-  visionHeads: 16,
-  compressorHeads: 8,
-  dtype: 'bfloat16',
-  visionDtype: 'float32',
+  ...RELEASE_VISION,
   maxShardBytes: 1e9,
 } satisfies TinyOptions;
 
 /** Its quick variant (~0.5 GB): width 1024, 6 layers, 8 CLIP layers. */
 export const CONVERT_SMALL = { ...CONVERT_LARGE, hiddenSize: 1024, intermediateSize: 3584, numHiddenLayers: 6, visionLayers: 8 } satisfies TinyOptions;
 
-/** The release (spec section 7): LLaMA-3.1-8B, 4 pre-fusion layers, CLIP ViT-L/14-336, C = 1; bf16 LLM side, fp32 CLIP, 4 shards (about 19 GB). */
+/** The release (spec section 7): LLaMA-3.1-8B and its vision side, in 4 shards (about 19 GB). */
 export const RELEASE = {
   seed: 8,
   hiddenSize: 4096,
@@ -122,14 +127,7 @@ export const RELEASE = {
   numHiddenLayers: 32,
   numAttentionHeads: 32,
   numKeyValueHeads: 8,
-  prefusionLayers: 4,
-  visionHiddenSize: 1024,
-  visionIntermediateSize: 4096,
-  visionLayers: 24,
-  visionHeads: 16,
-  compressorHeads: 8,
-  dtype: 'bfloat16',
-  visionDtype: 'float32',
+  ...RELEASE_VISION,
   maxShardBytes: 5e9,
   tokenizer: { dir: LLAMA3_TOKENIZER },
 } satisfies TinyOptions;
