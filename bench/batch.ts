@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { collect, enqueue, queueStatus, runBatch } from '@llava-mini/batch';
 import { ensureTinyModel, LlavaMini } from '@llava-mini/pipeline/node';
 import sharp from 'sharp';
-import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
+import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, now, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
 
 const QUICK = flag('quick');
 const ROUNDS = QUICK ? 1 : 2;
@@ -71,9 +71,9 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       const out = path.join(DIR, `local-${round}.jsonl`);
       fs.rmSync(out, { force: true });
-      const t = performance.now();
+      const t = now();
       const s = await runBatch({ model: loaded, input, output: out, ask: { maxNewTokens: MAX_NEW_TOKENS } });
-      times.local.push(s.answered / ((performance.now() - t) / 1000));
+      times.local.push(s.answered / ((now() - t) / 1000));
       log(`local round ${round}: ${fmt(times.local.at(-1)!, 2)} jobs/s`);
     }
     await loaded.dispose();
@@ -86,11 +86,11 @@ async function main(): Promise<void> {
         while ((await queueStatus({ url, name })).workers.length < n) await new Promise((r) => setTimeout(r, 100));
         const out = path.join(DIR, `queued-${round}-${n}.jsonl`);
         fs.rmSync(out, { force: true });
-        const t = performance.now();
+        const t = now();
         await enqueue({ url, name, input, ask: { maxNewTokens: MAX_NEW_TOKENS } });
         const s = await collect({ url, name, output: out, pollMs: 50 });
         const key = n === 1 ? '1 worker' : '2 workers';
-        times[key].push(s.answered / ((performance.now() - t) / 1000));
+        times[key].push(s.answered / ((now() - t) / 1000));
         log(`${key} round ${round}: ${fmt(times[key].at(-1)!, 2)} jobs/s`);
         for (const w of workers) meter.addOwn(childCpuSeconds(w.pid));
         await Promise.all(workers.map((w) => new Promise((r) => (w.once('exit', r), w.kill('SIGTERM')))));

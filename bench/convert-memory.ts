@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
 import { writeTinyCheckpoint } from '@llava-mini/tiny';
-import { CACHE, flag } from './lib/common.js';
+import { CACHE, flag, now } from './lib/common.js';
 import { CONVERT_LARGE, CONVERT_SMALL } from './lib/shapes.js';
 
 const QUICK = flag('quick');
@@ -37,10 +37,10 @@ const gb = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
 const mb = (b: number) => `${(b / 1e6).toFixed(0)} MB`;
 
 async function child(checkpoint: string, out: string): Promise<void> {
-  const t0 = performance.now();
+  const t0 = now();
   await convertCheckpoint(checkpoint, out, { force: true });
   // maxRSS is in kilobytes: the high-water mark of this process's resident memory.
-  process.stdout.write(JSON.stringify({ seconds: (performance.now() - t0) / 1000, peakRss: process.resourceUsage().maxRSS * 1024 }));
+  process.stdout.write(JSON.stringify({ seconds: (now() - t0) / 1000, peakRss: process.resourceUsage().maxRSS * 1024 }));
 }
 
 async function main(): Promise<void> {

@@ -16,7 +16,7 @@
  * Checkpoints and graphs are generated once under <repo>/.cache/bench/llm (gitignored).
  */
 import { argmax, generate, type LlamaConfig, LlamaModel, loadTokenizer, type Sequence, type Tokenizer } from '@llava-mini/llm/node';
-import { benchCommand, cpuTargets, flag, fmt, listOption, LoadMeter, log, machine, median, promptIds, RESULTS, replaceMarked, type Target } from './lib/common.js';
+import { benchCommand, cpuTargets, flag, fmt, listOption, LoadMeter, log, machine, median, now, promptIds, RESULTS, replaceMarked, type Target } from './lib/common.js';
 import { type FormatName, llmGraphs, midCheckpoint } from './lib/llm-model.js';
 
 const QUICK = flag('quick') || process.env.LLM_BENCH_QUICK === '1';
@@ -66,9 +66,9 @@ interface ThroughputRow {
 }
 
 async function throughput(t: Target, format: FormatName, files: { model: string; embeddings: string }, config: LlamaConfig, tokenizer: Tokenizer): Promise<ThroughputRow> {
-  const t0 = performance.now();
+  const t0 = now();
   const model = await LlamaModel.create(t.backend, files, { config, device: t.device, maxSequence: MAX_SEQUENCE });
-  const load = (performance.now() - t0) / 1000;
+  const load = (now() - t0) / 1000;
   try {
     // Warm-up: the first runs after loading are several times slower (weights paged in, arenas grown).
     await generate(model.sequence(), promptIds(tokenizer, 16), { maxNewTokens: t.label.startsWith('web') && format !== 'fp32' ? 2 : 8, stopIds: [] }).done();
@@ -92,9 +92,9 @@ async function timeSteps(model: LlamaModel, seq: Sequence, id: number, n: number
   const js: number[] = [];
   for (let i = 0; i < n; i++) {
     const runMs = model.profile.runMs;
-    const t0 = performance.now();
+    const t0 = now();
     id = argmax(await seq.step(id));
-    const ms = performance.now() - t0;
+    const ms = now() - t0;
     wall.push(ms);
     js.push(ms - (model.profile.runMs - runMs));
   }

@@ -21,7 +21,7 @@ import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
 import { seededFloats } from '@llava-mini/core/testing';
 import { buildPrefusionGraph, type PicturePrefix, Prefusion } from '@llava-mini/prefusion';
 import { cachedFloat32 } from '@llava-mini/reference';
-import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, RESULTS, replaceMarked, table } from './lib/common.js';
+import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, now, RESULTS, replaceMarked, table } from './lib/common.js';
 import { causalPairs, llamaBlocks, projector } from './lib/flops.js';
 import { PREFUSION, seededCheckpoint } from './lib/shapes.js';
 
@@ -36,9 +36,9 @@ async function alternate(variants: Record<string, () => Promise<unknown>>): Prom
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (let r = 0; r <= RUNS; r++) {
     for (const [name, run] of Object.entries(variants)) {
-      const t = performance.now();
+      const t = now();
       await run();
-      if (r > 0) times[name].push(performance.now() - t);
+      if (r > 0) times[name].push(now() - t);
     }
   }
   return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));

@@ -28,7 +28,7 @@ import { backends } from './backends.js';
 import { headline } from './headline.js';
 import { hardware } from './hardware.js';
 import { llamacpp } from './llamacpp.js';
-import { benchCommand, flag, LoadMeter, listOption, log, machine, option, RESULTS, ROOT, replaceMarked } from './lib/common.js';
+import { benchCommand, flag, LoadMeter, listOption, log, machine, now, option, RESULTS, ROOT, replaceMarked } from './lib/common.js';
 import { plotOutput } from './lib/plot.js';
 import { memory, videoChild } from './memory.js';
 import { peer } from './peer.js';
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
   for (const s of SECTIONS.filter((x) => (ONLY ? ONLY.includes(x.id) : !x.optional))) {
     const meter = new LoadMeter();
     const started = new Date();
-    const t = performance.now();
+    const t = now();
     let body: string;
     let plots: string[] = [];
     try {
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       log(body);
     }
     const images = plots.map((p) => `![${path.basename(p, '.png')}](${path.relative(path.join(ROOT, 'bench'), p)})`);
-    const run = `<sub>Run: \`${command}\`, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${QUICK ? 'quick' : 'full'} mode, ${((performance.now() - t) / 1000).toFixed(0)} s; load: ${meter.report()}.</sub>`;
+    const run = `<sub>Run: \`${command}\`, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${QUICK ? 'quick' : 'full'} mode, ${((now() - t) / 1000).toFixed(0)} s; load: ${meter.report()}.</sub>`;
     const section = [`### ${s.title}`, '', run, '', body, '', ...images].join('\n');
     console.log(`\n${section}\n`);
     if (record) replaceMarked(RESULTS, `suite-${s.id}`, section);

@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureTinyModel } from '@llava-mini/pipeline/node';
-import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, option, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
+import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, now, option, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
 
 const QUICK = flag('quick');
 const WORKERS = Number(option('workers') ?? 1);
@@ -98,9 +98,9 @@ async function main() {
     const healthMs: number[] = [];
     let busySeen = 0;
     for (let i = 0; i < (QUICK ? 100 : 300); i++) {
-      const t = performance.now();
+      const t = now();
       const h = (await (await fetch(`${url}/health`)).json()) as { running: number };
-      healthMs.push(performance.now() - t);
+      healthMs.push(now() - t);
       if (h.running === WORKERS * PARALLEL) busySeen++;
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -113,7 +113,7 @@ async function main() {
     // warm-up (V8 heap, onnxruntime's arena, glibc's arenas per thread) levels off.
     const tenth = Math.max(1, Math.floor(SOAK / 10));
     const samples: number[] = [];
-    const t0 = performance.now();
+    const t0 = now();
     for (let i = 1; i <= SOAK; i++) {
       const content = i % 20 === 0 ? [{ type: 'image_url', image_url: { url: IMAGE } }, { type: 'text', text: `Picture ${i}?` }] : `Question ${i}`;
       const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(content, 8, false) });
@@ -121,7 +121,7 @@ async function main() {
       await res.json();
       if (i % tenth === 0) samples.push(await rssOf(url));
     }
-    const soakS = (performance.now() - t0) / 1000;
+    const soakS = (now() - t0) / 1000;
     const rssEnd = await rssOf(url);
     const rssWarm = samples[0];
     const rssHalf = samples[Math.floor(samples.length / 2) - 1];
@@ -135,7 +135,7 @@ async function main() {
     let base = 0;
     for (const clients of [1, 4, 8]) {
       log(`throughput: ${clients} client(s)`);
-      const t = performance.now();
+      const t = now();
       const counts = await Promise.all(
         Array.from({ length: clients }, async (_, c) => {
           let tokens = 0;
@@ -143,7 +143,7 @@ async function main() {
           return tokens;
         }),
       );
-      const s = (performance.now() - t) / 1000;
+      const s = (now() - t) / 1000;
       const tps = counts.reduce((a, b) => a + b, 0) / s;
       if (clients === 1) base = tps;
       rows.push([clients, clients * perClient, counts.reduce((a, b) => a + b, 0), fmt(s, 2), fmt(tps, 1), fmt(tps / base, 2)]);
