@@ -2,10 +2,11 @@
 // and one timed image question through the pipeline's stages.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { castFloat, type InferenceSession, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
+import { type InferenceSession, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
 import type { RGB8 } from '@llava-mini/encoder';
-import { buildLlavaPrompt, IMAGE_TOKEN_INDEX, type Sequence, type Tokenizer } from '@llava-mini/llm';
-import { MANIFEST_VERSION, type ModelParts, splice } from '@llava-mini/pipeline';
+import type { Sequence, Tokenizer } from '@llava-mini/llm';
+import { MANIFEST_VERSION, type ModelParts } from '@llava-mini/pipeline';
+import { buildLlavaPrompt, embeddingIds, llmInput } from '@llava-mini/prefusion';
 import { convertCheckpoint } from '@llava-mini/pipeline/node';
 import { type TinyOptions, writeTinyCheckpoint } from '@llava-mini/tiny';
 import { CACHE, fmt, log, now } from './common.js';
@@ -87,7 +88,7 @@ export async function timeMini(parts: Pick<ModelParts, 'llm' | 'vision'>, ids: n
   const te = now();
   const text = await textEmbeds(parts, ids);
   const tf = now();
-  const embeds = splice(ids, await vision.fuse(text, ids, features), llm.config.hiddenSize, llm.dtype);
+  const embeds = llmInput(ids, await vision.fuse(text, ids, features), llm.dtype);
   const seq = into ?? llm.sequence();
   const tp = now();
   await seq.prefill(embeds);
@@ -98,7 +99,7 @@ export async function timeMini(parts: Pick<ModelParts, 'llm' | 'vision'>, ids: n
 
 /** Prompt token embeddings [L, H] as float32 (the placeholder looks up token 0, spec §3.2). */
 async function textEmbeds(parts: Pick<ModelParts, 'llm' | 'vision'>, ids: readonly number[]): Promise<Float32Array> {
-  return toFloat32(await parts.llm.embed(ids.map((id) => Math.max(id, 0))));
+  return toFloat32(await parts.llm.embed(embeddingIds(ids)));
 }
 
 /**
@@ -107,7 +108,6 @@ async function textEmbeds(parts: Pick<ModelParts, 'llm' | 'vision'>, ids: readon
  * compressor call is not counted), the projector a graph built from the same checkpoint weights.
  */
 export async function timeV15(parts: Pick<ModelParts, 'llm' | 'vision'>, projector: InferenceSession, ids: number[], img: RGB8): Promise<StageMs> {
-  const H = parts.llm.config.hiddenSize;
   const t0 = now();
   const { features: [f], encoderMs, compressorMs } = await parts.vision.encode([img], false);
   const P = f.imageFeatures.length / parts.vision.config.hiddenSize;
@@ -117,15 +117,12 @@ export async function timeV15(parts: Pick<ModelParts, 'llm' | 'vision'>, project
   const te = now();
   const text = await textEmbeds(parts, ids);
   const embedMs = now() - te;
-  const p = ids.indexOf(IMAGE_TOKEN_INDEX);
-  const rows = ids.length - 1 + P;
-  const x = new Float32Array(rows * H);
-  x.set(text.subarray(0, p * H));
-  x.set((out.image_tokens as Tensor<'float32'>).data, p * H);
-  x.set(text.subarray((p + 1) * H), (p + P) * H);
+  // The same splice as LLaVA-Mini's, with the raw text embeddings and every projected patch.
+  const embeds = llmInput(ids, { fusedText: text, visionTokens: (out.image_tokens as Tensor<'float32'>).data }, parts.llm.dtype);
+  const rows = embeds.dims[1];
   const seq = parts.llm.sequence();
   const tp = now();
-  await seq.prefill(castFloat(tensor('float32', [1, rows, H], x), parts.llm.dtype));
+  await seq.prefill(embeds);
   const end = now();
   seq.dispose();
   // The compressor ran inside encode() but v1.5 has none: its time comes off the total.

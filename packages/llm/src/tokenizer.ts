@@ -133,3 +133,13 @@ export class Tokenizer {
     }
   }
 }
+
+/** The ids of the assistant header (`<|start_header_id|>assistant<|end_header_id|>\n\n`), rendered by the template. */
+export function assistantHeaderIds(tokenizer: Tokenizer): number[] {
+  if (!tokenizer.chatTemplate) return [];
+  const probe: ChatMessage[] = [{ role: 'user', content: 'x' }];
+  const without = tokenizer.applyChatTemplate(probe);
+  const withHeader = tokenizer.applyChatTemplate(probe, { addGenerationPrompt: true });
+  if (!withHeader.startsWith(without) || withHeader.length === without.length) return [];
+  return tokenizer.encode(withHeader.slice(without.length), { addSpecialTokens: false });
+}

@@ -1,7 +1,7 @@
 // OpenAI chat-completion requests: the types, and their checking and translation into what a
 // Conversation takes (pictures, system prompt, earlier turns, the question, generation options).
 // Pure functions, no model: the server runs them on its HTTP thread to refuse bad requests early.
-import type { ChatTurn } from '@llava-mini/llm';
+import type { ChatTurn } from '@llava-mini/prefusion';
 import { InvalidOptionError } from '@llava-mini/core';
 
 export interface TextPart {

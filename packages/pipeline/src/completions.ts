@@ -1,7 +1,7 @@
 // `model.chat.completions.create(...)`: OpenAI's chat-completions API in process (as WebLLM has it
 // in the page), built only on the public chat()/ask() API. One request = one fresh conversation
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
-import type { ChatTurn } from '@llava-mini/llm';
+import type { ChatTurn } from '@llava-mini/prefusion';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
 import { type AskOptions, type AskResult, type AskTimings, askOnce, type Conversation } from './conversation.js';
 
@@ -57,7 +57,7 @@ let counter = 0;
 const completionId = () => `chatcmpl-${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 
 function usageOf(r: AskResult): CompletionUsage {
-  return { prompt_tokens: r.stats.promptTokens, completion_tokens: r.stats.generatedTokens, total_tokens: r.stats.promptTokens + r.stats.generatedTokens };
+  return { prompt_tokens: r.llmInputTokens, completion_tokens: r.ids.length, total_tokens: r.llmInputTokens + r.ids.length };
 }
 
 const finishOf = (r: AskResult): FinishReason => (r.finishReason === 'stop' ? 'stop' : 'length');

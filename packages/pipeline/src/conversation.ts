@@ -1,23 +1,12 @@
 // One conversation's turn, start to end: tokens -> pictures -> fusion -> splice -> prefill -> decode.
 // The conversation owns everything that is not weights: its KV cache (a Sequence of the LLM), its
 // pictures' features, its history. The loaded model (LlavaMini) only lends it sessions.
-import { AbortError, castFloat, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
-import type { RGB8 } from '@llava-mini/encoder';
-import {
-  buildLlavaPrompt,
-  type ChatTurn,
-  checkGenerateOptions,
-  generate,
-  type GenerateOptions,
-  type GeneratedToken,
-  type GenerationResult,
-  IMAGE_TOKEN_INDEX,
-  type LlavaPromptOptions,
-  type Sequence,
-} from '@llava-mini/llm';
-import type { PicturePrefix, PrefusionImage, PrefusionPicture, PrefusionResult } from '@llava-mini/prefusion';
+import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, toFloat32 } from '@llava-mini/core';
+import { checkGenerateOptions, type FinishReason, generate, type GenerateOptions, type GeneratedToken, type GenerationStats, type Sequence } from '@llava-mini/llm';
+import { buildLlavaPrompt, type ChatTurn, embeddingIds, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
 import { Answer } from './answer.js';
-import type { ModelParts } from './llava-mini.js';
+import type { ModelParts, Pictures } from './llava-mini.js';
+import type { FrameStream, PictureTimings } from './vision.js';
 
 /** How a conversation's prompt is rendered (fixed for it), and earlier turns to start from (a stateless API replaying a conversation: the first ask runs them all). */
 export type ChatOptions = Omit<LlavaPromptOptions, 'image'>;
@@ -27,13 +16,11 @@ export interface AskOptions extends Omit<GenerateOptions, 'tokenizer'> {
   onProgress?: ProgressCallback;
 }
 
-/** Milliseconds spent in each stage of one turn. */
-export interface StageTimings {
-  /** Decoding and preprocessing the input (image decode, video frame decode). */
-  inputMs: number;
-  encoderMs: number;
-  compressorMs: number;
+/** Milliseconds spent in each stage of one turn, as each stage measured itself. */
+export interface StageTimings extends PictureTimings {
+  /** The prompt's text embeddings (pre-fusion's text input). */
   embedMs: number;
+  /** Pre-fusion's own work, not the wait for streamed video frames. */
   prefusionMs: number;
 }
 
@@ -45,13 +32,26 @@ export interface AskTimings extends StageTimings {
   totalMs: number;
 }
 
-export interface AskResult extends GenerationResult {
+/** One turn's answer. Its prompt tokens are `llmInputTokens`; its time to first token is in `timings`. */
+export interface AskResult {
+  /** Generated ids (a consumed assistant header included; the stop id not). */
+  ids: number[];
+  /** The visible text, trimmed as the reference does. */
+  text: string;
+  finishReason: FinishReason;
+  /**
+   * @deprecated The LLM stage's own figures, kept for code written against them: its `promptTokens`
+   * is `llmInputTokens`, its `generatedTokens` is `ids.length`, its tokens per second are in
+   * `timings`, and its `timeToFirstTokenMs` counts from the start of prefill only (the turn's, from
+   * the call, is `timings.timeToFirstTokenMs`).
+   */
+  stats: GenerationStats;
   /**
    * The prompt ids this turn ran, as the tokenizer step built them: the whole prompt with
    * IMAGE_TOKEN_INDEX (-200) at the placeholder on a first turn, the new text on a follow-up.
    */
   promptTokenIds: number[];
-  /** Rows the LLM received for this turn (text with vision tokens spliced in). */
+  /** Rows the LLM received for this turn (text with vision tokens spliced in): the turn's prompt tokens. */
   llmInputTokens: number;
   timings: AskTimings;
 }
@@ -64,25 +64,41 @@ interface Segment {
   fused: boolean;
 }
 
-const positionsOf = (segments: readonly Segment[]): number => segments.reduce((n, s) => n + s.positions, 0);
-
-/**
- * The LLM input (spec §4.5): fused text before the placeholder, the vision tokens, fused text after
- * it; the placeholder row itself is dropped. Without a placeholder the fused text is used whole.
- */
-export function splice(ids: readonly number[], fused: PrefusionResult, hiddenSize: number, dtype: 'float32' | 'float16'): Tensor {
-  const H = hiddenSize;
-  const p = ids.indexOf(IMAGE_TOKEN_INDEX);
-  if (p >= 0 && ids.indexOf(IMAGE_TOKEN_INDEX, p + 1) >= 0) throw new InvalidOptionError('a prompt may hold one <image> placeholder');
-  const text = fused.fusedText;
-  const out = p < 0 ? text : new Float32Array(text.length - H + fused.visionTokens.length);
-  if (p >= 0) {
-    out.set(text.subarray(0, p * H));
-    out.set(fused.visionTokens, p * H);
-    out.set(text.subarray((p + 1) * H), p * H + fused.visionTokens.length);
-  }
-  return castFloat(tensor('float32', [1, out.length / H, H], out), dtype);
+/** A turn's prompt as the tokens step leaves it: the ids to run, and what of the cache they follow. */
+interface TurnPrompt {
+  /** The whole prompt on a fresh cache (with its image placeholder), else only the text past the reused segments. */
+  ids: number[];
+  /** The text those ids are. */
+  text: string;
+  /** How many leading cache segments the prompt reuses, and their positions. */
+  segments: number;
+  cached: number;
 }
+
+/** A turn's pictures as the input resolver decoded them (a video's frames still to come). */
+interface Decoded {
+  pictures: Pictures;
+  count: number;
+  inputMs: number;
+}
+
+/** The LLM input of a prompt: its rows (token ids the decoder looks up, or embeddings) and what making them took. */
+interface LlmInput {
+  rows: Tensor | number[];
+  timings: StageTimings;
+}
+
+const positionsOf = (segments: readonly Segment[]): number => segments.reduce((n, s) => n + s.positions, 0);
+const rowsOf = (rows: Tensor | number[]): number => (Array.isArray(rows) ? rows.length : rows.dims[1]);
+
+const NO_TIME: StageTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0, embedMs: 0, prefusionMs: 0 };
+const addTimings = (a: StageTimings, b: StageTimings): StageTimings => ({
+  inputMs: a.inputMs + b.inputMs,
+  encoderMs: a.encoderMs + b.encoderMs,
+  compressorMs: a.compressorMs + b.compressorMs,
+  embedMs: a.embedMs + b.embedMs,
+  prefusionMs: a.prefusionMs + b.prefusionMs,
+});
 
 /** Ask the one question a conversation was made for; the conversation is freed when the answer ends. */
 export function askOnce(conversation: Pick<Conversation, 'ask' | 'dispose'>, question: string, options: AskOptions): Answer<AskResult> {
@@ -169,58 +185,57 @@ export class Conversation<I = unknown> {
     const started = now();
     if (this.disposal.signal.aborted) throw new DisposedError('the conversation');
     const signal = AbortSignal.any([cancel, this.disposal.signal, ...(options.signal ? [options.signal] : [])]);
-    const { tokenizer, llm } = this.parts;
-    const t: StageTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0, embedMs: 0, prefusionMs: 0 };
+    const { onProgress } = options;
     const unhold = this.sequence.hold();
     try {
-      // The cap evicted this idle conversation's cache: rebuild it first.
-      if (this.sequence.length !== positionsOf(this.segments)) await this.recompute(signal, t, options.onProgress);
+      // 1. Tokens: the prompt with the history; the cached segments whose text is a prefix of it stay.
+      const prompt = this.tokens(question);
 
-      // 1. Tokens: the prompt with the history; keep the cached segments whose text is a prefix of it.
-      const prompt = buildLlavaPrompt(tokenizer, question, { ...this.options, image: this.input !== undefined, history: this.turns });
-      const keep = this.reusableSegments(prompt.text);
-      const keptText = this.segments.slice(0, keep).map((s) => s.text).join('');
-      const newText = prompt.text.slice(keptText.length);
-      // A fresh prompt goes in whole (with its image placeholder); a follow-up only as the text past the cache.
-      const ids = keep === 0 ? prompt.ids : tokenizer.encode(newText, { addSpecialTokens: false });
-      this.segments = this.segments.slice(0, keep);
-      this.sequence.truncate(positionsOf(this.segments));
-      const kept = this.sequence.length;
-      const limit = llm.maxSequence;
-      if (ids.length > limit - kept) throw new PromptTooLongError(kept + ids.length, limit, `${kept} cached + ${ids.length} prompt positions`);
+      // 2. Pictures, decoded; then the one length check, before any model work.
+      const decoded = await this.decode(signal, onProgress);
+      this.checkLength(prompt, decoded?.count ?? 0);
 
-      // 2-4. Pictures, fusion, splice.
-      const embeds = await this.embed(ids, signal, t, options.onProgress);
-      const promptRows = Array.isArray(embeds) ? embeds.length : (embeds as Tensor).dims[1];
+      // The cap evicted this idle conversation's cache: rebuild it first. Then drop what the prompt does not reuse.
+      const rebuilt = this.sequence.length === positionsOf(this.segments) ? NO_TIME : await this.recompute(signal, onProgress);
+      this.segments = this.segments.slice(0, prompt.segments);
+      this.sequence.truncate(prompt.cached);
+
+      // 3-4. Fusion and splice: the LLM input.
+      const input = await this.llmInput(prompt.ids, decoded, signal, onProgress);
 
       // 5-6. Prefill and decode, on this conversation's own cache.
       let firstTokenAt = 0;
-      const generation = generate(this.sequence, embeds, {
+      const generation = generate(this.sequence, input.rows, {
         ...options,
         signal,
-        tokenizer,
+        tokenizer: this.parts.tokenizer,
         onToken: (token) => {
           firstTokenAt ||= now();
           emit(token);
           options.onToken?.(token);
         },
       });
-      const result = await generation.done();
+      const { ids, text, finishReason, stats } = await generation.done();
 
       // The cache now holds the prompt and every generated id but the last one.
-      const fed = result.ids.slice(0, this.sequence.length - kept - promptRows);
-      this.segments.push({ text: newText, ids, positions: promptRows, fused: this.input !== undefined });
-      this.segments.push({ text: tokenizer.decode(fed, { skipSpecialTokens: false }), ids: fed, positions: fed.length, fused: false });
-      this.turns.push({ user: question, assistant: result.text });
+      const promptRows = rowsOf(input.rows);
+      const fed = ids.slice(0, this.sequence.length - prompt.cached - promptRows);
+      this.segments.push({ text: prompt.text, ids: prompt.ids, positions: promptRows, fused: this.input !== undefined });
+      this.segments.push({ text: this.parts.tokenizer.decode(fed, { skipSpecialTokens: false }), ids: fed, positions: fed.length, fused: false });
+      this.turns.push({ user: question, assistant: text });
+      const t = addTimings(rebuilt, input.timings);
       return {
-        ...result,
-        promptTokenIds: ids,
+        ids,
+        text,
+        finishReason,
+        stats,
+        promptTokenIds: prompt.ids,
         llmInputTokens: promptRows,
         timings: {
           ...t,
           timeToFirstTokenMs: (firstTokenAt || now()) - started,
-          prefillTokensPerSecond: result.stats.prefillTokensPerSecond,
-          decodeTokensPerSecond: result.stats.decodeTokensPerSecond,
+          prefillTokensPerSecond: stats.prefillTokensPerSecond,
+          decodeTokensPerSecond: stats.decodeTokensPerSecond,
           totalMs: now() - started,
         },
       };
@@ -235,86 +250,100 @@ export class Conversation<I = unknown> {
     }
   }
 
-  /** The LLM input rows for `ids`: the ids themselves without pictures (the decoder looks them up), else embeddings fused with them. */
-  private async embed(ids: number[], signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<Tensor | number[]> {
-    const { llm, vision } = this.parts;
-    let t0 = now();
-    if (this.input === undefined) return ids;
-    const pictures = await this.pictures(ids, signal, t, onProgress);
-    t0 = now();
-    const textEmbeds = toFloat32(await llm.embed(ids.map((id) => Math.max(id, 0)))); // the placeholder looks up token 0 (spec §3.2)
-    t.embedMs += now() - t0;
-    // Streamed pictures are decoded and encoded while pre-fusion runs: their time is the other stages'.
-    const others = () => t.encoderMs + t.compressorMs + t.inputMs;
-    const before = others();
-    t0 = now();
-    // Images: keep each fresh one's prefix for the follow-ups (video frames fetch none).
-    const features = this.features;
-    const keep = features && ((prefix: PicturePrefix, i: number) => void (features[i] = prefix));
-    const fused = await vision.fuse(textEmbeds, ids, pictures, keep);
-    t.prefusionMs += now() - t0 - (others() - before);
-    return splice(ids, fused, llm.config.hiddenSize, llm.dtype);
+  /** The turn's prompt: rendered with the history, then cut to the text past the cache segments it reuses. */
+  private tokens(question: string): TurnPrompt {
+    const { tokenizer } = this.parts;
+    const prompt = buildLlavaPrompt(tokenizer, question, { ...this.options, image: this.input !== undefined, history: this.turns });
+    const segments = this.reusableSegments(prompt.text);
+    const reused = this.segments.slice(0, segments);
+    const text = prompt.text.slice(reused.map((s) => s.text).join('').length);
+    // A fresh prompt goes in whole (with its image placeholder); a follow-up only as the text past the cache.
+    const ids = segments === 0 ? prompt.ids : tokenizer.encode(text, { addSpecialTokens: false });
+    return { ids, text, segments, cached: positionsOf(reused) };
   }
 
   /**
-   * This conversation's pictures. Images are decoded on the first turn, looked up in the model's
-   * picture cache or encoded, and kept by the conversation for follow-ups. A video's frames are streamed: decoded, encoded
-   * and handed to pre-fusion a batch at a time and then dropped, so memory holds one batch of
-   * frames whatever the video's length (a follow-up reads the video again).
+   * This turn's pictures, decoded: images on the conversation's first turn (it keeps their
+   * features after it), a video on every turn (its frames are streamed, not kept); none for text.
    */
-  private async pictures(ids: readonly number[], signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<PrefusionPicture[] | AsyncIterable<PrefusionImage>> {
-    if (this.features) return this.features;
+  private async decode(signal: AbortSignal, onProgress?: ProgressCallback): Promise<Decoded | undefined> {
+    if (this.features || this.input === undefined) return undefined;
     const t0 = now();
-    const pictures = await this.parts.resolveInput(this.input as I, { signal, onProgress });
+    const pictures = await this.parts.resolveInput(this.input, { signal, onProgress });
     const count = pictures.kind === 'images' ? pictures.images.length : pictures.count;
     if (count === 0) throw new InvalidOptionError('no pictures to look at');
-    this.checkLength(ids, count);
-    t.inputMs += now() - t0;
-    if (pictures.kind === 'images') {
-      // Images this model has seen (in any conversation) come back as their cached prefixes.
-      const e = await this.parts.vision.images(pictures.images);
-      t.inputMs += e.hashMs;
-      t.encoderMs += e.encoderMs;
-      t.compressorMs += e.compressorMs;
-      this.features = e.pictures;
-      return e.pictures;
-    }
-    return this.streamFrames(pictures.frames, count, signal, t, onProgress);
+    return { pictures, count, inputMs: now() - t0 };
   }
 
-  private async *streamFrames(frames: AsyncIterable<RGB8>, count: number, signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): AsyncGenerator<PrefusionImage> {
-    const { vision } = this.parts;
-    let batch: RGB8[] = [];
-    let done = 0;
-    const flush = async () => {
-      const e = await vision.encode(batch, true);
-      t.encoderMs += e.encoderMs;
-      t.compressorMs += e.compressorMs;
-      done += batch.length;
-      batch = [];
-      onProgress?.({ task: 'video', done, total: count, unit: 'frames' });
-      return e.features;
-    };
-    // Time spent waiting for the next decoded frame counts as input time.
-    let waitStart = now();
-    for await (const img of frames) {
-      t.inputMs += now() - waitStart;
-      if (signal.aborted) throw new AbortError('reading the video was aborted');
-      batch.push(img);
-      if (batch.length >= vision.batchSize) yield* await flush();
-      waitStart = now();
-    }
-    if (batch.length) yield* await flush();
+  /**
+   * Refuse a prompt that cannot fit the context, before any model work: its positions after the
+   * cached ones; and when this turn looks at `pictures`, with their vision tokens in place of the
+   * placeholder, against the config's tokenizer_model_max_length too.
+   */
+  private checkLength({ ids, cached }: TurnPrompt, pictures: number): void {
+    const limit = this.parts.llm.maxSequence;
+    if (ids.length > limit - cached) throw new PromptTooLongError(cached + ids.length, limit, `${cached} cached + ${ids.length} prompt positions`);
+    if (pictures === 0) return;
+    const tokensPerPicture = this.parts.vision.compressedTokens;
+    const rows = cached + ids.length - 1 + pictures * tokensPerPicture;
+    const configLimit = this.parts.config.tokenizer_model_max_length;
+    const contextLimit = Math.min(limit, typeof configLimit === 'number' ? configLimit : Infinity);
+    if (rows > contextLimit) throw new PromptTooLongError(rows, contextLimit, `the prompt with ${pictures} picture(s) of ${tokensPerPicture} vision token(s)`);
   }
 
-  /** Rebuild an evicted cache: every segment embedded as it was the first time, then prefilled. */
-  private async recompute(signal: AbortSignal, t: StageTimings, onProgress?: ProgressCallback): Promise<void> {
+  /** Rebuild an evicted cache: every segment embedded as it was the first time, then prefilled. Returns the stages' time. */
+  private async recompute(signal: AbortSignal, onProgress?: ProgressCallback): Promise<StageTimings> {
     this.sequence.release();
+    let timings = NO_TIME;
     for (const s of this.segments) {
       if (s.ids.length === 0) continue;
-      const embeds = s.fused ? await this.embed(s.ids, signal, t, onProgress) : s.ids;
-      await this.sequence.prefill(embeds, signal);
+      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.decode(signal, onProgress), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
+      await this.sequence.prefill(input.rows, signal);
+      timings = addTimings(timings, input.timings);
     }
+    return timings;
+  }
+
+  /**
+   * The LLM input for `ids`: the ids themselves without pictures (the decoder looks them up); else
+   * their text embeddings fused with the pictures in pre-fusion, the vision tokens spliced in place
+   * of the placeholder.
+   */
+  private async llmInput(ids: number[], decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
+    if (this.input === undefined) return { rows: ids, timings: NO_TIME };
+    const { llm, vision } = this.parts;
+    const pictures = await this.look(decoded, signal, onProgress);
+    const t0 = now();
+    const textEmbeds = toFloat32(await llm.embed(embeddingIds(ids)));
+    const embedMs = now() - t0;
+    // Images: keep each fresh one's prefix for the follow-ups (video frames fetch none).
+    const features = this.features;
+    const keep = features && ((prefix: PicturePrefix, i: number) => void (features[i] = prefix));
+    const fused = await vision.fuse(textEmbeds, ids, pictures.pictures, keep);
+    const { inputMs, encoderMs, compressorMs } = pictures.timings; // a stream's are complete once pre-fusion has read it
+    return {
+      rows: llmInput(ids, fused, llm.dtype),
+      timings: { inputMs: (decoded?.inputMs ?? 0) + inputMs, encoderMs, compressorMs, embedMs, prefusionMs: fused.ms },
+    };
+  }
+
+  /**
+   * Pictures ready for pre-fusion, with the time they took. Images: on the first turn looked up in
+   * the model's picture cache or encoded, then kept by the conversation for its follow-ups. A
+   * video: its frames encoded a batch at a time as pre-fusion reads them, then dropped, so memory
+   * holds one batch of frames whatever the video's length (a follow-up reads the video again).
+   */
+  private async look(decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<{ pictures: PrefusionPicture[] | FrameStream; timings: Readonly<PictureTimings> }> {
+    if (!decoded) return { pictures: this.features as PrefusionPicture[], timings: NO_TIME };
+    const { vision } = this.parts;
+    if (decoded.pictures.kind === 'video') {
+      const stream = vision.frames(decoded.pictures.frames, decoded.count, { signal, onProgress });
+      return { pictures: stream, timings: stream.timings };
+    }
+    // Images this model has seen (in any conversation) come back as their cached prefixes.
+    const e = await vision.images(decoded.pictures.images);
+    this.features = e.pictures;
+    return { pictures: e.pictures, timings: { inputMs: e.hashMs, encoderMs: e.encoderMs, compressorMs: e.compressorMs } };
   }
 
   /** How many leading cache segments hold a prefix of `text` (0 when the cache cannot be reused). */
@@ -327,14 +356,5 @@ export class Conversation<I = unknown> {
       keep++;
     }
     return keep;
-  }
-
-  /** Refuse before any encoding when the prompt with its vision tokens cannot fit the context. */
-  private checkLength(ids: readonly number[], pictures: number): void {
-    const tokensPerPicture = this.parts.vision.compressedTokens;
-    const rows = this.sequence.length + ids.length - 1 + pictures * tokensPerPicture;
-    const configLimit = this.parts.config.tokenizer_model_max_length;
-    const limit = Math.min(this.parts.llm.maxSequence, typeof configLimit === 'number' ? configLimit : Infinity);
-    if (rows > limit) throw new PromptTooLongError(rows, limit, `the prompt with ${pictures} picture(s) of ${tokensPerPicture} vision token(s)`);
   }
 }

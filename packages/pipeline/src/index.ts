@@ -1,7 +1,7 @@
 // Platform-neutral entry of @llava-mini/pipeline: the model class over stages composed by hand, formats,
 // manifest types and frame sampling. Node loading, the converter and ffmpeg are in './node'.
 export { LlavaMini, type InputResolver, type ModelParts, type Pictures } from './llava-mini.js';
-export { Conversation, splice, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type StageTimings } from './conversation.js';
+export { Conversation, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type StageTimings } from './conversation.js';
 export { Answer } from './answer.js';
 export { Completions, mediaInput, type ChatCompletion, type ChatCompletionChunk, type CompletionRequestOptions, type CompletionUsage } from './completions.js';
 export {
@@ -13,7 +13,7 @@ export {
   type MediaRef,
   type ParsedRequest,
 } from './completions-request.js';
-export { VisionPipeline, type EncodedPictures, type LookedAtImages } from './vision.js';
+export { VisionPipeline, type EncodedPictures, type FrameStream, type LookedAtImages, type PictureTimings } from './vision.js';
 export { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey, type PictureCacheStats } from './picture-cache.js';
 export { checkDtype, checkTarget, DTYPE_NAMES, STAGES, stageDtypes, TARGETS, weightFormat, type DtypeName, type StageName, type Target } from './formats.js';
 export { GRAPH_FILES, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';

@@ -1,7 +1,7 @@
 import type { Compressor } from '@llava-mini/compressor';
-import { now } from '@llava-mini/core';
+import { AbortError, now, type ProgressCallback } from '@llava-mini/core';
 import { processFrame, processImage, type RGB8, stitchFeatures, type VisionConfig, type VisionEncoder } from '@llava-mini/encoder';
-import type { PicturePrefix, Prefusion, PrefusionImage, PrefusionPicture, PrefusionResult } from '@llava-mini/prefusion';
+import type { FusedFrames, PicturePrefix, Prefusion, PrefusionImage, PrefusionPicture } from '@llava-mini/prefusion';
 import { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey } from './picture-cache.js';
 
 /** Pictures through CLIP and the compressor, with the time each took. */
@@ -9,6 +9,22 @@ export interface EncodedPictures {
   features: PrefusionImage[];
   encoderMs: number;
   compressorMs: number;
+}
+
+/** Milliseconds spent getting pictures ready for pre-fusion. */
+export interface PictureTimings {
+  /** Decoding the input, waiting for video frames, hashing images' pixels. */
+  inputMs: number;
+  encoderMs: number;
+  compressorMs: number;
+}
+
+/**
+ * Video frames for pre-fusion, encoded a batch at a time as it reads them and then dropped.
+ * `timings` grows while the stream is read and is complete once it has ended.
+ */
+export interface FrameStream extends AsyncIterable<PrefusionImage> {
+  readonly timings: Readonly<PictureTimings>;
 }
 
 /** Images ready for pre-fusion: cached prefixes where the model has seen the pixels, else fresh features. */
@@ -118,6 +134,41 @@ export class VisionPipeline {
   }
 
   /**
+   * Video frames (`count` of them, already decoded one by one) as a stream pre-fusion can read:
+   * grouped into batches of `batchSize` for CLIP and the compressor, so memory holds one batch of
+   * frames whatever the video's length. Like `frames`, it can be read once.
+   */
+  frames(frames: AsyncIterable<RGB8>, count: number, options: { signal?: AbortSignal; onProgress?: ProgressCallback } = {}): FrameStream {
+    const timings: PictureTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0 };
+    const encode = async (batch: RGB8[], done: number) => {
+      const e = await this.encode(batch, true);
+      timings.encoderMs += e.encoderMs;
+      timings.compressorMs += e.compressorMs;
+      options.onProgress?.({ task: 'video', done, total: count, unit: 'frames' });
+      return e.features;
+    };
+    const batchSize = this.batchSize;
+    async function* stream(): AsyncGenerator<PrefusionImage> {
+      let batch: RGB8[] = [];
+      let done = 0;
+      // Time spent waiting for the next decoded frame counts as input time.
+      let waitStart = now();
+      for await (const img of frames) {
+        timings.inputMs += now() - waitStart;
+        if (options.signal?.aborted) throw new AbortError('reading the video was aborted');
+        batch.push(img);
+        if (batch.length >= batchSize) {
+          done += batch.length;
+          yield* await encode(batch.splice(0), done);
+        }
+        waitStart = now();
+      }
+      if (batch.length) yield* await encode(batch, done + batch.length);
+    }
+    return { timings, [Symbol.asyncIterator]: stream };
+  }
+
+  /**
    * Pre-fusion of one or more pictures (features, or prefixes from `images`) with the prompt's text
    * embeddings [L, H] (float32, the placeholder row looking up token 0, spec §3.2): vision tokens
    * concatenated, fused text averaged. With `onPrefix` (images), each fresh picture's prefix is
@@ -129,7 +180,7 @@ export class VisionPipeline {
     ids: readonly number[],
     pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>,
     onPrefix?: (prefix: PicturePrefix, index: number) => void,
-  ): Promise<PrefusionResult> {
+  ): Promise<FusedFrames> {
     const keep = onPrefix && ((prefix: PicturePrefix, picture: PrefusionImage, index: number) => {
       const key = this.pending.get(picture);
       if (key !== undefined) this.pictures.set(key, prefix);

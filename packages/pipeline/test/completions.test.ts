@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { AbortError, ImageError, InvalidOptionError } from '@llava-mini/core';
-import { buildLlavaPrompt } from '@llava-mini/llm';
+import { buildLlavaPrompt } from '@llava-mini/prefusion';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ChatCompletionChunk, ensureTinyModel, LlavaMini, RequestError } from '../src/node.js';
 

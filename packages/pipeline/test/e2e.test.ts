@@ -4,7 +4,8 @@ import { loadImage, type PixelBatch, processFrame, processImage, readVisionConfi
 import { maxAbsDiff } from '@llava-mini/core/testing';
 import { cachedFloat32, type RefPicture, refGenerate } from '@llava-mini/reference';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeFrames, LlavaMini, probeVideo, splice } from '../src/node.js';
+import { embeddingIds, llmInput } from '@llava-mini/prefusion';
+import { decodeFrames, LlavaMini, probeVideo } from '../src/node.js';
 import { type Fixture, fixture, IMAGE, VIDEO } from './fixtures.js';
 import { frameIndices } from '../src/video/sampling.js';
 
@@ -88,11 +89,11 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     const r = await model.ask(IMAGE, QUESTION, { maxNewTokens: 1 }).done();
     const img = await loadImage(IMAGE);
     const ids = r.promptTokenIds;
-    // The turn's stages composed by hand: text embeddings (placeholder -> token 0), pictures, pre-fusion, splice.
+    // The turn's stages one by one: pictures, text embeddings (placeholder -> token 0), pre-fusion, the LLM input.
     const { llm, vision } = model.parts;
     const { features } = await vision.encode([img], false);
-    const textEmbeds = toFloat32(await llm.embed(ids.map((id) => Math.max(id, 0))));
-    const embeds = splice(ids, await vision.fuse(textEmbeds, ids, features), llm.config.hiddenSize, llm.dtype);
+    const textEmbeds = toFloat32(await llm.embed(embeddingIds(ids)));
+    const embeds = llmInput(ids, await vision.fuse(textEmbeds, ids, features), llm.dtype);
     await model.dispose();
     const ref = reference(standard, [processImage(img, readVisionConfig(standard.config))], ids);
     // fp32 through CLIP, the compressor and the pre-fusion layers at std 0.3 gives rows of magnitude ~100:
@@ -105,8 +106,11 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     const model = await LlavaMini.fromPretrained(standard.model, { device: 'cpu' });
     const chat = model.chat({ video: VIDEO });
     const progress: number[] = [];
-    await chat.ask('What happens?', { maxNewTokens: 2, onProgress: (e) => e.task === 'video' && progress.push(e.done) }).done();
+    const { timings: t } = await chat.ask('What happens?', { maxNewTokens: 2, onProgress: (e) => e.task === 'video' && progress.push(e.done) }).done();
     expect(progress).toEqual([4]); // 4 frames, one batch
+    // Each stage timed itself while frames were decoded, encoded and fused in turn: none counts another's time.
+    for (const ms of [t.inputMs, t.encoderMs, t.compressorMs, t.embedMs, t.prefusionMs]) expect(ms).toBeGreaterThan(0);
+    expect(t.inputMs + t.encoderMs + t.compressorMs + t.embedMs + t.prefusionMs).toBeLessThan(t.timeToFirstTokenMs);
     expect(model.vision.encoderRuns).toBe(4);
     await chat.ask('And then?', { maxNewTokens: 2 }).done();
     expect(model.vision.encoderRuns).toBe(8);

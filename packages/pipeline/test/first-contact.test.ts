@@ -47,6 +47,9 @@ describe('first contact', () => {
     try {
       const r = await model.ask(path.join(ROOT, 'examples/assets/house.png'), 'What is this?', { maxNewTokens: 2 }).done();
       expect(Object.keys(r).sort()).toEqual(['finishReason', 'ids', 'llmInputTokens', 'promptTokenIds', 'stats', 'text', 'timings']);
+      // In the README's order, which is the CLI's --json order too.
+      const timings = ['inputMs', 'encoderMs', 'compressorMs', 'embedMs', 'prefusionMs', 'timeToFirstTokenMs', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'totalMs'];
+      expect(Object.keys(r.timings)).toEqual(timings);
       const chat = model.chat(path.join(ROOT, 'examples/assets/house.png'));
       expect(chat).toBeInstanceOf(entry.Conversation);
       expect(Object.keys(await chat.ask('And?', { maxNewTokens: 1 }).done()).sort()).toEqual(Object.keys(r).sort());

@@ -4,7 +4,8 @@
 import type { RGB8 } from '@llava-mini/encoder';
 // The built package, as both the Node tests and the bundled browser page load it.
 import { toFloat32 } from '@llava-mini/core';
-import { type ModelParts, splice } from '@llava-mini/pipeline';
+import type { ModelParts } from '@llava-mini/pipeline';
+import { embeddingIds, llmInput } from '@llava-mini/prefusion';
 
 export interface StageOutputs {
   /** Prompt ids with -200 at the placeholder (as the model's tokenizer step built them). */
@@ -27,12 +28,12 @@ export async function stageOutputs(model: { parts: ModelParts<never> }, picture:
   const { vision, llm } = model.parts;
   // Straight through the stages: encode() bypasses the picture cache, a fresh sequence the conversations.
   const [features] = (await vision.encode([picture], false)).features;
-  const textEmbeds = toFloat32(await llm.embed(promptIds.map((id) => Math.max(id, 0))));
+  const textEmbeds = toFloat32(await llm.embed(embeddingIds(promptIds)));
   const fused = await vision.fuse(textEmbeds, promptIds, [features]);
   const sequence = llm.sequence();
   const logits: number[][] = [];
   try {
-    logits.push(Array.from(await sequence.prefill(splice(promptIds, fused, llm.config.hiddenSize, llm.dtype))));
+    logits.push(Array.from(await sequence.prefill(llmInput(promptIds, fused, llm.dtype))));
     for (const id of forcedIds) logits.push(Array.from(await sequence.step(id)));
   } finally {
     sequence.dispose();

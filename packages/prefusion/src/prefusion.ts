@@ -5,6 +5,7 @@ import {
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
+  now,
   type SessionOptions,
   type Tensor,
   tensor,
@@ -66,6 +67,16 @@ export interface PrefusionResult {
   fusedText: Float32Array;
 }
 
+/** What fuseFrames returns: the fused prompt, how many pictures went in, and the time pre-fusion took. */
+export interface FusedFrames extends PrefusionResult {
+  frames: number;
+  /**
+   * Milliseconds of pre-fusion's own work (its graph runs, the mean): measured around it, so the
+   * time a streamed source takes to hand over its next picture is not counted.
+   */
+  ms: number;
+}
+
 export interface FuseOptions {
   /**
    * Called with the prefix of each picture that came as features, so the caller can cache it
@@ -115,7 +126,8 @@ export class Prefusion {
    * kept as a running sum so no picture's activations outlive its pass. Pictures given as prefixes
    * run only the prompt's rows.
    */
-  async fuseFrames(pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>, text: PrefusionText, options: FuseOptions = {}): Promise<PrefusionResult & { frames: number }> {
+  async fuseFrames(pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>, text: PrefusionText, options: FuseOptions = {}): Promise<FusedFrames> {
+    let start = now();
     const H = this.config.llama.hiddenSize;
     const L = this.checkText(text);
     // Padded rows (ids <= 0) are neither fused nor attended: only the kept rows go through the graph.
@@ -124,23 +136,15 @@ export class Prefusion {
     kept.forEach((t, i) => keptEmbeds.set(text.textEmbeds.subarray(t * H, (t + 1) * H), i * H));
     const sum = new Float32Array(kept.length * H);
     const vision: Float32Array[] = [];
+    let ms = now() - start;
     for await (const picture of pictures) {
-      const index = vision.length;
-      let fused: Float32Array;
-      if (isPrefix(picture)) {
-        this.checkPositions(picture.rows + kept.length);
-        vision.push(picture.visionTokens);
-        fused = kept.length ? (await this.pass(picture, keptEmbeds, picture.rows, false)).fusedText : keptEmbeds;
-      } else {
-        const { M, CC } = this.checkImage(picture);
-        this.checkPositions(M + CC + kept.length);
-        const out = await this.pass(picture, keptEmbeds, 0, options.onPrefix !== undefined);
-        vision.push(out.visionTokens as Float32Array);
-        if (out.prefix) options.onPrefix?.(out.prefix, picture, index);
-        fused = out.fusedText;
-      }
-      for (let i = 0; i < sum.length; i++) sum[i] += fused[i];
+      start = now(); // the wait for this picture was its source's time
+      const out = await this.fuseOne(picture, keptEmbeds, vision.length, options);
+      vision.push(out.visionTokens);
+      for (let i = 0; i < sum.length; i++) sum[i] += out.fusedText[i];
+      ms += now() - start;
     }
+    start = now();
     if (vision.length === 0) throw new InvalidOptionError('fuseFrames got no frames');
     const visionTokens = new Float32Array(vision.reduce((n, v) => n + v.length, 0));
     vision.reduce((offset, v) => (visionTokens.set(v, offset), offset + v.length), 0);
@@ -149,11 +153,26 @@ export class Prefusion {
     kept.forEach((t, i) => {
       for (let j = 0; j < H; j++) fusedText[t * H + j] = sum[i * H + j] / vision.length;
     });
-    return { visionTokens, fusedText, frames: vision.length };
+    return { visionTokens, fusedText, frames: vision.length, ms: ms + now() - start };
   }
 
   dispose(): Promise<void> {
     return this.session.dispose();
+  }
+
+  /** One picture's pass over the kept prompt rows: its vision tokens and the prompt's fused rows. */
+  private async fuseOne(picture: PrefusionPicture, keptEmbeds: Float32Array, index: number, options: FuseOptions): Promise<PrefusionResult> {
+    const textRows = keptEmbeds.length / this.config.llama.hiddenSize;
+    if (isPrefix(picture)) {
+      this.checkPositions(picture.rows + textRows);
+      const fusedText = textRows ? (await this.pass(picture, keptEmbeds, picture.rows, false)).fusedText : keptEmbeds;
+      return { visionTokens: picture.visionTokens, fusedText };
+    }
+    const { M, CC } = this.checkImage(picture);
+    this.checkPositions(M + CC + textRows);
+    const out = await this.pass(picture, keptEmbeds, 0, options.onPrefix !== undefined);
+    if (out.prefix) options.onPrefix?.(out.prefix, picture, index);
+    return { visionTokens: out.visionTokens as Float32Array, fusedText: out.fusedText };
   }
 
   /** One run of the graph: a picture's rows (features) or its prefix (past), then the kept prompt rows. */

@@ -1,5 +1,9 @@
+// LLaVA-Mini's prompt (spec §4.3-4.4): the system prompt, the `<image>` placeholder and its id, and
+// the reference's chunk-wise tokenization around it. It lives beside pre-fusion because pre-fusion
+// and the LLM input (llm-input.ts) are where the placeholder means something; the LLaMA package
+// below knows only the chat template.
 import { InvalidOptionError } from '@llava-mini/core';
-import type { ChatMessage, Tokenizer } from './tokenizer.js';
+import type { ChatMessage, Tokenizer } from '@llava-mini/llm';
 
 /** LLaVA-Mini's system prompt (`conv_llava_llama_3_1`, spec §4.3). */
 export const LLAVA_SYSTEM_PROMPT =
@@ -89,14 +93,4 @@ export function buildLlavaPrompt(tokenizer: Tokenizer, question: string, options
   const ids = tokenizeWithImage(tokenizer, text);
   if (options.dropDuplicateBos && ids.length > 1 && ids[0] === tokenizer.bosId && ids[1] === tokenizer.bosId) ids.splice(1, 1);
   return { ids, text };
-}
-
-/** The ids of the assistant header (`<|start_header_id|>assistant<|end_header_id|>\n\n`), rendered by the template. */
-export function assistantHeaderIds(tokenizer: Tokenizer): number[] {
-  if (!tokenizer.chatTemplate) return [];
-  const probe: ChatMessage[] = [{ role: 'user', content: 'x' }];
-  const without = tokenizer.applyChatTemplate(probe);
-  const withHeader = tokenizer.applyChatTemplate(probe, { addGenerationPrompt: true });
-  if (!withHeader.startsWith(without) || withHeader.length === without.length) return [];
-  return tokenizer.encode(withHeader.slice(without.length), { addSpecialTokens: false });
 }
