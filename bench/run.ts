@@ -2,7 +2,7 @@
  * The one way to run benches: `npm run bench` (builds the packages and this folder, then runs this).
  *
  *   npm run bench -- NAME [options]    one bench that is a program of its own (PROGRAMS below), or
- *                                      `stages` for the four the stage packages own, one after another
+ *                                      `stages` for the four that packages own, one after another
  *   npm run bench [-- options]         the suite (issue 6): five tables, printed and written to
  *                                      bench/RESULTS.md (between the `suite` markers; other benches'
  *                                      sections stay) with plots under bench/plots/
@@ -36,7 +36,7 @@ import { release, releaseChild } from './release.js';
 
 /** Benches that are programs of their own: each reads its own options and records its own RESULTS.md section. */
 const PROGRAMS = ['llm', 'kv', 'prefusion', 'convert-memory', 'batch', 'serve'];
-/** `stages`: the benches the stage packages own (each package's `npm run bench` runs its one). */
+/** `stages`: the benches packages own (llm's, prefusion's, pipeline's and batch's `npm run bench` each run theirs). */
 const STAGES = ['llm', 'prefusion', 'convert-memory', 'batch'];
 
 const args = process.argv.slice(2);
