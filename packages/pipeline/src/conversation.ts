@@ -192,7 +192,7 @@ export class Conversation<I = unknown> {
       const prompt = this.tokens(question);
 
       // 2. Pictures, decoded; then the one length check, before any model work.
-      const decoded = await this.decode(signal, onProgress);
+      const decoded = await this.readPictures(signal, onProgress);
       this.checkLength(prompt, decoded?.count ?? 0);
 
       // The cap evicted this idle conversation's cache: rebuild it first. Then drop what the prompt does not reuse.
@@ -266,7 +266,7 @@ export class Conversation<I = unknown> {
    * This turn's pictures, decoded: images on the conversation's first turn (it keeps their
    * features after it), a video on every turn (its frames are streamed, not kept); none for text.
    */
-  private async decode(signal: AbortSignal, onProgress?: ProgressCallback): Promise<Decoded | undefined> {
+  private async readPictures(signal: AbortSignal, onProgress?: ProgressCallback): Promise<Decoded | undefined> {
     if (this.features || this.input === undefined) return undefined;
     const t0 = now();
     const pictures = await this.parts.resolveInput(this.input, { signal, onProgress });
@@ -297,7 +297,7 @@ export class Conversation<I = unknown> {
     let timings = NO_TIME;
     for (const s of this.segments) {
       if (s.ids.length === 0) continue;
-      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.decode(signal, onProgress), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
+      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(signal, onProgress), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
       await this.sequence.prefill(input.rows, signal);
       timings = addTimings(timings, input.timings);
     }
@@ -312,7 +312,7 @@ export class Conversation<I = unknown> {
   private async llmInput(ids: number[], decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
     if (this.input === undefined) return { rows: ids, timings: NO_TIME };
     const { llm, vision } = this.parts;
-    const pictures = await this.look(decoded, signal, onProgress);
+    const pictures = await this.preparePictures(decoded, signal, onProgress);
     const t0 = now();
     const textEmbeds = toFloat32(await llm.embed(embeddingIds(ids)));
     const embedMs = now() - t0;
@@ -333,7 +333,7 @@ export class Conversation<I = unknown> {
    * video: its frames encoded a batch at a time as pre-fusion reads them, then dropped, so memory
    * holds one batch of frames whatever the video's length (a follow-up reads the video again).
    */
-  private async look(decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<{ pictures: PrefusionPicture[] | FrameStream; timings: Readonly<PictureTimings> }> {
+  private async preparePictures(decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<{ pictures: PrefusionPicture[] | FrameStream; timings: Readonly<PictureTimings> }> {
     if (!decoded) return { pictures: this.features as PrefusionPicture[], timings: NO_TIME };
     const { vision } = this.parts;
     if (decoded.pictures.kind === 'video') {
