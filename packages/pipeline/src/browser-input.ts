@@ -1,6 +1,6 @@
 import { ImageError, InvalidOptionError, type ProgressCallback, VideoError } from '@llava-mini/core';
 import { fromImageData, type ImageDataLike, type RGB8 } from '@llava-mini/encoder';
-import type { Pictures } from './llava-mini.js';
+import type { Pictures } from './model-parts.js';
 import { frameIndices } from './video/sampling.js';
 
 /** A `<video>` element to sample at one frame per second; `fps` is the file's frame rate (browsers do not expose it). */

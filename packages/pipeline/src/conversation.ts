@@ -5,7 +5,7 @@ import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallba
 import { checkGenerateOptions, type FinishReason, generate, type GenerateOptions, type GeneratedToken, type GenerationStats, type Sequence } from '@llava-mini/llm';
 import { buildLlavaPrompt, type ChatTurn, embeddingIds, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
 import { Answer } from './answer.js';
-import type { ModelParts, Pictures } from './llava-mini.js';
+import type { ModelParts, Pictures } from './model-parts.js';
 import type { FrameStream, PictureTimings } from './vision.js';
 
 /** How a conversation's prompt is rendered (fixed for it), and earlier turns to start from (a stateless API replaying a conversation: the first ask runs them all). */

@@ -1,6 +1,7 @@
 // Platform-neutral entry of @llava-mini/pipeline: the model class over stages composed by hand, formats,
 // manifest types and frame sampling. Node loading, the converter and ffmpeg are in './node'.
-export { LlavaMini, type InputResolver, type ModelParts, type Pictures } from './llava-mini.js';
+export { LlavaMini } from './llava-mini.js';
+export type { InputResolver, ModelParts, Pictures } from './model-parts.js';
 export { Conversation, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type StageTimings } from './conversation.js';
 export { Answer } from './answer.js';
 export { Completions, mediaInput, type ChatCompletion, type ChatCompletionChunk, type CompletionRequestOptions, type CompletionUsage } from './completions.js';

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { ImageError, InvalidOptionError, type ProgressCallback } from '@llava-mini/core';
 import { fromImageData, type RGB8 } from '@llava-mini/encoder';
 import { loadImage } from '@llava-mini/encoder/node';
-import type { Pictures } from './llava-mini.js';
+import type { Pictures } from './model-parts.js';
 import { decodeFrames, probeVideo } from './video/ffmpeg.js';
 import { frameIndices } from './video/sampling.js';
 
