@@ -181,6 +181,19 @@ export abstract class KvCache implements Evictable {
     return 2 * numLayers * numKvHeads * capacity * headDim * (dtype === 'float32' ? 4 : 2);
   }
 
+  /**
+   * Host buffers with room for `positions`, grown from `capacity` by at least `factor` in whole GROWTH
+   * steps (up to maxSequence), holding the filled rows of `old`: the one copy a growth costs.
+   */
+  protected grow(old: Tensor[] | undefined, capacity: number, positions: number, factor: number): [Tensor[], number] {
+    const next = Math.min(this.decoder.maxSequence, Math.ceil(Math.max(positions, capacity * factor) / GROWTH) * GROWTH);
+    this.claim(this.bytesFor(next) - this.bytesFor(capacity));
+    const grown = this.empty(next);
+    // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.
+    if (old) grown.forEach((t, i) => this.copyRows(old[i], capacity, 0, t, next, 0, this.filled));
+    return [grown, next];
+  }
+
   /** Zero-filled buffers of `capacity` positions, [layer0 key, layer0 value, layer1 key, ...]. */
   protected empty(capacity: number): Tensor[] {
     const { numLayers, numKvHeads, headDim, dtype } = this.decoder.layout;

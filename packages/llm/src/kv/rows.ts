@@ -132,13 +132,7 @@ class RowsCache extends KvCache {
   /** Make room for `positions`, keeping the filled rows (a rare copy: see the class comment). */
   private reserve(positions: number): void {
     if (positions <= this.capacity && this.tensors) return;
-    const capacity = Math.min(this.decoder.maxSequence, Math.ceil(Math.max(positions, this.capacity * 1.125) / GROWTH) * GROWTH);
-    this.claim(this.bytesFor(capacity) - this.bytes);
-    const grown = this.empty(capacity);
-    const old = this.tensors;
-    if (old) grown.forEach((t, i) => this.copyRows(old[i], this.capacity, 0, t, capacity, 0, this.filled));
-    this.tensors = grown;
-    this.capacity = capacity;
+    [this.tensors, this.capacity] = this.grow(this.tensors, this.capacity, positions, 1.125);
   }
 }
 

@@ -1,6 +1,6 @@
 import { type Tensor, tensor } from '@llava-mini/core';
 import { LLAMA_IO } from '../io.js';
-import { cacheOutputNames, GROWTH, KvCache, type NewRows, newRowFeeds, pastFeeds, totalLengthFeeds } from './cache.js';
+import { cacheOutputNames, KvCache, type NewRows, newRowFeeds, pastFeeds, totalLengthFeeds } from './cache.js';
 
 /**
  * 'shared' mode (the float16 GPU targets): one host buffer per layer and kind is fed as
@@ -43,13 +43,6 @@ export class SharedCache extends KvCache {
   /** Make room for `positions`, keeping the filled rows (a copy per doubling). */
   private reserve(positions: number): void {
     if (positions <= this.capacity && this.tensors) return;
-    const capacity = Math.min(this.decoder.maxSequence, Math.ceil(Math.max(positions, 2 * this.capacity) / GROWTH) * GROWTH);
-    this.claim(this.bytesFor(capacity) - this.bytes);
-    const grown = this.empty(capacity);
-    // [1, kvHeads, capacity, headDim]: each head's rows move to the head's new, longer span.
-    const old = this.tensors;
-    if (old) grown.forEach((t, i) => this.copyRows(old[i], this.capacity, 0, t, capacity, 0, this.filled));
-    this.tensors = grown;
-    this.capacity = capacity;
+    [this.tensors, this.capacity] = this.grow(this.tensors, this.capacity, positions, 2);
   }
 }
