@@ -2,6 +2,7 @@
 // Platform-neutral: file reading lives in '@llava-mini/llm/node'.
 export { readLlamaConfig, ropeCaches, ropeInverseFrequencies, type LlamaConfig, type RopeScaling } from './config.js';
 export { llamaLayer, type AttentionFn } from './layer.js';
+export { LLAMA_FILES } from './io.js';
 export { buildLlamaGraph, LLAMA_IO, type BlockQuant, type KvCacheMode, type LlamaGraphOptions } from './graph.js';
 export { buildEmbeddingsGraph, type EmbeddingGraphOptions } from './embedding.js';
 export { DEFAULT_KV_CACHE_BYTES, LlamaModel, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';

@@ -15,3 +15,6 @@ export const LLAMA_IO = {
   newKey: (l: number) => `new_key_values.${l}.key`,
   newValue: (l: number) => `new_key_values.${l}.value`,
 } as const;
+
+/** File names of the two graphs when written to a folder (writeLlamaModel; the pipeline's converted folders use them too). */
+export const LLAMA_FILES = { model: 'llm.onnx', embeddings: 'llm_embeddings.onnx' } as const;

@@ -6,6 +6,7 @@ import { ExternalDataWriter, saveModel } from '@llava-mini/core/node';
 import type { LlamaConfig } from './config.js';
 import { buildEmbeddingsGraph } from './embedding.js';
 import { buildLlamaGraph, type LlamaGraphOptions } from './graph.js';
+import { LLAMA_FILES } from './io.js';
 import type { LlamaModelFiles } from './model.js';
 import { Tokenizer } from './tokenizer.js';
 
@@ -35,7 +36,7 @@ export function loadTokenizer(dir: string, options: { chatTemplate?: string } = 
 
 /** Paths of the two graphs writeLlamaModel writes (each with its `.data` file of weights beside it). */
 export function llamaModelPaths(dir: string): { model: string; embeddings: string } {
-  return { model: path.join(dir, 'llm.onnx'), embeddings: path.join(dir, 'llm_embeddings.onnx') };
+  return { model: path.join(dir, LLAMA_FILES.model), embeddings: path.join(dir, LLAMA_FILES.embeddings) };
 }
 
 /**
