@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { Graph, type InferenceSession, type Tensor, tensor, type Value } from '@llava-mini/core';
 import { Checkpoint, nodeBackend } from '@llava-mini/core/node';
 import { seededFloats } from '@llava-mini/core/testing';
-import { buildPrefusionGraph, type PicturePrefix, Prefusion } from '@llava-mini/prefusion';
+import { buildPrefusionGraph, type PicturePrefix, Prefusion, readPrefusionConfig } from '@llava-mini/prefusion';
 import { cachedFloat32 } from '@llava-mini/reference';
 import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, now, RESULTS, replaceMarked, table } from './lib/common.js';
 import { causalPairs, llamaBlocks, projector } from './lib/flops.js';
@@ -97,7 +97,8 @@ async function wholeGraph(): Promise<string> {
   const json = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const src = cachedFloat32(Checkpoint.open(dir));
   const [D, H] = [json.mm_hidden_size as number, json.hidden_size as number];
-  const prefusion = await Prefusion.create(await nodeBackend(), buildPrefusionGraph(src, json, { compressedTokens: 1, maxPositions: 1024 }).toBytes(), { device: 'cpu', json, maxPositions: 1024 });
+  const config = readPrefusionConfig(json);
+  const prefusion = await Prefusion.create(await nodeBackend(), buildPrefusionGraph(src, config, { compressedTokens: 1, maxPositions: 1024 }).toBytes(), { device: 'cpu', config, maxPositions: 1024 });
   const ids = [128000, 128000, ...Array.from({ length: 40 }, (_, i) => 10 + i), -200, ...Array.from({ length: L - 43 }, (_, i) => 60 + i)];
   const image = { imageFeatures: seededFloats(M * D, 1, 1), compressed: seededFloats(D, 2, 1) };
   const text = { textEmbeds: seededFloats(L * H, 3, 0.1), ids };

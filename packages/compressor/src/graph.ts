@@ -25,6 +25,9 @@ export interface CompressorGraphOptions {
 }
 
 const P = 'model.compressor';
+/** Graph I/O names; the runtime reads the dtype and the s*s key tokens from the input. */
+export const COMPRESSOR_INPUT = 'image_features';
+export const COMPRESSOR_OUTPUT = 'compressed';
 
 /** Rows [part*D, (part+1)*D) of nn.MultiheadAttention's packed in_proj (part 0 = q, 1 = k, 2 = v). */
 function third(t: Tensor, part: number, D: number): Tensor {
@@ -49,7 +52,7 @@ export function buildCompressorGraph(src: WeightSource, config: CompressorConfig
   const why = `C*C=${Q}, D=${D} (from ${P}.query)`;
   const w = (name: string, shape: number[]) => readWeight(src, `${P}.${name}`, shape, why);
   const p = (name: string, shape: number[]) => param(g, `${P}.${name}`, w(name, shape), format);
-  const features = g.input('image_features', dtype, ['batch', s * s, D]);
+  const features = g.input(COMPRESSOR_INPUT, dtype, ['batch', s * s, D]);
 
   // Key positional table: the CxC query table bicubically resized to s x s, computed once here.
   const posEmbed = w('pos_embed', [Q, D]);
@@ -77,6 +80,6 @@ export function buildCompressorGraph(src: WeightSource, config: CompressorConfig
   const out = linear(g, attn, `${P}.attn.out_proj`, w('attn.out_proj.weight', [D, D]), w('attn.out_proj.bias', [D]), format);
 
   // No residual, MLP or output norm.
-  g.output(out, 'compressed', dtype, ['batch', Q, D]);
+  g.output(out, COMPRESSOR_OUTPUT, dtype, ['batch', Q, D]);
   return g;
 }

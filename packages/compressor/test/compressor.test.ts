@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CheckpointMismatchError, InvalidOptionError, tensor, UnsupportedConfigError, type WeightFormat, type WeightSource } from '@llava-mini/core';
+import { CheckpointMismatchError, Graph, InvalidOptionError, SessionError, tensor, UnsupportedConfigError, type WeightFormat, type WeightSource } from '@llava-mini/core';
 import { Checkpoint, writeCheckpoint } from '@llava-mini/core/node';
 import { maxAbsDiff, seededFloats, testBackends } from '@llava-mini/core/testing';
 import { cachedFloat32, refBicubicResize, refCompressor } from '@llava-mini/reference';
@@ -24,7 +24,8 @@ async function tiny(options: TinyOptions) {
 async function expectOnBackends(bytes: Uint8Array, src: WeightSource, json: Record<string, unknown>, features: Float32Array, batch: number, keyGrid: number, expected: Float32Array) {
   const config = readCompressorConfig(json, src);
   for (const { label, backend, device } of await testBackends()) {
-    const compressor = await Compressor.create(backend, bytes, { device, config, keyGrid });
+    const compressor = await Compressor.create(backend, bytes, { device, config });
+    expect([compressor.keyGrid, compressor.dtype], label).toEqual([keyGrid, 'float32']);
     const got = await compressor.run(features, batch);
     await compressor.dispose();
     expect(got.length, label).toBe(expected.length);
@@ -116,7 +117,8 @@ describe('compressor graph vs reference (node-cpu, web-wasm)', () => {
       const scale = Math.max(...expected.map(Math.abs));
       const bytes = buildCompressorGraph(src, config, { keyGrid: 4, format }).toBytes();
       for (const { label, backend, device } of await testBackends()) {
-        const c = await Compressor.create(backend, bytes, { device, config, dtype: format.dtype as 'float32' | 'float16' });
+        const c = await Compressor.create(backend, bytes, { device, config });
+        expect(c.dtype, label).toBe(format.dtype);
         const got = await c.run(features);
         await c.dispose();
         const err = maxAbsDiff(got, expected) / scale;
@@ -173,15 +175,25 @@ describe('config and checkpoint errors', () => {
     expect(() => buildCompressorGraph(src, readCompressorConfig(json, src), { keyGrid: 2 })).toThrow(CheckpointMismatchError);
   });
 
-  it('runtime input of the wrong size -> InvalidOptionError before the runtime sees it', async () => {
+  it('runtime input of the wrong size (the graph fixes s*s tokens) -> InvalidOptionError before the runtime sees it', async () => {
     const { json, src } = await tiny({ compressorSize: 1, imageSize: 28 });
     const config = readCompressorConfig(json, src);
     const [{ backend, device }] = await testBackends();
-    const c = await Compressor.create(backend, buildCompressorGraph(src, config, { keyGrid: 2 }).toBytes(), { device, config, keyGrid: 2 });
+    const c = await Compressor.create(backend, buildCompressorGraph(src, config, { keyGrid: 2 }).toBytes(), { device, config });
     await expect(c.run(new Float32Array(3 * 32))).rejects.toThrow(InvalidOptionError);
+    await expect(c.run(new Float32Array(9 * 32))).rejects.toThrow(/built for 2x2 = 4 tokens per image, got 9/);
     await expect(c.run(new Float32Array(4 * 32 + 1))).rejects.toThrow(InvalidOptionError);
     await expect(c.run(new Float32Array(8 * 32), 0)).rejects.toThrow(InvalidOptionError);
     expect((await c.run(seededFloats(4 * 32, 1))).length).toBe(32);
     await c.dispose();
+  });
+
+  it('refuses a model that is not a compressor', async () => {
+    const { json, src } = await tiny({ compressorSize: 1, imageSize: 28 });
+    const g = new Graph();
+    const x = g.input('x', 'float32', [1]);
+    g.output(g.add(x, x), 'y', 'float32', [1]);
+    const [{ backend, device }] = await testBackends();
+    await expect(Compressor.create(backend, g.toBytes(), { device, config: readCompressorConfig(json, src) })).rejects.toThrow(SessionError);
   });
 });

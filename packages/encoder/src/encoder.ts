@@ -1,6 +1,5 @@
 import {
   type Backend,
-  modelInputs,
   type DeviceRequest,
   f32ArrayToF16,
   hasInput,
@@ -21,11 +20,6 @@ export interface VisionEncoderOptions {
   config: VisionConfig;
   device?: DeviceRequest;
   logger?: (message: string) => void;
-  /**
-   * The graph's I/O dtype. Read from the model when it is given as bytes; give it for a model path
-   * of a float16 graph (default float32).
-   */
-  dtype?: 'float32' | 'float16';
   /** Pieces per session run; larger batches are split (default: all in one run). */
   maxBatch?: number;
 }
@@ -38,6 +32,7 @@ export class VisionEncoder {
   private constructor(
     private readonly session: InferenceSession,
     readonly config: VisionConfig,
+    /** The graph's pixel dtype, as its session reports it. */
     readonly dtype: 'float32' | 'float16',
     private readonly maxBatch: number,
   ) {}
@@ -47,13 +42,14 @@ export class VisionEncoder {
     if (!config) throw new InvalidOptionError('VisionEncoder.create needs options.config (readVisionConfig(config.json))');
     const maxBatch = options.maxBatch ?? Infinity;
     if (!(maxBatch === Infinity || (Number.isSafeInteger(maxBatch) && maxBatch > 0))) throw new InvalidOptionError(`maxBatch must be a positive integer, got ${maxBatch}`);
-    const dtype = options.dtype ?? inputDtype(model) ?? 'float32';
     const session = await backend.createSession(model, { device: options.device, logger: options.logger });
     if (!hasInput(session, ENCODER_INPUT) || !hasOutput(session, ENCODER_OUTPUT)) {
       await session.dispose();
       throw new SessionError(`the model is not a vision encoder: it needs input '${ENCODER_INPUT}' and output '${ENCODER_OUTPUT}'`);
     }
-    return new VisionEncoder(session, config, dtype, maxBatch);
+    // The graph says what it computes in: float16 graphs get their pixels converted.
+    const pixels = session.inputs.find((v) => v.name === ENCODER_INPUT);
+    return new VisionEncoder(session, config, pixels?.dtype === 'float16' ? 'float16' : 'float32', maxBatch);
   }
 
   get device(): string {
@@ -94,18 +90,6 @@ export class VisionEncoder {
  * graph builder (and protobufjs) out.
  */
 export async function encoderFromWeights(backend: Backend, src: WeightSource, options: VisionEncoderOptions & { format?: WeightFormat; prefix?: string }): Promise<VisionEncoder> {
-  const format = options.format ?? { dtype: options.dtype ?? 'float32' };
-  const bytes = buildEncoderGraph(src, options.config, { format, prefix: options.prefix }).toBytes();
-  return VisionEncoder.create(backend, bytes, { ...options, dtype: format.dtype });
-}
-
-/** TensorProto.DataType FLOAT16. */
-const ONNX_FLOAT16 = 10;
-
-/** The dtype of the pixel input, when the model is at hand as bytes. */
-function inputDtype(model: ModelSource): 'float32' | 'float16' | undefined {
-  const bytes = model instanceof Uint8Array ? model : typeof model === 'object' && model.model instanceof Uint8Array ? model.model : undefined;
-  if (!bytes) return undefined;
-  const input = modelInputs(bytes).find((i) => i.name === ENCODER_INPUT);
-  return input?.elemType === ONNX_FLOAT16 ? 'float16' : 'float32';
+  const bytes = buildEncoderGraph(src, options.config, { format: options.format, prefix: options.prefix }).toBytes();
+  return VisionEncoder.create(backend, bytes, options);
 }

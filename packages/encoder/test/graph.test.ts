@@ -180,13 +180,17 @@ describe('graph construction', () => {
 describe('VisionEncoder', () => {
   const { backend, device } = backends[0];
 
-  it('reads the I/O dtype from model bytes, splits large batches with maxBatch, and checks its input', async () => {
+  it('reads the I/O dtype from its session (bytes or a file), splits large batches with maxBatch, and checks its input', async () => {
     const l = loaded.get(CASES[1].label)!;
     const S = l.config.imageSize;
     const fp16 = buildEncoderGraph(l.src, l.config, { format: { dtype: 'float16' } }).toBytes();
-    const half = await VisionEncoder.create(backend, fp16, { config: l.config, device });
-    expect(half.dtype).toBe('float16');
-    await half.dispose();
+    const file = path.join(root, 'encoder-fp16.onnx');
+    fs.writeFileSync(file, fp16);
+    for (const model of [fp16, file]) {
+      const half = await VisionEncoder.create(backend, model, { config: l.config, device });
+      expect(half.dtype).toBe('float16');
+      await half.dispose();
+    }
 
     const bytes = buildEncoderGraph(l.src, l.config).toBytes();
     const whole = await VisionEncoder.create(backend, bytes, { config: l.config, device });

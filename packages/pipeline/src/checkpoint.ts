@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { errorMessage, ModelFilesError, type ProgressCallback, UnsupportedConfigError, type Tensor, type WeightSource } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
 import { checkLayout, VISION_MODEL_PREFIX as LLAVA_VISION_PREFIX } from './layout.js';
+import { type ModelConfig, readModelConfig } from './model-config.js';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
 
@@ -32,8 +33,8 @@ export function readJson(file: string): Record<string, unknown> {
 /** A Hugging Face LLaVA-Mini folder as published: config, weights (maybe without CLIP), tokenizer. */
 export interface HfCheckpoint {
   dir: string;
-  /** config.json; with a separate CLIP folder, its config becomes `vision_config`. */
-  config: Record<string, unknown>;
+  /** config.json, read; with a separate CLIP folder, that folder's config becomes its `vision_config`. */
+  config: ModelConfig;
   generationConfig?: Record<string, unknown>;
   /** All weights, CLIP included (from the separate CLIP folder when the checkpoint lacks them). */
   weights: WeightSource & { names: string[]; close(): void };
@@ -49,9 +50,9 @@ export interface HfCheckpoint {
 export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ModelFilesError(dir, 'is not a folder');
   const configFile = path.join(dir, 'config.json');
-  const config = readJson(configFile);
-  if (config.model_type !== 'llava_mini_llama') {
-    throw inConfigFile(new UnsupportedConfigError('model_type', `expected "llava_mini_llama" (a LLaVA-Mini checkpoint), got ${JSON.stringify(config.model_type)}`), configFile);
+  const json = readJson(configFile);
+  if (json.model_type !== 'llava_mini_llama') {
+    throw inConfigFile(new UnsupportedConfigError('model_type', `expected "llava_mini_llama" (a LLaVA-Mini checkpoint), got ${JSON.stringify(json.model_type)}`), configFile);
   }
   const genPath = path.join(dir, 'generation_config.json');
   const generationConfig = fs.existsSync(genPath) ? readJson(genPath) : undefined;
@@ -60,16 +61,18 @@ export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
   }
   const tokenizerFiles = TOKENIZER_FILES.filter((f) => fs.existsSync(path.join(dir, f)));
   const main = Checkpoint.open(dir);
-  const checked = (h: HfCheckpoint): HfCheckpoint => {
+  // The config is read once the CLIP folder's part is in it; then the weights must be what it says.
+  const checked = (withClip: Record<string, unknown>, weights: HfCheckpoint['weights']): HfCheckpoint => {
     try {
-      checkLayout(h.config, h.weights.names, `checkpoint ${dir}`);
+      const config = readModelConfig(withClip);
+      checkLayout(config, weights.names, `checkpoint ${dir}`);
+      return { dir, config, generationConfig, weights, tokenizerFiles };
     } catch (err) {
-      h.weights.close();
+      weights.close();
       throw inConfigFile(err, configFile);
     }
-    return h;
   };
-  if (main.has(`${LLAVA_VISION_PREFIX}embeddings.class_embedding`)) return checked({ dir, config, generationConfig, weights: main, tokenizerFiles });
+  if (main.has(`${LLAVA_VISION_PREFIX}embeddings.class_embedding`)) return checked(json, main);
   if (!clipDir) {
     main.close();
     throw new ModelFilesError(dir, `has no CLIP vision tower (${LLAVA_VISION_PREFIX}*): name a CLIP checkpoint folder (--clip DIR)`);
@@ -84,7 +87,7 @@ export function openHfCheckpoint(dir: string, clipDir?: string): HfCheckpoint {
     throw err;
   }
   const visionConfig = (clipConfig.vision_config as Record<string, unknown> | undefined) ?? clipConfig;
-  return checked({ dir, config: { ...config, vision_config: visionConfig }, generationConfig, weights: merged(main, clip), tokenizerFiles });
+  return checked({ ...json, vision_config: visionConfig }, merged(main, clip));
 }
 
 /** The main checkpoint's tensors, with the CLIP folder's `vision_model.*` under LLaVA-Mini's prefix. */

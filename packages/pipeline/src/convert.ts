@@ -3,10 +3,11 @@ import * as path from 'node:path';
 import { FileError, fileSystemError, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { ExternalDataWriter, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
 import { inConfigFile, openHfCheckpoint, withProgress } from './checkpoint.js';
-import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type StageEntry } from './manifest.js';
+import { GRAPHS, type GraphName } from './formats.js';
+import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, manifestOf } from './manifest.js';
 import { recordVerified, sha256File } from './model-files.js';
-import { GRAPHS, type GraphName } from './parts.js';
-import { buildGraph, type ConversionOptions, planConversion } from './stages.js';
+import { type ConversionOptions, planConversion } from './plan.js';
+import { buildGraph } from './stages.js';
 
 export interface ConvertOptions extends ConversionOptions {
   /** A standalone CLIP vision checkpoint, for checkpoints without their own copy of the tower. */
@@ -41,40 +42,26 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
     // The first folder mkdir made: missing parents of --out are removed again if the conversion fails.
     created = makeDirs(tmp);
     const src = withProgress(hf.weights, 'convert', hf.weights.names.length, options.onProgress);
-    const stages = {} as Record<GraphName, StageEntry>;
+    const stages = {} as Record<GraphName, FileEntry[]>;
     for (const name of GRAPHS) {
       const modelPath = path.join(tmp, GRAPH_FILES[name]);
       const weights = new ExternalDataWriter(modelPath);
       try {
-        saveModel(buildGraph(name, hf.config, src, plan, weights), modelPath, weights);
+        saveModel(buildGraph(name, plan, src, { blockSize: options.blockSize, weights }), modelPath, weights);
       } catch (err) {
         weights.abort();
         throw err;
       }
       const files = [GRAPH_FILES[name], weights.location].filter((f) => fs.existsSync(path.join(tmp, f)));
-      const dtype = name === 'embeddings' ? plan.dtypes.llm : plan.dtypes[name];
-      stages[name] = { model: GRAPH_FILES[name], dtype, format: plan.formats[name], files: files.map((f) => fileEntry(tmp, f)) };
+      stages[name] = files.map((f) => fileEntry(tmp, f));
       // Let progress listeners and the event loop breathe between stages.
       await new Promise((r) => setImmediate(r));
     }
     for (const f of [...hf.tokenizerFiles, 'config.json', ...(hf.generationConfig ? ['generation_config.json'] : [])]) {
       fs.copyFileSync(path.join(hf.dir, f), path.join(tmp, f));
     }
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      version: MANIFEST_VERSION,
-      created: new Date().toISOString(),
-      target: plan.target,
-      config: hf.config,
-      generationConfig: hf.generationConfig,
-      contextLength: plan.contextLength,
-      prefusionPositions: plan.prefusionPositions,
-      keyGrid: plan.keyGrid,
-      compressor: plan.compressor,
-      stages,
-      tokenizer: hf.tokenizerFiles.map((f) => fileEntry(tmp, f)),
-    };
-    recordVerified(tmp, [...Object.values(stages).flatMap((s) => s.files), ...manifest.tokenizer]);
+    const manifest = manifestOf(plan, { stages, tokenizer: hf.tokenizerFiles.map((f) => fileEntry(tmp, f)) }, hf.generationConfig);
+    recordVerified(tmp, [...Object.values(stages).flat(), ...manifest.tokenizer]);
     writeFileAtomic(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     replaceDir(tmp, out);
     return manifest;

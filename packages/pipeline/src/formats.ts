@@ -11,6 +11,13 @@ export const TARGETS: readonly Target[] = ['cpu', 'cuda', 'webgpu'];
 export const STAGES = ['encoder', 'compressor', 'prefusion', 'llm'] as const;
 export type StageName = (typeof STAGES)[number];
 
+/** The graphs the model is made of: the four stages and the LLM's token embeddings. */
+export type GraphName = StageName | 'embeddings';
+export const GRAPHS: readonly GraphName[] = ['encoder', 'compressor', 'prefusion', 'llm', 'embeddings'];
+
+/** The stage a graph belongs to: the embeddings table is the LLM's, in the LLM's dtype. */
+export const stageOf = (graph: GraphName): StageName => (graph === 'embeddings' ? 'llm' : graph);
+
 export function checkDtype(value: unknown, what = 'dtype'): DtypeName {
   if (!DTYPE_NAMES.includes(value as DtypeName)) throw new InvalidOptionError(`${what} must be one of ${DTYPE_NAMES.join(', ')}, got ${JSON.stringify(value)}`);
   return value as DtypeName;

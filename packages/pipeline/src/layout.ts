@@ -2,9 +2,7 @@
 // release), and the check that a checkpoint has exactly those before anything is converted: a config
 // with fewer layers than the weights would otherwise convert silently into a truncated model.
 import { CheckpointMismatchError } from '@llava-mini/core';
-import { readVisionConfig } from '@llava-mini/encoder';
-import { readLlamaConfig } from '@llava-mini/llm';
-import { readPrefusionConfig } from '@llava-mini/prefusion';
+import type { ModelConfig } from './model-config.js';
 
 export const VISION_MODEL_PREFIX = 'model.vision_tower.vision_tower.vision_model.';
 
@@ -20,10 +18,8 @@ export interface Layout {
 }
 
 /** The checkpoint tensor names `config` implies. */
-export function checkpointLayout(config: Record<string, unknown>): Layout {
-  const llama = readLlamaConfig(config);
-  const prefusion = readPrefusionConfig(config);
-  const vision = readVisionConfig(config);
+export function checkpointLayout(config: ModelConfig): Layout {
+  const { llama, prefusion, vision } = config;
   const required = new Set<string>(['model.embed_tokens.weight', 'model.norm.weight']);
   const optional = new Set<string>();
   (llama.tieWordEmbeddings ? optional : required).add('lm_head.weight');
@@ -53,7 +49,7 @@ function list(names: string[]): string {
 }
 
 /** For extra layers: "config.json has num_hidden_layers 2, the weights have 4 of model.layers". */
-function layerHint(extra: string[], config: Record<string, unknown>): string {
+function layerHint(extra: string[], config: ModelConfig): string {
   const groups: [RegExp, string, string][] = [
     [/^model\.layers\.(\d+)\./, 'num_hidden_layers', 'model.layers'],
     [/^model\.prefusion_layers\.(\d+)\./, 'prefusion_layer_num', 'model.prefusion_layers'],
@@ -62,7 +58,7 @@ function layerHint(extra: string[], config: Record<string, unknown>): string {
   const hints: string[] = [];
   for (const [re, key, what] of groups) {
     const top = Math.max(-1, ...extra.map((n) => Number(re.exec(n)?.[1] ?? -1)));
-    if (top >= 0) hints.push(`the weights have ${top + 1} ${what} (config ${key}: ${key.startsWith('vision') ? readVisionConfig(config).numLayers : config[key]})`);
+    if (top >= 0) hints.push(`the weights have ${top + 1} ${what} (config ${key}: ${key.startsWith('vision') ? config.vision.numLayers : config.json[key]})`);
   }
   return hints.length ? `; ${hints.join(', ')}` : '';
 }
@@ -72,7 +68,7 @@ function layerHint(extra: string[], config: Record<string, unknown>): string {
  * checked where each tensor is read; this catches what no graph would read, and names what is missing
  * before any conversion work.
  */
-export function checkLayout(config: Record<string, unknown>, names: readonly string[], where: string): void {
+export function checkLayout(config: ModelConfig, names: readonly string[], where: string): void {
   const { required, optional } = checkpointLayout(config);
   const have = new Set(names);
   const missing = [...required].filter((n) => !have.has(n));

@@ -5,13 +5,14 @@ import { nodeBackend } from '@llava-mini/core/node';
 import { webBackend } from '@llava-mini/core/web';
 import { loadTokenizer } from '@llava-mini/llm/node';
 import { inConfigFile, openHfCheckpoint } from './checkpoint.js';
-import { checkDtype, type DtypeName, resolveModelDevice, type Target } from './formats.js';
+import { checkDtype, type DtypeName, GRAPHS, type GraphName, resolveModelDevice, type Target } from './formats.js';
 import { type NodeInput, resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { readManifest, verifyModelFiles } from './model-files.js';
-import { GRAPHS, type GraphName, manifestSources, type ModelSources, openParts } from './parts.js';
-import { buildGraph, planConversion } from './stages.js';
+import { manifestSources, type ModelSources, openParts } from './parts.js';
+import { planConversion } from './plan.js';
+import { buildGraph } from './stages.js';
 
 export type NodeDeviceRequest = 'auto' | 'cpu' | 'cuda' | 'webgpu' | 'wasm';
 
@@ -48,16 +49,26 @@ export interface LoadOptions {
 /** Unconverted checkpoints are converted in memory only below this size (one graph must stay under protobuf's 2 GB). */
 export const IN_MEMORY_LIMIT_BYTES = 1.5e9;
 
-function fromManifest(dir: string, options: LoadOptions): ModelSources & { target: Target } {
+/**
+ * A model folder found and checked: the target it was made for, and its sources. A manifest's
+ * config.json is read only when the sources are asked for, once the device is settled.
+ */
+interface Found {
+  target: Target;
+  sources: () => ModelSources;
+}
+
+function fromManifest(dir: string, options: LoadOptions): Found {
   const manifest = readManifest(dir);
   if (options.dtype && manifest.stages.llm.dtype !== checkDtype(options.dtype)) {
     throw new InvalidOptionError(`${dir} was converted with dtype ${manifest.stages.llm.dtype}; convert it again with --dtype ${options.dtype}`);
   }
   verifyModelFiles(dir, manifest, options.onProgress);
-  return { ...manifestSources(manifest, loadTokenizer(dir), (file) => path.join(dir, file)), target: manifest.target };
+  const tokenizer = loadTokenizer(dir);
+  return { target: manifest.target, sources: () => manifestSources(manifest, tokenizer, (file) => path.join(dir, file)) };
 }
 
-function fromCheckpoint(dir: string, options: LoadOptions): ModelSources & { target: Target } {
+function fromCheckpoint(dir: string, options: LoadOptions): Found {
   const shards = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors'));
   const bytes = shards.reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
   if (bytes > IN_MEMORY_LIMIT_BYTES) {
@@ -68,10 +79,11 @@ function fromCheckpoint(dir: string, options: LoadOptions): ModelSources & { tar
     const plan = planConversion(hf.config, hf.weights, { dtype: options.dtype });
     const graphs = new Map<GraphName, Uint8Array>();
     for (const name of GRAPHS) {
-      graphs.set(name, buildGraph(name, hf.config, hf.weights, plan).toBytes());
+      graphs.set(name, buildGraph(name, plan, hf.weights).toBytes());
       options.onProgress?.({ task: 'convert', item: name, done: graphs.size, total: GRAPHS.length, unit: 'files' });
     }
-    return { ...plan, config: hf.config, graph: (name) => graphs.get(name) as Uint8Array, tokenizer: loadTokenizer(dir) };
+    const sources: ModelSources = { plan, graph: (name) => graphs.get(name) as Uint8Array, tokenizer: loadTokenizer(dir) };
+    return { target: plan.target, sources: () => sources };
   } catch (err) {
     throw inConfigFile(err, path.join(dir, 'config.json'));
   } finally {
@@ -86,19 +98,21 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
   if (!converted && !fs.existsSync(path.join(dir, 'config.json'))) {
     throw new ModelFilesError(dir, `is neither a converted model (${MANIFEST_FILE}) nor a Hugging Face checkpoint (config.json)`);
   }
-  const sources = converted ? fromManifest(dir, options) : fromCheckpoint(dir, options);
+  const found = converted ? fromManifest(dir, options) : fromCheckpoint(dir, options);
   const request = options.device ?? 'auto';
   const backend: Backend = request === 'wasm' ? await webBackend({ numThreads: options.numThreads }) : await nodeBackend();
-  const device = await resolveModelDevice(backend, sources.target, request, dir, options.logger);
-  return openParts<NodeInput>(sources, {
-    backend,
-    device,
-    logger: options.logger,
-    kvCacheBytes: options.kvCacheBytes,
-    pictureCacheBytes: options.pictureCacheBytes,
-    resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
-  }).catch((err) => {
-    // The stages read their settings from the manifest's copy of config.json, or the checkpoint's own.
+  const device = await resolveModelDevice(backend, found.target, request, dir, options.logger);
+  try {
+    return await openParts<NodeInput>(found.sources(), {
+      backend,
+      device,
+      logger: options.logger,
+      kvCacheBytes: options.kvCacheBytes,
+      pictureCacheBytes: options.pictureCacheBytes,
+      resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
+    });
+  } catch (err) {
+    // The stages' settings come from the manifest's copy of config.json, or the checkpoint's own.
     throw inConfigFile(err, path.join(dir, converted ? MANIFEST_FILE : 'config.json'));
-  });
+  }
 }

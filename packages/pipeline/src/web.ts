@@ -4,10 +4,10 @@ import { type ModelSource, ModelFilesError, type ProgressCallback } from '@llava
 import { webBackend } from '@llava-mini/core/web';
 import { Tokenizer } from '@llava-mini/llm';
 import { resolveBrowserInput, type WebInput } from './browser-input.js';
-import { resolveModelDevice } from './formats.js';
+import { GRAPHS, type GraphName, resolveModelDevice } from './formats.js';
 import { LlavaMini as LlavaMiniBase } from './llava-mini.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
-import { GRAPHS, type GraphName, manifestSources, openParts } from './parts.js';
+import { manifestSources, openParts } from './parts.js';
 import { downloadFile, downloadGraph, type FetchFile } from './web-files.js';
 
 export * from './index.js';

@@ -9,6 +9,7 @@ import { writeTinyCheckpoint } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint, ensureTinyModel, LlavaMini, MANIFEST_VERSION } from '../src/node.js';
 
+const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-model-files-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 let hf: string;
@@ -71,6 +72,23 @@ describe('converted model files', () => {
     await expect(LlavaMini.fromPretrained(dir, { device: 'cpu' })).rejects.toThrow(/encoder\.onnx\.data: is 100 bytes, the manifest says \d+/);
     fs.rmSync(path.join(dir, 'encoder.onnx.data'));
     await expect(LlavaMini.fromPretrained(dir, { device: 'cpu' })).rejects.toThrow(/encoder\.onnx\.data: is listed in the manifest but missing/);
+  });
+
+  it('holds nothing derivable, and still loads a folder whose manifest has the fields earlier converters wrote', async () => {
+    const m = manifestOf(converted);
+    expect(m).not.toHaveProperty('keyGrid'); // config.json gives it
+    for (const stage of Object.values(m.stages)) expect(stage).not.toHaveProperty('format'); // the graph and the dtype give it
+    const earlier = copy();
+    const keyGrid = (m.config.vision_config.image_size / m.config.vision_config.patch_size) * (m.config.resolution_ratio ?? 1);
+    const stages = Object.fromEntries(Object.entries(m.stages).map(([name, stage]) => [name, { ...(stage as object), format: { dtype: 'float32' } }]));
+    writeManifest(earlier, { ...m, keyGrid, stages });
+    const answers: number[][] = [];
+    for (const dir of [converted, earlier]) {
+      const model = await LlavaMini.fromPretrained(dir, { device: 'cpu' });
+      answers.push((await model.ask(IMAGE, 'What is this?', { maxNewTokens: 6 }).done()).ids);
+      await model.dispose();
+    }
+    expect(answers[1]).toEqual(answers[0]);
   });
 
   it('a malformed manifest is a typed one-line error naming the field', async () => {

@@ -17,7 +17,8 @@ export interface PrefusionConfig {
  */
 export const DEFAULT_MAX_POSITIONS = 8192;
 
-export function readPrefusionConfig(json: Record<string, unknown>): PrefusionConfig {
+/** `llama`, when the caller has read it already (it is the LLM's own config), is not read again. */
+export function readPrefusionConfig(json: Record<string, unknown>, llama?: LlamaConfig): PrefusionConfig {
   // LLaVA's builder reads getattr(config, 'mm_projector_type', 'linear').
   const projector = json.mm_projector_type ?? 'linear';
   if (projector !== 'mlp2x_gelu') {
@@ -31,5 +32,5 @@ export function readPrefusionConfig(json: Record<string, unknown>): PrefusionCon
   if (typeof layers !== 'number' || !Number.isInteger(layers) || layers < 0) {
     throw new UnsupportedConfigError('prefusion_layer_num', `expected a non-negative integer, got ${JSON.stringify(layers)}`);
   }
-  return { llama: readLlamaConfig(json), visionHidden, layers };
+  return { llama: llama ?? readLlamaConfig(json), visionHidden, layers };
 }

@@ -13,7 +13,7 @@ import {
   type WeightSource,
 } from '@llava-mini/core';
 import { type LlamaConfig, llamaLayer, ropeCaches } from '@llava-mini/llm';
-import { DEFAULT_MAX_POSITIONS, readPrefusionConfig } from './config.js';
+import { DEFAULT_MAX_POSITIONS, type PrefusionConfig } from './config.js';
 
 export interface PrefusionGraphOptions {
   /** Weight and activation format (default float32). Float I/O stays float32 either way: casts are in the graph. */
@@ -61,16 +61,13 @@ export const PREFUSION_IO = {
  * scaling tables from llm's ropeCaches) applied by the kernel at position past + i. Float inputs and
  * outputs are float32, cast inside the graph; keys/values stay in the graph's dtype.
  */
-export function buildPrefusionGraph(src: WeightSource, json: Record<string, unknown>, options: PrefusionGraphOptions): Graph {
-  const { llama: c, visionHidden: D, layers } = readPrefusionConfig(json);
+export function buildPrefusionGraph(src: WeightSource, config: PrefusionConfig, options: PrefusionGraphOptions): Graph {
+  const { llama: c, visionHidden: D, layers } = config;
   const format = options.format ?? FP32;
   const dtype = format.dtype;
   const CC = options.compressedTokens;
   const maxPositions = options.maxPositions ?? DEFAULT_MAX_POSITIONS;
   if (!Number.isInteger(CC) || CC < 1) throw new InvalidOptionError(`compressedTokens must be a positive integer, got ${CC}`);
-  if (typeof json.compressor_size === 'number' && CC !== json.compressor_size ** 2) {
-    throw new InvalidOptionError(`compressedTokens=${CC} but config compressor_size=${json.compressor_size} gives ${json.compressor_size ** 2}`);
-  }
   if (!Number.isInteger(maxPositions) || maxPositions < 1) throw new InvalidOptionError(`maxPositions must be a positive integer, got ${maxPositions}`);
   if (c.headDim % 16 !== 0) {
     throw new UnsupportedConfigError('head_dim', `${c.headDim} is not a multiple of 16, which onnxruntime's GroupQueryAttention needs for its built-in rotary embedding`);

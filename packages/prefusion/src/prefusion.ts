@@ -2,24 +2,25 @@ import {
   type Backend,
   type Device,
   type DeviceRequest,
+  hasInput,
+  hasOutput,
   type InferenceSession,
   InvalidOptionError,
   type ModelSource,
   now,
+  SessionError,
   type SessionOptions,
   type Tensor,
   tensor,
 } from '@llava-mini/core';
-import { DEFAULT_MAX_POSITIONS, type PrefusionConfig, readPrefusionConfig } from './config.js';
+import { DEFAULT_MAX_POSITIONS, type PrefusionConfig } from './config.js';
 import { PREFUSION_IO } from './graph.js';
 import { keptRows } from './inputs.js';
 
 export interface PrefusionOptions extends Omit<SessionOptions, 'device'> {
   device?: DeviceRequest;
-  /** config.json of the checkpoint the graph was built from. */
-  json: Record<string, unknown>;
-  /** The graph's activation dtype (what it was built with): the dtype of the keys/values it hands out. Default float32. */
-  dtype?: 'float32' | 'float16';
+  /** The settings the graph was built with (`readPrefusionConfig(config.json)`). */
+  config: PrefusionConfig;
   /** The graph's RoPE cache rows (what it was built with; default DEFAULT_MAX_POSITIONS). */
   maxPositions?: number;
 }
@@ -93,16 +94,21 @@ export class Prefusion {
   private constructor(
     private readonly session: InferenceSession,
     readonly config: PrefusionConfig,
+    /** The graph's activation dtype, as its session reports it: the dtype of the keys/values it hands out. */
     readonly dtype: 'float32' | 'float16',
     readonly maxPositions: number,
   ) {}
 
   static async create(backend: Backend, model: ModelSource, options: PrefusionOptions): Promise<Prefusion> {
-    const { json, dtype = 'float32', maxPositions = DEFAULT_MAX_POSITIONS, ...sessionOptions } = options;
-    if (dtype !== 'float32' && dtype !== 'float16') throw new InvalidOptionError(`dtype must be 'float32' or 'float16', got ${JSON.stringify(dtype)}`);
-    const config = readPrefusionConfig(json);
+    const { config, maxPositions = DEFAULT_MAX_POSITIONS, ...sessionOptions } = options;
     const session = await backend.createSession(model, sessionOptions);
-    return new Prefusion(session, config, dtype, maxPositions);
+    if (!hasInput(session, PREFUSION_IO.textEmbeds) || !hasOutput(session, PREFUSION_IO.fusedText)) {
+      await session.dispose();
+      throw new SessionError(`the model is not a pre-fusion graph: it needs input '${PREFUSION_IO.textEmbeds}' and output '${PREFUSION_IO.fusedText}'`);
+    }
+    // The layers' past keys are in the graph's dtype; with no layers there are none, and no dtype to match.
+    const past = session.inputs.find((v) => v.name === PREFUSION_IO.pastKey(0));
+    return new Prefusion(session, config, past?.dtype === 'float16' ? 'float16' : 'float32', maxPositions);
   }
 
   get device(): Device {

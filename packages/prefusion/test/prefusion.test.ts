@@ -1,12 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CheckpointMismatchError, InvalidOptionError, UnsupportedConfigError, type WeightFormat } from '@llava-mini/core';
+import { CheckpointMismatchError, Graph, InvalidOptionError, SessionError, UnsupportedConfigError, type WeightFormat } from '@llava-mini/core';
 import { Checkpoint } from '@llava-mini/core/node';
 import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
 import { refDecoderLayer, refLlamaConfig, refPrefusion, refProjector } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildPrefusionGraph, keptRows, type PicturePrefix, Prefusion } from '../src/index.js';
+import { buildPrefusionGraph, keptRows, type PicturePrefix, Prefusion, readPrefusionConfig } from '../src/index.js';
 import { concat, embed, imageSide, PROMPT, root, tiny } from './helpers.js';
 
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -39,9 +39,9 @@ describe('pre-fusion graph vs reference (node-cpu, web-wasm)', () => {
       const textEmbeds = embed(src, PROMPT, H);
       const expected = refPrefusion(src, json, { ...image, textEmbeds, ids: PROMPT });
       const CC = (json.compressor_size as number) ** 2;
-      const bytes = buildPrefusionGraph(src, json, { compressedTokens: CC, maxPositions: 1024 }).toBytes();
+      const bytes = buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: CC, maxPositions: 1024 }).toBytes();
       for (const { label, backend, device } of await testBackends()) {
-        const prefusion = await Prefusion.create(backend, bytes, { device, json, maxPositions: 1024 });
+        const prefusion = await Prefusion.create(backend, bytes, { device, config: readPrefusionConfig(json), maxPositions: 1024 });
         const got = await prefusion.run({ ...image, textEmbeds, ids: PROMPT });
         await prefusion.dispose();
         expect(got.visionTokens.length, label).toBe(CC * H);
@@ -80,12 +80,12 @@ describe('pre-fusion graph vs reference (node-cpu, web-wasm)', () => {
     const mean = new Float32Array(PROMPT.length * H);
     for (const r of refs) r.fusedText.forEach((v, i) => (mean[i] += v / refs.length));
     const vision = concat(...refs.map((r) => r.visionTokens));
-    const bytes = buildPrefusionGraph(src, json, { compressedTokens: 4, maxPositions: 256 }).toBytes();
+    const bytes = buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 4, maxPositions: 256 }).toBytes();
     async function* stream() {
       for (const f of frames) yield f;
     }
     for (const { label, backend, device } of await testBackends()) {
-      const prefusion = await Prefusion.create(backend, bytes, { device, json, maxPositions: 256 });
+      const prefusion = await Prefusion.create(backend, bytes, { device, config: readPrefusionConfig(json), maxPositions: 256 });
       for (const source of [frames, stream()]) {
         const got = await prefusion.fuseFrames(source, { textEmbeds, ids: PROMPT });
         expect(got.frames).toBe(3);
@@ -113,10 +113,11 @@ describe('pre-fusion graph vs reference (node-cpu, web-wasm)', () => {
       const image = imageSide(src, json, 6);
       const textEmbeds = embed(src, PROMPT, H);
       const expected = refPrefusion(src, json, { ...image, textEmbeds, ids: PROMPT });
-      const bytes = buildPrefusionGraph(src, json, { compressedTokens: 1, maxPositions: 64, format }).toBytes();
+      const bytes = buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 1, maxPositions: 64, format }).toBytes();
       const scale = Math.max(...expected.fusedText.map(Math.abs), ...expected.visionTokens.map(Math.abs));
       for (const { label, backend, device } of await testBackends()) {
-        const prefusion = await Prefusion.create(backend, bytes, { device, json, dtype, maxPositions: 64 });
+        const prefusion = await Prefusion.create(backend, bytes, { device, config: readPrefusionConfig(json), maxPositions: 64 });
+        expect(prefusion.dtype, `${label}: read from the graph`).toBe(dtype);
         let prefix: PicturePrefix | undefined;
         const cold = await prefusion.run({ ...image, textEmbeds, ids: PROMPT }, { onPrefix: (p) => (prefix = p) });
         const warm = await prefusion.run({ ...(prefix as PicturePrefix), textEmbeds, ids: PROMPT });
@@ -140,9 +141,9 @@ describe('picture prefix (spec §3.3: the picture rows never see the prompt)', (
     const second = [512, 512, 44, -200, 17, 0, 0, 301, 9, 513];
     const embeds2 = embed(src, second, H);
     const expected = refPrefusion(src, json, { ...image, textEmbeds: embeds2, ids: second });
-    const bytes = buildPrefusionGraph(src, json, { compressedTokens: 4, maxPositions: 128 }).toBytes();
+    const bytes = buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 4, maxPositions: 128 }).toBytes();
     for (const { label, backend, device } of await testBackends()) {
-      const prefusion = await Prefusion.create(backend, bytes, { device, json, maxPositions: 128 });
+      const prefusion = await Prefusion.create(backend, bytes, { device, config: readPrefusionConfig(json), maxPositions: 128 });
       const prefixes: PicturePrefix[] = [];
       const first = await prefusion.run({ ...image, textEmbeds: embed(src, PROMPT, H), ids: PROMPT }, { onPrefix: (p) => prefixes.push(p) });
       expect(prefixes.length).toBe(1);
@@ -171,9 +172,9 @@ describe('picture prefix (spec §3.3: the picture rows never see the prompt)', (
     const textEmbeds = embed(src, PROMPT, H);
     const pictures = [1, 2].map((seed) => imageSide(src, json, 20 + seed));
     const refs = pictures.map((p) => refPrefusion(src, json, { ...p, textEmbeds, ids: PROMPT }));
-    const bytes = buildPrefusionGraph(src, json, { compressedTokens: 1, maxPositions: 64 }).toBytes();
+    const bytes = buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 1, maxPositions: 64 }).toBytes();
     const [{ backend, device }] = await testBackends();
-    const prefusion = await Prefusion.create(backend, bytes, { device, json, maxPositions: 64 });
+    const prefusion = await Prefusion.create(backend, bytes, { device, config: readPrefusionConfig(json), maxPositions: 64 });
     const prefix = await prefusion.prefix(pictures[0]);
     const got = await prefusion.fuseFrames([prefix, pictures[1]], { textEmbeds, ids: PROMPT });
     expect(got.frames).toBe(2);
@@ -199,7 +200,7 @@ describe('graph declarations', () => {
     // CPU (see graph.ts). webgpu-node.test.ts runs that session; this checks the declaration here.
     const { decodeModel } = await import('@llava-mini/core');
     const { json, src } = await tiny({ imageSize: 56 });
-    const model = decodeModel(buildPrefusionGraph(src, json, { compressedTokens: 1, maxPositions: 64 }).toBytes());
+    const model = decodeModel(buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 1, maxPositions: 64 }).toBytes());
     const past = model.graph.input.filter((i) => i.name.startsWith('past.'));
     expect(past.map((i) => i.name)).toEqual(['past.0.key', 'past.0.value', 'past.1.key', 'past.1.value']);
     for (const i of past) {
@@ -215,7 +216,7 @@ describe('config, checkpoint and input errors', () => {
     for (const bad of [{ ...json, mm_projector_type: 'linear' }, { ...json, mm_projector_type: 'mlp3x_gelu' }, { ...json, mm_projector_type: undefined }]) {
       const err = (() => {
         try {
-          buildPrefusionGraph(src, bad, { compressedTokens: 1 });
+          buildPrefusionGraph(src, readPrefusionConfig(bad), { compressedTokens: 1 });
         } catch (e) {
           return e;
         }
@@ -232,25 +233,33 @@ describe('config, checkpoint and input errors', () => {
     fs.writeFileSync(file, JSON.stringify({ ...json, mm_hidden_size: 48 }));
     const src = Checkpoint.open(dir);
     const wrongWidth = JSON.parse(fs.readFileSync(file, 'utf8'));
-    expect(() => buildPrefusionGraph(src, wrongWidth, { compressedTokens: 1 })).toThrow(CheckpointMismatchError);
-    expect(() => buildPrefusionGraph(src, wrongWidth, { compressedTokens: 1 })).toThrow(/model\.mm_projector\.0\.weight/);
+    expect(() => buildPrefusionGraph(src, readPrefusionConfig(wrongWidth), { compressedTokens: 1 })).toThrow(CheckpointMismatchError);
+    expect(() => buildPrefusionGraph(src, readPrefusionConfig(wrongWidth), { compressedTokens: 1 })).toThrow(/model\.mm_projector\.0\.weight/);
     const wrongFfn = { ...json, intermediate_size: 96 };
-    expect(() => buildPrefusionGraph(src, wrongFfn, { compressedTokens: 1 })).toThrow(/prefusion_layers\.0\.mlp\.gate_proj/);
-    expect(() => buildPrefusionGraph(src, { ...json, prefusion_layer_num: 3 }, { compressedTokens: 1 })).toThrow(/prefusion_layers\.2/);
+    expect(() => buildPrefusionGraph(src, readPrefusionConfig(wrongFfn), { compressedTokens: 1 })).toThrow(/prefusion_layers\.0\.mlp\.gate_proj/);
+    expect(() => buildPrefusionGraph(src, readPrefusionConfig({ ...json, prefusion_layer_num: 3 }), { compressedTokens: 1 })).toThrow(/prefusion_layers\.2/);
+  });
+
+  it('a model that is not a pre-fusion graph -> SessionError', async () => {
+    const { json } = await tiny({ imageSize: 56 });
+    const g = new Graph();
+    const x = g.input('x', 'float32', [1]);
+    g.output(g.add(x, x), 'y', 'float32', [1]);
+    const [{ backend, device }] = await testBackends();
+    await expect(Prefusion.create(backend, g.toBytes(), { device, config: readPrefusionConfig(json) })).rejects.toThrow(SessionError);
   });
 
   it('a head_dim GroupQueryAttention cannot rotate -> UnsupportedConfigError naming head_dim', async () => {
     const { json, src } = await tiny({ imageSize: 56, numAttentionHeads: 8, numKeyValueHeads: 2 }); // 64 / 8 = 8
-    expect(() => buildPrefusionGraph(src, json, { compressedTokens: 1 })).toThrow(/head_dim/);
+    expect(() => buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 1 })).toThrow(/head_dim/);
   });
 
-  it('compressedTokens disagreeing with compressor_size, and bad run inputs -> InvalidOptionError', async () => {
+  it('bad run inputs -> InvalidOptionError', async () => {
     const { json, src } = await tiny({ imageSize: 56 });
-    expect(() => buildPrefusionGraph(src, json, { compressedTokens: 4 })).toThrow(InvalidOptionError);
     const H = json.hidden_size as number;
     const D = json.mm_hidden_size as number;
     const [{ backend, device }] = await testBackends();
-    const prefusion = await Prefusion.create(backend, buildPrefusionGraph(src, json, { compressedTokens: 1, maxPositions: 32 }).toBytes(), { device, json, maxPositions: 32 });
+    const prefusion = await Prefusion.create(backend, buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 1, maxPositions: 32 }).toBytes(), { device, config: readPrefusionConfig(json), maxPositions: 32 });
     const image = imageSide(src, json, 9);
     const textEmbeds = embed(src, PROMPT, H);
     await expect(prefusion.run({ ...image, textEmbeds, ids: PROMPT.slice(1) })).rejects.toThrow(/textEmbeds has 12 rows/);
