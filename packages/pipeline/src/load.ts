@@ -51,7 +51,8 @@ export const IN_MEMORY_LIMIT_BYTES = 1.5e9;
 
 /**
  * A model folder found and checked: the target it was made for, and its sources. A manifest's
- * config.json is read only when the sources are asked for, once the device is settled.
+ * config.json is read when the sources are asked for, after its files and the device are checked,
+ * so a folder wrong in several ways reports the same fault first as it always has.
  */
 interface Found {
   target: Target;
