@@ -1,5 +1,5 @@
-import cliProgress from 'cli-progress';
 import type { ProgressEvent } from '@llava-mini/core';
+import { ProgressView } from '../progress.js';
 
 const seconds = (s: number): string => {
   if (!Number.isFinite(s)) return '?';
@@ -13,24 +13,17 @@ const seconds = (s: number): string => {
  * (logs, nohup) a plain line every `everyMs`, so a long run still shows where it is. Rate and ETA
  * count only this run's jobs, not those a resumed run skipped.
  */
-export class BatchProgressView {
-  private readonly multi?: cliProgress.MultiBar;
-  private readonly bars = new Map<string, cliProgress.SingleBar>();
+export class BatchProgressView extends ProgressView {
   private readonly started = performance.now();
   private first?: { done: number; at: number };
   private lastLine = 0;
   failed = 0;
 
   constructor(
-    private readonly tty = process.stderr.isTTY === true,
+    tty = process.stderr.isTTY === true,
     private readonly everyMs = 10_000,
   ) {
-    if (tty) {
-      this.multi = new cliProgress.MultiBar(
-        { stream: process.stderr, format: ' {task} |{bar}| {value}/{total} {unit} {rate}', hideCursor: true, clearOnComplete: true, barsize: 30 },
-        cliProgress.Presets.shades_classic,
-      );
-    }
+    super(tty, ' {task} |{bar}| {value}/{total} {unit} {rate}');
   }
 
   /** "12.5 jobs/s, ETA 3 min 5 s, 2 failed" for the batch task. */
@@ -45,7 +38,7 @@ export class BatchProgressView {
     return parts.join(', ');
   }
 
-  readonly callback = (e: ProgressEvent): void => {
+  override readonly callback = (e: ProgressEvent): void => {
     const rate = e.task === 'batch' || e.task === 'collect' ? this.rate(e) : '';
     if (!this.multi) {
       const t = performance.now();
@@ -56,19 +49,8 @@ export class BatchProgressView {
       }
       return;
     }
-    const payload = { task: e.task.padEnd(8), unit: e.unit ?? '', rate };
-    let bar = this.bars.get(e.task);
-    if (!bar) {
-      bar = this.multi.create(e.total ?? 0, e.done, payload);
-      this.bars.set(e.task, bar);
-    }
-    if (e.total !== undefined) bar.setTotal(e.total);
-    bar.update(e.done, payload);
+    this.draw(e, { task: e.task.padEnd(8), unit: e.unit ?? '', rate });
   };
-
-  stop(): void {
-    this.multi?.stop();
-  }
 
   get elapsedSeconds(): number {
     return (performance.now() - this.started) / 1000;
