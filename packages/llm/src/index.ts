@@ -7,7 +7,7 @@ export { buildLlamaGraph, LLAMA_IO, type BlockQuant, type KvCacheMode, type Llam
 export { buildEmbeddingsGraph, type EmbeddingGraphOptions } from './embedding.js';
 export { DEFAULT_KV_CACHE_BYTES, LlamaModel, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';
 export type { Sequence, SequenceModel } from './sequence.js';
-export type { KvLayout, KvMode } from './kv/index.js';
+export type { BatchStats, KvLayout, KvMode } from './kv/index.js';
 export { assistantHeaderIds, Tokenizer, type ChatMessage, type TokenizerFiles } from './tokenizer.js';
 export { StreamDecoder, TextStream } from './text.js';
 export { argmax, checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';

@@ -19,7 +19,7 @@ import {
 } from '@llava-mini/core';
 import type { LlamaConfig } from './config.js';
 import { LLAMA_IO } from './io.js';
-import { type Decoder, type KvLayout, KvPool, kvLayout, type KvStrategy, kvStrategy } from './kv/index.js';
+import { type BatchStats, type Decoder, type KvLayout, KvPool, kvLayout, type KvStrategy, kvStrategy } from './kv/index.js';
 import { LlamaSequence, type Sequence, tokenIds } from './sequence.js';
 
 /**
@@ -160,8 +160,8 @@ export class LlamaModel {
     return this.pool.limitBytes;
   }
 
-  /** Decode runs and the sequence steps they carried (steps / runs: the mean batch), where steps are batched. */
-  get batchStats(): { runs: number; steps: number } | undefined {
+  /** Decode runs, the sequence steps they carried (steps / runs: the mean batch) and the sequences' moves into the batch, where steps are batched. */
+  get batchStats(): BatchStats | undefined {
     return this.strategy.batchStats;
   }
 

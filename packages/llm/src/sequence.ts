@@ -38,7 +38,7 @@ export interface Sequence {
   release(): void;
   /** Free the cache for good; the sequence cannot run again. */
   dispose(): void;
-  /** Protect the cache from eviction while a generation runs; returns the release. */
+  /** Protect the cache from eviction while a generation runs; the release says the generation is over. */
   hold(): () => void;
 }
 
@@ -124,7 +124,12 @@ export class LlamaSequence implements Sequence {
   }
 
   hold(): () => void {
-    return this.cache.hold();
+    const release = this.cache.hold();
+    return () => {
+      release();
+      // The generation is over: its rows come home (a step of it cannot be running: steps hold `busy`).
+      if (!this.busy) this.cache.park();
+    };
   }
 
   private async exclusive<T>(job: () => Promise<T>): Promise<T> {

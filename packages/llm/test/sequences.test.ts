@@ -49,6 +49,20 @@ describe.each(backends)('sequences on one model, $label', ({ backend, device }) 
       const after = model.batchStats ?? { runs: 0, steps: 0 };
       expect(after.steps - before.steps).toBe(prompts.length * (N - 1));
       expect(after.runs - before.runs).toBeLessThanOrEqual(N + 1); // about N - 1 runs: all three in each
+
+      // Stepped by hand at the same time (no generation around them): batched too, and each
+      // sequence moves into the batch once, not once per step.
+      const hand = prompts.map(() => model.sequence());
+      let last = await Promise.all(hand.map(async (s, i) => argmax(await s.prefill(prompts[i]))));
+      const byHand = last.map((id) => [id]);
+      const joins = model.batchStats?.joins ?? 0;
+      for (let t = 1; t < N; t++) {
+        last = await Promise.all(hand.map(async (s, i) => argmax(await s.step(last[i]))));
+        last.forEach((id, i) => byHand[i].push(id));
+      }
+      expect(byHand).toEqual(alone);
+      expect((model.batchStats?.joins ?? 0) - joins).toBe(prompts.length);
+      hand.forEach((s) => s.dispose());
     } finally {
       await model.dispose();
     }

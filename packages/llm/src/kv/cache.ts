@@ -40,8 +40,15 @@ export interface KvStrategy {
   open(pool: KvPool): KvCache;
   /** Bytes the strategy holds beyond the sequences' own caches (the rows strategy's decode arena). */
   readonly sharedBytes: number;
-  /** Decode runs and the sequence steps they carried, where steps are batched. */
-  readonly batchStats: { runs: number; steps: number } | undefined;
+  /** Decode runs, the sequence steps they carried and the moves of sequences into the batch, where steps are batched. */
+  readonly batchStats: BatchStats | undefined;
+}
+
+/** What batched decoding did: `steps / runs` is the mean batch; each join copied one sequence's rows into the arena. */
+export interface BatchStats {
+  runs: number;
+  steps: number;
+  joins: number;
 }
 
 /** Capacity grows in steps of this many positions. */
@@ -145,17 +152,19 @@ export abstract class KvCache implements Evictable {
     this.holds++;
     let held = true;
     return () => {
-      if (!held) return;
+      if (held) this.holds--;
       held = false;
-      if (--this.holds === 0) this.idled();
     };
   }
 
+  /**
+   * Nothing will step on this cache for a while (its generation ended): a strategy that keeps rows
+   * elsewhere while sequences decode together brings them home (the rows strategy's decode arena).
+   */
+  park(): void {}
+
   /** Free whatever the buffers hold (the strategy's own storage). */
   protected abstract drop(): void;
-
-  /** The last hold went: nothing runs on this cache until its next turn. */
-  protected idled(): void {}
 
   /** Before a run: the cache must be live; it becomes the pool's most recently used. Returns the epoch to hand to landed(). */
   protected begin(): number {

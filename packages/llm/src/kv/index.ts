@@ -6,7 +6,7 @@ import type { KvPool } from './pool.js';
 import { RowsStrategy } from './rows.js';
 import { SharedCache } from './shared.js';
 
-export { copyHeadRows, type Decoder, type KvCache, type KvLayout, type KvMode, type KvStrategy, type NewRows } from './cache.js';
+export { type BatchStats, copyHeadRows, type Decoder, type KvCache, type KvLayout, type KvMode, type KvStrategy, type NewRows } from './cache.js';
 export { KvPool } from './pool.js';
 
 /** The KV-cache layout the decoder graph declares (its past_key_values inputs and its outputs) on this runtime, so nothing is assumed. */

@@ -1,6 +1,6 @@
 import { DisposedError, isDeviceTensor, type Tensor, tensor } from '@llava-mini/core';
 import { LLAMA_IO } from '../io.js';
-import { cacheOutputNames, copyHeadRows, type Decoder, GROWTH, KvCache, type KvStrategy, type NewRows, newRowFeeds, pastFeeds } from './cache.js';
+import { type BatchStats, cacheOutputNames, copyHeadRows, type Decoder, GROWTH, KvCache, type KvStrategy, type NewRows, newRowFeeds, pastFeeds } from './cache.js';
 import type { KvPool } from './pool.js';
 
 /**
@@ -27,7 +27,7 @@ export class RowsStrategy implements KvStrategy {
     return this.arena.bytes;
   }
 
-  get batchStats(): { runs: number; steps: number } {
+  get batchStats(): BatchStats {
     return { ...this.arena.stats };
   }
 }
@@ -92,8 +92,8 @@ class RowsCache extends KvCache {
     this.capacity = 0;
   }
 
-  /** A generation ended: its rows leave the arena, which the sequences still decoding then stop paying for. */
-  protected override idled(): void {
+  /** Its rows leave the arena, which the sequences still decoding then stop paying for. */
+  override park(): void {
     this.arena.leave(this);
   }
 
@@ -184,8 +184,7 @@ class DecodeArena {
   private pending: Pending[] = [];
   private running = false;
   private scheduled = false;
-  /** Decode runs made, and sequence steps they carried (steps / runs = mean batch). */
-  readonly stats = { runs: 0, steps: 0 };
+  readonly stats: BatchStats = { runs: 0, steps: 0, joins: 0 };
 
   constructor(private readonly decoder: Decoder) {}
 
@@ -309,6 +308,7 @@ class DecodeArena {
 
   /** Move `cache` into the next slot: its held rows are copied in (once). */
   private join(cache: RowsCache): void {
+    this.stats.joins++;
     this.reserve(cache.length + 1, this.members.length + 1);
     const b = this.members.length;
     this.members.push(cache);
