@@ -56,7 +56,7 @@ export interface AskResult {
   timings: AskTimings;
 }
 
-/** A piece of the KV cache: the text it holds, its ids, its rows, and whether they went through fusion. */
+/** A prompt the KV cache holds: its text, its ids, its rows, and whether they went through fusion. */
 interface Segment {
   text: string;
   ids: number[];
@@ -114,11 +114,15 @@ export function askOnce(conversation: Pick<Conversation, 'ask' | 'dispose'>, que
 
 /**
  * A conversation about one input (images, a video, or none); made by `LlavaMini.chat()`. A
- * follow-up question does not re-run the conversation: the prompt is rendered with the history,
- * the part of the KV cache whose text is a prefix of it is kept, and only the rest is run. Turns
- * asked while one is running wait for it (in order). If the model's KV cap evicted this
- * conversation's cache while it was idle, the next turn first recomputes it, segment by segment,
- * exactly as it was built.
+ * follow-up gives exactly the tokens of the whole conversation replayed from its history, as the
+ * reference answers it, without re-running it: the prompt is rendered with the history, the
+ * earlier prompts the KV cache holds stay (their rows cannot change: pre-fusion and the LLM are
+ * causal), and the rest (the last answer as the prompt renders it, then the new question) runs
+ * through pre-fusion after all the text before it and into the LLM. The rows the LLM wrote while
+ * answering are replaced by those, since the reference fuses an earlier answer like any prompt
+ * text. Turns asked while one is running wait for it (in order). If the model's KV cap evicted
+ * this conversation's cache while it was idle, the next turn first recomputes it, prompt by
+ * prompt, exactly as it was built.
  */
 export class Conversation<I = unknown> {
   private readonly sequence: Sequence;
@@ -148,7 +152,10 @@ export class Conversation<I = unknown> {
     return this.turns;
   }
 
-  /** The ids whose positions the KV cache holds (IMAGE_TOKEN_INDEX where vision tokens went). */
+  /**
+   * The ids of the prompts whose positions the KV cache holds (IMAGE_TOKEN_INDEX where vision tokens
+   * went); the last answer's rows follow them until the next turn replaces them.
+   */
   get context(): number[] {
     return this.segments.flatMap((s) => s.ids);
   }
@@ -195,13 +202,14 @@ export class Conversation<I = unknown> {
       const decoded = await this.readPictures(signal, onProgress);
       this.checkLength(prompt, decoded?.count ?? 0);
 
-      // The cap evicted this idle conversation's cache: rebuild it first. Then drop what the prompt does not reuse.
-      const rebuilt = this.sequence.length === positionsOf(this.segments) ? NO_TIME : await this.recompute(signal, onProgress);
+      // The cap evicted this idle conversation's cache: rebuild it first. Then drop what the prompt
+      // does not reuse, and the last answer's own rows (it comes back as prompt text).
+      const rebuilt = this.sequence.length >= positionsOf(this.segments) ? NO_TIME : await this.recompute(signal, onProgress);
       this.segments = this.segments.slice(0, prompt.segments);
       this.sequence.truncate(prompt.cached);
 
-      // 3-4. Fusion and splice: the LLM input.
-      const input = await this.llmInput(prompt.ids, decoded, signal, onProgress);
+      // 3-4. Fusion (after all the text the cache holds) and splice: the LLM input.
+      const input = await this.llmInput(prompt.ids, decoded, this.context, signal, onProgress);
 
       // 5-6. Prefill and decode, on this conversation's own cache.
       let firstTokenAt = 0;
@@ -217,11 +225,9 @@ export class Conversation<I = unknown> {
       });
       const { ids, text, finishReason, stats } = await generation.done();
 
-      // The cache now holds the prompt and every generated id but the last one.
+      // The cache now holds the prompt, then every generated id but the last one (dropped next turn).
       const promptRows = rowsOf(input.rows);
-      const fed = ids.slice(0, this.sequence.length - prompt.cached - promptRows);
       this.segments.push({ text: prompt.text, ids: prompt.ids, positions: promptRows, fused: this.input !== undefined });
-      this.segments.push({ text: this.parts.tokenizer.decode(fed, { skipSpecialTokens: false }), ids: fed, positions: fed.length, fused: false });
       this.turns.push({ user: question, assistant: text });
       const t = addTimings(rebuilt, input.timings);
       return {
@@ -291,38 +297,44 @@ export class Conversation<I = unknown> {
     if (rows > contextLimit) throw new PromptTooLongError(rows, contextLimit, `the prompt with ${pictures} picture(s) of ${tokensPerPicture} vision token(s)`);
   }
 
-  /** Rebuild an evicted cache: every segment embedded as it was the first time, then prefilled. Returns the stages' time. */
+  /** Rebuild an evicted cache: every prompt fused as it was the first time (after the ones before it), then prefilled. Returns the stages' time. */
   private async recompute(signal: AbortSignal, onProgress?: ProgressCallback): Promise<StageTimings> {
     this.sequence.release();
     let timings = NO_TIME;
+    const context: number[] = [];
     for (const s of this.segments) {
       if (s.ids.length === 0) continue;
-      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(signal, onProgress), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
+      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(signal, onProgress), context, signal, onProgress) : { rows: s.ids, timings: NO_TIME };
       await this.sequence.prefill(input.rows, signal);
       timings = addTimings(timings, input.timings);
+      context.push(...s.ids);
     }
     return timings;
   }
 
   /**
    * The LLM input for `ids`: the ids themselves without pictures (the decoder looks them up); else
-   * their text embeddings fused with the pictures in pre-fusion, the vision tokens spliced in place
-   * of the placeholder.
+   * their text embeddings fused with the pictures in pre-fusion, after the `context` ids (the
+   * conversation's earlier prompts, which pre-fusion's causal attention lets every new row see),
+   * the vision tokens spliced in place of the placeholder.
    */
-  private async llmInput(ids: number[], decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
+  private async llmInput(ids: number[], decoded: Decoded | undefined, context: readonly number[], signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
     if (this.input === undefined) return { rows: ids, timings: NO_TIME };
     const { llm, vision } = this.parts;
     const pictures = await this.preparePictures(decoded, signal, onProgress);
+    const text = [...context, ...ids];
     const t0 = now();
-    const textEmbeds = toFloat32(await llm.embed(embeddingIds(ids)));
+    const textEmbeds = toFloat32(await llm.embed(embeddingIds(text)));
     const embedMs = now() - t0;
     // Images: keep each fresh one's prefix for the follow-ups (video frames fetch none).
     const features = this.features;
     const keep = features && ((prefix: PicturePrefix, i: number) => void (features[i] = prefix));
-    const fused = await vision.fuse(textEmbeds, ids, pictures.pictures, keep);
+    const fused = await vision.fuse(textEmbeds, text, pictures.pictures, keep);
+    // The context's fused rows are those the cache already holds: only this prompt's go to the LLM.
+    const own = fused.fusedText.subarray((context.length * fused.fusedText.length) / text.length);
     const { inputMs, encoderMs, compressorMs } = pictures.timings; // a stream's are complete once pre-fusion has read it
     return {
-      rows: llmInput(ids, fused, llm.dtype),
+      rows: llmInput(ids, { fusedText: own, visionTokens: fused.visionTokens }, llm.dtype),
       timings: { inputMs: (decoded?.inputMs ?? 0) + inputMs, encoderMs, compressorMs, embedMs, prefusionMs: fused.ms },
     };
   }
