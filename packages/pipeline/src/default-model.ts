@@ -1,24 +1,30 @@
-import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelFilesError } from '@llava-mini/core';
 
-/** The trained demo model's folder name under the repository's models/. */
+/** The bundled demo model's name (the repository's models/llava-mini-shapes). */
 export const DEFAULT_MODEL = 'llava-mini-shapes';
+
+/** The npm package that holds it: its own package, so a browser bundle of this one never carries it. */
+const MODEL_PACKAGE = '@llava-mini/model-shapes';
 
 // The CJS build has __dirname (and no import.meta), the ESM build import.meta.url.
 const here = typeof __dirname === 'string' ? __dirname : path.dirname(fileURLToPath(import.meta.url));
 
 /**
- * The folder of the bundled demo model (models/llava-mini-shapes: a tiny LLaVA-Mini trained on the
- * shapes world, in the Hugging Face layout, converted in memory when loaded). Found by walking up
- * from this module to the repository root; used when no model is named.
+ * The folder of the bundled demo model (a tiny LLaVA-Mini trained on the shapes world, in the
+ * Hugging Face layout, converted in memory when loaded), found by module resolution from this
+ * package: `@llava-mini/model-shapes`, which the CLI depends on. Used when no model is named.
  */
 export function defaultModelDir(): string {
-  for (let dir = here; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, 'models', DEFAULT_MODEL);
-    if (fs.existsSync(path.join(candidate, 'config.json'))) return candidate;
-    if (path.dirname(dir) === dir) break;
+  const require = createRequire(path.join(here, 'default-model.js'));
+  let pkg: { modelDir: string };
+  try {
+    pkg = require(MODEL_PACKAGE) as { modelDir: string };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    throw new ModelFilesError(MODEL_PACKAGE, `the bundled demo model is not installed (npm install ${MODEL_PACKAGE}); or pass a model folder (--model)`);
   }
-  throw new ModelFilesError(`models/${DEFAULT_MODEL}`, `the bundled demo model was not found above ${here}; pass a model folder (--model)`);
+  return pkg.modelDir;
 }

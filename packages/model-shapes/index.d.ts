@@ -1,0 +1,2 @@
+/** The model's folder (Hugging Face layout), for `LlavaMini.fromPretrained` or `--model`. */
+export declare const modelDir: string;
