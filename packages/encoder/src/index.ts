@@ -6,4 +6,5 @@ export { encoderFromWeights, VisionEncoder, type VisionEncoderOptions } from './
 export { blankImage, checkImage, crop, expandToSquare, fromImageData, nearestIndices, nearestResize, PAD_COLOR, splitImage, type ImageDataLike, type RGB8 } from './image.js';
 export { paddedToSquare, resizeBicubic, resizeBicubicWindow, type RowSource } from './resample.js';
 export { centerCropOffsets, clipPreprocess, normalizeInto, processFrame, processImage, shortestEdgeSize, type PixelBatch } from './preprocess.js';
+export { SNIFF_BYTES, sniffImageFormat, type SniffedFormat } from './sniff.js';
 export { stitchFeatures, type StitchedFeatures } from './stitch.js';

@@ -1,8 +1,9 @@
 // Node entry of @llava-mini/encoder: everything platform-neutral, plus image decoding with sharp.
-import { stat } from 'node:fs/promises';
+import { open as openFile, stat } from 'node:fs/promises';
 import { errorMessage, ImageError } from '@llava-mini/core';
 import type { Metadata, Sharp } from 'sharp';
 import type { RGB8 } from './image.js';
+import { SNIFF_BYTES, sniffImageFormat } from './sniff.js';
 
 export * from './index.js';
 
@@ -13,9 +14,12 @@ export interface LoadImageOptions {
   autoOrient?: boolean;
   /** Name used in errors for buffer input (default '<buffer>'). */
   name?: string;
+  /** Give up decoding after this many seconds, a whole number (default 60; 0: no limit). */
+  timeoutSeconds?: number;
 }
 
 export const DEFAULT_MAX_PIXELS = 100_000_000;
+export const DEFAULT_DECODE_TIMEOUT_SECONDS = 60;
 
 type SharpModule = (typeof import('sharp'))['default'];
 let sharpModule: Promise<SharpModule> | undefined;
@@ -48,7 +52,12 @@ export async function loadImage(input: string | Buffer | Uint8Array, options: Lo
   const name = typeof input === 'string' ? input : (options.name ?? '<buffer>');
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new ImageError(name, `maxPixels must be positive, got ${maxPixels}`);
-  await checkNotEmpty(input, name);
+  const timeoutSeconds = options.timeoutSeconds ?? DEFAULT_DECODE_TIMEOUT_SECONDS;
+  if (!Number.isSafeInteger(timeoutSeconds) || timeoutSeconds < 0) throw new ImageError(name, `timeoutSeconds must be a whole number >= 0, got ${timeoutSeconds}`);
+  // The magic number first: bytes of any other kind never reach a decoder (an SVG would reach an XML parser).
+  const sniffed = sniffImageFormat(await readHead(input, name));
+  if (sniffed === undefined) throw new ImageError(name, UNSUPPORTED);
+  if (sniffed === 'svg') throw new ImageError(name, 'svg images are not supported (JPEG, PNG, WebP, GIF, TIFF, AVIF are)');
   const sharp = await loadSharp(name);
 
   // sharp's own pixel limit would make metadata() fail with a vaguer message, so the header is read
@@ -60,8 +69,8 @@ export async function loadImage(input: string | Buffer | Uint8Array, options: Lo
     // Header only: the pixel limit is enforced before any pixel is decoded.
     meta = await open(false).metadata();
   } catch (err) {
-    const msg = errorMessage(err);
-    if (/unsupported image format/i.test(msg)) throw new ImageError(name, 'not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)', { cause: err });
+    const msg = oneLine(errorMessage(err));
+    if (/unsupported image format/i.test(msg)) throw new ImageError(name, UNSUPPORTED, { cause: err });
     throw new ImageError(name, `corrupt image header: ${msg}`, { cause: err });
   }
   if (!FORMATS.has(meta.format) || (meta.format === 'heif' && meta.compression !== 'av1')) {
@@ -74,28 +83,46 @@ export async function loadImage(input: string | Buffer | Uint8Array, options: Lo
   if (meta.depth !== 'uchar' && meta.depth !== 'ushort') throw new ImageError(name, `${meta.depth} samples are not supported (8- and 16-bit are)`);
 
   try {
-    return await decodeAsPil(open(Number.isFinite(maxPixels) ? Math.max(1, Math.floor(maxPixels)) : false), meta);
+    const img = open(Number.isFinite(maxPixels) ? Math.max(1, Math.floor(maxPixels)) : false);
+    return await decodeAsPil(timeoutSeconds > 0 ? img.timeout({ seconds: timeoutSeconds }) : img, meta);
   } catch (err) {
-    throw new ImageError(name, `corrupt or truncated image: ${errorMessage(err)}`, { cause: err });
+    const msg = oneLine(errorMessage(err));
+    if (/^timeout\b/i.test(msg)) throw new ImageError(name, `decoding took more than ${timeoutSeconds} s (option timeoutSeconds)`, { cause: err });
+    throw new ImageError(name, `corrupt or truncated image: ${msg}`, { cause: err });
   }
 }
 
-async function checkNotEmpty(input: string | Buffer | Uint8Array, name: string): Promise<void> {
+const UNSUPPORTED = 'not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF, AVIF)';
+
+/** libvips reports each decoder warning on its own line, repeated: one line of the distinct ones, bounded. */
+function oneLine(message: string): string {
+  const line = [...new Set(message.split(/\r?\n/).map((l) => l.trim()).filter(Boolean))].join('; ');
+  return line.length > 300 ? `${line.slice(0, 300)}...` : line;
+}
+
+/** The first SNIFF_BYTES of the input; a missing, unreadable, empty or non-file input is an ImageError. */
+async function readHead(input: string | Buffer | Uint8Array, name: string): Promise<Uint8Array> {
   if (typeof input !== 'string') {
     if (!(input instanceof Uint8Array)) throw new ImageError(name, `expected a file path, Buffer or Uint8Array, got ${typeof input}`);
     if (input.length === 0) throw new ImageError(name, 'empty buffer');
-    return;
+    return input.subarray(0, SNIFF_BYTES);
   }
-  let size: number;
+  let handle: Awaited<ReturnType<typeof openFile>> | undefined;
   try {
-    const s = await stat(input);
-    if (!s.isFile()) throw new ImageError(name, 'not a file');
-    size = s.size;
+    // stat before open: opening a FIFO or a device could block or never end.
+    if (!(await stat(input)).isFile()) throw new ImageError(name, 'not a file');
+    handle = await openFile(input, 'r');
+    const s = await handle.stat();
+    if (s.size === 0) throw new ImageError(name, 'empty file (0 bytes)');
+    const head = new Uint8Array(Math.min(SNIFF_BYTES, s.size));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return head.subarray(0, bytesRead);
   } catch (err) {
     if (err instanceof ImageError) throw err;
     throw new ImageError(name, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot read: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await handle?.close();
   }
-  if (size === 0) throw new ImageError(name, 'empty file (0 bytes)');
 }
 
 /**
