@@ -5,6 +5,7 @@ import type { Job, JobId } from './jobs.js';
 export interface Usage {
   /** Rows the LLM read over the job's turns (text with the vision tokens spliced in). */
   promptTokens: number;
+  /** The answers' tokens (what maxNewTokens counts: not the assistant header the model writes). */
   completionTokens: number;
   totalTokens: number;
 }
@@ -69,7 +70,7 @@ export async function answerJob(model: BatchModel, job: Job, options: AskOptions
   }
   const sum = (f: (r: AskResult) => number) => results.reduce((n, r) => n + f(r), 0);
   const promptTokens = sum((r) => r.llmInputTokens);
-  const completionTokens = sum((r) => r.ids.length);
+  const completionTokens = sum((r) => r.ids.length - r.headerTokens);
   const usage = { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens };
   const timings: JobTimings = {
     inputMs: sum((r) => r.timings.inputMs),

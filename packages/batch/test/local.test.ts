@@ -47,7 +47,7 @@ describe('runBatch (local mode)', () => {
 
     // The same answers as asking the model directly.
     const solo = await model.ask(images[0], 'What is in this picture?', ask).done();
-    expect(byId.get('one')).toMatchObject({ answer: solo.text, finishReason: solo.finishReason, usage: { promptTokens: solo.llmInputTokens, completionTokens: solo.ids.length } });
+    expect(byId.get('one')).toMatchObject({ answer: solo.text, finishReason: solo.finishReason, usage: { promptTokens: solo.llmInputTokens, completionTokens: solo.ids.length - solo.headerTokens } });
     const chat = model.chat([images[1], images[2]]);
     const a1 = await chat.ask('What is this?', ask).done();
     const a2 = await chat.ask('And the colour?', ask).done();

@@ -70,7 +70,7 @@ describeQueue('queued mode (BullMQ on a real redis-server)', () => {
     expect(byId.get('flaky')).toMatchObject({ attempts: 2, worker: 'lib-worker', answer: expect.any(String) });
     expect(byId.get('poison')).toMatchObject({ attempts: 1, error: { code: 'IMAGE', message: expect.stringContaining('corrupt.png') } });
     const solo = await model.ask(images[0], 'What is this?', ask).done();
-    expect(byId.get('a')).toMatchObject({ answer: solo.text, usage: { completionTokens: solo.ids.length } });
+    expect(byId.get('a')).toMatchObject({ answer: solo.text, usage: { completionTokens: solo.ids.length - solo.headerTokens } });
     expect(byId.get('b')?.answers).toHaveLength(2);
     // Enqueueing again after collection still adds nothing: the queue remembers the ids.
     expect(await enqueue({ url: redis.url, name, input, ask })).toMatchObject({ added: 0, already: 4 });

@@ -250,7 +250,7 @@ function printTimings(r: AskResult): void {
   const ms = (v: number) => `${v.toFixed(1)} ms`;
   err(
     [
-      `prompt ${r.promptTokenIds.length} tokens -> LLM input ${r.llmInputTokens} rows; generated ${r.ids.length} tokens (${r.finishReason})`,
+      `prompt ${r.promptTokenIds.length} tokens -> LLM input ${r.llmInputTokens} rows; generated ${r.ids.length - r.headerTokens} tokens (${r.finishReason})`,
       `input ${ms(t.inputMs)} | encoder ${ms(t.encoderMs)} | compressor ${ms(t.compressorMs)} | embed ${ms(t.embedMs)} | prefusion ${ms(t.prefusionMs)}`,
       `time to first token ${ms(t.timeToFirstTokenMs)} | prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s | decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s | total ${ms(t.totalMs)}`,
     ].join('\n') + '\n',

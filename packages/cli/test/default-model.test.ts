@@ -25,6 +25,16 @@ describe('the default model', () => {
     expect(r.stdout.trim()).toBe(answer);
   });
 
+  it('--max-new-tokens counts the answer alone: the assistant header the model writes is outside it', () => {
+    const r = cli('ask', '--image', IMAGE, '--prompt', 'What color is the circle?', '--max-new-tokens', '1', '--json', '--device', 'cpu');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.text).toBe('red');
+    expect(out.finishReason).toBe('length');
+    // The model wrote its header (<|start_header_id|>assistant<|end_header_id|>\n\n) and one answer token.
+    expect(out.tokenIds.length).toBeGreaterThan(1);
+  });
+
   it("ask with the default device ('auto') says nothing about CUDA", () => {
     const r = cli('ask', '--image', IMAGE, '--prompt', 'What color is the circle?');
     expect(r.code, r.stderr).toBe(0);

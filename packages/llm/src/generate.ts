@@ -6,7 +6,10 @@ import { TextStream } from './text.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export interface GenerateOptions extends SamplingOptions {
-  /** Default 512 (run_llava_mini.py). */
+  /**
+   * The most answer tokens to generate, default 512 (run_llava_mini.py). A consumed assistant
+   * header is not counted: the budget is the answer's alone.
+   */
   maxNewTokens?: number;
   /** Ids that end generation (not shown). Default: the tokenizer's stop ids (generation_config.json). */
   stopIds?: readonly number[];
@@ -28,6 +31,8 @@ export interface GeneratedToken {
   text: string;
   /** 0-based position among the generated tokens. */
   index: number;
+  /** Taken as the assistant header the model wrote: no text, and outside the maxNewTokens budget. */
+  header: boolean;
 }
 
 export interface GenerationStats {
@@ -46,6 +51,8 @@ export type FinishReason = 'stop' | 'length' | 'context';
 export interface GenerationResult {
   /** Generated ids (a consumed header included; the stop id not). */
   ids: number[];
+  /** How many of `ids` are the consumed assistant header; the answer's tokens are the others (what maxNewTokens counts). */
+  headerTokens: number;
   /** The visible text, trimmed as the reference does. */
   text: string;
   finishReason: FinishReason;
@@ -194,15 +201,16 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
       break;
     }
     ids.push(id);
-    const piece = text?.push(id) ?? { text: '', stopped: false };
-    const token = { id, text: piece.text, index: ids.length - 1 };
+    const piece = text?.push(id) ?? { text: '', stopped: false, header: false };
+    const token = { id, text: piece.text, index: ids.length - 1, header: piece.header };
     o.onToken?.(token);
     yield token;
     if (piece.stopped) {
       finishReason = 'stop';
       break;
     }
-    if (ids.length >= maxNew) break;
+    // The header the model writes is consumed outside the budget: maxNewTokens counts the answer.
+    if (ids.length - (text?.headerIds ?? 0) >= maxNew) break;
     if (seq.length >= seq.model.maxSequence) {
       finishReason = 'context';
       break;
@@ -214,6 +222,7 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
   }
   return {
     ids,
+    headerTokens: text?.headerIds ?? 0,
     text: (text?.text() ?? '').trim(),
     finishReason,
     stats: {

@@ -44,6 +44,7 @@ export class TextStream {
   private readonly decoder: StreamDecoder;
   private readonly held: number[] = [];
   private headerOpen: boolean;
+  private headerDone = false;
   private full = '';
   private emitted = 0;
   private stopped = false;
@@ -58,9 +59,17 @@ export class TextStream {
     this.headerOpen = header.length > 0;
   }
 
-  /** Add a generated id; returns the newly visible text and whether a stop string was reached. */
-  push(id: number): { text: string; stopped: boolean } {
-    if (this.stopped) return { text: '', stopped: true };
+  /**
+   * Ids taken as the assistant header so far: the whole header once it is complete, or the start of
+   * it while the ids still match (they become text, and count again, if a later id does not).
+   */
+  get headerIds(): number {
+    return this.headerOpen ? this.held.length : this.headerDone ? this.header.length : 0;
+  }
+
+  /** Add a generated id; returns the newly visible text, whether a stop string was reached, and whether the id was taken as the header. */
+  push(id: number): { text: string; stopped: boolean; header: boolean } {
+    if (this.stopped) return { text: '', stopped: true, header: false };
     if (this.headerOpen) {
       this.held.push(id);
       const n = this.held.length;
@@ -68,8 +77,9 @@ export class TextStream {
         if (n === this.header.length) {
           this.held.length = 0;
           this.headerOpen = false;
+          this.headerDone = true;
         }
-        return { text: '', stopped: false };
+        return { text: '', stopped: false, header: true };
       }
       // Not a header after all: its ids are ordinary text.
       this.headerOpen = false;
@@ -85,7 +95,7 @@ export class TextStream {
     return this.stopped ? this.full : this.full + this.decoder.flush();
   }
 
-  private release(): { text: string; stopped: boolean } {
+  private release(): { text: string; stopped: boolean; header: false } {
     // A stop string may straddle earlier text: search from the longest overlap back.
     const longest = Math.max(0, ...this.stopStrings.map((s) => s.length));
     const from = Math.max(0, this.emitted - longest + 1);
@@ -97,9 +107,9 @@ export class TextStream {
     if (cut >= 0) {
       this.stopped = true;
       this.full = this.full.slice(0, Math.max(cut, this.emitted));
-      return { text: this.take(this.full.length), stopped: true };
+      return { text: this.take(this.full.length), stopped: true, header: false };
     }
-    return { text: this.take(this.full.length - this.heldBack()), stopped: false };
+    return { text: this.take(this.full.length - this.heldBack()), stopped: false, header: false };
   }
 
   /** Length of the longest end of the text that begins some stop string. */

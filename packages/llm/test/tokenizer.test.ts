@@ -49,11 +49,18 @@ describe('the real Llama-3.1 tokenizer', () => {
   it('hides a generated assistant header and skips special tokens', () => {
     const s = new TextStream(llama, [], assistantHeaderIds(llama));
     const ids = [128006, 78191, 128007, 271, ...llama.encode('A red car.', { addSpecialTokens: false })];
-    expect(ids.map((id) => s.push(id).text).join('')).toBe('A red car.');
-    // A header that does not complete is ordinary text again.
+    const pushed = ids.map((id) => s.push(id));
+    expect(pushed.map((p) => p.text).join('')).toBe('A red car.');
+    // The header's ids are marked, and counted apart (outside the token budget).
+    expect(pushed.map((p) => p.header)).toEqual(ids.map((_, i) => i < 4));
+    expect(s.headerIds).toBe(4);
+    // A header that does not complete is ordinary text again, and no longer counted as a header.
     const t = new TextStream(llama, [], assistantHeaderIds(llama));
     const other = [128006, ...llama.encode('user said', { addSpecialTokens: false })];
-    expect(other.map((id) => t.push(id).text).join('')).toBe('user said');
+    expect(t.push(other[0]).header).toBe(true);
+    expect(t.headerIds).toBe(1);
+    expect(other.slice(1).map((id) => t.push(id).text).join('')).toBe('user said');
+    expect(t.headerIds).toBe(0);
   });
 
   it('cuts at a stop string, holding back what may begin one', () => {

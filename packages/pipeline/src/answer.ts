@@ -5,7 +5,7 @@ import type { GeneratedToken } from '@llava-mini/llm';
  * A streamed answer: iterate it for tokens, or await `done()` for the whole result. The work starts
  * when the answer is created (queued behind the conversation's earlier turns), not when it is
  * read, so answers asked one after another never wait on each other's readers; tokens produced
- * before they are read are buffered (at most maxNewTokens of them). Leaving a `for await` early
+ * before they are read are buffered (at most maxNewTokens of them, and the assistant header). Leaving a `for await` early
  * stops the answer (done() then rejects with AbortError).
  */
 export class Answer<R> implements AsyncIterable<GeneratedToken> {

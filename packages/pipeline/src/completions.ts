@@ -8,6 +8,7 @@ import { type AskOptions, type AskResult, type AskTimings, askOnce, type Convers
 export interface CompletionUsage {
   /** Positions the prompt took in the LLM (text tokens plus vision tokens). */
   prompt_tokens: number;
+  /** The answer's tokens, what max_tokens counts: not the assistant header the model writes (see maxNewTokens), nor the stop token. */
   completion_tokens: number;
   total_tokens: number;
 }
@@ -57,7 +58,8 @@ let counter = 0;
 const completionId = () => `chatcmpl-${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 
 function usageOf(r: AskResult): CompletionUsage {
-  return { prompt_tokens: r.llmInputTokens, completion_tokens: r.ids.length, total_tokens: r.llmInputTokens + r.ids.length };
+  const completion = r.ids.length - r.headerTokens;
+  return { prompt_tokens: r.llmInputTokens, completion_tokens: completion, total_tokens: r.llmInputTokens + completion };
 }
 
 const finishOf = (r: AskResult): FinishReason => (r.finishReason === 'stop' ? 'stop' : 'length');

@@ -36,6 +36,8 @@ export interface AskTimings extends StageTimings {
 export interface AskResult {
   /** Generated ids (a consumed assistant header included; the stop id not). */
   ids: number[];
+  /** How many of `ids` are the assistant header the model wrote (consumed outside the maxNewTokens budget); the rest are the answer's tokens. */
+  headerTokens: number;
   /** The visible text, trimmed as the reference does. */
   text: string;
   finishReason: FinishReason;
@@ -135,6 +137,12 @@ export class Conversation<I = unknown> {
    * if the model's picture cache lets it go. A video's frames are streamed, not kept.
    */
   private features?: PrefusionPicture[];
+  /**
+   * Each image's pre-fusion state after the prompts the KV cache holds (its prefix continued
+   * through their text), where the graph returns it, so a follow-up runs only its own rows; and
+   * how many of the cache's prompts it has seen. Video frames keep none.
+   */
+  private states?: { pictures: PicturePrefix[]; prompts: number };
   private last: Promise<unknown> = Promise.resolve();
   private readonly disposal = new AbortController();
 
@@ -185,6 +193,7 @@ export class Conversation<I = unknown> {
     this.disposal.abort(new AbortError('the conversation was disposed'));
     this.sequence.dispose();
     this.features = undefined;
+    this.states = undefined;
     this.segments = [];
   }
 
@@ -209,7 +218,7 @@ export class Conversation<I = unknown> {
       this.sequence.truncate(prompt.cached);
 
       // 3-4. Fusion (after all the text the cache holds) and splice: the LLM input.
-      const input = await this.llmInput(prompt.ids, decoded, this.context, signal, onProgress);
+      const input = await this.llmInput(prompt.ids, decoded, this.segments, signal, onProgress);
 
       // 5-6. Prefill and decode, on this conversation's own cache.
       let firstTokenAt = 0;
@@ -223,7 +232,7 @@ export class Conversation<I = unknown> {
           options.onToken?.(token);
         },
       });
-      const { ids, text, finishReason, stats } = await generation.done();
+      const { ids, headerTokens, text, finishReason, stats } = await generation.done();
 
       // The cache now holds the prompt, then every generated id but the last one (dropped next turn).
       const promptRows = rowsOf(input.rows);
@@ -232,6 +241,7 @@ export class Conversation<I = unknown> {
       const t = addTimings(rebuilt, input.timings);
       return {
         ids,
+        headerTokens,
         text,
         finishReason,
         stats,
@@ -248,6 +258,7 @@ export class Conversation<I = unknown> {
     } catch (err) {
       // The cache no longer matches the segments: the next question starts over.
       this.segments = [];
+      this.states = undefined;
       this.sequence.release();
       if (signal.aborted && !(err instanceof AbortError) && !(err instanceof DisposedError)) throw new AbortError('the answer was aborted');
       throw err;
@@ -300,36 +311,43 @@ export class Conversation<I = unknown> {
   /** Rebuild an evicted cache: every prompt fused as it was the first time (after the ones before it), then prefilled. Returns the stages' time. */
   private async recompute(signal: AbortSignal, onProgress?: ProgressCallback): Promise<StageTimings> {
     this.sequence.release();
+    this.states = undefined;
     let timings = NO_TIME;
-    const context: number[] = [];
-    for (const s of this.segments) {
+    for (const [i, s] of this.segments.entries()) {
       if (s.ids.length === 0) continue;
-      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(signal, onProgress), context, signal, onProgress) : { rows: s.ids, timings: NO_TIME };
+      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(signal, onProgress), this.segments.slice(0, i), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
       await this.sequence.prefill(input.rows, signal);
       timings = addTimings(timings, input.timings);
-      context.push(...s.ids);
     }
     return timings;
   }
 
   /**
    * The LLM input for `ids`: the ids themselves without pictures (the decoder looks them up); else
-   * their text embeddings fused with the pictures in pre-fusion, after the `context` ids (the
-   * conversation's earlier prompts, which pre-fusion's causal attention lets every new row see),
-   * the vision tokens spliced in place of the placeholder.
+   * their text embeddings fused with the pictures in pre-fusion, after the `earlier` prompts (which
+   * pre-fusion's causal attention lets every new row see), the vision tokens spliced in place of
+   * the placeholder. Where the images' states have seen exactly those prompts, pre-fusion carries
+   * on from them with this prompt's rows alone; otherwise (video frames, a graph without states, a
+   * rebuilt cache) it runs the earlier prompts' text again before this one's.
    */
-  private async llmInput(ids: number[], decoded: Decoded | undefined, context: readonly number[], signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
+  private async llmInput(ids: number[], decoded: Decoded | undefined, earlier: readonly Segment[], signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
     if (this.input === undefined) return { rows: ids, timings: NO_TIME };
     const { llm, vision } = this.parts;
     const pictures = await this.preparePictures(decoded, signal, onProgress);
+    const resume = this.states?.prompts === earlier.length ? this.states.pictures : undefined;
+    const context = resume ? [] : earlier.flatMap((s) => s.ids);
     const text = [...context, ...ids];
     const t0 = now();
     const textEmbeds = toFloat32(await llm.embed(embeddingIds(text)));
     const embedMs = now() - t0;
-    // Images: keep each fresh one's prefix for the follow-ups (video frames fetch none).
+    // Images: keep each fresh one's prefix, and each one's state after this prompt, for the follow-ups (video frames keep neither).
     const features = this.features;
-    const keep = features && ((prefix: PicturePrefix, i: number) => void (features[i] = prefix));
-    const fused = await vision.fuse(textEmbeds, text, pictures.pictures, keep);
+    const states: PicturePrefix[] = [];
+    const fused = await vision.fuse(textEmbeds, text, resume ?? pictures.pictures, {
+      onPrefix: features && ((prefix, i) => void (features[i] = prefix)),
+      onState: features && ((state, i) => void (states[i] = state)),
+    });
+    if (features) this.states = states.length === features.length ? { pictures: states, prompts: earlier.length + 1 } : undefined;
     // The context's fused rows are those the cache already holds: only this prompt's go to the LLM.
     const own = fused.fusedText.subarray((context.length * fused.fusedText.length) / text.length);
     const { inputMs, encoderMs, compressorMs } = pictures.timings; // a stream's are complete once pre-fusion has read it

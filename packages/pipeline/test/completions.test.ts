@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { AbortError, ImageError, InvalidOptionError } from '@llava-mini/core';
 import { buildLlavaPrompt } from '@llava-mini/prefusion';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChatCompletionChunk, ensureTinyModel, LlavaMini, RequestError } from '../src/node.js';
+import { type ChatCompletionChunk, defaultModelDir, ensureTinyModel, LlavaMini, RequestError } from '../src/node.js';
 
 const IMAGE = path.resolve(__dirname, '../../../examples/assets/house.png');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-completions-'));
@@ -41,7 +41,7 @@ describe('model.chat.completions.create (in process)', () => {
     expect(c.object).toBe('chat.completion');
     expect(c.choices[0].message).toEqual({ role: 'assistant', content: r.text, refusal: null });
     expect(c.choices[0].finish_reason).toBe(r.finishReason === 'stop' ? 'stop' : 'length');
-    expect(c.usage).toEqual({ prompt_tokens: r.llmInputTokens, completion_tokens: r.ids.length, total_tokens: r.llmInputTokens + r.ids.length });
+    expect(c.usage).toEqual({ prompt_tokens: r.llmInputTokens, completion_tokens: r.ids.length - r.headerTokens, total_tokens: r.llmInputTokens + r.ids.length - r.headerTokens });
     expect(c.timings.timeToFirstTokenMs).toBeGreaterThan(0);
   });
 
@@ -58,7 +58,7 @@ describe('model.chat.completions.create (in process)', () => {
     expect(content).toEqual(tokens);
     expect(chunks.at(-2)?.choices[0]).toMatchObject({ delta: {}, finish_reason: r.finishReason === 'stop' ? 'stop' : 'length' });
     expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
-    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: r.llmInputTokens, completion_tokens: r.ids.length } });
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: r.llmInputTokens, completion_tokens: r.ids.length - r.headerTokens } });
     expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
   });
 
@@ -180,5 +180,28 @@ describe('model.chat.completions.create (in process)', () => {
     }
     const undecodable = await model.chat.completions.create({ messages: [{ role: 'user', content: [image('data:image/png;base64,AAAA')] }] }).catch((e) => e);
     expect(undecodable).toBeInstanceOf(ImageError);
+  });
+});
+
+describe('the token budget, with the trained demo model (it writes the assistant header before its answer)', () => {
+  const SHAPES = path.resolve(__dirname, '../../../examples/assets/shapes.png');
+  const messages = [{ role: 'user' as const, content: [image(SHAPES), text('What color is the circle?')] }];
+
+  it('max_tokens and usage.completion_tokens count the answer alone, streamed or not', async () => {
+    const demo = await LlavaMini.fromPretrained(defaultModelDir(), { device: 'cpu' });
+    try {
+      const one = await demo.chat.completions.create({ messages, max_tokens: 1 });
+      expect(one.choices[0]).toMatchObject({ message: { content: 'red' }, finish_reason: 'length' });
+      expect(one.usage.completion_tokens).toBe(1);
+      const chunks = await collect(await demo.chat.completions.create({ messages, max_tokens: 1, stream: true, stream_options: { include_usage: true } }));
+      expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('red');
+      expect(chunks.at(-1)?.usage?.completion_tokens).toBe(1);
+      // The header is in ask()'s ids (the KV cache holds it) and counted apart.
+      const r = await demo.ask(SHAPES, 'What color is the circle?', { maxNewTokens: 1 }).done();
+      expect(r.headerTokens).toBeGreaterThan(0);
+      expect(r.ids.length - r.headerTokens).toBe(1);
+    } finally {
+      await demo.dispose();
+    }
   });
 });
