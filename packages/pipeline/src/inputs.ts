@@ -1,6 +1,7 @@
+import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ImageError, InvalidOptionError, type ProgressCallback } from '@llava-mini/core';
+import { ImageError, InvalidOptionError, type ProgressCallback, VideoError } from '@llava-mini/core';
 import { fromImageData, type RGB8 } from '@llava-mini/encoder';
 import { loadImage } from '@llava-mini/encoder/node';
 import type { Pictures } from './model-parts.js';
@@ -32,7 +33,10 @@ export interface ResolveOptions {
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
   maxFrames?: number;
+  /** Most pixels of an image, or of a video's frame, read from its header before decoding. */
   maxPixels?: number;
+  /** Most seconds of decoding one image, or of running ffprobe or ffmpeg on one video (defaults: 60 s an image, 600 s a video). */
+  decodeTimeoutSeconds?: number;
 }
 
 /** The bytes of a base64 data: URL (`data:image/png;base64,...`). */
@@ -45,6 +49,16 @@ export function dataUrlBytes(url: string): Uint8Array {
   return new Uint8Array(Buffer.from(data, 'base64'));
 }
 
+/** ffprobe would wait for ever on a FIFO and read a device without end: only regular files are videos. */
+async function checkFile(file: string): Promise<void> {
+  const s = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    throw new VideoError(file, err.code === 'ENOENT' ? 'file not found' : `cannot read: ${err.message}`, { cause: err });
+  });
+  if (!s.isFile()) throw new VideoError(file, 'not a file');
+}
+
+const imageLimits = (o: ResolveOptions) => ({ maxPixels: o.maxPixels, timeoutSeconds: o.decodeTimeoutSeconds });
+
 /** A path from a path or file: URL string (other strings are returned as they are). */
 function localPath(input: string): string {
   return input.startsWith('file:') ? fileURLToPath(input) : input;
@@ -52,7 +66,7 @@ function localPath(input: string): string {
 
 async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
   if (typeof input === 'string' && /^https?:\/\//.test(input)) input = new URL(input);
-  if (typeof input === 'string' && input.startsWith('data:')) return loadImage(dataUrlBytes(input), { maxPixels: o.maxPixels, name: 'data URL' });
+  if (typeof input === 'string' && input.startsWith('data:')) return loadImage(dataUrlBytes(input), { ...imageLimits(o), name: 'data URL' });
   if (typeof input === 'string') input = localPath(input);
   if (input instanceof URL && input.protocol === 'file:') input = fileURLToPath(input);
   if (input instanceof URL) {
@@ -60,9 +74,9 @@ async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
       throw new ImageError(input.toString(), `cannot be fetched: ${(err as Error).message}`, { cause: err });
     });
     if (!res.ok) throw new ImageError(input.toString(), `cannot be fetched: HTTP ${res.status}`);
-    return loadImage(new Uint8Array(await res.arrayBuffer()), { maxPixels: o.maxPixels, name: input.toString() });
+    return loadImage(new Uint8Array(await res.arrayBuffer()), { ...imageLimits(o), name: input.toString() });
   }
-  if (typeof input === 'string' || input instanceof Uint8Array) return loadImage(input, { maxPixels: o.maxPixels });
+  if (typeof input === 'string' || input instanceof Uint8Array) return loadImage(input, imageLimits(o));
   if (input && typeof input === 'object' && 'data' in input && 'width' in input && 'height' in input) {
     const img = input as { width: number; height: number; data: Uint8Array | Uint8ClampedArray };
     if (img.data.length === img.width * img.height * 3) return { width: img.width, height: img.height, data: new Uint8Array(img.data) };
@@ -80,9 +94,11 @@ export async function resolveNodeInput(input: NodeInput, o: ResolveOptions): Pro
     input && typeof input === 'object' && 'video' in input ? localPath(String((input as { video: unknown }).video)) : typeof input === 'string' && VIDEO_EXTENSIONS.has(path.extname(input).toLowerCase()) ? localPath(input) : undefined;
   if (videoPath !== undefined) {
     if (/^(data|https?):/.test(videoPath)) throw new InvalidOptionError(`videos are read from files: ${videoPath.slice(0, 40)}... is not a path or file: URL`);
-    const info = await probeVideo(videoPath);
+    await checkFile(videoPath);
+    const limits = { maxPixels: o.maxPixels, timeoutSeconds: o.decodeTimeoutSeconds };
+    const info = await probeVideo(videoPath, limits);
     const indices = frameIndices(info.frames, info.fps, o.maxFrames);
-    return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal) };
+    return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal, limits) };
   }
   const list = Array.isArray(input) ? input : [input];
   if (list.length === 0) throw new InvalidOptionError('no images given');

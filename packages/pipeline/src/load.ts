@@ -25,8 +25,10 @@ export interface LoadOptions {
   clipDir?: string;
   /** Most video frames sampled (default: one per second, uncapped). */
   maxFrames?: number;
-  /** Images above this many pixels are refused before decoding. */
+  /** Images, and video frames, above this many pixels are refused before decoding (default 1e8). */
   maxPixels?: number;
+  /** Most seconds of decoding one image, or of ffprobe or ffmpeg on one video (defaults: 60 s an image, 600 s a video). */
+  decodeTimeoutSeconds?: number;
   /**
    * Cap on the bytes of all conversations' KV caches (default 2 GiB). Beyond it, idle
    * conversations are evicted (least recently used first) and recompute on their next turn; if the
@@ -110,7 +112,7 @@ export async function loadParts(dir: string, options: LoadOptions = {}): Promise
       logger: options.logger,
       kvCacheBytes: options.kvCacheBytes,
       pictureCacheBytes: options.pictureCacheBytes,
-      resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
+      resolveInput: (input, o) => resolveNodeInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels, decodeTimeoutSeconds: options.decodeTimeoutSeconds }),
     });
   } catch (err) {
     // The stages' settings come from the manifest's copy of config.json, or the checkpoint's own.

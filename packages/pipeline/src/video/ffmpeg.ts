@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AbortError, VideoError } from '@llava-mini/core';
+import { DEFAULT_MAX_PIXELS } from '@llava-mini/encoder/node';
 
 /** 8-bit RGB pixels, 3 bytes per pixel, row-major. */
 export interface RgbFrame {
@@ -23,6 +24,18 @@ export interface VideoInfo {
   fps: number;
 }
 
+/** What a video may cost before it is refused, each named in the error that refuses it. */
+export interface VideoLimits {
+  /** Most pixels of one frame (width x height, after rotation), checked from the probe before decoding (default 1e8, as images). */
+  maxPixels?: number;
+  /** Most seconds ffprobe, and then ffmpeg, may run on one video (default 600; 0: no limit). */
+  timeoutSeconds?: number;
+}
+
+export const DEFAULT_VIDEO_TIMEOUT_SECONDS = 600;
+/** ffprobe prints a few hundred bytes for one stream; more is not a probe of a real file. */
+const MAX_PROBE_OUTPUT = 1 << 20;
+
 /**
  * ffmpeg and ffprobe: FFMPEG_PATH / FFPROBE_PATH, else the static builds of @ffmpeg-installer/ffmpeg
  * and @ffprobe-installer/ffprobe (optional peer dependencies: about 150 MB that only video input
@@ -42,17 +55,47 @@ async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
 const MISSING =
   'video input needs ffmpeg and ffprobe: run `npm install @ffmpeg-installer/ffmpeg @ffprobe-installer/ffprobe`, install ffmpeg (e.g. `apt-get install ffmpeg`), or set FFMPEG_PATH and FFPROBE_PATH';
 
-function run(cmd: string, args: string[], source: string): Promise<string> {
+function timeoutOf(limits: VideoLimits, source: string): number {
+  const t = limits.timeoutSeconds ?? DEFAULT_VIDEO_TIMEOUT_SECONDS;
+  if (!(t >= 0) || !Number.isFinite(t)) throw new VideoError(source, `timeoutSeconds must be a number >= 0, got ${t}`);
+  return t;
+}
+
+/** Kills `child` after `seconds` (0: never); `fired()` says whether it did. */
+function deadline(child: ChildProcess, seconds: number): { fired(): boolean; clear(): void } {
+  let fired = false;
+  const timer =
+    seconds > 0
+      ? setTimeout(() => {
+          fired = true;
+          child.kill('SIGKILL');
+        }, seconds * 1000)
+      : undefined;
+  return { fired: () => fired, clear: () => clearTimeout(timer) };
+}
+
+function run(cmd: string, args: string[], source: string, seconds: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = deadline(child, seconds);
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new VideoError(source, e.code === 'ENOENT' ? `no ${cmd} found: ${MISSING}` : `cannot run ${cmd}: ${e.message}`, { cause: e })),
-    );
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new VideoError(source, `cannot be decoded: ${lastLine(err)}`))));
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.length > MAX_PROBE_OUTPUT) child.kill('SIGKILL');
+    });
+    child.stderr.on('data', (d) => (err = (err + d).slice(-4096)));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      timer.clear();
+      reject(new VideoError(source, e.code === 'ENOENT' ? `no ${cmd} found: ${MISSING}` : `cannot run ${cmd}: ${e.message}`, { cause: e }));
+    });
+    child.on('close', (code) => {
+      timer.clear();
+      if (timer.fired()) reject(new VideoError(source, `probing took more than ${seconds} s (option timeoutSeconds)`));
+      else if (out.length > MAX_PROBE_OUTPUT) reject(new VideoError(source, `cannot be probed: ffprobe printed more than ${MAX_PROBE_OUTPUT} bytes`));
+      else if (code === 0) resolve(out);
+      else reject(new VideoError(source, `cannot be decoded: ${lastLine(err)}`));
+    });
   });
 }
 
@@ -60,36 +103,56 @@ function lastLine(text: string): string {
   return text.trim().split('\n').filter(Boolean).pop() ?? 'no message';
 }
 
-export async function probeVideo(file: string): Promise<VideoInfo> {
+export async function probeVideo(file: string, limits: VideoLimits = {}): Promise<VideoInfo> {
   const out = await run(
     await binary('ffprobe'),
     ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate,nb_read_packets:stream_tags=rotate:stream_side_data=rotation', '-of', 'json', file],
     file,
+    timeoutOf(limits, file),
   );
-  let parsed: { streams?: Record<string, unknown>[] };
+  return parseProbe(out, file, limits);
+}
+
+type ProbedStream = { width?: unknown; height?: unknown; avg_frame_rate?: unknown; r_frame_rate?: unknown; nb_read_packets?: unknown; tags?: { rotate?: unknown }; side_data_list?: { rotation?: unknown }[] };
+
+/**
+ * VideoInfo from ffprobe's JSON (`probeVideo`'s arguments), checked field by field: a crafted file
+ * makes ffprobe print whatever its container says, so every value is validated before use, and the
+ * frame size is held to `maxPixels` before any frame is decoded. Any failure is a VideoError.
+ */
+export function parseProbe(out: string, file: string, limits: VideoLimits = {}): VideoInfo {
+  const maxPixels = limits.maxPixels ?? DEFAULT_MAX_PIXELS;
+  let parsed: unknown;
   try {
     parsed = JSON.parse(out);
   } catch {
     throw new VideoError(file, 'cannot be probed: ffprobe printed no JSON');
   }
-  const stream = (parsed.streams ?? [])[0] as
-    | { width: number; height: number; avg_frame_rate?: string; r_frame_rate?: string; nb_read_packets?: string; tags?: { rotate?: string }; side_data_list?: { rotation?: number }[] }
-    | undefined;
-  if (!stream) throw new VideoError(file, 'has no video stream');
-  const rate = (s: string | undefined) => {
+  const streams = (parsed as { streams?: unknown } | null)?.streams;
+  const stream = (Array.isArray(streams) ? streams[0] : undefined) as ProbedStream | undefined;
+  if (!stream || typeof stream !== 'object') throw new VideoError(file, 'has no video stream');
+  const { width, height } = stream;
+  if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || (width as number) < 1 || (height as number) < 1) {
+    throw new VideoError(file, `has no usable frame size (${String(width)}x${String(height)})`);
+  }
+  const [w, h] = [width as number, height as number];
+  if (w * h > maxPixels) throw new VideoError(file, `${w}x${h} = ${w * h} pixels a frame is more than the limit of ${maxPixels} (option maxPixels)`);
+  const rate = (s: unknown) => {
     const [a, b] = String(s ?? '0/0').split('/').map(Number);
-    return b ? a / b : 0;
+    const r = b ? a / b : 0;
+    return Number.isFinite(r) && r > 0 ? r : 0;
   };
   const fps = rate(stream.avg_frame_rate) || rate(stream.r_frame_rate);
   const frames = Number(stream.nb_read_packets);
-  if (!frames) throw new VideoError(file, 'has no frames');
+  if (!Number.isSafeInteger(frames) || frames < 1) throw new VideoError(file, 'has no frames');
   if (!(fps > 0)) throw new VideoError(file, 'has no usable frame rate');
   // ffmpeg turns rotated frames upright when decoding (autorotate), so a quarter turn swaps the
   // size the pipe delivers: reading them at the stored size would shear every portrait phone video.
   // Newer ffprobe reports a display-matrix side datum, older ones a `rotate` tag.
-  const rotation = Number(stream.side_data_list?.find((d) => d.rotation !== undefined)?.rotation ?? stream.tags?.rotate ?? 0) || 0;
+  const sides = Array.isArray(stream.side_data_list) ? stream.side_data_list : [];
+  const rotation = Number(sides.find((d) => d?.rotation !== undefined)?.rotation ?? stream.tags?.rotate ?? 0) || 0;
   const quarter = Math.abs(Math.round(rotation / 90)) % 2 === 1;
-  return { width: quarter ? stream.height : stream.width, height: quarter ? stream.width : stream.height, rotation, frames, fps };
+  return { width: quarter ? h : w, height: quarter ? w : h, rotation, frames, fps };
 }
 
 /**
@@ -99,8 +162,9 @@ export async function probeVideo(file: string): Promise<VideoInfo> {
  * sampling repeats frames of short or low-fps videos: [0,1,2,3,4,4,5,6] for 8 frames at 1 fps) yields
  * its frame twice, as decord's get_batch does; ffmpeg's select emits each frame once.
  */
-export async function* decodeFrames(file: string, info: VideoInfo, indices: readonly number[], signal?: AbortSignal): AsyncGenerator<RgbFrame> {
+export async function* decodeFrames(file: string, info: VideoInfo, indices: readonly number[], signal?: AbortSignal, limits: VideoLimits = {}): AsyncGenerator<RgbFrame> {
   if (!indices.length) return;
+  const seconds = timeoutOf(limits, file);
   const unique = [...new Set(indices)];
   const repeats = unique.map((i) => indices.filter((j) => j === i).length);
   const dir = mkdtempSync(join(tmpdir(), 'llava-mini-select-'));
@@ -110,10 +174,11 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
   const child = spawn(await binary('ffmpeg'), ['-v', 'error', '-i', file, '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const timer = deadline(child, seconds);
   const onAbort = () => child.kill('SIGKILL');
   signal?.addEventListener('abort', onAbort, { once: true });
   let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
   let spawnError: NodeJS.ErrnoException | undefined;
   const exited = new Promise<number | null>((resolve) => {
     child.on('close', resolve);
@@ -142,9 +207,11 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
     const code = await exited;
     if (spawnError) throw new VideoError(file, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
     if (signal?.aborted) throw new AbortError('video decoding was aborted');
+    if (timer.fired()) throw new VideoError(file, `decoding took more than ${seconds} s (option timeoutSeconds)`);
     if (code !== 0) throw new VideoError(file, `cannot be decoded: ${lastLine(stderr)}`);
     if (emitted === 0) throw new VideoError(file, 'has no decodable frames');
   } finally {
+    timer.clear();
     signal?.removeEventListener('abort', onAbort);
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
