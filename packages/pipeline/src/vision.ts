@@ -172,20 +172,21 @@ export class VisionPipeline {
    * Pre-fusion of one or more pictures (features, or prefixes from `images`) with the prompt's text
    * embeddings [L, H] (float32, the placeholder row looking up token 0, spec §3.2): vision tokens
    * concatenated, fused text averaged. With `onPrefix` (images), each fresh picture's prefix is
-   * fetched, stored in the picture cache and handed over, so the caller can keep it for follow-ups;
-   * without it (video frames) nothing of a picture outlives its pass.
+   * fetched, stored in the picture cache and handed over, so the caller can keep it; with
+   * `onState`, each picture's state after the prompt (Prefusion's FuseOptions.onState), where the
+   * graph gives one. Without either (video frames) nothing of a picture outlives its pass.
    */
   fuse(
     textEmbeds: Float32Array,
     ids: readonly number[],
     pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>,
-    onPrefix?: (prefix: PicturePrefix, index: number) => void,
+    { onPrefix, onState }: { onPrefix?: (prefix: PicturePrefix, index: number) => void; onState?: (state: PicturePrefix, index: number) => void } = {},
   ): Promise<FusedFrames> {
     const keep = onPrefix && ((prefix: PicturePrefix, picture: PrefusionImage, index: number) => {
       const key = this.pending.get(picture);
       if (key !== undefined) this.pictures.set(key, prefix);
       onPrefix(prefix, index);
     });
-    return this.prefusion.fuseFrames(pictures, { textEmbeds, ids }, { onPrefix: keep });
+    return this.prefusion.fuseFrames(pictures, { textEmbeds, ids }, { onPrefix: keep, onState });
   }
 }

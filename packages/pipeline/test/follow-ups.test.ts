@@ -2,7 +2,7 @@
 // history (the reference answers a follow-up that way: every prompt token through pre-fusion with all
 // the text before it, earlier answers included). The checkpoints are random at std 0.3, where any
 // difference in what pre-fusion sees changes the tokens.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { LlavaMini, type NodeInput } from '../src/node.js';
 import { type Fixture, fixture, IMAGE, VIDEO } from './fixtures.js';
 
@@ -20,21 +20,30 @@ beforeAll(async () => {
   hd = await fixture('follow-hd', { seed: 11, resolutionRatio: 2, compressorSize: 2, imageSize: 112 });
 });
 
-const cases: { name: string; fixture: () => Fixture; input: NodeInput | undefined }[] = [
-  { name: 'image', fixture: () => standard, input: IMAGE },
-  { name: 'HD image', fixture: () => hd, input: IMAGE },
-  { name: 'video', fixture: () => standard, input: { video: VIDEO } },
+// resumes: pre-fusion carries on from each image's state, so a follow-up runs only its own text;
+// video frames keep no state, so their follow-ups run the earlier prompts' text again first.
+const cases: { name: string; fixture: () => Fixture; input: NodeInput | undefined; resumes?: boolean }[] = [
+  { name: 'image', fixture: () => standard, input: IMAGE, resumes: true },
+  { name: 'HD image', fixture: () => hd, input: IMAGE, resumes: true },
+  { name: 'video', fixture: () => standard, input: { video: VIDEO }, resumes: false },
   { name: 'text only', fixture: () => standard, input: undefined },
 ];
 
 describe.each(['cpu', 'wasm'] as const)('follow-ups on %s', (device) => {
-  it.each(cases)('$name: each live turn gives the tokens of its conversation replayed from the history', async ({ fixture: f, input }) => {
+  it.each(cases)('$name: each live turn gives the tokens of its conversation replayed from the history', async ({ fixture: f, input, resumes }) => {
     const model = await LlavaMini.fromPretrained(f().model, { device });
+    const fuse = vi.spyOn(model.vision, 'fuse');
     try {
       const chat = model.chat(input);
       const history: { user: string; assistant: string }[] = [];
       for (const [i, { q, n }] of TURNS.entries()) {
+        fuse.mockClear();
         const live = await chat.ask(q, { maxNewTokens: n }).done();
+        if (i > 0 && resumes !== undefined) {
+          const fused = fuse.mock.calls[0][1];
+          if (resumes) expect(fused, `turn ${i + 1}: only its own text through pre-fusion`).toEqual(live.promptTokenIds);
+          else expect(fused.length, `turn ${i + 1}: the earlier prompts again, then its own`).toBeGreaterThan(live.promptTokenIds.length);
+        }
         const replay = await model.ask(input, q, { maxNewTokens: n, history }).done();
         expect(live.ids, `turn ${i + 1}`).toEqual(replay.ids);
         history.push({ user: q, assistant: live.text });

@@ -37,6 +37,8 @@ export const PREFUSION_IO = {
   pastValue: (l: number) => `past.${l}.value`,
   prefixKey: (l: number) => `prefix.${l}.key`,
   prefixValue: (l: number) => `prefix.${l}.value`,
+  stateKey: (l: number) => `state.${l}.key`,
+  stateValue: (l: number) => `state.${l}.value`,
 } as const;
 
 /**
@@ -54,6 +56,7 @@ export const PREFUSION_IO = {
  *   outputs   vision_tokens = X'[M : M+C*C]      fused_text = X'[S-L' : S]
  *             prefix.{l}.key/value = the layer's keys/values of the first P + M + C*C rows
  *             (the cached prefix plus this call's picture rows; RoPE applied)  [1, kvHeads, P+M+C*C, headDim]
+ *             state.{l}.key/value  = the same over all P + S rows: where a follow-up's text carries on
  *
  * A first look at a picture: P = 0, the picture's rows and the prompt's kept rows. A prompt about a
  * cached picture: M = C*C = 0 and past = the picture's prefix. Attention is onnxruntime's
@@ -122,6 +125,9 @@ export function buildPrefusionGraph(src: WeightSource, config: PrefusionConfig, 
       const zero = g.int64s([0]);
       g.output(g.op('Slice', [presentKey, zero, prefixEnd, axis2]), PREFUSION_IO.prefixKey(l), dtype, kvShape('prefix_rows'));
       g.output(g.op('Slice', [presentValue, zero, prefixEnd, axis2]), PREFUSION_IO.prefixValue(l), dtype, kvShape('prefix_rows'));
+      // And everything, the prompt's rows included: the state a conversation's next prompt continues.
+      g.output(g.identity(presentKey), PREFUSION_IO.stateKey(l), dtype, kvShape('state_rows'));
+      g.output(g.identity(presentValue), PREFUSION_IO.stateValue(l), dtype, kvShape('state_rows'));
       return out;
     };
     x = llamaLayer(g, src, `model.prefusion_layers.${l}`, c, x, attention, format);

@@ -44,7 +44,9 @@ export interface PrefusionImage {
 /**
  * What pre-fusion keeps of a picture: its vision tokens and, per pre-fusion layer, the keys and
  * values of its P = M + C*C rows (RoPE applied, the graph's dtype). Any prompt about the picture
- * runs only its own rows after this prefix. Immutable once made: the runtime never writes into it.
+ * runs only its own rows after this prefix. A conversation's state has the same shape: the
+ * picture's rows, then the kept rows of every prompt so far (FuseOptions.onState), so its next
+ * prompt runs only its own rows. Immutable once made: the runtime never writes into it.
  */
 export interface PicturePrefix {
   /** [C*C, H] float32: the pre-fusion outputs at the compressed slots (spec §3.3). */
@@ -52,7 +54,7 @@ export interface PicturePrefix {
   /** Per layer [1, kvHeads, P, headDim]. */
   readonly keys: readonly Tensor[];
   readonly values: readonly Tensor[];
-  /** P: the picture's rows. */
+  /** P: the rows the keys and values hold (the picture's, and a state's prompt rows after them). */
   readonly rows: number;
   /** Bytes held (vision tokens, keys and values). */
   readonly bytes: number;
@@ -85,6 +87,12 @@ export interface FuseOptions {
    * (video frames: nothing of a frame outlives it but its vision tokens and the running sum).
    */
   onPrefix?: (prefix: PicturePrefix, picture: PrefusionImage, index: number) => void;
+  /**
+   * Called with each picture's state after this prompt: what it was given (features or a prefix or
+   * an earlier state) continued through the prompt's kept rows, for a next prompt that carries on
+   * after this one (a conversation's follow-up). Only where the graph returns it (`continues`).
+   */
+  onState?: (state: PicturePrefix, index: number) => void;
 }
 
 const isPrefix = (p: PrefusionPicture): p is PicturePrefix => 'keys' in p;
@@ -98,6 +106,11 @@ export class Prefusion {
     readonly dtype: 'float32' | 'float16',
     readonly maxPositions: number,
   ) {}
+
+  /** Whether the graph returns a picture's state after a prompt (FuseOptions.onState): graphs converted before it did do not. */
+  get continues(): boolean {
+    return this.config.layers === 0 || hasOutput(this.session, PREFUSION_IO.stateKey(0));
+  }
 
   static async create(backend: Backend, model: ModelSource, options: PrefusionOptions): Promise<Prefusion> {
     const { config, maxPositions = DEFAULT_MAX_POSITIONS, ...sessionOptions } = options;
@@ -123,7 +136,7 @@ export class Prefusion {
   /** A picture's prefix alone (no prompt rows), e.g. to warm a cache. */
   async prefix(image: PrefusionImage): Promise<PicturePrefix> {
     this.checkImage(image);
-    return (await this.pass(image, new Float32Array(0), 0, true)).prefix as PicturePrefix;
+    return (await this.pass(image, new Float32Array(0), 0, { prefix: true, state: false })).prefix as PicturePrefix;
   }
 
   /**
@@ -169,20 +182,30 @@ export class Prefusion {
   /** One picture's pass over the kept prompt rows: its vision tokens and the prompt's fused rows. */
   private async fuseOne(picture: PrefusionPicture, keptEmbeds: Float32Array, index: number, options: FuseOptions): Promise<PrefusionResult> {
     const textRows = keptEmbeds.length / this.config.llama.hiddenSize;
+    const state = options.onState !== undefined && this.continues;
     if (isPrefix(picture)) {
       this.checkPositions(picture.rows + textRows);
-      const fusedText = textRows ? (await this.pass(picture, keptEmbeds, picture.rows, false)).fusedText : keptEmbeds;
-      return { visionTokens: picture.visionTokens, fusedText };
+      if (!textRows) {
+        if (state) options.onState?.(picture, index);
+        return { visionTokens: picture.visionTokens, fusedText: keptEmbeds };
+      }
+      const out = await this.pass(picture, keptEmbeds, picture.rows, { prefix: false, state });
+      if (out.state) options.onState?.(out.state, index);
+      return { visionTokens: picture.visionTokens, fusedText: out.fusedText };
     }
     const { M, CC } = this.checkImage(picture);
     this.checkPositions(M + CC + textRows);
-    const out = await this.pass(picture, keptEmbeds, 0, options.onPrefix !== undefined);
+    const out = await this.pass(picture, keptEmbeds, 0, { prefix: options.onPrefix !== undefined, state });
     if (out.prefix) options.onPrefix?.(out.prefix, picture, index);
+    if (out.state) options.onState?.(out.state, index);
     return { visionTokens: out.visionTokens as Float32Array, fusedText: out.fusedText };
   }
 
-  /** One run of the graph: a picture's rows (features) or its prefix (past), then the kept prompt rows. */
-  private async pass(picture: PrefusionPicture, keptEmbeds: Float32Array, pastRows: number, wantPrefix: boolean) {
+  /**
+   * One run of the graph: a picture's rows (features) or its prefix (past), then the kept prompt
+   * rows; `want` says which keys/values to bring back: the picture's prefix, the state after the prompt.
+   */
+  private async pass(picture: PrefusionPicture, keptEmbeds: Float32Array, pastRows: number, want: { prefix: boolean; state: boolean }) {
     const { hiddenSize: H, numKvHeads, headDim } = this.config.llama;
     const D = this.config.visionHidden;
     const layers = this.config.layers;
@@ -200,19 +223,27 @@ export class Prefusion {
       feeds[PREFUSION_IO.pastValue(l)] = first ? emptyPast : picture.values[l];
     }
     if (!first && picture.keys[0] && picture.keys[0].dims[2] !== pastRows) throw new InvalidOptionError(`prefix has ${picture.keys[0].dims[2]} rows, expected ${pastRows}`);
+    const wantPrefix = first && want.prefix;
     const fetches: string[] = [PREFUSION_IO.fusedText];
     if (first) fetches.push(PREFUSION_IO.visionTokens);
     if (wantPrefix) for (let l = 0; l < layers; l++) fetches.push(PREFUSION_IO.prefixKey(l), PREFUSION_IO.prefixValue(l));
+    if (want.state) for (let l = 0; l < layers; l++) fetches.push(PREFUSION_IO.stateKey(l), PREFUSION_IO.stateValue(l));
     const out = await this.session.run(feeds, fetches);
     const fusedText = out[PREFUSION_IO.fusedText].data as Float32Array;
-    if (!first) return { fusedText };
-    const visionTokens = out[PREFUSION_IO.visionTokens].data as Float32Array;
-    if (!wantPrefix) return { fusedText, visionTokens };
-    const keys = Array.from({ length: layers }, (_, l) => out[PREFUSION_IO.prefixKey(l)]);
-    const values = Array.from({ length: layers }, (_, l) => out[PREFUSION_IO.prefixValue(l)]);
-    const bytes = visionTokens.byteLength + [...keys, ...values].reduce((n, t) => n + t.data.byteLength, 0);
-    const prefix: PicturePrefix = { visionTokens, keys, values, rows: (picture.imageFeatures.length + picture.compressed.length) / D, bytes };
-    return { fusedText, visionTokens, prefix };
+    const visionTokens = first ? (out[PREFUSION_IO.visionTokens].data as Float32Array) : picture.visionTokens;
+    const pictureRows = first ? (picture.imageFeatures.length + picture.compressed.length) / D : 0;
+    const held = (key: (l: number) => string, value: (l: number) => string, rows: number): PicturePrefix => {
+      const keys = Array.from({ length: layers }, (_, l) => out[key(l)]);
+      const values = Array.from({ length: layers }, (_, l) => out[value(l)]);
+      const bytes = visionTokens.byteLength + [...keys, ...values].reduce((n, t) => n + t.data.byteLength, 0);
+      return { visionTokens, keys, values, rows, bytes };
+    };
+    return {
+      fusedText,
+      visionTokens,
+      prefix: wantPrefix ? held(PREFUSION_IO.prefixKey, PREFUSION_IO.prefixValue, pictureRows) : undefined,
+      state: want.state ? held(PREFUSION_IO.stateKey, PREFUSION_IO.stateValue, pastRows + pictureRows + keptEmbeds.length / H) : undefined,
+    };
   }
 
   /** Validate sizes before they reach the runtime, so a mistake names the input at fault. */

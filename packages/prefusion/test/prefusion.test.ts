@@ -134,6 +134,37 @@ describe('pre-fusion graph vs reference (node-cpu, web-wasm)', () => {
 });
 
 describe('picture prefix (spec §3.3: the picture rows never see the prompt)', () => {
+  it('a state carries a conversation on: the next prompt over it fuses as it does after the whole text, from features, a prefix or an earlier state', async () => {
+    const { json, src } = await tiny({ imageSize: 56, compressorSize: 2 });
+    const H = json.hidden_size as number;
+    const image = imageSide(src, json, 13);
+    const next = [301, 9, 44, 17, 0, 512];
+    const last = [88, 7, 513];
+    const whole = [...PROMPT, ...next, ...last];
+    const expected = refPrefusion(src, json, { ...image, textEmbeds: embed(src, whole, H), ids: whole });
+    const rowsOf = (ids: number[]) => ids.filter((id) => id > 0).length;
+    const bytes = buildPrefusionGraph(src, readPrefusionConfig(json), { compressedTokens: 4, maxPositions: 128 }).toBytes();
+    for (const { label, backend, device } of await testBackends()) {
+      const prefusion = await Prefusion.create(backend, bytes, { device, config: readPrefusionConfig(json), maxPositions: 128 });
+      expect(prefusion.continues).toBe(true);
+      const states: PicturePrefix[] = [];
+      const keep = { onState: (s: PicturePrefix) => states.push(s) };
+      let prefix: PicturePrefix | undefined;
+      await prefusion.run({ ...image, textEmbeds: embed(src, PROMPT, H), ids: PROMPT }, { ...keep, onPrefix: (p) => (prefix = p) });
+      const second = await prefusion.run({ ...states[0], textEmbeds: embed(src, next, H), ids: next }, keep);
+      const third = await prefusion.run({ ...states[1], textEmbeds: embed(src, last, H), ids: last }, keep);
+      // From the picture's prefix, the first prompt's state is the same as from its features.
+      await prefusion.run({ ...(prefix as PicturePrefix), textEmbeds: embed(src, PROMPT, H), ids: PROMPT }, keep);
+      await prefusion.dispose();
+      expect(states.map((s) => s.rows), label).toEqual([20 + rowsOf(PROMPT), 20 + rowsOf(PROMPT) + rowsOf(next), 20 + rowsOf(whole), 20 + rowsOf(PROMPT)]);
+      expect(states[0].keys[0].dims, label).toEqual([1, 2, states[0].rows, 16]);
+      const at = (ids: number[], from: number) => expected.fusedText.subarray(from * H, (from + ids.length) * H);
+      expect(maxAbsDiff(second.fusedText, at(next, PROMPT.length)), `${label} second prompt`).toBeLessThanOrEqual(1e-4);
+      expect(maxAbsDiff(third.fusedText, at(last, PROMPT.length + next.length)), `${label} third prompt`).toBeLessThanOrEqual(1e-4);
+      expect(maxAbsDiff(states[3].keys[1].data as Float32Array, states[0].keys[1].data as Float32Array), label).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
   it('a second prompt over a cached prefix equals its cold run and the reference, and leaves the prefix unchanged', async () => {
     const { json, src } = await tiny({ imageSize: 56, compressorSize: 2 });
     const H = json.hidden_size as number;
