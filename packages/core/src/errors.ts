@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'DEVICE_UNAVAILABLE'
   | 'SAFETENSORS'
   | 'MODEL_FILES'
+  | 'HUB'
   | 'CHECKPOINT_MISMATCH'
   | 'UNSUPPORTED_CONFIG'
   | 'GRAPH'
@@ -65,6 +66,21 @@ export class ModelFilesError extends LlavaMiniError {
   constructor(path: string, message: string, options?: { cause?: unknown }) {
     super('MODEL_FILES', `${path}: ${message}`, options);
     this.path = path;
+  }
+}
+
+/**
+ * Fetching a model from the Hugging Face Hub failed: the repository or revision does not exist, is
+ * gated without a token, the network failed, a file is not in the cache while offline, or a file
+ * downloaded does not match the hub's size or hash. `status` is the HTTP status where there was one.
+ */
+export class HubError extends LlavaMiniError {
+  readonly repo: string;
+  readonly status?: number;
+  constructor(repo: string, message: string, options?: { cause?: unknown; status?: number }) {
+    super('HUB', `${repo}: ${message}`, options);
+    this.repo = repo;
+    this.status = options?.status;
   }
 }
 

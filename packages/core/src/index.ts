@@ -6,6 +6,7 @@ export {
   DeviceUnavailableError,
   SafetensorsError,
   ModelFilesError,
+  HubError,
   CheckpointMismatchError,
   UnsupportedConfigError,
   GraphError,
