@@ -76,6 +76,26 @@ describe('videos refused before decoding', () => {
   });
 });
 
+describe('ffmpeg reads the one file named, as a video container', () => {
+  it('an HLS playlist naming a video elsewhere, and a text file the tty demuxer would draw, are refused', async () => {
+    const elsewhere = make('elsewhere.mkv', ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', '8x8', '-r', '1', '-i', 'pipe:0', '-c:v', 'ffv1'], Buffer.alloc(8 * 8 * 3 * 2, 9));
+    const playlist = path.join(dir, 'holiday.m3u8');
+    fs.writeFileSync(playlist, `#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nfile://${elsewhere}\n#EXT-X-ENDLIST\n`);
+    const text = path.join(dir, 'notes.ans');
+    fs.writeFileSync(text, 'the text of a private file\n');
+    const ffprobe = ((await import('@ffprobe-installer/ffprobe')) as unknown as { default: { path: string } }).default.path;
+    for (const file of [playlist, text]) {
+      // Unguarded, ffprobe finds a video stream in each: the playlist's target, or the text drawn.
+      const plain = spawnSync(ffprobe, ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'json', file]);
+      expect(String(plain.stdout), file).toMatch(/"video"/);
+      const err = await refusal(probeVideo(file));
+      expect(err.message).not.toMatch(/private/);
+      const frames = decodeFrames(file, { width: 8, height: 8, rotation: 0, frames: 2, fps: 1 }, [0]);
+      await refusal(frames.next());
+    }
+  });
+});
+
 describe("a probe's output is checked, whatever the container claims", () => {
   const ok = { width: 4, height: 2, avg_frame_rate: '10/1', nb_read_packets: '20' };
   const parse = (v: unknown) => parseProbe(JSON.stringify({ streams: [v] }), 'v.mp4');

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AbortError, VideoError } from '@llava-mini/core';
 import { DEFAULT_MAX_PIXELS } from '@llava-mini/encoder/node';
 
@@ -51,6 +51,16 @@ async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
     return kind;
   }
 }
+
+/**
+ * Every ffprobe and ffmpeg run reads its one local file through these: the file: protocol alone (a
+ * path can't name `concat:`, `http:` or a `-option`), and only the demuxers of real video
+ * containers. Without them ffmpeg picks a demuxer from the content: an HLS playlist sent as a video
+ * makes it read the files the playlist names (outside --allowed-media-path), and the tty demuxer
+ * draws any text file (.ans, .nfo) as frames for the model to read back.
+ */
+export const VIDEO_DEMUXERS = ['mov', 'matroska', 'avi', 'mpeg', 'mpegts', 'asf', 'flv', 'ogg', 'yuv4mpegpipe'];
+const inputArgs = (file: string) => ['-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS.join(','), '-i', `file:${resolve(file)}`];
 
 const MISSING =
   'video input needs ffmpeg and ffprobe: run `npm install @ffmpeg-installer/ffmpeg @ffprobe-installer/ffprobe`, install ffmpeg (e.g. `apt-get install ffmpeg`), or set FFMPEG_PATH and FFPROBE_PATH';
@@ -106,7 +116,7 @@ function lastLine(text: string): string {
 export async function probeVideo(file: string, limits: VideoLimits = {}): Promise<VideoInfo> {
   const out = await run(
     await binary('ffprobe'),
-    ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate,nb_read_packets:stream_tags=rotate:stream_side_data=rotation', '-of', 'json', file],
+    ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate,nb_read_packets:stream_tags=rotate:stream_side_data=rotation', '-of', 'json', ...inputArgs(file)],
     file,
     timeoutOf(limits, file),
   );
@@ -171,7 +181,7 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
   const script = join(dir, 'select.txt');
   // A filter script, not a command-line argument: thousands of indices overflow argv limits.
   writeFileSync(script, `select='${unique.map((i) => `eq(n\\,${i})`).join('+')}'`);
-  const child = spawn(await binary('ffmpeg'), ['-v', 'error', '-i', file, '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
+  const child = spawn(await binary('ffmpeg'), ['-v', 'error', ...inputArgs(file), '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const timer = deadline(child, seconds);
