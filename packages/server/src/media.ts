@@ -28,21 +28,29 @@ type MediaOptions = Pick<ResolvedOptions, 'maxImages' | 'maxImagePixels' | 'allo
 
 const bad = (param: string, code: string, message: string) => httpError(400, 'invalid_request_error', code, message, { param });
 
+/** `p` is `root` or below it (both absolute and normalised). */
+const under = (root: string, p: string) => {
+  const rel = path.relative(root, p);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+};
+
 async function insideAllowed(p: string, param: string, o: MediaOptions): Promise<string> {
   if (o.allowedMediaPaths.length === 0) throw bad(param, 'local_media_disabled', 'local file paths are off on this server (start it with --allowed-media-path DIR); send a data URL');
+  const notAllowed = () => bad(param, 'media_path_not_allowed', `${p} is outside the folders this server may read (--allowed-media-path)`);
+  // The path as written first, before the file system is asked anything: a path outside every folder
+  // is refused the same whether or not it exists, so answers cannot probe the disk.
+  const asked = path.resolve(p);
+  const roots = await Promise.all(o.allowedMediaPaths.map((dir) => fs.realpath(dir).catch(() => dir)));
+  if (![...o.allowedMediaPaths, ...roots].some((dir) => under(dir, asked))) throw notAllowed();
   let real: string;
   try {
-    real = await fs.realpath(path.resolve(p));
+    real = await fs.realpath(asked);
   } catch (err) {
     throw bad(param, 'invalid_image', `${p}: cannot be read (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
   }
-  for (const dir of o.allowedMediaPaths) {
-    // Both sides resolved through symlinks, so a link inside the folder cannot lead out of it.
-    const root = await fs.realpath(dir).catch(() => dir);
-    const rel = path.relative(root, real);
-    if (rel && !rel.startsWith('..') && !path.isAbsolute(rel)) return real;
-  }
-  throw bad(param, 'media_path_not_allowed', `${p} is outside the folders this server may read (--allowed-media-path)`);
+  // Then the file resolved through symlinks, so a link inside the folder cannot lead out of it.
+  if (roots.some((root) => real !== root && under(root, real))) return real;
+  throw notAllowed();
 }
 
 export async function resolveMedia(refs: readonly MediaRef[], o: MediaOptions, remote: RemoteMediaFetcher | undefined, signal?: AbortSignal): Promise<RequestMedia> {

@@ -3,6 +3,7 @@
 // private, loopback, link-local and other non-unicast ranges, so a DNS answer cannot point us
 // inward), every redirect checked again as a new request, and caps on size and time.
 import * as https from 'node:https';
+import type { LookupFunction } from 'node:net';
 import { RequestFilteringHttpsAgent } from 'request-filtering-agent';
 import { httpError } from './errors.js';
 
@@ -14,6 +15,12 @@ export interface RemoteMediaPolicy {
   ca?: string;
   maxBytes: number;
   timeoutMs: number;
+  /**
+   * The resolver (default: the system's, dns.lookup). Each connection asks it once and connects to
+   * the address it answered, after that address passed the checks: an answer that changes between
+   * a check and the connect (DNS rebinding) has no second lookup to change into.
+   */
+  lookup?: LookupFunction;
 }
 
 const MAX_REDIRECTS = 5;
@@ -63,7 +70,7 @@ export class RemoteMediaFetcher {
     const { maxBytes } = this.policy;
     return new Promise((resolve, reject) => {
       const fail = (message: string) => reject(refused(param, message));
-      const req = https.get(url, { agent: this.agent, signal, headers: { accept: 'image/*, video/*' } }, (res) => {
+      const req = https.get(url, { agent: this.agent, signal, lookup: this.policy.lookup, headers: { accept: 'image/*, video/*' } }, (res) => {
         const status = res.statusCode ?? 0;
         if (status >= 300 && status < 400 && res.headers.location) {
           res.resume();

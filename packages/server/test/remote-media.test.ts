@@ -98,6 +98,34 @@ describe('remote media fetching (SSRF-safe)', () => {
     expect(slowStarted).toBe(1);
   });
 
+  it('resolves once and connects to the address it checked: a DNS answer that changes (rebinding) cannot slip inward', async () => {
+    // 127.0.0.1 stands for a public address (allowed) and 127.0.0.2 for an inner one (not allowed),
+    // where a second server holds what an attacker wants. A check-then-connect fetcher that resolved
+    // twice would check the first answer and connect to the second.
+    const inner = https.createServer({ cert, key }, (_req, res) => res.writeHead(200).end('inner secret'));
+    await new Promise<void>((resolve) => inner.listen(port, '127.0.0.2', resolve));
+    try {
+      for (const answers of [
+        ['127.0.0.1', '127.0.0.2'],
+        ['127.0.0.2', '127.0.0.1'],
+      ]) {
+        const asked: string[] = [];
+        const lookup = ((host: string, options: { all?: boolean }, cb: (...a: unknown[]) => void) => {
+          const address = answers[Math.min(asked.length, answers.length - 1)];
+          asked.push(host);
+          if (options.all) cb(null, [{ address, family: 4 }]);
+          else cb(null, address, 4);
+        }) as unknown as RemoteMediaPolicy['lookup'];
+        const f = new RemoteMediaFetcher(policy({ lookup }));
+        if (answers[0] === '127.0.0.1') expect(Buffer.from(await f.fetch(`https://localhost:${port}/house.png`, 'p')).equals(IMAGE)).toBe(true);
+        else expect(await refusal(f, `https://localhost:${port}/house.png`)).toMatch(/127\.0\.0\.2.*not allowed/);
+        expect(asked).toEqual(['localhost']);
+      }
+    } finally {
+      inner.close();
+    }
+  });
+
   it('host patterns: exact names, and *.domain for subdomains only', () => {
     expect(hostAllowed('img.example.com', ['*.example.com'])).toBe(true);
     expect(hostAllowed('example.com', ['*.example.com'])).toBe(false);
