@@ -1,7 +1,7 @@
 import { AbortError, InvalidOptionError, now, type Tensor } from '@llava-mini/core';
 import type { Sequence } from './sequence.js';
 import { assistantHeaderIds } from './tokenizer.js';
-import { checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
+import { checkSamplingOptions, logprobsOf, Sampler, type SamplingOptions } from './sampling.js';
 import { TextStream } from './text.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -23,6 +23,22 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Called for every generated token, in order (the callback form of the stream). */
   onToken?: (token: GeneratedToken) => void;
+  /**
+   * Give every token its log-probability (`GeneratedToken.logprobs`), from the model's own logits:
+   * before the repetition penalty, temperature and top-k/top-p reshape them for sampling.
+   */
+  logprobs?: boolean;
+  /** With `logprobs`: also the 0-20 most likely tokens at each step, with theirs. */
+  topLogprobs?: number;
+}
+
+/** A token's log-probability, as OpenAI's logprobs carry it; `token` and `bytes` need a tokenizer ('' and [] without one). */
+export interface TokenLogprob {
+  id: number;
+  /** The token's text alone (U+FFFD where it holds part of a character: `bytes` are exact). */
+  token: string;
+  bytes: number[];
+  logprob: number;
 }
 
 export interface GeneratedToken {
@@ -33,6 +49,8 @@ export interface GeneratedToken {
   index: number;
   /** Taken as the assistant header the model wrote: no text, and outside the maxNewTokens budget. */
   header: boolean;
+  /** With the `logprobs` option: this token's log-probability, and the most likely tokens at its step (`topLogprobs` of them). */
+  logprobs?: TokenLogprob & { top: TokenLogprob[] };
 }
 
 export interface GenerationStats {
@@ -84,6 +102,21 @@ export function checkGenerateOptions(o: GenerateOptions): void {
   }
   for (const s of o.stopStrings ?? []) if (typeof s !== 'string' || s === '') throw new InvalidOptionError('stopStrings must be non-empty strings');
   if (o.stopStrings?.length && !o.tokenizer) throw new InvalidOptionError('stopStrings need a tokenizer to see the text');
+  const top = o.topLogprobs;
+  if (top !== undefined && !(Number.isSafeInteger(top) && top >= 0 && top <= 20)) throw new InvalidOptionError(`topLogprobs must be an integer in [0, 20], got ${String(top)}`);
+  if (top && !o.logprobs) throw new InvalidOptionError('topLogprobs needs logprobs: true');
+}
+
+/** The log-probabilities of `id` and of the `top` most likely ids under `logits`, with their texts. */
+function tokenLogprobs(logits: Float32Array, id: number, top: number, tokenizer?: Tokenizer): TokenLogprob & { top: TokenLogprob[] } {
+  const describe = (i: number, logprob: number): TokenLogprob => ({
+    id: i,
+    token: tokenizer?.decode([i], { skipSpecialTokens: false }) ?? '',
+    bytes: tokenizer?.tokenBytes(i) ?? [],
+    logprob,
+  });
+  const lp = logprobsOf(logits, id, top);
+  return { ...describe(id, lp.logprob), top: lp.top.map((t) => describe(t.id, t.logprob)) };
 }
 
 function checkPrompt(seq: Sequence, prompt: PromptSource): void {
@@ -193,6 +226,7 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
   let stepStart = 0;
   for (;;) {
     if (o.signal?.aborted) throw abort();
+    const raw = o.logprobs ? logits.slice() : undefined; // the sampler reshapes `logits` in place
     const id = sampler.next(logits);
     if (ids.length === 0) firstTokenMs = now() - t0;
     else decodeMs += now() - stepStart;
@@ -202,7 +236,8 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
     }
     ids.push(id);
     const piece = text?.push(id) ?? { text: '', stopped: false, header: false };
-    const token = { id, text: piece.text, index: ids.length - 1, header: piece.header };
+    const token: GeneratedToken = { id, text: piece.text, index: ids.length - 1, header: piece.header };
+    if (raw) token.logprobs = tokenLogprobs(raw, id, o.topLogprobs ?? 0, o.tokenizer);
     o.onToken?.(token);
     yield token;
     if (piece.stopped) {

@@ -10,7 +10,7 @@ export type { Sequence, SequenceModel } from './sequence.js';
 export type { BatchStats, KvLayout, KvMode } from './kv/index.js';
 export { assistantHeaderIds, Tokenizer, type ChatMessage, type TokenizerFiles } from './tokenizer.js';
 export { StreamDecoder, TextStream } from './text.js';
-export { argmax, checkSamplingOptions, Sampler, type SamplingOptions } from './sampling.js';
+export { argmax, checkSamplingOptions, type IdLogprob, logprobsOf, Sampler, type SamplingOptions } from './sampling.js';
 export {
   checkGenerateOptions,
   generate,
@@ -21,4 +21,5 @@ export {
   type GenerationResult,
   type GenerationStats,
   type PromptSource,
+  type TokenLogprob,
 } from './generate.js';

@@ -88,3 +88,31 @@ export class Sampler {
     return order[order.length - 1];
   }
 }
+
+/** An id and its log-probability. */
+export interface IdLogprob {
+  id: number;
+  logprob: number;
+}
+
+/**
+ * Log-probabilities under softmax(logits): the one of `id`, and the `top` most likely ids with theirs
+ * (most likely first, ties to the lower id). Sums in float64 from the largest logit, so nothing
+ * overflows; O(vocab * top), with top at most 20.
+ */
+export function logprobsOf(logits: ArrayLike<number>, id: number, top: number): { logprob: number; top: IdLogprob[] } {
+  const max = logits[argmax(logits)];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  const logZ = max + Math.log(sum);
+  // The best `top` ids so far, kept sorted: a new one goes in by insertion.
+  const best: number[] = [];
+  for (let i = 0; i < logits.length && top > 0; i++) {
+    if (best.length === top && logits[i] <= logits[best[top - 1]]) continue;
+    let at = best.length;
+    while (at > 0 && logits[i] > logits[best[at - 1]]) at--;
+    best.splice(at, 0, i);
+    if (best.length > top) best.pop();
+  }
+  return { logprob: logits[id] - logZ, top: best.map((i) => ({ id: i, logprob: logits[i] - logZ })) };
+}

@@ -1,6 +1,7 @@
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { errorMessage, InvalidOptionError, ModelFilesError, UnsupportedConfigError } from '@llava-mini/core';
+import { byteLevelBytes } from './token-bytes.js';
 
 /** One chat message as chat templates see it. */
 export interface ChatMessage {
@@ -68,6 +69,8 @@ export class Tokenizer {
   private readonly hf: HfTokenizer;
   private readonly config: Json;
   private template: Template | undefined;
+  /** Whether the vocabulary writes bytes as characters (a ByteLevel decoder), so a token's bytes can be read from its text. */
+  private readonly byteLevel: boolean;
 
   private constructor(files: TokenizerFiles) {
     const json = parseJson('tokenizer.json', files.tokenizer);
@@ -77,6 +80,8 @@ export class Tokenizer {
     } catch (err) {
       throw new ModelFilesError('tokenizer.json', `cannot be loaded: ${errorMessage(err)}`, { cause: err });
     }
+    const decoder = json.decoder as { type?: string; decoders?: { type?: string }[] } | undefined;
+    this.byteLevel = decoder?.type === 'ByteLevel' || (decoder?.decoders ?? []).some((d) => d.type === 'ByteLevel');
     this.bosToken = tokenText(this.config.bos_token);
     this.bosId = this.bosToken === undefined ? undefined : this.hf.token_to_id(this.bosToken);
     this.chatTemplate = files.chatTemplate ?? chatTemplateOf(this.config);
@@ -110,6 +115,16 @@ export class Tokenizer {
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return ''; // the library refuses an empty list
     return this.hf.decode(ids as number[], { skip_special_tokens: options.skipSpecialTokens ?? true });
+  }
+
+  /**
+   * A token's own bytes (UTF-8), as OpenAI's logprobs report them: exact for a byte-level vocabulary,
+   * even for a token that is part of a character; else the UTF-8 of its decoded text.
+   */
+  tokenBytes(id: number): number[] {
+    const token = this.hf.id_to_token(id);
+    const bytes = this.byteLevel && token !== undefined ? byteLevelBytes(token) : undefined;
+    return bytes ?? [...new TextEncoder().encode(token === undefined ? '' : this.decode([id], { skipSpecialTokens: false }))];
   }
 
   /** The id of a token's text (e.g. '<|eot_id|>'), if the vocabulary has it. */

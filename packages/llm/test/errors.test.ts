@@ -31,7 +31,7 @@ describe('typed errors before any model work', () => {
   it('InvalidOptionError for sampling options, token ids and embeddings out of range', async () => {
     const model = await openModel(tiny, backend, device);
     try {
-      const bad = [{ temperature: -1 }, { temperature: Number.NaN }, { topK: 1.5 }, { topP: 0 }, { topP: 1.5 }, { repetitionPenalty: 0 }, { seed: -3 }, { maxNewTokens: 0 }, { stopIds: [-1] }, { stopStrings: ['x'] }];
+      const bad = [{ temperature: -1 }, { temperature: Number.NaN }, { topK: 1.5 }, { topP: 0 }, { topP: 1.5 }, { repetitionPenalty: 0 }, { seed: -3 }, { maxNewTokens: 0 }, { stopIds: [-1] }, { stopStrings: ['x'] }, { logprobs: true, topLogprobs: 21 }, { topLogprobs: 2 }];
       const seq = model.sequence();
       for (const o of bad) expect(() => generate(seq, [1, 2, 3], o), JSON.stringify(o)).toThrow(InvalidOptionError);
       expect(() => generate(seq, [])).toThrow(InvalidOptionError);

@@ -79,6 +79,42 @@ describe.each(backends)('generate on $label', ({ backend, device }) => {
     }
   });
 
+  it("logprobs: each token's log-probability and the top 5, a softmax of the model's own logits", async () => {
+    const model = await openModel(tiny, backend, device);
+    try {
+      // Sampled with a penalty and a temperature: logprobs still describe the logits before them.
+      const options = { maxNewTokens: 6, stopIds: [], tokenizer, temperature: 1.3, repetitionPenalty: 1.5, seed: 3 };
+      const tokens: GeneratedToken[] = [];
+      for await (const t of generate(model.sequence(), prompt, { ...options, logprobs: true, topLogprobs: 5 })) tokens.push(t);
+      const plain = await generate(model.sequence(), prompt, options).done();
+      expect(tokens.map((t) => t.id)).toEqual(plain.ids); // asking for logprobs changes no token
+
+      // The same logits by hand, and their softmax in float64 written out plainly.
+      const byHand = model.sequence();
+      let logits = await byHand.prefill(await model.embed(prompt));
+      for (const t of tokens) {
+        const z = Array.from(logits, (l) => Math.exp(l)).reduce((a, b) => a + b, 0);
+        const logp = (i: number) => Math.log(Math.exp(logits[i]) / z);
+        const order = [...logits.keys()].sort((a, b) => logits[b] - logits[a] || a - b);
+        const lp = t.logprobs!;
+        expect(lp.id).toBe(t.id);
+        expect(lp.logprob).toBeCloseTo(logp(t.id), 4);
+        expect(lp.top.map((x) => x.id)).toEqual(order.slice(0, 5));
+        lp.top.forEach((x) => expect(x.logprob).toBeCloseTo(logp(x.id), 4));
+        expect(lp.token).toBe(tokenizer.decode([t.id], { skipSpecialTokens: false }));
+        logits = await byHand.step(t.id);
+      }
+      // The tokens' bytes, joined, are the text (a token may hold part of a character).
+      const bytes = Uint8Array.from(tokens.flatMap((t) => t.logprobs!.bytes));
+      expect(new TextDecoder().decode(bytes)).toBe(tokenizer.decode(plain.ids, { skipSpecialTokens: false }));
+      // Without the option, tokens carry none.
+      expect(plain.ids.length).toBeGreaterThan(0);
+      for await (const t of generate(model.sequence(), prompt, { maxNewTokens: 2, stopIds: [] })) expect(t.logprobs).toBeUndefined();
+    } finally {
+      await model.dispose();
+    }
+  });
+
   it('an AbortSignal stops between steps, throws AbortError and frees the cache', async () => {
     const model = await openModel(tiny, backend, device);
     try {

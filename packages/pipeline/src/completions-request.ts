@@ -48,6 +48,8 @@ export interface ChatCompletionCreateParams {
   frequency_penalty?: number | null;
   presence_penalty?: number | null;
   logprobs?: boolean | null;
+  /** 0-20 most likely tokens at each position, with `logprobs: true`. */
+  top_logprobs?: number | null;
   response_format?: { type: 'text' } | null;
   user?: string;
   metadata?: Record<string, string> | null;
@@ -98,6 +100,8 @@ export interface ParsedRequest {
     stopStrings?: string[];
     /** Empty when the end-of-turn ids must not end the answer (vLLM's `ignore_eos`). */
     stopIds?: number[];
+    logprobs?: boolean;
+    topLogprobs?: number;
   };
 }
 
@@ -105,9 +109,9 @@ export interface ParsedRequest {
 const IGNORED = new Set(['user', 'metadata', 'store', 'service_tier', 'parallel_tool_calls']);
 const KNOWN = new Set([
   'messages', 'model', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'seed', 'stop',
-  'n', 'frequency_penalty', 'presence_penalty', 'logprobs', 'response_format', 'top_k', 'repetition_penalty', 'ignore_eos', ...IGNORED,
+  'n', 'frequency_penalty', 'presence_penalty', 'logprobs', 'top_logprobs', 'response_format', 'top_k', 'repetition_penalty', 'ignore_eos', ...IGNORED,
 ]);
-const UNSUPPORTED = new Set(['tools', 'tool_choice', 'functions', 'function_call', 'top_logprobs', 'logit_bias', 'audio', 'modalities', 'prediction', 'reasoning_effort', 'web_search_options']);
+const UNSUPPORTED = new Set(['tools', 'tool_choice', 'functions', 'function_call', 'logit_bias', 'audio', 'modalities', 'prediction', 'reasoning_effort', 'web_search_options']);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const typeName = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
@@ -253,7 +257,10 @@ export function parseChatRequest(body: unknown): ParsedRequest {
     const v = optional(body, key, isNumber, 'a number');
     if (v !== undefined && v !== 0) throw new RequestError(key, `'${key}' is not supported (only 0); use repetition_penalty`);
   }
-  if (optional(body, 'logprobs', isBool, 'a boolean')) throw new RequestError('logprobs', "'logprobs' is not supported");
+  const logprobs = optional(body, 'logprobs', isBool, 'a boolean') ?? false;
+  const topLogprobs = optional(body, 'top_logprobs', isInt, 'an integer');
+  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw new RequestError('top_logprobs', `'top_logprobs' must be in [0, 20], got ${topLogprobs}`);
+  if (topLogprobs !== undefined && !logprobs) throw new RequestError('top_logprobs', "'top_logprobs' needs 'logprobs' to be true");
   const format = optional(body, 'response_format', isObject, 'an object');
   if (format && format.type !== 'text') throw new RequestError('response_format', `response_format ${JSON.stringify(format.type)} is not supported (only 'text')`);
   return {
@@ -270,6 +277,8 @@ export function parseChatRequest(body: unknown): ParsedRequest {
       repetitionPenalty,
       stopStrings: stop.length ? (stop as string[]) : undefined,
       stopIds: ignoreEos ? [] : undefined,
+      logprobs: logprobs || undefined,
+      topLogprobs,
     },
   };
 }

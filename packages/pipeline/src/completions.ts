@@ -1,6 +1,7 @@
 // `model.chat.completions.create(...)`: OpenAI's chat-completions API in process (as WebLLM has it
 // in the page), built only on the public chat()/ask() API. One request = one fresh conversation
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
+import type { GeneratedToken, TokenLogprob } from '@llava-mini/llm';
 import type { ChatTurn } from '@llava-mini/prefusion';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
 import { type AskOptions, type AskResult, type AskTimings, askOnce, type Conversation } from './conversation.js';
@@ -15,12 +16,26 @@ export interface CompletionUsage {
 
 export type FinishReason = 'stop' | 'length';
 
+/** A token with its log-probability, in OpenAI's shape. */
+export interface ChatCompletionTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: { token: string; logprob: number; bytes: number[] | null }[];
+}
+
+/** With `logprobs: true`: one entry per answer token (the assistant header the model writes is not the answer). */
+export interface ChoiceLogprobs {
+  content: ChatCompletionTokenLogprob[] | null;
+  refusal: null;
+}
+
 export interface ChatCompletion {
   id: string;
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: 0; message: { role: 'assistant'; content: string; refusal: null }; logprobs: null; finish_reason: FinishReason }[];
+  choices: { index: 0; message: { role: 'assistant'; content: string; refusal: null }; logprobs: ChoiceLogprobs | null; finish_reason: FinishReason }[];
   usage: CompletionUsage;
   /** Not OpenAI: where the time went (input decode, each stage, time to first token, tokens/s). */
   timings: AskTimings;
@@ -31,7 +46,7 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; logprobs: null; finish_reason: FinishReason | null }[];
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; logprobs: ChoiceLogprobs | null; finish_reason: FinishReason | null }[];
   /** With `stream_options.include_usage`: null on every chunk but the last, which has `choices: []`. */
   usage?: CompletionUsage | null;
   timings?: AskTimings;
@@ -64,6 +79,14 @@ function usageOf(r: AskResult): CompletionUsage {
 
 const finishOf = (r: AskResult): FinishReason => (r.finishReason === 'stop' ? 'stop' : 'length');
 
+const entry = (t: TokenLogprob) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes });
+
+/** A token's OpenAI logprobs entry; none for the assistant header the model writes before its answer. */
+function logprobOf(token: GeneratedToken): ChatCompletionTokenLogprob | undefined {
+  if (token.header || !token.logprobs) return undefined;
+  return { ...entry(token.logprobs), top_logprobs: token.logprobs.top.map(entry) };
+}
+
 export class Completions {
   constructor(
     private readonly chat: ChatSource,
@@ -87,13 +110,22 @@ export class Completions {
   }
 
   private async complete(request: ParsedRequest, options: CompletionRequestOptions): Promise<ChatCompletion> {
-    const r = await this.start(request, options).done();
+    const answer = this.start(request, options);
+    const content: ChatCompletionTokenLogprob[] = [];
+    if (request.generation.logprobs) {
+      for await (const token of answer) {
+        const lp = logprobOf(token);
+        if (lp) content.push(lp);
+      }
+    }
+    const r = await answer.done();
+    const logprobs = request.generation.logprobs ? { content, refusal: null } : null;
     return {
       id: completionId(),
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: request.model ?? this.modelId,
-      choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: null, finish_reason: finishOf(r) }],
+      choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs, finish_reason: finishOf(r) }],
       usage: usageOf(r),
       timings: r.timings,
     };
@@ -101,17 +133,19 @@ export class Completions {
 
   /**
    * The answer as chunks: a role chunk, one chunk per token that shows text (a token inside a
-   * multi-byte character or a held-back stop prefix shows none), a finish chunk, then the usage.
+   * multi-byte character or a held-back stop prefix shows none, and its logprobs go with the next
+   * chunk that does), a finish chunk, then the usage.
    * Nothing runs until the first chunk is asked for; leaving the loop early stops the generation.
    */
   private stream(request: ParsedRequest, options: CompletionRequestOptions): AsyncIterable<ChatCompletionChunk> {
     const head = { id: completionId(), object: 'chat.completion.chunk' as const, created: Math.floor(Date.now() / 1000), model: request.model ?? this.modelId };
     const usage = request.includeUsage ? { usage: null } : {};
-    const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason | null = null): ChatCompletionChunk => ({
+    const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason | null = null, logprobs: ChoiceLogprobs | null = null): ChatCompletionChunk => ({
       ...head,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
       ...usage,
     });
+    const wantLogprobs = request.generation.logprobs === true;
     const start = () => this.start(request, options);
     return {
       async *[Symbol.asyncIterator]() {
@@ -119,13 +153,18 @@ export class Completions {
         // The role chunk waits for the first token, so a request that fails (a bad picture, a prompt
         // too long) fails before any chunk: a server can still answer it with an error status.
         let first = true;
+        const pending: ChatCompletionTokenLogprob[] = [];
+        const withLogprobs = () => (wantLogprobs ? { content: pending.splice(0), refusal: null as null } : null);
         for await (const token of answer) {
           if (first) yield chunk({ role: 'assistant', content: '' });
           first = false;
-          if (token.text) yield chunk({ content: token.text });
+          const lp = logprobOf(token);
+          if (lp) pending.push(lp);
+          if (token.text) yield chunk({ content: token.text }, null, withLogprobs());
         }
         const r = await answer.done();
         if (first) yield chunk({ role: 'assistant', content: '' });
+        if (pending.length) yield chunk({ content: '' }, null, withLogprobs());
         yield chunk({}, finishOf(r));
         if (request.includeUsage) yield { ...head, choices: [], usage: usageOf(r), timings: r.timings };
       },

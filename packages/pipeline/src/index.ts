@@ -4,7 +4,16 @@ export { LlavaMini } from './llava-mini.js';
 export type { InputResolver, ModelParts, Pictures } from './model-parts.js';
 export { Conversation, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type StageTimings } from './conversation.js';
 export { Answer } from './answer.js';
-export { Completions, mediaInput, type ChatCompletion, type ChatCompletionChunk, type CompletionRequestOptions, type CompletionUsage } from './completions.js';
+export {
+  Completions,
+  mediaInput,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatCompletionTokenLogprob,
+  type ChoiceLogprobs,
+  type CompletionRequestOptions,
+  type CompletionUsage,
+} from './completions.js';
 export {
   parseChatRequest,
   RequestError,

@@ -156,6 +156,29 @@ describe('model.chat.completions.create (in process)', () => {
     expect(next.usage.completion_tokens).toBeGreaterThan(0);
   });
 
+  it("logprobs and top_logprobs: ask()'s token log-probabilities in OpenAI's shape, streamed and not", async () => {
+    const messages = [{ role: 'user' as const, content: [image(IMAGE), text('What is in this picture?')] }];
+    const tokens = [];
+    for await (const t of model.ask(IMAGE, 'What is in this picture?', { maxNewTokens: 6, logprobs: true, topLogprobs: 3 })) if (!t.header) tokens.push(t.logprobs!);
+    const expected = tokens.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      bytes: t.bytes,
+      top_logprobs: t.top.map((x) => ({ token: x.token, logprob: x.logprob, bytes: x.bytes })),
+    }));
+    expect(expected.every((e) => e.top_logprobs.length === 3 && e.logprob <= 0)).toBe(true);
+
+    const whole = await model.chat.completions.create({ messages, max_tokens: 6, logprobs: true, top_logprobs: 3 });
+    expect(whole.choices[0].logprobs).toEqual({ content: expected, refusal: null });
+    expect(whole.choices[0].logprobs?.content).toHaveLength(whole.usage.completion_tokens);
+
+    const chunks = await collect(await model.chat.completions.create({ messages, max_tokens: 6, logprobs: true, top_logprobs: 3, stream: true }));
+    expect(chunks.flatMap((c) => c.choices[0]?.logprobs?.content ?? [])).toEqual(expected);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(whole.choices[0].message.content);
+    // Without the option: none, as before.
+    expect((await model.chat.completions.create({ messages, max_tokens: 2 })).choices[0].logprobs).toBeNull();
+  });
+
   it('bad requests are RequestErrors naming the field, before any model work', async () => {
     const bad: [unknown, string | null][] = [
       [{ messages: [] }, 'messages'],
@@ -171,6 +194,8 @@ describe('model.chat.completions.create (in process)', () => {
       [{ messages: [{ role: 'user', content: [{ type: 'video_url', video_url: { url: 'a.mp4' } }, image(IMAGE)] }] }, 'messages[0].content[0].video_url.url'],
       [{ messages: [{ role: 'user', content: 'x' }], stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
       [{ messages: [{ role: 'user', content: 'x' }], ignore_eos: 'yes' }, 'ignore_eos'],
+      [{ messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 21 }, 'top_logprobs'],
+      [{ messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }, 'top_logprobs'],
     ];
     for (const [body, param] of bad) {
       const err = await model.chat.completions.create(body as never).catch((e) => e);
@@ -200,6 +225,11 @@ describe('the token budget, with the trained demo model (it writes the assistant
       const r = await demo.ask(SHAPES, 'What color is the circle?', { maxNewTokens: 1 }).done();
       expect(r.headerTokens).toBeGreaterThan(0);
       expect(r.ids.length - r.headerTokens).toBe(1);
+      // logprobs describe the answer's tokens only: one here, the confident 'red'.
+      const lp = (await demo.chat.completions.create({ messages, max_tokens: 1, logprobs: true, top_logprobs: 2 })).choices[0].logprobs?.content;
+      expect(lp?.map((t) => t.token.trim())).toEqual(['red']);
+      expect(lp?.[0].top_logprobs[0].token).toBe(lp?.[0].token);
+      expect(Math.exp(lp?.[0].logprob ?? -Infinity)).toBeGreaterThan(0.5);
     } finally {
       await demo.dispose();
     }

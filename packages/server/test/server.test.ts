@@ -102,6 +102,22 @@ describe('llava-mini serve through the openai client', () => {
     expect(plain.every((c) => c.choices.length === 1 && !('usage' in c && c.usage))).toBe(true);
   });
 
+  it('logprobs and top_logprobs, streamed and not: the in-process ones, in the shape the client types', async () => {
+    const params = { max_tokens: 5, logprobs: true, top_logprobs: 4 } as const;
+    const local = await model.chat.completions.create({ messages: withImage(IMAGE) as never, ...params });
+    const expected = local.choices[0].logprobs?.content;
+    expect(expected?.length).toBe(local.usage.completion_tokens);
+    const r = await client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), ...params });
+    expect(r.choices[0].logprobs?.content).toEqual(expected);
+    const top: OpenAI.Chat.Completions.ChatCompletionTokenLogprob.TopLogprob[] = r.choices[0].logprobs?.content?.[0].top_logprobs ?? [];
+    expect(top).toHaveLength(4);
+    const streamed = [];
+    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), ...params, stream: true })) streamed.push(...(c.choices[0]?.logprobs?.content ?? []));
+    expect(streamed).toEqual(expected);
+    const bad = () => client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), logprobs: true, top_logprobs: 21 });
+    expect(await failure(bad, BadRequestError)).toMatchObject({ status: 400, param: 'top_logprobs' });
+  });
+
   it('a video (vLLM video_url) by path or inline as a data URL: the in-process answer', async () => {
     const video = path.join(ASSETS, 'clip.mp4');
     const local = await model.ask({ video }, 'What happens?', { maxNewTokens: 4 }).done();
