@@ -6,6 +6,8 @@ import { webBackend } from '@llava-mini/core/web';
 import { loadTokenizer } from '@llava-mini/llm/node';
 import { inConfigFile, openHfCheckpoint } from './checkpoint.js';
 import { checkDtype, type DtypeName, GRAPHS, type GraphName, resolveModelDevice, type Target } from './formats.js';
+import { parseHubId } from './hub/id.js';
+import { fetchPretrained } from './hub/pretrained.js';
 import { type NodeInput, resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
 import { MANIFEST_FILE } from './manifest.js';
@@ -46,6 +48,11 @@ export interface LoadOptions {
   numThreads?: number;
   logger?: (message: string) => void;
   onProgress?: ProgressCallback;
+}
+
+/** The target a hub model is converted for: the GPU the device names, else the CPU. */
+function hubTarget(device: NodeDeviceRequest | undefined): Target {
+  return device === 'cuda' || device === 'webgpu' ? device : 'cpu';
 }
 
 /** Unconverted checkpoints are converted in memory only below this size (one graph must stay under protobuf's 2 GB). */
@@ -94,8 +101,13 @@ function fromCheckpoint(dir: string, options: LoadOptions): Found {
   }
 }
 
-/** Load every stage from a converted folder (manifest.json) or a small unconverted Hugging Face folder. */
-export async function loadParts(dir: string, options: LoadOptions = {}): Promise<ModelParts<NodeInput>> {
+/**
+ * Load every stage from a converted folder (manifest.json), a small unconverted Hugging Face folder,
+ * or a hub id (`org/name[@revision]`: downloaded, converted once for the dtype and device, cached).
+ */
+export async function loadParts(model: string, options: LoadOptions = {}): Promise<ModelParts<NodeInput>> {
+  const hub = parseHubId(model);
+  const dir = hub ? await fetchPretrained(hub, { dtype: options.dtype, target: hubTarget(options.device), clipDir: options.clipDir, onProgress: options.onProgress }) : model;
   if (!fs.existsSync(dir)) throw new ModelFilesError(dir, 'does not exist');
   const converted = fs.existsSync(path.join(dir, MANIFEST_FILE));
   if (!converted && !fs.existsSync(path.join(dir, 'config.json'))) {

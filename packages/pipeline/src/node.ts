@@ -7,6 +7,10 @@ export * from './index.js';
 export { convertCheckpoint, partialDir, removeStalePartials, type ConvertOptions } from './convert.js';
 export { ensureTinyModel } from './demo.js';
 export { DEFAULT_MODEL, defaultModelDir } from './default-model.js';
+export { hubSettings, type HubSettings } from './hub/settings.js';
+export { parseHubId, type HubId } from './hub/id.js';
+export { convertedPath, fetchPretrained, type PretrainedOptions } from './hub/pretrained.js';
+export { listCache, removeFromCache, type CacheEntry } from './hub/cache.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
 export { dataUrlBytes, resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoInput } from './inputs.js';
@@ -16,12 +20,13 @@ export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from './video
 export class LlavaMini extends LlavaMiniBase<NodeInput> {
   /**
    * Load a model folder: one written by `llava-mini convert` (manifest.json), or a small Hugging
-   * Face LLaVA-Mini checkpoint, converted in memory.
+   * Face LLaVA-Mini checkpoint, converted in memory; or a hub id, `org/name[@revision]`, downloaded
+   * to the Hugging Face cache, converted once for `dtype` and the device, and cached.
    *
    *   const model = await LlavaMini.fromPretrained('./llava-mini-tiny', { device: 'cpu' });
    *   const { text } = await model.ask('photo.jpg', 'What is in this picture?').done();
    */
-  static async fromPretrained(dir: string, options: LoadOptions = {}): Promise<LlavaMini> {
-    return new LlavaMini(await loadParts(dir, options));
+  static async fromPretrained(model: string, options: LoadOptions = {}): Promise<LlavaMini> {
+    return new LlavaMini(await loadParts(model, options));
   }
 }

@@ -1,0 +1,26 @@
+import * as fs from 'node:fs';
+
+/** A model on the hub: `org/name`, at a branch, tag or commit (`@revision`, default main). */
+export interface HubId {
+  repo: string;
+  revision: string;
+}
+
+// The hub's repository names: letters, digits, '-', '_' and '.', one '/' between owner and name.
+const HUB_ID = /^([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([\w][\w./-]*))?$/;
+
+/**
+ * `org/name[@revision]` as a hub id; undefined for anything else, and for a local path that exists
+ * (a folder `org/name` in the working directory is the folder, as in transformers).
+ */
+export function parseHubId(spec: string): HubId | undefined {
+  const m = HUB_ID.exec(spec);
+  if (!m || fs.existsSync(spec)) return undefined;
+  return { repo: m[1] as string, revision: m[2] ?? 'main' };
+}
+
+export function formatHubId(id: HubId): string {
+  return id.revision === 'main' ? id.repo : `${id.repo}@${id.revision}`;
+}
+
+export const isCommit = (revision: string): boolean => /^[0-9a-f]{40}$/.test(revision);
