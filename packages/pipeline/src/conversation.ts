@@ -8,8 +8,19 @@ import { Answer } from './answer.js';
 import type { ModelParts, Pictures } from './model-parts.js';
 import type { FrameStream, PictureTimings } from './vision.js';
 
+/** A conversation keeps a video's per-frame pre-fusion state up to this many bytes by default (ChatOptions.videoStateBytes). */
+export const DEFAULT_VIDEO_STATE_BYTES = 2 ** 30;
+
 /** How a conversation's prompt is rendered (fixed for it), and earlier turns to start from (a stateless API replaying a conversation: the first ask runs them all). */
-export type ChatOptions = Omit<LlavaPromptOptions, 'image'>;
+export type ChatOptions = Omit<LlavaPromptOptions, 'image'> & {
+  /**
+   * Most bytes of a video's pre-fusion state (each frame's rows and the conversation's text after
+   * them) the conversation keeps, so a follow-up neither decodes nor encodes the video again and
+   * runs only its own text per frame. A video whose state would take more is read again for each
+   * follow-up (as with 0). Default DEFAULT_VIDEO_STATE_BYTES (1 GiB).
+   */
+  videoStateBytes?: number;
+};
 
 /** Options of one question: generation (sampling, limits, stop, signal, onToken) and progress. */
 export interface AskOptions extends Omit<GenerateOptions, 'tokenizer'> {
@@ -130,7 +141,8 @@ export class Conversation<I = unknown> {
   private readonly sequence: Sequence;
   private segments: Segment[] = [];
   private readonly turns: ChatTurn[];
-  private readonly options: Omit<ChatOptions, 'history'>;
+  private readonly options: Omit<ChatOptions, 'history' | 'videoStateBytes'>;
+  private readonly videoStateBytes: number;
   /**
    * The images, once the first turn has looked at them: each one's pre-fusion prefix once a pass
    * has made it (until then its features), so a follow-up runs only its text rows; kept here even
@@ -138,9 +150,9 @@ export class Conversation<I = unknown> {
    */
   private features?: PrefusionPicture[];
   /**
-   * Each image's pre-fusion state after the prompts the KV cache holds (its prefix continued
+   * Each picture's pre-fusion state after the prompts the KV cache holds (its prefix continued
    * through their text), where the graph returns it, so a follow-up runs only its own rows; and
-   * how many of the cache's prompts it has seen. Video frames keep none.
+   * how many of the cache's prompts it has seen. A video's frames keep theirs within videoStateBytes.
    */
   private states?: { pictures: PicturePrefix[]; prompts: number };
   private last: Promise<unknown> = Promise.resolve();
@@ -149,10 +161,12 @@ export class Conversation<I = unknown> {
   constructor(
     private readonly parts: ModelParts<I>,
     private readonly input: I | undefined,
-    { history, ...options }: ChatOptions = {},
+    { history, videoStateBytes = DEFAULT_VIDEO_STATE_BYTES, ...options }: ChatOptions = {},
   ) {
+    if (!(Number.isSafeInteger(videoStateBytes) && videoStateBytes >= 0)) throw new InvalidOptionError(`videoStateBytes must be an integer >= 0, got ${String(videoStateBytes)}`);
     this.turns = [...(history ?? [])];
     this.options = options;
+    this.videoStateBytes = videoStateBytes;
     this.sequence = parts.llm.sequence();
   }
 
@@ -208,7 +222,7 @@ export class Conversation<I = unknown> {
       const prompt = this.tokens(question);
 
       // 2. Pictures, decoded; then the one length check, before any model work.
-      const decoded = await this.readPictures(signal, onProgress);
+      const decoded = await this.readPictures(prompt.segments, signal, onProgress);
       this.checkLength(prompt, decoded?.count ?? 0);
 
       // The cap evicted this idle conversation's cache: rebuild it first. Then drop what the prompt
@@ -280,11 +294,12 @@ export class Conversation<I = unknown> {
   }
 
   /**
-   * This turn's pictures, decoded: images on the conversation's first turn (it keeps their
-   * features after it), a video on every turn (its frames are streamed, not kept); none for text.
+   * The pictures of a prompt that follows `prompts` cached ones, decoded: images on the
+   * conversation's first turn (it keeps their features after it); a video unless its frames'
+   * states carry on from those prompts (otherwise its frames are streamed again); none for text.
    */
-  private async readPictures(signal: AbortSignal, onProgress?: ProgressCallback): Promise<Decoded | undefined> {
-    if (this.features || this.input === undefined) return undefined;
+  private async readPictures(prompts: number, signal: AbortSignal, onProgress?: ProgressCallback): Promise<Decoded | undefined> {
+    if (this.features || this.input === undefined || this.resumable(prompts)) return undefined;
     const t0 = now();
     const pictures = await this.parts.resolveInput(this.input, { signal, onProgress });
     const count = pictures.kind === 'images' ? pictures.images.length : pictures.count;
@@ -315,7 +330,7 @@ export class Conversation<I = unknown> {
     let timings = NO_TIME;
     for (const [i, s] of this.segments.entries()) {
       if (s.ids.length === 0) continue;
-      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(signal, onProgress), this.segments.slice(0, i), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
+      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(i, signal, onProgress), this.segments.slice(0, i), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
       await this.sequence.prefill(input.rows, signal);
       timings = addTimings(timings, input.timings);
     }
@@ -326,28 +341,37 @@ export class Conversation<I = unknown> {
    * The LLM input for `ids`: the ids themselves without pictures (the decoder looks them up); else
    * their text embeddings fused with the pictures in pre-fusion, after the `earlier` prompts (which
    * pre-fusion's causal attention lets every new row see), the vision tokens spliced in place of
-   * the placeholder. Where the images' states have seen exactly those prompts, pre-fusion carries
-   * on from them with this prompt's rows alone; otherwise (video frames, a graph without states, a
-   * rebuilt cache) it runs the earlier prompts' text again before this one's.
+   * the placeholder. Where the pictures' states have seen exactly those prompts, pre-fusion carries
+   * on from them with this prompt's rows alone; otherwise (no state kept: a video past
+   * videoStateBytes, a graph without states, a rebuilt cache) it runs the earlier prompts' text
+   * again before this one's.
    */
   private async llmInput(ids: number[], decoded: Decoded | undefined, earlier: readonly Segment[], signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
     if (this.input === undefined) return { rows: ids, timings: NO_TIME };
     const { llm, vision } = this.parts;
-    const pictures = await this.preparePictures(decoded, signal, onProgress);
-    const resume = this.states?.prompts === earlier.length ? this.states.pictures : undefined;
+    const resume = this.resumable(earlier.length);
+    // A rebuilt cache may have left a video without states after all: then it is read again here.
+    const pictures = resume ? { pictures: resume, timings: NO_TIME } : await this.preparePictures(decoded ?? (await this.readPictures(earlier.length, signal, onProgress)), signal, onProgress);
     const context = resume ? [] : earlier.flatMap((s) => s.ids);
     const text = [...context, ...ids];
     const t0 = now();
     const textEmbeds = toFloat32(await llm.embed(embeddingIds(text)));
     const embedMs = now() - t0;
-    // Images: keep each fresh one's prefix, and each one's state after this prompt, for the follow-ups (video frames keep neither).
+    // Images: keep each fresh one's prefix; every picture's state after this prompt, for the
+    // follow-ups (a video's frames only while they fit videoStateBytes).
     const features = this.features;
-    const states: PicturePrefix[] = [];
-    const fused = await vision.fuse(textEmbeds, text, resume ?? pictures.pictures, {
+    const budget = features ? Infinity : this.videoStateBytes;
+    let states: PicturePrefix[] | undefined = [];
+    let bytes = 0;
+    const fused = await vision.fuse(textEmbeds, text, pictures.pictures, {
       onPrefix: features && ((prefix, i) => void (features[i] = prefix)),
-      onState: features && ((state, i) => void (states[i] = state)),
+      onState: (state, i) => {
+        bytes += state.bytes;
+        if (states && bytes <= budget) states[i] = state;
+        else states = undefined;
+      },
     });
-    if (features) this.states = states.length === features.length ? { pictures: states, prompts: earlier.length + 1 } : undefined;
+    this.states = states?.length === fused.frames ? { pictures: states, prompts: earlier.length + 1 } : undefined;
     // The context's fused rows are those the cache already holds: only this prompt's go to the LLM.
     const own = fused.fusedText.subarray((context.length * fused.fusedText.length) / text.length);
     const { inputMs, encoderMs, compressorMs } = pictures.timings; // a stream's are complete once pre-fusion has read it
@@ -357,11 +381,17 @@ export class Conversation<I = unknown> {
     };
   }
 
+  /** The pictures' states, where they carry on from exactly `prompts` cached prompts. */
+  private resumable(prompts: number): PicturePrefix[] | undefined {
+    return this.states?.prompts === prompts ? this.states.pictures : undefined;
+  }
+
   /**
    * Pictures ready for pre-fusion, with the time they took. Images: on the first turn looked up in
    * the model's picture cache or encoded, then kept by the conversation for its follow-ups. A
    * video: its frames encoded a batch at a time as pre-fusion reads them, then dropped, so memory
-   * holds one batch of frames whatever the video's length (a follow-up reads the video again).
+   * holds one batch of frames whatever the video's length (the states llmInput keeps are what
+   * spares a follow-up reading it again).
    */
   private async preparePictures(decoded: Decoded | undefined, signal: AbortSignal, onProgress?: ProgressCallback): Promise<{ pictures: PrefusionPicture[] | FrameStream; timings: Readonly<PictureTimings> }> {
     if (!decoded) return { pictures: this.features as PrefusionPicture[], timings: NO_TIME };

@@ -38,8 +38,8 @@ export class LlavaMini<I = unknown> {
    * only) in a fresh conversation, freed when the answer ends.
    */
   ask(input: I | undefined, question: string, options: AskOptions & ChatOptions = {}): Answer<AskResult> {
-    const { system, addAssistantHeader, dropDuplicateBos, history, ...ask } = options;
-    return askOnce(this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history }), question, ask);
+    const { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes, ...ask } = options;
+    return askOnce(this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes }), question, ask);
   }
 
   dispose(): Promise<void> {

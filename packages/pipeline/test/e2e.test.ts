@@ -102,7 +102,7 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     expect(maxAbsDiff(toFloat32(embeds), ref.embeds) / scale).toBeLessThanOrEqual(1e-5);
   });
 
-  it('video frames are streamed through the stages and not kept: a follow-up reads the video again', async () => {
+  it('video frames are streamed through the stages; a follow-up carries on from their kept state, or reads the video again when none is kept', async () => {
     const model = await LlavaMini.fromPretrained(standard.model, { device: 'cpu' });
     const chat = model.chat({ video: VIDEO });
     const progress: number[] = [];
@@ -112,8 +112,13 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     for (const ms of [t.inputMs, t.encoderMs, t.compressorMs, t.embedMs, t.prefusionMs]) expect(ms).toBeGreaterThan(0);
     expect(t.inputMs + t.encoderMs + t.compressorMs + t.embedMs + t.prefusionMs).toBeLessThan(t.timeToFirstTokenMs);
     expect(model.vision.encoderRuns).toBe(4);
-    await chat.ask('And then?', { maxNewTokens: 2 }).done();
-    expect(model.vision.encoderRuns).toBe(8);
+    const then = await chat.ask('And then?', { maxNewTokens: 2 }).done();
+    expect(model.vision.encoderRuns).toBe(4);
+    expect(then.timings.inputMs + then.timings.encoderMs).toBe(0);
+    const stateless = model.chat({ video: VIDEO }, { videoStateBytes: 0 });
+    await stateless.ask('What happens?', { maxNewTokens: 2 }).done();
+    await stateless.ask('And then?', { maxNewTokens: 2 }).done();
+    expect(model.vision.encoderRuns).toBe(12);
     await model.dispose();
   });
 
