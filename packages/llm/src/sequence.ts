@@ -32,6 +32,12 @@ export interface Sequence {
   step(id: number): Promise<Float32Array>;
   /** Throw PromptTooLongError unless `n` more positions fit in the context (checked before any work that leads to them). */
   assertRoom(n: number): void;
+  /**
+   * A new sequence holding a copy of this one's cache (its bytes claimed from the model's KV cap), to
+   * continue the same prompt another way (several answers from one prefill); the two are
+   * independent from then on, and each is disposed on its own. Not while a call runs on this one.
+   */
+  fork(): Promise<Sequence>;
   /** Keep only the first `length` positions (roll a conversation back). */
   truncate(length: number): void;
   /** Empty the sequence and free its cache buffers now (it stays usable). */
@@ -102,6 +108,10 @@ export class LlamaSequence implements Sequence {
     const [token] = tokenIds([id], this.model.config.vocabSize);
     this.assertRoom(1);
     return this.exclusive(() => this.cache.step(token));
+  }
+
+  async fork(): Promise<Sequence> {
+    return new LlamaSequence(this.model, await this.exclusive(() => this.cache.fork()));
   }
 
   assertRoom(n: number): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AbortError, DisposedError, KvCacheFullError } from '@llava-mini/core';
+import { AbortError, type Backend, DisposedError, KvCacheFullError } from '@llava-mini/core';
 import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
 import { generate, type LlamaModel } from '../src/index.js';
 import { openModel, tinyLlm } from './helpers.js';
@@ -14,6 +14,17 @@ const prompts = [
   [311, 12, 12, 90, 41, 7, 66],
 ];
 const N = 8;
+
+/** The backend, its sessions saying their runtime does not update a KV buffer in place (so the cache runs in 'append' mode). */
+function appendRuntime(backend: Backend): Backend {
+  const wrapped = Object.create(backend) as Backend;
+  wrapped.createSession = async (...a) => {
+    const session = await backend.createSession(...a);
+    Object.defineProperty(session, 'capabilities', { value: { ...session.capabilities, kvCacheInPlace: false } });
+    return session;
+  };
+  return wrapped;
+}
 
 async function solo(model: LlamaModel, prompt: number[]): Promise<number[]> {
   const seq = model.sequence();
@@ -121,6 +132,48 @@ describe.each(backends)('sequences on one model, $label', ({ backend, device }) 
     }
   });
 
+  it.each(['rows', 'shared', 'append'] as const)('fork() (KV cache %s): each fork continues exactly as a fresh sequence with the prompt, on a cache of its own', async (mode) => {
+    // 'append' is the shared graph on a runtime that returns past + new rows (WebGPU's): here, the same runtime told so.
+    const runtime = mode === 'append' ? appendRuntime(backend) : backend;
+    const model = await openModel(tiny, runtime, device, { kvCache: mode === 'rows' ? 'rows' : 'shared' });
+    expect(model.kv.mode).toBe(mode);
+    try {
+      const argmax = (l: Float32Array) => l.indexOf(Math.max(...l));
+      const alone = await solo(model, prompts[0]);
+      const seq = model.sequence();
+      const first = argmax(await seq.prefill(prompts[0]));
+      const forks = [await seq.fork(), await seq.fork()];
+      const bytes = seq.cacheBytes;
+      expect(forks.map((f) => [f.length, f.cacheBytes])).toEqual([[seq.length, bytes], [seq.length, bytes]]);
+      expect(model.cacheBytes).toBe(3 * bytes); // claimed from the pool, as the source's were
+      // The three step together (batched where the mode allows): each gives the solo tokens.
+      const all = [seq, ...forks];
+      let last = all.map(() => first);
+      const got = all.map(() => [first]);
+      for (let t = 1; t < N; t++) {
+        last = await Promise.all(all.map(async (s, i) => argmax(await s.step(last[i]))));
+        last.forEach((id, i) => got[i].push(id));
+      }
+      expect(got).toEqual([alone, alone, alone]);
+
+      // A fork taken mid-answer (out of the decode batch, where its latest rows were) continues as its
+      // source does, even after the others are cut back, refilled or released: nothing is shared.
+      const mid = await forks[1].fork();
+      forks[0].truncate(2);
+      await forks[0].prefill(prompts[1]);
+      seq.release();
+      const [a, b] = [await mid.step(last[1]), await forks[1].step(last[1])];
+      expect(maxAbsDiff(a, b)).toBe(0);
+      const reference = model.sequence();
+      const fed = await reference.prefill([...prompts[0], ...got[1]]);
+      expect(maxAbsDiff(a, fed)).toBeLessThanOrEqual(1e-5); // one prefill sums in another order than steps
+      [...all, mid, reference].forEach((s) => s.dispose());
+      expect(model.cacheBytes).toBe(0);
+    } finally {
+      await model.dispose();
+    }
+  });
+
   it('a sequence disposed while a batched step is running: the others keep their solo tokens', async () => {
     const model = await openModel(tiny, backend, device);
     try {
@@ -189,6 +242,24 @@ describe('the KV byte cap', () => {
       expect((await first.done()).ids).toEqual(alone);
       await expect(second).rejects.toBeInstanceOf(KvCacheFullError);
       await expect(second).rejects.toMatchObject({ code: 'KV_CACHE_FULL' });
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('a fork claims its bytes from the cap: an idle sequence is evicted for it, its own source never', async () => {
+    const model = await openModel(tiny, backend, device, {}, { kvCacheBytes: 2 * oneCache });
+    try {
+      const [idle, source] = [model.sequence(), model.sequence()];
+      await idle.prefill(prompts[1]);
+      await source.prefill(prompts[0]);
+      const fork = await source.fork();
+      expect([idle.evictions, source.length, fork.length]).toEqual([1, prompts[0].length, prompts[0].length]);
+      // With the fork running (held), nothing is left to evict: the next fork is refused, nothing else changes.
+      const running = fork.hold();
+      await expect(source.fork()).rejects.toBeInstanceOf(KvCacheFullError);
+      running();
+      expect([source.length, fork.length]).toEqual([prompts[0].length, prompts[0].length]);
     } finally {
       await model.dispose();
     }

@@ -67,6 +67,24 @@ export class AppendCache extends KvCache {
     this.rows = 0;
   }
 
+  /** Rows on the device are read back (a pending cut applied first); they stay there for this cache's own next run. */
+  protected async hostRows(): Promise<[Tensor[] | undefined, number]> {
+    await this.applyCut();
+    const device = this.onDevice;
+    if (!device) return [this.tensors, this.rows];
+    const { numKvHeads, headDim } = this.decoder.layout;
+    const rows = this.rows;
+    return [await Promise.all(device.map(async (t) => tensor(t.dtype, [1, numKvHeads, rows, headDim], await t.download()))), rows];
+  }
+
+  protected sibling(): AppendCache {
+    return new AppendCache(this.decoder, this.pool);
+  }
+
+  protected adopt(tensors: Tensor[], rows: number): void {
+    [this.tensors, this.rows] = [tensors, rows];
+  }
+
   /** Finish a rollback of device-resident rows: the kept rows come to the host, to be uploaded by the next run. */
   private async applyCut(): Promise<void> {
     const cut = this.cut;

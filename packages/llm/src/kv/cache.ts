@@ -90,7 +90,7 @@ export abstract class KvCache implements Evictable {
 
   constructor(
     protected readonly decoder: Decoder,
-    private readonly pool: KvPool,
+    protected readonly pool: KvPool,
   ) {
     this.ref = pool.add(this);
   }
@@ -163,8 +163,35 @@ export abstract class KvCache implements Evictable {
    */
   park(): void {}
 
+  /**
+   * A new cache of the same strategy in the same pool, holding a copy of this one's positions (its
+   * bytes claimed from the pool, as a growth would); from then on the two are independent. Several
+   * answers continue one prompt this way, without running it again. No run may be on this cache meanwhile.
+   */
+  async fork(): Promise<KvCache> {
+    const epoch = this.begin();
+    const [rows, capacity] = await this.hostRows();
+    if (this.disposed || epoch !== this.epoch) throw new DisposedError('the KV cache (while it was forked)');
+    const copy = this.sibling();
+    if (rows) {
+      copy.claim(copy.bytesFor(capacity));
+      copy.adopt(rows.map((t) => tensor(t.dtype, t.dims, t.data.slice())), capacity);
+    }
+    copy.filled = this.filled;
+    return copy;
+  }
+
   /** Free whatever the buffers hold (the strategy's own storage). */
   protected abstract drop(): void;
+
+  /** The filled rows as host buffers of `capacity` positions (brought home first if they live elsewhere); none when empty. Not to be written. */
+  protected abstract hostRows(): Promise<[Tensor[] | undefined, number]>;
+
+  /** A new, empty cache of this strategy, in the same pool. */
+  protected abstract sibling(): KvCache;
+
+  /** Take `tensors`, buffers of `capacity` positions, as this cache's own (a fork's copy). */
+  protected abstract adopt(tensors: Tensor[], capacity: number): void;
 
   /** Before a run: the cache must be live; it becomes the pool's most recently used. Returns the epoch to hand to landed(). */
   protected begin(): number {

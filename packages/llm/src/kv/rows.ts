@@ -97,6 +97,20 @@ class RowsCache extends KvCache {
     this.arena.leave(this);
   }
 
+  /** The rows a decode step added in the arena come home first: the own buffers then hold every position. */
+  protected async hostRows(): Promise<[Tensor[] | undefined, number]> {
+    this.arena.leave(this);
+    return [this.tensors, this.capacity];
+  }
+
+  protected sibling(): RowsCache {
+    return new RowsCache(this.decoder, this.pool, this.arena);
+  }
+
+  protected adopt(tensors: Tensor[], capacity: number): void {
+    [this.tensors, this.capacity] = [tensors, capacity];
+  }
+
   /** Moving into the arena: the held rows, into the slot views `slot(i)` (tensor i = 2 * layer + kind, capacity `cap`). */
   copyOut(slot: (i: number) => Float32Array, cap: number): void {
     const { numKvHeads, headDim } = this.decoder.layout;

@@ -40,6 +40,18 @@ export class SharedCache extends KvCache {
     this.capacity = 0;
   }
 
+  protected async hostRows(): Promise<[Tensor[] | undefined, number]> {
+    return [this.tensors, this.capacity];
+  }
+
+  protected sibling(): SharedCache {
+    return new SharedCache(this.decoder, this.pool);
+  }
+
+  protected adopt(tensors: Tensor[], capacity: number): void {
+    [this.tensors, this.capacity] = [tensors, capacity];
+  }
+
   /** Make room for `positions`, keeping the filled rows (a copy per doubling). */
   private reserve(positions: number): void {
     if (positions <= this.capacity && this.tensors) return;
