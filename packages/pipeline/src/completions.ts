@@ -2,9 +2,8 @@
 // in the page), built only on the public chat()/ask() API. One request = one fresh conversation
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
 import type { GeneratedToken, TokenLogprob } from '@llava-mini/llm';
-import type { ChatTurn } from '@llava-mini/prefusion';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
-import { type AskOptions, type AskResult, type AskTimings, askOnce, type Conversation } from './conversation.js';
+import { type AskOptions, type AskResult, type AskTimings, askOnce, type ChatOptions, type Conversation } from './conversation.js';
 
 export interface CompletionUsage {
   /** Positions the prompt took in the LLM (text tokens plus vision tokens). */
@@ -59,7 +58,7 @@ export interface CompletionRequestOptions {
 
 /** What completions need of a model: its conversations (LlavaMini.chat). */
 export interface ChatSource {
-  (input: unknown, options: { system?: string; history?: ChatTurn[] }): Pick<Conversation, 'ask' | 'dispose'>;
+  (input: unknown, options: Pick<ChatOptions, 'system' | 'history' | 'videoStateBytes'>): Pick<Conversation, 'ask' | 'dispose'>;
 }
 
 /** The visual input `chat()` takes for the request's pictures: one, several (concatenated), or a video. */
@@ -105,7 +104,8 @@ export class Completions {
 
   private start(request: ParsedRequest, options: CompletionRequestOptions) {
     // Each request is a fresh conversation, freed when its answer ends (the API is stateless).
-    const conversation = this.chat(mediaInput(request.media), { system: request.system, history: request.history });
+    // One request, one turn: no follow-up will carry on from a video's frame states.
+    const conversation = this.chat(mediaInput(request.media), { system: request.system, history: request.history, videoStateBytes: 0 });
     return askOnce(conversation, request.question, { ...request.generation, signal: options.signal, onProgress: options.onProgress });
   }
 

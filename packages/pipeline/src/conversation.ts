@@ -365,11 +365,11 @@ export class Conversation<I = unknown> {
     let bytes = 0;
     const fused = await vision.fuse(textEmbeds, text, pictures.pictures, {
       onPrefix: features && ((prefix, i) => void (features[i] = prefix)),
-      onState: (state, i) => {
+      onState: budget > 0 ? (state, i) => {
         bytes += state.bytes;
         if (states && bytes <= budget) states[i] = state;
         else states = undefined;
-      },
+      } : undefined,
     });
     this.states = states?.length === fused.frames ? { pictures: states, prompts: earlier.length + 1 } : undefined;
     // The context's fused rows are those the cache already holds: only this prompt's go to the LLM.

@@ -38,8 +38,9 @@ export class LlavaMini<I = unknown> {
    * only) in a fresh conversation, freed when the answer ends.
    */
   ask(input: I | undefined, question: string, options: AskOptions & ChatOptions = {}): Answer<AskResult> {
-    const { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes, ...ask } = options;
-    return askOnce(this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes }), question, ask);
+    const { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes: _, ...ask } = options;
+    // One question: no follow-up will carry on from a video's frame states, so none are kept.
+    return askOnce(this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes: 0 }), question, ask);
   }
 
   dispose(): Promise<void> {
