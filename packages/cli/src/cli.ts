@@ -53,7 +53,7 @@ program
 
 const withModelOptions = (cmd: Command) =>
   cmd
-    .option('--model <dir>', 'a converted model folder, or a small Hugging Face checkpoint (converted in memory); default: the bundled shapes model (models/llava-mini-shapes)')
+    .option('--model <dir>', 'a converted model folder, a small Hugging Face checkpoint (converted in memory), or a hub id org/name[@revision] (downloaded, converted once, cached); default: the bundled shapes model (models/llava-mini-shapes)')
     .option('--image <path...>', 'image file(s) or URL(s)')
     .option('--video <path>', 'a video file (one frame per second)')
     .addOption(deviceOption('where to run', 'auto'))
@@ -89,6 +89,17 @@ for (const [name, description] of [
 }
 
 registerServe(program);
+
+const cache = program.command('cache').description('what the hub cache and the converted-model cache hold (HF_HUB_CACHE, LLAVA_MINI_CACHE)');
+cache
+  .command('ls')
+  .description('list the downloaded repositories and their conversions')
+  .option('--json', 'print them as JSON')
+  .action(async (flags) => (await import('./cache.js')).cacheLsCommand(flags));
+cache
+  .command('rm <repo>')
+  .description("remove a repository's downloads and conversions")
+  .action(async (repo: string) => (await import('./cache.js')).cacheRmCommand(repo));
 
 program
   .command('eval')
