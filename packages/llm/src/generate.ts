@@ -49,6 +49,8 @@ export interface GeneratedToken {
   index: number;
   /** Taken as the assistant header the model wrote: no text, and outside the maxNewTokens budget. */
   header: boolean;
+  /** Which of several answers to one prompt it belongs to (generateChoices); absent for a lone answer. */
+  choice?: number;
   /** With the `logprobs` option: this token's log-probability, and the most likely tokens at its step (`topLogprobs` of them). */
   logprobs?: TokenLogprob & { top: TokenLogprob[] };
 }
@@ -131,22 +133,79 @@ function checkPrompt(seq: Sequence, prompt: PromptSource): void {
  * for streaming) to run it to the end.
  */
 export function generate(seq: Sequence, prompt: Tensor | readonly number[] | PromptSource, options: GenerateOptions = {}): Generation {
-  const source = 'embeds' in prompt && typeof prompt.embeds === 'function' ? (prompt as PromptSource) : toSource(seq, prompt as Tensor | readonly number[]);
+  const source = promptSource(seq, prompt);
   checkGenerateOptions(options);
   checkPrompt(seq, source);
-  return new Generation(seq, source, options);
+  return new Generation(
+    run(async () => {
+      const release = seq.hold();
+      try {
+        return { seq, prefilled: await prefill(seq, source, options), release };
+      } catch (err) {
+        release();
+        throw err;
+      }
+    }, options),
+  );
+}
+
+/** The most answers one prompt may have (`generateChoices`). */
+export const MAX_CHOICES = 8;
+
+/**
+ * `n` answers to one prompt, which runs once: `seq` continues the first answer, and each other one
+ * decodes on a fork of it (the cache copied after the prefill; disposed when that answer ends), so
+ * the n step together, batched where the cache mode allows. Answer i samples with `seed + i` when a
+ * seed is given, and its tokens carry `choice: i`. Consume every one of them (they run as they are read).
+ */
+export function generateChoices(seq: Sequence, prompt: Tensor | readonly number[] | PromptSource, n: number, options: GenerateOptions = {}): Generation[] {
+  if (!(Number.isSafeInteger(n) && n >= 1 && n <= MAX_CHOICES)) throw new InvalidOptionError(`n must be an integer in [1, ${MAX_CHOICES}], got ${String(n)}`);
+  const source = promptSource(seq, prompt);
+  checkGenerateOptions(options);
+  checkPrompt(seq, source);
+  // The prefill and the forks, made by whichever answer is read first. Each fork is held from its
+  // making, so the KV cap cannot take it before its answer runs.
+  let shared: Promise<{ prefilled: Prefilled; forks: { seq: Sequence; release: () => void }[] }> | undefined;
+  const begin = () =>
+    (shared ??= (async () => {
+      const forks: { seq: Sequence; release: () => void }[] = [{ seq, release: seq.hold() }];
+      try {
+        const prefilled = await prefill(seq, source, options);
+        while (forks.length < n) {
+          const fork = await seq.fork();
+          const unhold = fork.hold();
+          forks.push({ seq: fork, release: () => (unhold(), fork.dispose()) });
+        }
+        return { prefilled, forks };
+      } catch (err) {
+        forks.forEach((f) => f.release());
+        throw err;
+      }
+    })());
+  return Array.from({ length: n }, (_, choice) => {
+    const o = { ...options, seed: options.seed === undefined ? undefined : options.seed + choice };
+    const start = async () => {
+      const { prefilled, forks } = await begin();
+      // Each answer samples from its own copy of the prompt's logits (the sampler reshapes them).
+      return { ...forks[choice], prefilled: { ...prefilled, logits: prefilled.logits.slice() } };
+    };
+    return new Generation(run(start, o, choice));
+  });
+}
+
+function promptSource(seq: Sequence, prompt: Tensor | readonly number[] | PromptSource): PromptSource {
+  return 'embeds' in prompt && typeof prompt.embeds === 'function' ? (prompt as PromptSource) : toSource(seq, prompt as Tensor | readonly number[]);
 }
 
 export class Generation implements AsyncIterable<GeneratedToken> {
   /** Settles when the generation ends: its result, or the error that stopped it. */
   readonly finished: Promise<GenerationResult>;
-  private readonly steps: AsyncGenerator<GeneratedToken, GenerationResult>;
   private started = false;
   private finish!: (r: GenerationResult) => void;
   private fail!: (e: unknown) => void;
 
-  constructor(seq: Sequence, prompt: PromptSource, options: GenerateOptions) {
-    this.steps = run(seq, prompt, options);
+  /** Made by generate() and generateChoices(). */
+  constructor(private readonly steps: AsyncGenerator<GeneratedToken, GenerationResult>) {
     this.finished = new Promise<GenerationResult>((resolve, reject) => {
       this.finish = resolve;
       this.fail = reject;
@@ -187,16 +246,45 @@ export class Generation implements AsyncIterable<GeneratedToken> {
   }
 }
 
-async function* run(seq: Sequence, prompt: PromptSource, o: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
-  const unhold = seq.hold();
+/** What a prompt's prefill leaves for decoding: the logits after it, its rows, and when it began and how long it took. */
+interface Prefilled {
+  logits: Float32Array;
+  promptTokens: number;
+  startedAt: number;
+  ms: number;
+}
+
+/** Where a generation decodes, after the prefill, and what to do when it ends (its hold released; a fork disposed). */
+interface Begun {
+  seq: Sequence;
+  prefilled: Prefilled;
+  release: () => void;
+}
+
+async function prefill(seq: Sequence, prompt: PromptSource, o: GenerateOptions): Promise<Prefilled> {
+  const startedAt = now();
   try {
-    return yield* decode(seq, prompt, o);
-  } finally {
-    unhold();
+    if (o.signal?.aborted) throw new AbortError('generation was aborted');
+    const rows = await prompt.embeds();
+    const promptTokens = Array.isArray(rows) ? rows.length : (rows as Tensor).dims[1]; // vision tokens may make it longer than the ids
+    const logits = await seq.prefill(rows, o.signal);
+    return { logits, promptTokens, startedAt, ms: now() - startedAt };
+  } catch (err) {
+    if (err instanceof AbortError) seq.release();
+    throw err;
   }
 }
 
-async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationResult> {
+async function* run(start: () => Promise<Begun>, o: GenerateOptions, choice?: number): AsyncGenerator<GeneratedToken, GenerationResult> {
+  const { seq, prefilled, release } = await start();
+  try {
+    return yield* decode(seq, prefilled, o, choice);
+  } finally {
+    release();
+  }
+}
+
+async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, choice?: number): AsyncGenerator<GeneratedToken, GenerationResult> {
   const sampler = new Sampler(o);
   const stopIds = new Set(o.stopIds ?? o.tokenizer?.stopIds ?? []);
   const maxNew = o.maxNewTokens ?? 512;
@@ -206,19 +294,8 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
     seq.release();
     return new AbortError('generation was aborted');
   };
-  const t0 = now();
-  let logits: Float32Array;
-  let promptTokens = prompt.length;
-  try {
-    if (o.signal?.aborted) throw abort();
-    const rows = await prompt.embeds();
-    promptTokens = Array.isArray(rows) ? rows.length : (rows as Tensor).dims[1]; // vision tokens may make it longer than the ids
-    logits = await seq.prefill(rows, o.signal);
-  } catch (err) {
-    if (err instanceof AbortError) seq.release();
-    throw err;
-  }
-  const prefillMs = now() - t0;
+  const { promptTokens, startedAt: t0, ms: prefillMs } = prefilled;
+  let logits = prefilled.logits;
   let firstTokenMs = 0;
   let finishReason: FinishReason = 'length';
   let steps = 0;
@@ -237,6 +314,7 @@ async function* decode(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
     ids.push(id);
     const piece = text?.push(id) ?? { text: '', stopped: false, header: false };
     const token: GeneratedToken = { id, text: piece.text, index: ids.length - 1, header: piece.header };
+    if (choice !== undefined) token.choice = choice;
     if (raw) token.logprobs = tokenLogprobs(raw, id, o.topLogprobs ?? 0, o.tokenizer);
     o.onToken?.(token);
     yield token;

@@ -14,6 +14,8 @@ export { argmax, checkSamplingOptions, type IdLogprob, logprobsOf, Sampler, type
 export {
   checkGenerateOptions,
   generate,
+  generateChoices,
+  MAX_CHOICES,
   Generation,
   type FinishReason,
   type GenerateOptions,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError, type Backend, DisposedError, KvCacheFullError } from '@llava-mini/core';
 import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
-import { generate, type LlamaModel } from '../src/index.js';
+import { generate, generateChoices, type LlamaModel } from '../src/index.js';
 import { openModel, tinyLlm } from './helpers.js';
 
 // Many sequences on one loaded model: each owns its KV cache, so any interleaving gives each one
@@ -169,6 +169,39 @@ describe.each(backends)('sequences on one model, $label', ({ backend, device }) 
       expect(maxAbsDiff(a, fed)).toBeLessThanOrEqual(1e-5); // one prefill sums in another order than steps
       [...all, mid, reference].forEach((s) => s.dispose());
       expect(model.cacheBytes).toBe(0);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('generateChoices: n answers from one prefill, decoded together; each is the answer a fresh sequence gives', async () => {
+    const model = await openModel(tiny, backend, device);
+    try {
+      const answer = async (seed?: number) => (await generate(model.sequence(), prompts[0], { maxNewTokens: N, stopIds: [], temperature: 1.5, seed })).done();
+      const seq = model.sequence();
+      const runs = model.profile.runs;
+      const greedy = await Promise.all(generateChoices(seq, prompts[0], 3, { maxNewTokens: N, stopIds: [] }).map((g) => g.done()));
+      // One prefill and about N - 1 batched steps, instead of three prefills and 3 (N - 1) steps.
+      expect(model.profile.runs - runs).toBeLessThanOrEqual(N + 1);
+      expect(greedy.map((r) => r.ids)).toEqual(Array(3).fill(await solo(model, prompts[0])));
+      // The first answer continues on `seq`; the forks are gone.
+      expect(seq.length).toBe(prompts[0].length + N - 1);
+      expect(model.cacheBytes).toBe(seq.cacheBytes);
+
+      // Sampled with a seed: answer i is the one seed + i gives alone, so they differ and repeat.
+      const sampled = async () => {
+        const tokens: number[][] = [[], [], []];
+        const gens = generateChoices(model.sequence(), prompts[0], 3, { maxNewTokens: N, stopIds: [], temperature: 1.5, seed: 11 });
+        await Promise.all(gens.map(async (g) => {
+          for await (const t of g) tokens[t.choice as number].push(t.id);
+        }));
+        return tokens;
+      };
+      const first = await sampled();
+      expect(first).toEqual([(await answer(11)).ids, (await answer(12)).ids, (await answer(13)).ids]);
+      expect(new Set(first.map((ids) => ids.join())).size).toBe(3);
+      expect(await sampled()).toEqual(first);
+      expect(() => generateChoices(seq, prompts[0], 9)).toThrow(/n must be an integer in \[1, 8\]/);
     } finally {
       await model.dispose();
     }
