@@ -22,10 +22,17 @@ export type ErrorCode =
   | 'INTERNAL'
   | 'ABORTED';
 
+/** Longest message kept; the rest of a longer one is cut (the `cause` keeps the original error). */
+export const MAX_MESSAGE = 1000;
+
 export class LlavaMiniError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    // One bounded line always: a message may quote outside text (a JSON key, a parser's excerpt of a
+    // file, a value from a header), and a line break would split a CLI error or a log record in two,
+    // a megabyte of quoted input would reprint the file.
+    const line = message.replace(/\r\n?|\n/g, '\\n');
+    super(line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE)}...` : line, options);
     this.code = code;
     this.name = new.target.name;
   }

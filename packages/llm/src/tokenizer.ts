@@ -32,7 +32,8 @@ function chatTemplateOf(config: Json): string | undefined {
   const t = config.chat_template;
   if (typeof t === 'string') return t;
   if (Array.isArray(t)) {
-    const named = t as { name?: string; template?: string }[];
+    // Entries that are not { name, template } objects (a hand-edited or hostile file) are skipped.
+    const named = t.filter((x): x is { name?: unknown; template: string } => x !== null && typeof x === 'object' && typeof (x as { template?: unknown }).template === 'string');
     return (named.find((x) => x.name === 'default') ?? named[0])?.template;
   }
   return undefined;

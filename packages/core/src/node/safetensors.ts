@@ -123,8 +123,15 @@ export class Checkpoint {
       } catch (err) {
         throw new ModelFilesError(indexPath, `not a valid index: ${errorMessage(err)}`, { cause: err });
       }
-      if (!index.weight_map || typeof index.weight_map !== 'object') throw new ModelFilesError(indexPath, 'has no weight_map');
+      if (!index?.weight_map || typeof index.weight_map !== 'object' || Array.isArray(index.weight_map)) throw new ModelFilesError(indexPath, 'has no weight_map');
       const map = new Map(Object.entries(index.weight_map));
+      // A shard is a file of this folder: a name with a separator or '..' could reach any file (a
+      // checkpoint may come from anyone on the hub).
+      for (const [tensor, shard] of map) {
+        if (typeof shard !== 'string' || shard === '' || shard === '.' || shard === '..' || /[\\/]/.test(shard)) {
+          throw new ModelFilesError(indexPath, `weight_map puts '${tensor}' in ${JSON.stringify(shard)}, which is not a file name of this folder`);
+        }
+      }
       for (const shard of new Set(map.values())) {
         const shardPath = path.join(dir, shard);
         if (!fs.existsSync(shardPath)) throw new ModelFilesError(shardPath, `shard named in ${INDEX_FILE} is missing`);

