@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getRepoFolderName, scanCacheDir } from '@huggingface/hub';
 import { hubSettings, type HubSettings } from './settings.js';
+import { repoFolderName } from './snapshot.js';
 
 /** One thing the caches hold: a repository's downloads, or one conversion of it. */
 export interface CacheEntry {
@@ -19,6 +19,7 @@ export interface CacheEntry {
 export async function listCache(settings: HubSettings = hubSettings()): Promise<CacheEntry[]> {
   const entries: CacheEntry[] = [];
   if (fs.existsSync(settings.cacheDir)) {
+    const { scanCacheDir } = await import('@huggingface/hub');
     for (const r of (await scanCacheDir(settings.cacheDir)).repos) {
       if (r.id.type !== 'model') continue;
       entries.push({ kind: 'download', repo: r.id.name, commits: r.revisions.map((v) => v.commitOid), bytes: r.size, path: r.path });
@@ -32,7 +33,7 @@ export async function listCache(settings: HubSettings = hubSettings()): Promise<
 
 /** Remove a repository's downloads and conversions; returns the folders removed. */
 export function removeFromCache(repo: string, settings: HubSettings = hubSettings()): string[] {
-  const folders = [path.join(settings.cacheDir, getRepoFolderName({ type: 'model', name: repo })), path.join(settings.convertedDir, repo.replace('/', '--'))];
+  const folders = [path.join(settings.cacheDir, repoFolderName(repo)), path.join(settings.convertedDir, repo.replace('/', '--'))];
   const removed = folders.filter((f) => fs.existsSync(f));
   for (const f of removed) fs.rmSync(f, { recursive: true, force: true });
   return removed;

@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { getRepoFolderName, listFiles, modelInfo } from '@huggingface/hub';
 import { errorMessage, HubError, type ProgressCallback } from '@llava-mini/core';
 import { blobName, downloadFile, type RemoteFile } from './download.js';
 import { formatHubId, type HubId, isCommit } from './id.js';
@@ -17,7 +16,7 @@ export class RepoCache {
     readonly id: HubId,
     readonly settings: HubSettings,
   ) {
-    this.root = path.join(settings.cacheDir, getRepoFolderName({ type: 'model', name: id.repo }));
+    this.root = path.join(settings.cacheDir, repoFolderName(id.repo));
   }
 
   snapshotDir(commit: string): string {
@@ -33,6 +32,7 @@ export class RepoCache {
       if (!fs.existsSync(ref)) throw new HubError(formatHubId(this.id), 'is not in the cache, and HF_HUB_OFFLINE=1 forbids downloading it');
       return fs.readFileSync(ref, 'utf8').trim();
     }
+    const { modelInfo } = await hubClient();
     const info = await hubCall(this.id, () => modelInfo({ name: repo, revision, hubUrl: this.settings.endpoint, accessToken: this.settings.token, additionalFields: ['sha'] }));
     const commit = info.sha;
     if (typeof commit !== 'string' || !isCommit(commit)) throw new HubError(formatHubId(this.id), `the hub did not name the commit of ${revision}`);
@@ -83,6 +83,7 @@ export class RepoCache {
 
   private async list(commit: string): Promise<RemoteFile[]> {
     const files: RemoteFile[] = [];
+    const { listFiles } = await hubClient();
     await hubCall(this.id, async () => {
       for await (const e of listFiles({ repo: this.id.repo, revision: commit, recursive: true, hubUrl: this.settings.endpoint, accessToken: this.settings.token })) {
         if (e.type === 'file') files.push({ path: e.path, size: e.size, oid: e.oid ?? '', sha256: e.lfs?.oid });
@@ -91,6 +92,12 @@ export class RepoCache {
     return files;
   }
 }
+
+// Loaded when a hub id is used: every other load and CLI start stays without it (about 80 ms).
+const hubClient = () => import('@huggingface/hub');
+
+/** A model repository's folder in the hub cache, as huggingface_hub names it. */
+export const repoFolderName = (repo: string): string => `models--${repo.replaceAll('/', '--')}`;
 
 /** A call through @huggingface/hub, its failures as HubError with what to do about them. */
 async function hubCall<T>(id: HubId, call: () => Promise<T>): Promise<T> {
