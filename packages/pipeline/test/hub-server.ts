@@ -35,9 +35,12 @@ export interface LoggedRequest {
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const gitOid = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 
-/** A folder's files (top level), LFS for weights as the hub stores them. */
+/** A folder's files (top level), LFS for weights and graphs as the hub stores them. */
 export function readRepoFolder(dir: string, extra: Record<string, string> = {}): HubFile[] {
-  const files = fs.readdirSync(dir).map((name) => ({ path: name, bytes: fs.readFileSync(path.join(dir, name)), lfs: name.endsWith('.safetensors') }));
+  const files = fs
+    .readdirSync(dir)
+    .filter((name) => !name.startsWith('.'))
+    .map((name) => ({ path: name, bytes: fs.readFileSync(path.join(dir, name)), lfs: /\.(safetensors|onnx|data)$/.test(name) }));
   for (const [name, text] of Object.entries(extra)) files.push({ path: name, bytes: Buffer.from(text), lfs: false });
   return files;
 }

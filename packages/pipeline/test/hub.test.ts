@@ -181,6 +181,23 @@ describe('hub ids', () => {
     expect(toStorage.every((r) => r.authorization === undefined)).toBe(true);
   });
 
+  it('a repository holding a converted folder is loaded as downloaded, with nothing converted', async () => {
+    const converted = path.join(root, 'converted-q4');
+    await convertCheckpoint(hf, converted, { clipDir: clip, dtype: 'q4' });
+    hub.addCommit('someone/llava-mini-tiny-onnx', readRepoFolder(converted));
+    const s = settings('onnx-repo');
+    const dir = await fetchPretrained({ repo: 'someone/llava-mini-tiny-onnx', revision: 'main' }, { settings: s });
+    expect(dir).toContain(path.join('models--someone--llava-mini-tiny-onnx', 'snapshots'));
+    expect(fs.existsSync(s.convertedDir)).toBe(false);
+    const ids = [];
+    for (const d of [dir, converted]) {
+      const model = await LlavaMini.fromPretrained(d, { device: 'cpu', dtype: 'q4' });
+      ids.push((await model.ask(IMAGE, 'What is this?', { maxNewTokens: 4 }).done()).ids);
+      await model.dispose();
+    }
+    expect(ids[0]).toEqual(ids[1]);
+  });
+
   it('a repository that does not exist is a HubError with status 404', async () => {
     const err = await fetchPretrained({ repo: 'nobody/nothing', revision: 'main' }, { settings: settings('missing') }).catch((e) => e);
     expect(err).toBeInstanceOf(HubError);

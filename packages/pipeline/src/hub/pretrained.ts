@@ -23,9 +23,10 @@ export interface PretrainedOptions {
   settings?: HubSettings;
 }
 
-// What a LLaVA-Mini checkpoint and a CLIP folder need: configs, tokenizer files, safetensors weights
-// (not the .bin, .h5 or .msgpack copies some repositories also hold).
-const WANTED = (file: string) => !file.includes('/') && (file.endsWith('.json') || file.endsWith('.safetensors'));
+// What a LLaVA-Mini checkpoint, a CLIP folder or a converted folder needs: configs, tokenizer files,
+// safetensors weights, ONNX graphs and their external data (not the .bin, .h5 or .msgpack copies
+// some repositories also hold).
+const WANTED = (file: string) => !file.includes('/') && /\.(json|safetensors|onnx|data)$/.test(file);
 
 /** Bytes a conversion writes per byte of bf16/fp16 source weights, by dtype, with room to spare. */
 const OUTPUT_PER_SOURCE_BYTE: Record<DtypeName, number> = { fp32: 2.1, fp16: 1.1, q8: 0.6, q4: 0.35 };
@@ -38,7 +39,8 @@ export function convertedPath(settings: HubSettings, repo: string, commit: strin
 /**
  * A hub model, converted and cached: `org/name[@revision]` resolved to a commit, its files (and the
  * CLIP tower its config names, when its weights lack one) downloaded to the hub cache, converted
- * once for (dtype, target), and the converted folder returned. A later call with the cache complete
+ * once for (dtype, target), and the converted folder returned; a repository that holds a converted
+ * folder is returned as downloaded. A later call with the cache complete
  * asks the hub only which commit the revision is (nothing, offline) and fetches no file.
  */
 export async function fetchPretrained(id: HubId, options: PretrainedOptions = {}): Promise<string> {
@@ -51,6 +53,9 @@ export async function fetchPretrained(id: HubId, options: PretrainedOptions = {}
   if (fs.existsSync(path.join(out, MANIFEST_FILE))) return out;
 
   const dir = await model.fetch(commit, WANTED, options.onProgress);
+  // A repository holding a converted folder (`llava-mini convert`'s output, uploaded as it is) is
+  // loaded from the snapshot: its manifest's dtype and target are checked when it loads.
+  if (fs.existsSync(path.join(dir, MANIFEST_FILE))) return dir;
   const clipDir = options.clipDir ?? (hasVisionTower(dir) ? undefined : await fetchVisionTower(dir, settings, options.onProgress));
   const source = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
   checkFreeSpace(id, settings.convertedDir, source * OUTPUT_PER_SOURCE_BYTE[dtype]);
