@@ -1,13 +1,14 @@
 // `--model ORG/NAME` and `llava-mini cache` as a user meets them, against the local hub of
 // packages/pipeline/test/hub-server.ts (HF_ENDPOINT pointed at it): the first run downloads and
 // converts, the second fetches no file, `cache ls` shows both caches and `cache rm` frees them.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeTinyCheckpoint, writeTinyClip } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalHub, readRepoFolder } from '../../pipeline/test/hub-server.js';
-import { ASSETS, spawnCli } from './fixtures.js';
+import { ASSETS, spawnCli, waitFor } from './fixtures.js';
 
 const REPO = 'ICTNLP/llava-mini-llama-3.1-8b';
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-cli-hub-'));
@@ -56,6 +57,36 @@ describe('--model with a hub id', () => {
     const rm = await run('cache', 'rm', REPO);
     expect(rm.stdout.trim().split('\n')).toHaveLength(2);
     expect((await run('cache', 'ls')).stdout).not.toContain(REPO);
+  });
+
+  it('a process killed mid-download leaves the partial file, and the next run resumes it with a Range request', async () => {
+    const shard = readRepoFolder(path.join(root, 'hf')).find((f) => f.lfs) as { path: string; bytes: Buffer };
+    const local = { ...env, HF_HOME: path.join(root, 'killed-home'), LLAVA_MINI_CACHE: path.join(root, 'killed-converted') };
+    const blobs = path.join(local.HF_HOME, 'hub', 'models--ICTNLP--llava-mini-llama-3.1-8b', 'blobs');
+    const partial = () => (fs.existsSync(blobs) ? fs.readdirSync(blobs).find((f) => f.endsWith('.incomplete')) : undefined);
+    const ask = ['ask', '--model', REPO, '--image', path.join(ASSETS, 'house.png'), '--prompt', 'What is this?', '--max-new-tokens', '2', '--device', 'cpu'];
+    hub.slow.add(shard.path);
+    const p = spawnCli(ask, { env: local });
+    try {
+      await waitFor('part of the shard on disk', () => {
+        const f = partial();
+        return f !== undefined && fs.statSync(path.join(blobs, f)).size > 0;
+      });
+    } finally {
+      p.child.kill('SIGKILL');
+      hub.slow.delete(shard.path);
+    }
+    await p.exited;
+    const kept = fs.statSync(path.join(blobs, partial() as string)).size;
+    expect(kept).toBeLessThan(shard.bytes.length);
+    hub.log.length = 0;
+    const p2 = spawnCli(ask, { env: local });
+    expect(await p2.exited, p2.stderr()).toBe(0);
+    // The storage serves a blob by its sha256 (the CLIP repository has a model.safetensors too).
+    const oid = createHash('sha256').update(shard.bytes).digest('hex');
+    const requests = hub.log.filter((r) => r.server === 'storage' && r.url.startsWith(`/blobs/${oid}`));
+    expect(requests.map((r) => r.range)).toEqual([`bytes=${kept}-`]);
+    expect(partial()).toBeUndefined();
   });
 
   it('a repository the hub does not have, or offline without the files, is one HUB line', async () => {

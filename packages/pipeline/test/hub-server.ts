@@ -50,6 +50,8 @@ export class LocalHub {
   readonly log: LoggedRequest[] = [];
   /** Files whose next storage download is cut after this many bytes (once). */
   readonly cutAfter = new Map<string, number>();
+  /** Files served slowly (64 KiB every 50 ms), so that a test can kill the downloading process mid-file. */
+  readonly slow = new Set<string>();
   /** Files served with one byte changed (the hub's listing keeps the true hash). */
   readonly corrupt = new Set<string>();
   private readonly repos = new Map<string, Repo>();
@@ -147,6 +149,7 @@ export class LocalHub {
     const body = bytes.subarray(start);
     const headers = { etag: `"${sha256(blob)}"`, 'content-length': body.length, 'accept-ranges': 'bytes' };
     res.writeHead(range ? 206 : 200, range ? { ...headers, 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : headers);
+    if (this.slow.has(name)) return trickle(res, body);
     const cut = this.cutAfter.get(name);
     if (cut === undefined) return void res.end(body);
     // A dropped connection mid-file: part of the body, then the socket destroyed.
@@ -159,4 +162,11 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+function trickle(res: http.ServerResponse, body: Buffer, at = 0): void {
+  if (res.destroyed) return;
+  if (at >= body.length) return void res.end();
+  res.write(body.subarray(at, at + 65536));
+  setTimeout(() => trickle(res, body, at + 65536), 50);
 }
