@@ -156,10 +156,11 @@ export const MAX_CHOICES = 8;
  * `n` answers to one prompt, which runs once: `seq` continues the first answer, and each other one
  * decodes on a fork of it (the cache copied after the prefill; disposed when that answer ends), so
  * the n step together, batched where the cache mode allows. Answer i samples with `seed + i` when a
- * seed is given, and its tokens carry `choice: i`. Consume every one of them (they run as they are read).
+ * seed is given, and its tokens carry `choice: i` (n = 1 is generate()). Consume every one of them (they run as they are read).
  */
 export function generateChoices(seq: Sequence, prompt: Tensor | readonly number[] | PromptSource, n: number, options: GenerateOptions = {}): Generation[] {
-  if (!(Number.isSafeInteger(n) && n >= 1 && n <= MAX_CHOICES)) throw new InvalidOptionError(`n must be an integer in [1, ${MAX_CHOICES}], got ${String(n)}`);
+  checkChoices(n);
+  if (n === 1) return [generate(seq, prompt, options)];
   const source = promptSource(seq, prompt);
   checkGenerateOptions(options);
   checkPrompt(seq, source);
@@ -191,6 +192,11 @@ export function generateChoices(seq: Sequence, prompt: Tensor | readonly number[
     };
     return new Generation(run(start, o, choice));
   });
+}
+
+/** Throw InvalidOptionError unless `n` answers to one prompt can be made. */
+export function checkChoices(n: number): void {
+  if (!(Number.isSafeInteger(n) && n >= 1 && n <= MAX_CHOICES)) throw new InvalidOptionError(`n must be an integer in [1, ${MAX_CHOICES}], got ${String(n)}`);
 }
 
 function promptSource(seq: Sequence, prompt: Tensor | readonly number[] | PromptSource): PromptSource {

@@ -12,6 +12,7 @@ export { assistantHeaderIds, Tokenizer, type ChatMessage, type TokenizerFiles } 
 export { StreamDecoder, TextStream } from './text.js';
 export { argmax, checkSamplingOptions, type IdLogprob, logprobsOf, Sampler, type SamplingOptions } from './sampling.js';
 export {
+  checkChoices,
   checkGenerateOptions,
   generate,
   generateChoices,

@@ -3,6 +3,7 @@
 // Pure functions, no model: the server runs them on its HTTP thread to refuse bad requests early.
 import type { ChatTurn } from '@llava-mini/prefusion';
 import { InvalidOptionError } from '@llava-mini/core';
+import { MAX_CHOICES } from '@llava-mini/llm';
 
 export interface TextPart {
   type: 'text';
@@ -102,6 +103,8 @@ export interface ParsedRequest {
     stopIds?: number[];
     logprobs?: boolean;
     topLogprobs?: number;
+    /** Answers to make from the one prompt. */
+    n?: number;
   };
 }
 
@@ -252,7 +255,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
   // vLLM's extension: generate exactly max_tokens (fixed-length benchmarks, load tests).
   const ignoreEos = optional(body, 'ignore_eos', isBool, 'a boolean') ?? false;
   const n = optional(body, 'n', isInt, 'an integer');
-  if (n !== undefined && n !== 1) throw new RequestError('n', `only n = 1 is supported, got ${n}`);
+  if (n !== undefined && (n < 1 || n > MAX_CHOICES)) throw new RequestError('n', `'n' must be in [1, ${MAX_CHOICES}], got ${n}`);
   for (const key of ['frequency_penalty', 'presence_penalty'] as const) {
     const v = optional(body, key, isNumber, 'a number');
     if (v !== undefined && v !== 0) throw new RequestError(key, `'${key}' is not supported (only 0); use repetition_penalty`);
@@ -279,6 +282,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
       stopIds: ignoreEos ? [] : undefined,
       logprobs: logprobs || undefined,
       topLogprobs,
+      n,
     },
   };
 }

@@ -3,7 +3,7 @@
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
 import type { GeneratedToken, TokenLogprob } from '@llava-mini/llm';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
-import { type AskOptions, type AskResult, type AskTimings, askOnce, type ChatOptions, type Conversation } from './conversation.js';
+import { type AskChoice, type AskOptions, type AskResult, type AskTimings, askOnce, type ChatOptions, type Conversation } from './conversation.js';
 
 export interface CompletionUsage {
   /** Positions the prompt took in the LLM (text tokens plus vision tokens). */
@@ -34,7 +34,7 @@ export interface ChatCompletion {
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: 0; message: { role: 'assistant'; content: string; refusal: null }; logprobs: ChoiceLogprobs | null; finish_reason: FinishReason }[];
+  choices: { index: number; message: { role: 'assistant'; content: string; refusal: null }; logprobs: ChoiceLogprobs | null; finish_reason: FinishReason }[];
   usage: CompletionUsage;
   /** Not OpenAI: where the time went (input decode, each stage, time to first token, tokens/s). */
   timings: AskTimings;
@@ -45,7 +45,7 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; logprobs: ChoiceLogprobs | null; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string }; logprobs: ChoiceLogprobs | null; finish_reason: FinishReason | null }[];
   /** With `stream_options.include_usage`: null on every chunk but the last, which has `choices: []`. */
   usage?: CompletionUsage | null;
   timings?: AskTimings;
@@ -71,12 +71,16 @@ export function mediaInput(media: readonly MediaRef[]): unknown {
 let counter = 0;
 const completionId = () => `chatcmpl-${Date.now().toString(36)}${(counter++).toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 
+/** Every answer of a turn: its choices with n > 1, else itself. */
+const choicesOf = (r: AskResult): AskChoice[] => r.choices ?? [r];
+
+/** As OpenAI counts: the prompt once, the tokens of every choice. */
 function usageOf(r: AskResult): CompletionUsage {
-  const completion = r.ids.length - r.headerTokens;
+  const completion = choicesOf(r).reduce((sum, c) => sum + c.ids.length - c.headerTokens, 0);
   return { prompt_tokens: r.llmInputTokens, completion_tokens: completion, total_tokens: r.llmInputTokens + completion };
 }
 
-const finishOf = (r: AskResult): FinishReason => (r.finishReason === 'stop' ? 'stop' : 'length');
+const finishOf = (c: AskChoice): FinishReason => (c.finishReason === 'stop' ? 'stop' : 'length');
 
 const entry = (t: TokenLogprob) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes });
 
@@ -111,61 +115,70 @@ export class Completions {
 
   private async complete(request: ParsedRequest, options: CompletionRequestOptions): Promise<ChatCompletion> {
     const answer = this.start(request, options);
-    const content: ChatCompletionTokenLogprob[] = [];
+    const contents: ChatCompletionTokenLogprob[][] = Array.from({ length: request.generation.n ?? 1 }, () => []);
     if (request.generation.logprobs) {
       for await (const token of answer) {
         const lp = logprobOf(token);
-        if (lp) content.push(lp);
+        if (lp) contents[token.choice ?? 0].push(lp);
       }
     }
     const r = await answer.done();
-    const logprobs = request.generation.logprobs ? { content, refusal: null } : null;
     return {
       id: completionId(),
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: request.model ?? this.modelId,
-      choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs, finish_reason: finishOf(r) }],
+      choices: choicesOf(r).map((c, index) => ({
+        index,
+        message: { role: 'assistant', content: c.text, refusal: null },
+        logprobs: request.generation.logprobs ? { content: contents[index], refusal: null } : null,
+        finish_reason: finishOf(c),
+      })),
       usage: usageOf(r),
       timings: r.timings,
     };
   }
 
   /**
-   * The answer as chunks: a role chunk, one chunk per token that shows text (a token inside a
-   * multi-byte character or a held-back stop prefix shows none, and its logprobs go with the next
-   * chunk that does), a finish chunk, then the usage.
-   * Nothing runs until the first chunk is asked for; leaving the loop early stops the generation.
+   * The answer as chunks: per choice a role chunk, one chunk per token that shows text (a token
+   * inside a multi-byte character or a held-back stop prefix shows none, and its logprobs go with
+   * the next chunk that does) and a finish chunk; then the usage. With n > 1 the choices' chunks
+   * interleave as their tokens come. Nothing runs until the first chunk is asked for; leaving the
+   * loop early stops the generation.
    */
   private stream(request: ParsedRequest, options: CompletionRequestOptions): AsyncIterable<ChatCompletionChunk> {
     const head = { id: completionId(), object: 'chat.completion.chunk' as const, created: Math.floor(Date.now() / 1000), model: request.model ?? this.modelId };
     const usage = request.includeUsage ? { usage: null } : {};
-    const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason | null = null, logprobs: ChoiceLogprobs | null = null): ChatCompletionChunk => ({
+    const chunk = (index: number, delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason | null = null, logprobs: ChoiceLogprobs | null = null): ChatCompletionChunk => ({
       ...head,
-      choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+      choices: [{ index, delta, logprobs, finish_reason: finish }],
       ...usage,
     });
+    const n = request.generation.n ?? 1;
     const wantLogprobs = request.generation.logprobs === true;
     const start = () => this.start(request, options);
     return {
       async *[Symbol.asyncIterator]() {
         const answer = start();
-        // The role chunk waits for the first token, so a request that fails (a bad picture, a prompt
-        // too long) fails before any chunk: a server can still answer it with an error status.
-        let first = true;
-        const pending: ChatCompletionTokenLogprob[] = [];
-        const withLogprobs = () => (wantLogprobs ? { content: pending.splice(0), refusal: null as null } : null);
+        // A choice's role chunk waits for its first token, so a request that fails (a bad picture, a
+        // prompt too long) fails before any chunk: a server can still answer it with an error status.
+        const begun = new Set<number>();
+        const pending: ChatCompletionTokenLogprob[][] = Array.from({ length: n }, () => []);
+        const withLogprobs = (i: number) => (wantLogprobs ? { content: pending[i].splice(0), refusal: null as null } : null);
         for await (const token of answer) {
-          if (first) yield chunk({ role: 'assistant', content: '' });
-          first = false;
+          const i = token.choice ?? 0;
+          if (!begun.has(i)) yield chunk(i, { role: 'assistant', content: '' });
+          begun.add(i);
           const lp = logprobOf(token);
-          if (lp) pending.push(lp);
-          if (token.text) yield chunk({ content: token.text }, null, withLogprobs());
+          if (lp) pending[i].push(lp);
+          if (token.text) yield chunk(i, { content: token.text }, null, withLogprobs(i));
         }
         const r = await answer.done();
-        if (first) yield chunk({ role: 'assistant', content: '' });
-        if (pending.length) yield chunk({ content: '' }, null, withLogprobs());
-        yield chunk({}, finishOf(r));
+        for (const [i, c] of choicesOf(r).entries()) {
+          if (!begun.has(i)) yield chunk(i, { role: 'assistant', content: '' });
+          if (pending[i].length) yield chunk(i, { content: '' }, null, withLogprobs(i));
+          yield chunk(i, {}, finishOf(c));
+        }
         if (request.includeUsage) yield { ...head, choices: [], usage: usageOf(r), timings: r.timings };
       },
     };

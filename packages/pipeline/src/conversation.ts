@@ -2,7 +2,7 @@
 // The conversation owns everything that is not weights: its KV cache (a Sequence of the LLM), its
 // pictures' features, its history. The loaded model (LlavaMini) only lends it sessions.
 import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, toFloat32 } from '@llava-mini/core';
-import { checkGenerateOptions, type FinishReason, generate, type GenerateOptions, type GeneratedToken, type GenerationStats, type Sequence } from '@llava-mini/llm';
+import { checkChoices, checkGenerateOptions, type FinishReason, generateChoices, type GenerateOptions, type GeneratedToken, type GenerationStats, type Sequence } from '@llava-mini/llm';
 import { buildLlavaPrompt, type ChatTurn, embeddingIds, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
 import { Answer } from './answer.js';
 import type { ModelParts, Pictures } from './model-parts.js';
@@ -25,7 +25,12 @@ export type ChatOptions = Omit<LlavaPromptOptions, 'image'> & {
 /** Options of one question: generation (sampling, limits, stop, signal, onToken) and progress. */
 export interface AskOptions extends Omit<GenerateOptions, 'tokenizer'> {
   onProgress?: ProgressCallback;
+  /** Answers to this one prompt (1-8, default 1), decoded together from one prefill; the conversation goes on with the first. Tokens carry their `choice`. */
+  n?: number;
 }
+
+/** One of several answers to one prompt (AskOptions.n). */
+export type AskChoice = Pick<AskResult, 'ids' | 'headerTokens' | 'text' | 'finishReason'>;
 
 /** Milliseconds spent in each stage of one turn, as each stage measured itself. */
 export interface StageTimings extends PictureTimings {
@@ -67,6 +72,8 @@ export interface AskResult {
   /** Rows the LLM received for this turn (text with vision tokens spliced in): the turn's prompt tokens. */
   llmInputTokens: number;
   timings: AskTimings;
+  /** With AskOptions.n > 1: every answer, the first being this result's own. */
+  choices?: AskChoice[];
 }
 
 /** A prompt the KV cache holds: its text, its ids, its rows, and whether they went through fusion. */
@@ -192,6 +199,7 @@ export class Conversation<I = unknown> {
     if (this.disposal.signal.aborted) throw new DisposedError('the conversation');
     if (typeof question !== 'string') throw new InvalidOptionError(`the question must be a string, got ${typeof question}`);
     checkGenerateOptions({ ...options, tokenizer: this.parts.tokenizer });
+    checkChoices(options.n ?? 1);
     const previous = this.last;
     const answer = new Answer<AskResult>(async (emit, cancel) => {
       await previous.catch(() => {});
@@ -236,7 +244,7 @@ export class Conversation<I = unknown> {
 
       // 5-6. Prefill and decode, on this conversation's own cache.
       let firstTokenAt = 0;
-      const generation = generate(this.sequence, input.rows, {
+      const generations = generateChoices(this.sequence, input.rows, options.n ?? 1, {
         ...options,
         signal,
         tokenizer: this.parts.tokenizer,
@@ -246,7 +254,8 @@ export class Conversation<I = unknown> {
           options.onToken?.(token);
         },
       });
-      const { ids, headerTokens, text, finishReason, stats } = await generation.done();
+      const results = await Promise.all(generations.map((g) => g.done()));
+      const { ids, headerTokens, text, finishReason, stats } = results[0];
 
       // The cache now holds the prompt, then every generated id but the last one (dropped next turn).
       const promptRows = rowsOf(input.rows);
@@ -268,6 +277,7 @@ export class Conversation<I = unknown> {
           decodeTokensPerSecond: stats.decodeTokensPerSecond,
           totalMs: now() - started,
         },
+        ...(results.length > 1 && { choices: results.map((r) => ({ ids: r.ids, headerTokens: r.headerTokens, text: r.text, finishReason: r.finishReason })) }),
       };
     } catch (err) {
       // The cache no longer matches the segments: the next question starts over.

@@ -179,13 +179,48 @@ describe('model.chat.completions.create (in process)', () => {
     expect((await model.chat.completions.create({ messages, max_tokens: 2 })).choices[0].logprobs).toBeNull();
   });
 
+  it('n answers from one prompt: equal when greedy, reproducible and different with a seed; usage counts them all', async () => {
+    const messages = [{ role: 'user' as const, content: [image(IMAGE), text('What is in this picture?')] }];
+    const one = await model.chat.completions.create({ messages, max_tokens: 6 });
+    const greedy = await model.chat.completions.create({ messages, max_tokens: 6, n: 3 });
+    expect(greedy.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual([0, 1, 2].map((i) => [i, one.choices[0].message.content, one.choices[0].finish_reason]));
+    expect(greedy.usage).toEqual({ ...one.usage, completion_tokens: 3 * one.usage.completion_tokens, total_tokens: one.usage.prompt_tokens + 3 * one.usage.completion_tokens });
+
+    const sampled = { messages, max_tokens: 8, n: 3, temperature: 1.5, seed: 5, logprobs: true } as const;
+    const a = await model.chat.completions.create(sampled);
+    expect((await model.chat.completions.create(sampled)).choices).toEqual(a.choices);
+    expect(new Set(a.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
+    // Choice i is the answer seed + i gives alone.
+    const alone = await model.chat.completions.create({ ...sampled, n: 1, seed: 6 });
+    expect(a.choices[1].message.content).toBe(alone.choices[0].message.content);
+    expect(a.choices[1].logprobs).toEqual(alone.choices[0].logprobs);
+
+    // Streamed: each choice's chunks, interleaved, give its text; one finish chunk each.
+    const chunks = await collect(await model.chat.completions.create({ ...sampled, stream: true, stream_options: { include_usage: true } }));
+    for (const c of a.choices) {
+      const mine = chunks.filter((k) => k.choices[0]?.index === c.index);
+      // (A partial character at the very end is in the whole answer only, as for n = 1.)
+      const streamed = mine.map((k) => k.choices[0].delta.content ?? '').join('').trim();
+      expect(streamed.length).toBeGreaterThan(0);
+      expect(c.message.content.startsWith(streamed)).toBe(true);
+      expect(mine.flatMap((k) => k.choices[0].logprobs?.content ?? [])).toEqual(c.logprobs?.content);
+      expect(mine.filter((k) => k.choices[0].finish_reason).map((k) => k.choices[0].finish_reason)).toEqual([c.finish_reason]);
+    }
+    expect(chunks.at(-1)?.usage).toEqual(a.usage);
+
+    // In ask(): the result is the first answer, `choices` has them all.
+    const r = await model.ask(IMAGE, 'What is in this picture?', { maxNewTokens: 8, n: 2, temperature: 1.5, seed: 5 }).done();
+    expect(r.choices?.map((c) => c.text)).toEqual([r.text, a.choices[1].message.content]);
+  });
+
   it('bad requests are RequestErrors naming the field, before any model work', async () => {
     const bad: [unknown, string | null][] = [
       [{ messages: [] }, 'messages'],
       [{ messages: [{ role: 'user', content: 'x' }], temperature: 'hot' }, 'temperature'],
       [{ messages: [{ role: 'user', content: 'x' }], frobnicate: 1 }, 'frobnicate'],
       [{ messages: [{ role: 'user', content: 'x' }], tools: [] }, 'tools'],
-      [{ messages: [{ role: 'user', content: 'x' }], n: 2 }, 'n'],
+      [{ messages: [{ role: 'user', content: 'x' }], n: 9 }, 'n'],
+      [{ messages: [{ role: 'user', content: 'x' }], n: 0 }, 'n'],
       [{ messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } }, 'stream_options'],
       [{ messages: [{ role: 'user', content: [{ type: 'audio', audio: {} }] }] }, 'messages[0].content[0].type'],
       [{ messages: [{ role: 'system', content: [image(IMAGE)] }, { role: 'user', content: 'x' }] }, 'messages[0].content[0]'],

@@ -118,6 +118,20 @@ describe('llava-mini serve through the openai client', () => {
     expect(await failure(bad, BadRequestError)).toMatchObject({ status: 400, param: 'top_logprobs' });
   });
 
+  it('n: 3 answers from one prompt, streamed and not: the in-process ones', async () => {
+    const params = { max_tokens: 6, n: 3, temperature: 1.2, seed: 9 } as const;
+    const local = await model.chat.completions.create({ messages: withImage(IMAGE) as never, ...params });
+    const r = await client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), ...params });
+    expect(r.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual(local.choices.map((c) => [c.index, c.message.content, c.finish_reason]));
+    expect(r.usage).toEqual(local.usage);
+    const finished = new Map<number, string>();
+    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), ...params, stream: true })) {
+      for (const choice of c.choices) if (choice.finish_reason) finished.set(choice.index, choice.finish_reason);
+    }
+    expect([...finished.entries()].sort()).toEqual(r.choices.map((c) => [c.index, c.finish_reason]));
+    expect(await failure(() => client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), n: 9 }), BadRequestError)).toMatchObject({ status: 400, param: 'n' });
+  });
+
   it('a video (vLLM video_url) by path or inline as a data URL: the in-process answer', async () => {
     const video = path.join(ASSETS, 'clip.mp4');
     const local = await model.ask({ video }, 'What happens?', { maxNewTokens: 4 }).done();
