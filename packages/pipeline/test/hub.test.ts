@@ -1,6 +1,8 @@
 // Hub ids in Node, against a local hub (test/hub-server.ts) serving a tiny checkpoint in the
 // release's layout (sharded, no CLIP weights, config naming openai/clip-vit-large-patch14-336) and
 // a separate CLIP repository: the real download code through @huggingface/hub and fetch.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -150,6 +152,26 @@ describe('hub ids', () => {
     const ranged = hub.log.filter((r) => r.server === 'storage' && r.url.includes(encodeURIComponent(shard.path)));
     expect(ranged.map((r) => r.range)).toEqual([undefined, `bytes=${kept}-`]);
     expect(fs.readdirSync(blobs).filter((f) => f.endsWith('.incomplete'))).toEqual([]);
+  });
+
+  it('leaves a file another live process is downloading alone, and takes over the lock of a dead one', async () => {
+    const s = settings('locked');
+    const first = readRepoFolder(hf).filter((f) => !['README.md', '.gitattributes'].includes(f.path))[0] as { path: string; bytes: Buffer; lfs: boolean };
+    const name = first.lfs ? createHash('sha256').update(first.bytes).digest('hex') : createHash('sha1').update(`blob ${first.bytes.length}\0`).update(first.bytes).digest('hex');
+    const blobs = path.join(s.cacheDir, 'models--ICTNLP--llava-mini-llama-3.1-8b', 'blobs');
+    fs.mkdirSync(blobs, { recursive: true });
+    const other = spawn('sleep', ['30']);
+    try {
+      fs.writeFileSync(path.join(blobs, `${name}.lock`), String(other.pid));
+      const err = await fetchPretrained({ repo: REPO, revision: 'main' }, { settings: s }).catch((e) => e);
+      expect(err).toBeInstanceOf(HubError);
+      expect(err.message).toContain(`${first.path}: process ${other.pid} is downloading it now`);
+    } finally {
+      other.kill();
+    }
+    await new Promise((r) => other.once('exit', r));
+    await fetchPretrained({ repo: REPO, revision: 'main' }, { settings: s });
+    expect(fs.readdirSync(blobs).filter((f) => f.endsWith('.lock'))).toEqual([]);
   });
 
   it('refuses a file whose sha256 is not the hub listing, and keeps nothing of it', async () => {

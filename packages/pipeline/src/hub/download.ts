@@ -52,6 +52,45 @@ async function get(url: string, headers: Record<string, string>, o: FetchOptions
  * file that does not match is deleted and refused.
  */
 export async function downloadFile(url: string, dest: string, file: RemoteFile, o: FetchOptions): Promise<void> {
+  const release = lock(dest, file, o.repo);
+  try {
+    await transfer(url, dest, file, o);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Take `dest`.lock, so that two processes fetching one model (two terminals, several workers) do
+ * not append to the same partial file. A lock whose process has died is taken over.
+ */
+function lock(dest: string, file: RemoteFile, repo: string): () => void {
+  const lockFile = `${dest}.lock`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+      return () => fs.rmSync(lockFile, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(fs.readFileSync(lockFile, 'utf8'));
+      if (alive(pid)) throw new HubError(repo, `${file.path}: process ${pid} is downloading it now (${lockFile}); wait for it, or remove the lock if that is wrong`);
+      fs.rmSync(lockFile, { force: true });
+    }
+  }
+  throw new HubError(repo, `${file.path}: cannot take ${lockFile}`);
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function transfer(url: string, dest: string, file: RemoteFile, o: FetchOptions): Promise<void> {
   const partial = `${dest}.incomplete`;
   let start = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
   if (start > file.size) start = 0;
