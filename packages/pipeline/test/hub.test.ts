@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { HubError } from '@llava-mini/core';
 import { writeTinyCheckpoint, writeTinyClip } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertCheckpoint, fetchPretrained, type HubSettings, LlavaMini, listCache, parseHubId, removeFromCache } from '../src/node.js';
+import { convertCheckpoint, fetchPretrained, type HubSettings, hubSettings, LlavaMini, listCache, parseHubId, removeFromCache } from '../src/node.js';
 import { LocalHub, readRepoFolder } from './hub-server.js';
 
 const REPO = 'ICTNLP/llava-mini-llama-3.1-8b';
@@ -61,6 +61,22 @@ describe('hub ids', () => {
     expect(parseHubId('./tiny-onnx')).toBeUndefined();
     expect(parseHubId('/abs/path')).toBeUndefined();
     expect(parseHubId('a/b/c')).toBeUndefined();
+  });
+
+  it('reads the environment as huggingface_hub does', () => {
+    const home = path.join(root, 'env-home');
+    fs.mkdirSync(home, { recursive: true });
+    fs.writeFileSync(path.join(home, 'token'), 'hf_from_login\n');
+    expect(hubSettings({ HF_HOME: home, XDG_CACHE_HOME: '/xdg' })).toEqual({
+      endpoint: 'https://huggingface.co',
+      cacheDir: path.join(home, 'hub'),
+      convertedDir: '/xdg/llava-mini',
+      token: 'hf_from_login',
+      offline: false,
+    });
+    const s = hubSettings({ HF_HOME: home, HF_HUB_CACHE: '/c', HF_TOKEN: 'hf_env', HF_ENDPOINT: 'https://mirror.example/', HF_HUB_OFFLINE: 'TRUE', LLAVA_MINI_CACHE: '/l' });
+    expect(s).toEqual({ endpoint: 'https://mirror.example', cacheDir: '/c', convertedDir: '/l', token: 'hf_env', offline: true });
+    expect(hubSettings({ HF_HOME: path.join(root, 'no-home'), HF_HUB_OFFLINE: '0' })).toMatchObject({ token: undefined, offline: false });
   });
 
   it('downloads to the hub cache layout, fetches the CLIP tower the config names, converts once, and answers as the local folders do', async () => {
