@@ -8,8 +8,8 @@ export { convertCheckpoint, partialDir, removeStalePartials, type ConvertOptions
 export { ensureTinyModel } from './demo.js';
 export { DEFAULT_MODEL, defaultModelDir } from './default-model.js';
 export { hubSettings, type HubSettings } from './hub/settings.js';
-export { parseHubId, type HubId } from './hub/id.js';
-export { convertedPath, fetchPretrained, type PretrainedOptions } from './hub/pretrained.js';
+export { type HubId } from './hub/id.js';
+export { convertedPath, fetchPretrained, parseHubId, type PretrainedOptions } from './hub/pretrained.js';
 export { listCache, removeFromCache, type CacheEntry } from './hub/cache.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';

@@ -5,14 +5,17 @@ import { webBackend } from '@llava-mini/core/web';
 import { Tokenizer } from '@llava-mini/llm';
 import { resolveBrowserInput, type WebInput } from './browser-input.js';
 import { GRAPHS, type GraphName, resolveModelDevice } from './formats.js';
-import { LlavaMini as LlavaMiniBase } from './llava-mini.js';
+import { formatHubId, type HubId, matchHubId } from './hub/id.js';
+import { LlavaMini as LlavaMiniBase, type ModelParts } from './llava-mini.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { manifestSources, openParts } from './parts.js';
 import { downloadFile, downloadGraph, type FetchFile } from './web-files.js';
+import { cachedFetch, HUB_ENDPOINT, resolveHubFolder } from './web-hub.js';
 
 export * from './index.js';
 export { resolveBrowserInput, type VideoElementInput, type VideoFramesInput, type WebImageInput, type WebInput } from './browser-input.js';
 export { downloadFile, type DownloadOptions, type FetchFile } from './web-files.js';
+export { cachedFetch, hubFolderUrl, HUB_ENDPOINT, MODEL_CACHE } from './web-hub.js';
 
 export interface WebLoadOptions {
   /** webgpu, wasm, or auto (default: webgpu when the browser has an adapter, else wasm). */
@@ -32,51 +35,83 @@ export interface WebLoadOptions {
   fetch?: FetchFile;
   /** Stops the download; fromPretrained then rejects with AbortError. */
   signal?: AbortSignal;
+  /** For a hub id: the hub or a mirror (default https://huggingface.co). */
+  hubEndpoint?: string;
 }
 
 const decoder = new TextDecoder();
 
-/** LLaVA-Mini in the browser: `LlavaMini.fromPretrained(url)`, inputs typed as WebInput. */
+/** LLaVA-Mini in the browser: `LlavaMini.fromPretrained(url or hub id)`, inputs typed as WebInput. */
 export class LlavaMini extends LlavaMiniBase<WebInput> {
   /**
-   * Load a converted model served at `baseUrl` (the folder `llava-mini convert` wrote). Every file
-   * the manifest lists is downloaded (reporting its bytes), checked against the manifest's size and
-   * sha256, and handed to onnxruntime-web from memory.
+   * Load a converted model served at `baseUrl` (the folder `llava-mini convert` wrote), or a hub id
+   * `org/name[@revision]` of a repository holding such a folder (kept in the Cache API; a relative
+   * folder URL is then written with './' or a trailing '/'). Every file the manifest lists is
+   * downloaded (reporting its bytes), checked against the manifest's size and sha256, and handed
+   * to onnxruntime-web from memory.
    */
-  static async fromPretrained(baseUrl: string | URL, options: WebLoadOptions = {}): Promise<LlavaMini> {
-    const base = new URL(String(baseUrl).endsWith('/') ? String(baseUrl) : `${baseUrl}/`, globalThis.location?.href);
-    const at = (file: string) => new URL(file, base).href;
+  static async fromPretrained(model: string | URL, options: WebLoadOptions = {}): Promise<LlavaMini> {
+    const hub = typeof model === 'string' ? matchHubId(model) : undefined;
+    if (hub) return new LlavaMini(await openHubModel(hub, options));
+    const base = new URL(String(model).endsWith('/') ? String(model) : `${model}/`, globalThis.location?.href);
+    const manifestUrl = new URL(MANIFEST_FILE, base).href;
     const get = options.fetch ?? ((u, init) => fetch(u, init));
-    const manifestUrl = at(MANIFEST_FILE);
     const res = await get(manifestUrl, { signal: options.signal }).catch((err: Error) => {
       throw new ModelFilesError(manifestUrl, `cannot be fetched: ${err.message}`, { cause: err });
     });
-    if (!res.ok) throw new ModelFilesError(manifestUrl, `cannot be fetched: HTTP ${res.status}`);
-    const manifest = parseManifest(await res.text(), manifestUrl);
-    const download = { fetch: options.fetch, signal: options.signal, onProgress: options.onProgress };
-    const text = async (name: string) => {
-      const entry = manifest.tokenizer.find((f) => f.name === name);
-      if (!entry) throw new ModelFilesError(manifestUrl, `lists no ${name}`);
-      return decoder.decode(await downloadFile(at(name), entry, download));
-    };
-    const tokenizer = Tokenizer.fromFiles({
-      tokenizer: await text('tokenizer.json'),
-      tokenizerConfig: await text('tokenizer_config.json'),
-      generationConfig: manifest.generationConfig ? JSON.stringify(manifest.generationConfig) : undefined,
-    });
-    const graphs = new Map<GraphName, ModelSource>();
-    for (const name of GRAPHS) graphs.set(name, await downloadGraph(manifest.stages[name].model, manifest.stages[name].files, at, download));
-    const backend = await webBackend({ numThreads: options.numThreads, wasmPaths: options.wasmPaths });
-    const device = await resolveModelDevice(backend, manifest.target, options.device ?? 'auto', base.href, options.logger);
-    const sources = { ...manifestSources(manifest, tokenizer, at), graph: (name: GraphName) => graphs.get(name) as ModelSource };
-    const parts = await openParts<WebInput>(sources, {
-      backend,
-      device,
-      logger: options.logger,
-      kvCacheBytes: options.kvCacheBytes,
-      pictureCacheBytes: options.pictureCacheBytes,
-      resolveInput: (input, o) => resolveBrowserInput(input, { ...o, maxFrames: options.maxFrames }),
-    });
-    return new LlavaMini(parts);
+    return new LlavaMini(await openFolder(base, res, options, options.fetch));
   }
+}
+
+/**
+ * A hub id's folder: the manifest from the hub, the files through the Cache API (or `options.fetch`).
+ * A stored file that fails its check (a damaged entry) is dropped and fetched again, once.
+ */
+async function openHubModel(id: HubId, options: WebLoadOptions): Promise<ModelParts<WebInput>> {
+  const endpoint = options.hubEndpoint ?? HUB_ENDPOINT;
+  const { base, manifest } = await resolveHubFolder(id, endpoint, MANIFEST_FILE).catch((err: Error) => {
+    throw new ModelFilesError(`${formatHubId(id)} (${endpoint})`, `cannot be fetched: ${err.message}`, { cause: err });
+  });
+  const text = await manifest.text();
+  const cache = options.fetch ? undefined : cachedFetch();
+  const open = () => openFolder(base, new Response(text, { status: manifest.status }), options, options.fetch ?? cache);
+  try {
+    return await open();
+  } catch (err) {
+    if (!(err instanceof ModelFilesError) || !cache) throw err;
+    await cache.forget(err.path);
+    return open();
+  }
+}
+
+/** Everything after the manifest's response: the tokenizer, the graphs, the backend and device, the parts. */
+async function openFolder(base: URL, res: Response, options: WebLoadOptions, get: FetchFile | undefined): Promise<ModelParts<WebInput>> {
+  const at = (file: string) => new URL(file, base).href;
+  const manifestUrl = at(MANIFEST_FILE);
+  if (!res.ok) throw new ModelFilesError(manifestUrl, `cannot be fetched: HTTP ${res.status}`);
+  const manifest = parseManifest(await res.text(), manifestUrl);
+  const download = { fetch: get, signal: options.signal, onProgress: options.onProgress };
+  const text = async (name: string) => {
+    const entry = manifest.tokenizer.find((f) => f.name === name);
+    if (!entry) throw new ModelFilesError(manifestUrl, `lists no ${name}`);
+    return decoder.decode(await downloadFile(at(name), entry, download));
+  };
+  const tokenizer = Tokenizer.fromFiles({
+    tokenizer: await text('tokenizer.json'),
+    tokenizerConfig: await text('tokenizer_config.json'),
+    generationConfig: manifest.generationConfig ? JSON.stringify(manifest.generationConfig) : undefined,
+  });
+  const graphs = new Map<GraphName, ModelSource>();
+  for (const name of GRAPHS) graphs.set(name, await downloadGraph(manifest.stages[name].model, manifest.stages[name].files, at, download));
+  const backend = await webBackend({ numThreads: options.numThreads, wasmPaths: options.wasmPaths });
+  const device = await resolveModelDevice(backend, manifest.target, options.device ?? 'auto', base.href, options.logger);
+  const sources = { ...manifestSources(manifest, tokenizer, at), graph: (name: GraphName) => graphs.get(name) as ModelSource };
+  return openParts<WebInput>(sources, {
+    backend,
+    device,
+    logger: options.logger,
+    kvCacheBytes: options.kvCacheBytes,
+    pictureCacheBytes: options.pictureCacheBytes,
+    resolveInput: (input, o) => resolveBrowserInput(input, { ...o, maxFrames: options.maxFrames }),
+  });
 }

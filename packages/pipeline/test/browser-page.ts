@@ -44,6 +44,8 @@ async function main(webgpuAdapter: boolean): Promise<PageResult> {
     numThreads: 1,
     wasmPaths: param('wasm'),
     onProgress: (e) => progress.push({ item: e.item, done: e.done, total: e.total }),
+    // With a hub id for `model`: the local hub of browser-hub.test.ts.
+    hubEndpoint: query.get('hub') ?? undefined,
   });
   try {
     const r = await model.ask(param('image'), param('question'), { maxNewTokens: Number(param('maxNewTokens')) }).done();

@@ -96,12 +96,15 @@ export class LocalHub {
     return this.log.filter((r) => r.server === 'storage' || r.url.includes('/resolve/'));
   }
 
-  private record(server: LoggedRequest['server'], req: http.IncomingMessage): void {
+  private record(server: LoggedRequest['server'], req: http.IncomingMessage, res: http.ServerResponse): void {
+    // As the hub answers a page on another origin: readable, with the commit header exposed.
+    res.setHeader('access-control-allow-origin', '*');
+    res.setHeader('access-control-expose-headers', 'x-repo-commit, etag, x-linked-size, x-linked-etag, content-range');
     this.log.push({ server, method: req.method ?? 'GET', url: req.url ?? '', authorization: req.headers.authorization, range: req.headers.range });
   }
 
   private serveHub(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.record('hub', req);
+    this.record('hub', req, res);
     const url = new URL(req.url ?? '/', this.endpoint);
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/?]+)/.exec(url.pathname);
     const file = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
@@ -134,7 +137,7 @@ export class LocalHub {
   }
 
   private serveStorage(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.record('storage', req);
+    this.record('storage', req, res);
     const url = new URL(req.url ?? '/', this.storageUrl);
     const blob = this.blobs.get(url.pathname.replace('/blobs/', ''));
     const name = url.searchParams.get('name') ?? '';

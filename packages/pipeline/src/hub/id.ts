@@ -1,5 +1,3 @@
-import * as fs from 'node:fs';
-
 /** A model on the hub: `org/name`, at a branch, tag or commit (`@revision`, default main). */
 export interface HubId {
   repo: string;
@@ -10,13 +8,12 @@ export interface HubId {
 const HUB_ID = /^([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)(?:@([\w][\w./-]*))?$/;
 
 /**
- * `org/name[@revision]` as a hub id; undefined for anything else, and for a local path that exists
- * (a folder `org/name` in the working directory is the folder, as in transformers).
+ * `org/name[@revision]` as a hub id, or undefined. Which wins when a local folder has that name is
+ * the entry's to say (Node: the folder, `parseHubId`); this module runs in the browser too.
  */
-export function parseHubId(spec: string): HubId | undefined {
+export function matchHubId(spec: string): HubId | undefined {
   const m = HUB_ID.exec(spec);
-  if (!m || fs.existsSync(spec)) return undefined;
-  return { repo: m[1] as string, revision: m[2] ?? 'main' };
+  return m ? { repo: m[1] as string, revision: m[2] ?? 'main' } : undefined;
 }
 
 export function formatHubId(id: HubId): string {

@@ -7,7 +7,7 @@ import { convertCheckpoint } from '../convert.js';
 import { checkDtype, checkTarget, type DtypeName, type Target } from '../formats.js';
 import { VISION_MODEL_PREFIX } from '../layout.js';
 import { MANIFEST_FILE } from '../manifest.js';
-import { formatHubId, type HubId, parseHubId } from './id.js';
+import { formatHubId, type HubId, matchHubId } from './id.js';
 import { hubSettings, type HubSettings } from './settings.js';
 import { checkFreeSpace, RepoCache } from './snapshot.js';
 
@@ -30,6 +30,11 @@ const WANTED = (file: string) => !file.includes('/') && /\.(json|safetensors|onn
 
 /** Bytes a conversion writes per byte of bf16/fp16 source weights, by dtype, with room to spare. */
 const OUTPUT_PER_SOURCE_BYTE: Record<DtypeName, number> = { fp32: 2.1, fp16: 1.1, q8: 0.6, q4: 0.35 };
+
+/** `org/name[@revision]` as a hub id, unless a file or folder of that name exists here (as in transformers). */
+export function parseHubId(spec: string): HubId | undefined {
+  return fs.existsSync(spec) ? undefined : matchHubId(spec);
+}
 
 /** The converted folder's place in the cache: by repository, commit, dtype and target. */
 export function convertedPath(settings: HubSettings, repo: string, commit: string, dtype: DtypeName, target: Target): string {
@@ -75,7 +80,7 @@ function hasVisionTower(dir: string): boolean {
 /** The vision tower the release's config names (`mm_vision_tower`), fetched as the model was. */
 async function fetchVisionTower(dir: string, settings: HubSettings, onProgress?: ProgressCallback): Promise<string> {
   const tower = readJson(path.join(dir, 'config.json')).mm_vision_tower;
-  const id = typeof tower === 'string' ? parseHubId(tower) : undefined;
+  const id = typeof tower === 'string' ? matchHubId(tower) : undefined;
   if (!id) throw new HubError(dir, `its weights have no CLIP vision tower and config.json names none on the hub (mm_vision_tower: ${JSON.stringify(tower)}); pass a CLIP folder (--clip DIR)`);
   const cache = new RepoCache(id, settings);
   const clip = await cache.fetch(await cache.commit(), WANTED, onProgress);
