@@ -14,6 +14,7 @@ export default defineConfig({
     batch: path.join(root, 'bench', 'batch.ts'),
     serve: path.join(root, 'bench', 'serve.ts'),
     kv: path.join(root, 'bench', 'kv.ts'),
+    'follow-up': path.join(root, 'bench', 'follow-up.ts'),
   },
   outDir: path.join(root, '.cache', 'bench'),
   format: ['esm'],
