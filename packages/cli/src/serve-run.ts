@@ -1,7 +1,7 @@
 // `llava-mini serve` once its flags are parsed (./serve.ts): the server's options from them, then
 // start, print where, and drain on a signal.
 import { integerOption } from '@llava-mini/core';
-import { defaultModelDir, fetchPretrained, parseHubId } from '@llava-mini/pipeline/node';
+import { defaultModelDir, localModel } from '@llava-mini/pipeline/node';
 import { type ServerOptions, startServer } from '@llava-mini/server';
 import { ProgressView } from './progress.js';
 
@@ -64,13 +64,11 @@ function serveOptions(flags: ServeFlags): ServerOptions {
 /** Start, print where, and drain on SIGTERM/SIGINT: running requests finish, new ones get 503, then exit 0. */
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const options = serveOptions(flags);
-  // A hub id is fetched and converted here, once, before the workers each load the folder.
-  const hub = parseHubId(options.model);
-  if (hub) {
-    const view = new ProgressView();
-    options.model = await fetchPretrained(hub, { target: options.device === 'cuda' || options.device === 'webgpu' ? options.device : 'cpu', onProgress: view.callback }).finally(() => view.stop());
-    options.modelId ??= hub.repo;
-  }
+  // A hub id or URL is fetched (and converted) here, once, before the workers each load the folder.
+  const view = new ProgressView();
+  const named = options.model;
+  options.model = await localModel(named, { target: options.device === 'cuda' || options.device === 'webgpu' ? options.device : 'cpu', onProgress: view.callback }).finally(() => view.stop());
+  if (options.model !== named) options.modelId ??= named;
   if (options.remoteMediaCa) {
     const fs = await import('node:fs');
     options.remoteMediaCa = fs.readFileSync(options.remoteMediaCa, 'utf8');

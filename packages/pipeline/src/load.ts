@@ -6,7 +6,7 @@ import { webBackend } from '@llava-mini/core/web';
 import { loadTokenizer } from '@llava-mini/llm/node';
 import { inConfigFile, openHfCheckpoint } from './checkpoint.js';
 import { checkDtype, type DtypeName, GRAPHS, type GraphName, resolveModelDevice, type Target } from './formats.js';
-import { fetchPretrained, parseHubId } from './hub/pretrained.js';
+import { localModel } from './hub/pretrained.js';
 import { type NodeInput, resolveNodeInput } from './inputs.js';
 import type { ModelParts } from './llava-mini.js';
 import { MANIFEST_FILE } from './manifest.js';
@@ -102,11 +102,11 @@ function fromCheckpoint(dir: string, options: LoadOptions): Found {
 
 /**
  * Load every stage from a converted folder (manifest.json), a small unconverted Hugging Face folder,
- * or a hub id (`org/name[@revision]`: downloaded, converted once for the dtype and device, cached).
+ * a hub id (`org/name[@revision]`: downloaded, converted once for the dtype and device, cached), or
+ * the http(s) URL of a converted folder (downloaded, cached).
  */
 export async function loadParts(model: string, options: LoadOptions = {}): Promise<ModelParts<NodeInput>> {
-  const hub = parseHubId(model);
-  const dir = hub ? await fetchPretrained(hub, { dtype: options.dtype, target: hubTarget(options.device), clipDir: options.clipDir, onProgress: options.onProgress }) : model;
+  const dir = await localModel(model, { dtype: options.dtype, target: hubTarget(options.device), clipDir: options.clipDir, onProgress: options.onProgress });
   if (!fs.existsSync(dir)) throw new ModelFilesError(dir, 'does not exist');
   const converted = fs.existsSync(path.join(dir, MANIFEST_FILE));
   if (!converted && !fs.existsSync(path.join(dir, 'config.json'))) {

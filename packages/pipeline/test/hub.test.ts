@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { HubError } from '@llava-mini/core';
 import { writeTinyCheckpoint, writeTinyClip } from '@llava-mini/tiny';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertCheckpoint, fetchPretrained, type HubSettings, hubSettings, LlavaMini, listCache, parseHubId, removeFromCache } from '../src/node.js';
+import { convertCheckpoint, fetchModelUrl, fetchPretrained, type HubSettings, hubSettings, LlavaMini, listCache, parseHubId, removeFromCache } from '../src/node.js';
 import { LocalHub, readRepoFolder } from './hub-server.js';
 
 const REPO = 'ICTNLP/llava-mini-llama-3.1-8b';
@@ -232,6 +232,31 @@ describe('hub ids', () => {
     expect(dir).toContain(path.join('models--someone--llava-mini-tiny-onnx', 'snapshots'));
     expect(fs.existsSync(s.convertedDir)).toBe(false);
     expect(await answerIds(dir)).toEqual(await answerIds(converted));
+  });
+
+  it('the URL of a converted folder: downloaded and checked once, then only its manifest is asked for; offline from the cache', async () => {
+    const converted = path.join(root, 'converted-url');
+    await convertCheckpoint(hf, converted, { clipDir: clip });
+    hub.addCommit('someone/url-folder', readRepoFolder(converted));
+    const url = `${hub.endpoint}/someone/url-folder/resolve/main`;
+    const s = settings('url');
+    const dir = await fetchModelUrl(url, { settings: s });
+    expect(await answerIds(dir)).toEqual(await answerIds(converted));
+    hub.log.length = 0;
+    expect(await fetchModelUrl(`${url}/`, { settings: s })).toBe(dir);
+    expect(hub.log.map((r) => r.url)).toEqual(['/someone/url-folder/resolve/main/manifest.json']);
+    expect(await fetchModelUrl(url, { settings: { ...s, offline: true } })).toBe(dir);
+    expect(hub.log).toHaveLength(1);
+
+    const graph = readRepoFolder(converted).find((f) => f.path.endsWith('.onnx')) as { path: string };
+    hub.corrupt.add(graph.path);
+    try {
+      const err = await fetchModelUrl(url, { settings: settings('url-corrupt') }).catch((e) => e);
+      expect(err).toBeInstanceOf(HubError);
+      expect(err.message).toContain(`${graph.path}: its sha256 is`);
+    } finally {
+      hub.corrupt.delete(graph.path);
+    }
   });
 
   it('a repository that does not exist is a HubError with status 404', async () => {

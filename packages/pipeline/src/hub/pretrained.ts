@@ -10,6 +10,7 @@ import { MANIFEST_FILE } from '../manifest.js';
 import { formatHubId, type HubId, matchHubId } from './id.js';
 import { hubSettings, type HubSettings } from './settings.js';
 import { checkFreeSpace, RepoCache } from './snapshot.js';
+import { fetchModelUrl, isModelUrl } from './url-model.js';
 
 export interface PretrainedOptions {
   /** The converted weights' dtype (default fp32). */
@@ -34,6 +35,16 @@ const OUTPUT_PER_SOURCE_BYTE: Record<DtypeName, number> = { fp32: 2.1, fp16: 1.1
 /** `org/name[@revision]` as a hub id, unless a file or folder of that name exists here (as in transformers). */
 export function parseHubId(spec: string): HubId | undefined {
   return fs.existsSync(spec) ? undefined : matchHubId(spec);
+}
+
+/**
+ * The local folder a model name stands for: a path as it is, a hub id's converted folder
+ * (`fetchPretrained`), or a URL's downloaded converted folder (`fetchModelUrl`).
+ */
+export async function localModel(spec: string, options: PretrainedOptions = {}): Promise<string> {
+  if (isModelUrl(spec)) return fetchModelUrl(spec, options);
+  const hub = parseHubId(spec);
+  return hub ? fetchPretrained(hub, options) : spec;
 }
 
 /** The converted folder's place in the cache: by repository, commit, dtype and target. */
