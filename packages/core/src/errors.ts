@@ -77,9 +77,10 @@ export class ModelFilesError extends LlavaMiniError {
 }
 
 /**
- * Fetching a model from the Hugging Face Hub failed: the repository or revision does not exist, is
- * gated without a token, the network failed, a file is not in the cache while offline, or a file
- * downloaded does not match the hub's size or hash. `status` is the HTTP status where there was one.
+ * Fetching a model from the Hugging Face Hub (or a converted folder from a URL) failed: the
+ * repository or revision does not exist, is gated without a token, the network failed, a file is
+ * not in the cache while offline, or a file downloaded does not match the listed size or hash.
+ * `repo` is the hub id or the URL; `status` is the HTTP status where there was one.
  */
 export class HubError extends LlavaMiniError {
   readonly repo: string;
