@@ -118,6 +118,8 @@ const UNSUPPORTED = new Set(['tools', 'tool_choice', 'functions', 'function_call
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const typeName = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+/** A value from the body, as an error quotes it: a string or number as JSON, anything else by its type (JSON.stringify of a value nested 100,000 deep overflows the stack). */
+const quoted = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? JSON.stringify(v) : typeName(v));
 
 function optional<T>(o: Record<string, unknown>, key: string, check: (v: unknown) => v is T, want: string): T | undefined {
   const v = o[key];
@@ -172,7 +174,7 @@ function userContent(content: unknown, param: string, media: MediaRef[]): string
         media.push({ kind: 'image', source: part.image, param: `${at}.image` });
         return;
       default:
-        throw new RequestError(`${at}.type`, `content part type ${JSON.stringify(part.type)} is not supported (text, image_url, video_url are)`);
+        throw new RequestError(`${at}.type`, `content part type ${quoted(part.type)} is not supported (text, image_url, video_url are)`);
     }
   });
   return texts.join('\n');
@@ -206,7 +208,7 @@ function parseMessages(messages: unknown): Pick<ParsedRequest, 'system' | 'histo
     if (role === 'user') text = userContent(m.content, `${at}.content`, media);
     else if (role === 'assistant') text = m.content === undefined || m.content === null ? '' : textOf(m.content, `${at}.content`, 'assistant');
     else if (role === 'tool' || role === 'function') throw new RequestError(`${at}.role`, `'${role}' messages are not supported (no tool calls)`);
-    else throw new RequestError(`${at}.role`, `'${at}.role' must be system, developer, user or assistant, got ${JSON.stringify(role)}`);
+    else throw new RequestError(`${at}.role`, `'${at}.role' must be system, developer, user or assistant, got ${quoted(role)}`);
     const last = turns[turns.length - 1];
     if (last && last.role === role) last.text = `${last.text}\n\n${text}`;
     else turns.push({ role, text });
@@ -265,7 +267,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
   if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw new RequestError('top_logprobs', `'top_logprobs' must be in [0, 20], got ${topLogprobs}`);
   if (topLogprobs !== undefined && !logprobs) throw new RequestError('top_logprobs', "'top_logprobs' needs 'logprobs' to be true");
   const format = optional(body, 'response_format', isObject, 'an object');
-  if (format && format.type !== 'text') throw new RequestError('response_format', `response_format ${JSON.stringify(format.type)} is not supported (only 'text')`);
+  if (format && format.type !== 'text') throw new RequestError('response_format', `response_format ${quoted(format.type)} is not supported (only 'text')`);
   return {
     ...parsed,
     model,
