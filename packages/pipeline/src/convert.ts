@@ -5,6 +5,7 @@ import { ExternalDataWriter, makeDirs, saveModel, writeFileAtomic } from '@llava
 import { inConfigFile, openHfCheckpoint, withProgress } from './checkpoint.js';
 import { GRAPHS, type GraphName } from './formats.js';
 import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, manifestOf } from './manifest.js';
+import { type ConversionSource, MODEL_CARD_FILE, modelCard, readLicense } from './model-card.js';
 import { recordVerified, sha256File } from './model-files.js';
 import { type ConversionOptions, planConversion } from './plan.js';
 import { buildGraph } from './stages.js';
@@ -14,6 +15,8 @@ export interface ConvertOptions extends ConversionOptions {
   clipDir?: string;
   /** Replace an existing output folder (only once the new one is complete). */
   force?: boolean;
+  /** What the model card (README.md) names as the weights' origin; default: the checkpoint folder's name. */
+  source?: ConversionSource;
   onProgress?: ProgressCallback;
 }
 
@@ -62,6 +65,8 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
     }
     const manifest = manifestOf(plan, { stages, tokenizer: hf.tokenizerFiles.map((f) => fileEntry(tmp, f)) }, hf.generationConfig);
     recordVerified(tmp, [...Object.values(stages).flat(), ...manifest.tokenizer]);
+    const source = options.source ?? { name: path.basename(path.resolve(checkpointDir)) };
+    fs.writeFileSync(path.join(tmp, MODEL_CARD_FILE), modelCard(manifest, source, readLicense(checkpointDir)));
     writeFileAtomic(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     replaceDir(tmp, out);
     return manifest;

@@ -26,7 +26,7 @@ const clip = path.join(root, 'clip');
 beforeAll(async () => {
   await writeTinyCheckpoint(hf, { seed: 5, std: 0.3, includeVision: false, maxShardBytes: 400_000 });
   await writeTinyClip(clip, { seed: 5, std: 0.3 });
-  const files = readRepoFolder(hf, { 'README.md': '# tiny\n', '.gitattributes': '*.safetensors filter=lfs\n' });
+  const files = readRepoFolder(hf, { 'README.md': '---\nlicense: gpl-3.0\n---\n# tiny\n', '.gitattributes': '*.safetensors filter=lfs\n' });
   first = hub.addCommit(REPO, files);
   // A later commit on main: generation_config.json changed.
   const gen = files.map((f) => (f.path === 'generation_config.json' ? { ...f, bytes: Buffer.from(f.bytes.toString().replace('{', '{\n  "note": "v2",')) } : f));
@@ -88,7 +88,11 @@ describe('hub ids', () => {
     expect(fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(second);
     const snapshot = path.join(repoDir, 'snapshots', second);
     expect(fs.lstatSync(path.join(snapshot, 'config.json')).isSymbolicLink()).toBe(true);
-    expect(fs.readdirSync(snapshot).sort()).toEqual(fs.readdirSync(hf).sort()); // no README.md, .gitattributes
+    expect(fs.readdirSync(snapshot).sort()).toEqual([...fs.readdirSync(hf), 'README.md'].sort()); // no .gitattributes
+    // The converted folder's model card names the source, its commit and its license.
+    const card = fs.readFileSync(path.join(dir, 'README.md'), 'utf8');
+    expect(card).toMatch(/^---\nlicense: gpl-3.0\nbase_model: ICTNLP\/llava-mini-llama-3.1-8b\n/);
+    expect(card).toContain(`at commit \`${second}\``);
     expect(fs.existsSync(path.join(s.cacheDir, 'models--openai--clip-vit-large-patch14-336', 'snapshots'))).toBe(true);
     expect(hub.fileRequests().some((r) => r.url.includes('pytorch_model.bin'))).toBe(false);
     // Progress in bytes, to the total of both repositories' files.

@@ -7,6 +7,7 @@ import { convertCheckpoint } from '../convert.js';
 import { checkDtype, checkTarget, type DtypeName, type Target } from '../formats.js';
 import { VISION_MODEL_PREFIX } from '../layout.js';
 import { MANIFEST_FILE } from '../manifest.js';
+import { MODEL_CARD_FILE } from '../model-card.js';
 import { formatHubId, type HubId, matchHubId } from './id.js';
 import { hubSettings, type HubSettings } from './settings.js';
 import { checkFreeSpace, RepoCache } from './snapshot.js';
@@ -26,8 +27,8 @@ export interface PretrainedOptions {
 
 // What a LLaVA-Mini checkpoint, a CLIP folder or a converted folder needs: configs, tokenizer files,
 // safetensors weights, ONNX graphs and their external data (not the .bin, .h5 or .msgpack copies
-// some repositories also hold).
-const WANTED = (file: string) => !file.includes('/') && /\.(json|safetensors|onnx|data)$/.test(file);
+// some repositories also hold), and the model card (its license goes into the converted folder's).
+const WANTED = (file: string) => !file.includes('/') && (/\.(json|safetensors|onnx|data)$/.test(file) || file === MODEL_CARD_FILE);
 
 /** Bytes a conversion writes per byte of bf16/fp16 source weights, by dtype, with room to spare. */
 const OUTPUT_PER_SOURCE_BYTE: Record<DtypeName, number> = { fp32: 2.1, fp16: 1.1, q8: 0.6, q4: 0.35 };
@@ -75,7 +76,7 @@ export async function fetchPretrained(id: HubId, options: PretrainedOptions = {}
   const clipDir = options.clipDir ?? (hasVisionTower(dir) ? undefined : await fetchVisionTower(dir, settings, options.onProgress));
   const source = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
   checkFreeSpace(id, settings.convertedDir, source * OUTPUT_PER_SOURCE_BYTE[dtype]);
-  await convertCheckpoint(dir, out, { dtype, target, clipDir, onProgress: options.onProgress });
+  await convertCheckpoint(dir, out, { dtype, target, clipDir, onProgress: options.onProgress, source: { name: id.repo, commit, hub: true } });
   return out;
 }
 
