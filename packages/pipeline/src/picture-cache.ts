@@ -42,8 +42,11 @@ export interface PictureCacheStats {
  * Policy: bounded in bytes (the prefixes' `bytes`), least recently used first out; a picture whose
  * prefix alone is over the bound is not kept. It is a memo of a pure function of the pixels (for one
  * loaded model), not conversation state: a conversation holds its own pictures' prefixes for its
- * follow-ups, so an eviction here costs recomputation for new conversations only. Video frames are
- * never put here (a long video would flush it, and a frame's rows are dropped after its pass).
+ * follow-ups, so an eviction here costs recomputation for new conversations only. Video frames go
+ * here too (keyed apart from images: their preprocessing differs), so a new conversation or a
+ * stateless request about a video seen before skips CLIP and the compressor for every frame still
+ * held; a video longer than the bound keeps its most recent frames and gains nothing on a second
+ * pass, which reads its frames in order (least recently used first out).
  */
 export class PictureCache {
   private readonly entries = new Map<string, PicturePrefix>();

@@ -20,10 +20,11 @@ export interface PictureTimings {
 }
 
 /**
- * Video frames for pre-fusion, encoded a batch at a time as it reads them and then dropped.
+ * Video frames for pre-fusion, a batch at a time as it reads them: the cached prefix of each frame
+ * the model has seen, the others encoded (and their features dropped after their pass).
  * `timings` grows while the stream is read and is complete once it has ended.
  */
-export interface FrameStream extends AsyncIterable<PrefusionImage> {
+export interface FrameStream extends AsyncIterable<PrefusionPicture> {
   readonly timings: Readonly<PictureTimings>;
 }
 
@@ -44,7 +45,7 @@ export interface LookedAtImages extends Omit<EncodedPictures, 'features'> {
 export class VisionPipeline {
   /** Pictures encoded by CLIP since creation (a counter for tests and benches, not state). */
   encoderRuns = 0;
-  /** Per-picture pre-fusion prefixes, by SHA-256 of the pixels; images only, never video frames. */
+  /** Per-picture pre-fusion prefixes, by SHA-256 of the pixels (images', and video frames' apart). */
   readonly pictures: PictureCache;
   /** The cache key of each fresh image's features, until its prefix is stored. */
   private readonly pending = new WeakMap<PrefusionImage, string>();
@@ -68,13 +69,21 @@ export class VisionPipeline {
    * ones' prefixes when it is given `onPrefix`.
    */
   async images(imgs: readonly RGB8[]): Promise<LookedAtImages> {
+    return this.lookUp(imgs, false);
+  }
+
+  /** Pictures (video frames when `frame`: their preprocessing differs, so their keys do too) from the picture cache, else encoded. */
+  private async lookUp(imgs: readonly RGB8[], frame: boolean): Promise<LookedAtImages> {
     const t = now();
-    const keys = await Promise.all(imgs.map(pictureKey));
+    const keys = await Promise.all(imgs.map(async (img) => {
+      const key = await pictureKey(img);
+      return key && frame ? `frame:${key}` : key;
+    }));
     const hashMs = now() - t;
     const pictures: (PrefusionPicture | undefined)[] = keys.map((k) => (k === undefined ? undefined : this.pictures.get(k)));
     const missing = imgs.filter((_, i) => pictures[i] === undefined);
     if (missing.length === 0) return { pictures: pictures as PrefusionPicture[], hashMs, encoderMs: 0, compressorMs: 0 };
-    const e = await this.encode(missing, false);
+    const e = await this.encode(missing, frame);
     let j = 0;
     pictures.forEach((p, i) => {
       if (p) return;
@@ -135,20 +144,22 @@ export class VisionPipeline {
 
   /**
    * Video frames (`count` of them, already decoded one by one) as a stream pre-fusion can read:
-   * grouped into batches of `batchSize` for CLIP and the compressor, so memory holds one batch of
-   * frames whatever the video's length. Like `frames`, it can be read once.
+   * grouped into batches of `batchSize`, each frame looked up in the picture cache by its pixels
+   * and the others through CLIP and the compressor, so memory holds one batch of frames whatever the
+   * video's length. Like `frames`, it can be read once.
    */
   frames(frames: AsyncIterable<RGB8>, count: number, options: { signal?: AbortSignal; onProgress?: ProgressCallback } = {}): FrameStream {
     const timings: PictureTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0 };
     const encode = async (batch: RGB8[], done: number) => {
-      const e = await this.encode(batch, true);
+      const e = await this.lookUp(batch, true);
+      timings.inputMs += e.hashMs;
       timings.encoderMs += e.encoderMs;
       timings.compressorMs += e.compressorMs;
       options.onProgress?.({ task: 'video', done, total: count, unit: 'frames' });
-      return e.features;
+      return e.pictures;
     };
     const batchSize = this.batchSize;
-    async function* stream(): AsyncGenerator<PrefusionImage> {
+    async function* stream(): AsyncGenerator<PrefusionPicture> {
       let batch: RGB8[] = [];
       let done = 0;
       // Time spent waiting for the next decoded frame counts as input time.
@@ -171,10 +182,10 @@ export class VisionPipeline {
   /**
    * Pre-fusion of one or more pictures (features, or prefixes from `images`) with the prompt's text
    * embeddings [L, H] (float32, the placeholder row looking up token 0, spec §3.2): vision tokens
-   * concatenated, fused text averaged. With `onPrefix` (images), each fresh picture's prefix is
-   * fetched, stored in the picture cache and handed over, so the caller can keep it; with
+   * concatenated, fused text averaged. Each fresh picture's prefix is fetched and stored in the
+   * picture cache (where it is on) and, with `onPrefix`, handed over, so the caller can keep it; with
    * `onState`, each picture's state after the prompt (Prefusion's FuseOptions.onState), where the
-   * graph gives one. Without either (video frames) nothing of a picture outlives its pass.
+   * graph gives one.
    */
   fuse(
     textEmbeds: Float32Array,
@@ -182,11 +193,12 @@ export class VisionPipeline {
     pictures: AsyncIterable<PrefusionPicture> | Iterable<PrefusionPicture>,
     { onPrefix, onState }: { onPrefix?: (prefix: PicturePrefix, index: number) => void; onState?: (state: PicturePrefix, index: number) => void } = {},
   ): Promise<FusedFrames> {
-    const keep = onPrefix && ((prefix: PicturePrefix, picture: PrefusionImage, index: number) => {
+    const store = onPrefix !== undefined || this.pictures.maxBytes > 0;
+    const keep = store ? (prefix: PicturePrefix, picture: PrefusionImage, index: number) => {
       const key = this.pending.get(picture);
       if (key !== undefined) this.pictures.set(key, prefix);
-      onPrefix(prefix, index);
-    });
+      onPrefix?.(prefix, index);
+    } : undefined;
     return this.prefusion.fuseFrames(pictures, { textEmbeds, ids }, { onPrefix: keep, onState });
   }
 }

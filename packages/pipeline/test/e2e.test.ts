@@ -102,7 +102,7 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     expect(maxAbsDiff(toFloat32(embeds), ref.embeds) / scale).toBeLessThanOrEqual(1e-5);
   });
 
-  it('video frames are streamed through the stages; a follow-up carries on from their kept state, or reads the video again when none is kept', async () => {
+  it('video frames are streamed through the stages; a follow-up carries on from their kept state, a new conversation takes them from the picture cache, and without either the video is read and encoded again', async () => {
     const model = await LlavaMini.fromPretrained(standard.model, { device: 'cpu' });
     const chat = model.chat({ video: VIDEO });
     const progress: number[] = [];
@@ -115,11 +115,20 @@ describe('end to end: tiny checkpoint -> convert -> ask, against the plain-TypeS
     const then = await chat.ask('And then?', { maxNewTokens: 2 }).done();
     expect(model.vision.encoderRuns).toBe(4);
     expect(then.timings.inputMs + then.timings.encoderMs).toBe(0);
+    // A conversation keeping no frame state: its follow-up decodes the video again, but every frame's
+    // prefix comes from the picture cache.
     const stateless = model.chat({ video: VIDEO }, { videoStateBytes: 0 });
-    await stateless.ask('What happens?', { maxNewTokens: 2 }).done();
-    await stateless.ask('And then?', { maxNewTokens: 2 }).done();
-    expect(model.vision.encoderRuns).toBe(12);
+    const again = [(await stateless.ask('What happens?', { maxNewTokens: 2 }).done()).ids, (await stateless.ask('And then?', { maxNewTokens: 2 }).done()).ids];
+    expect(model.vision.encoderRuns).toBe(4);
+    expect(model.vision.pictures.stats).toMatchObject({ entries: 4, misses: 4, hits: 8 });
     await model.dispose();
+    // With neither, each turn encodes every frame, and the tokens are the same.
+    const off = await LlavaMini.fromPretrained(standard.model, { device: 'cpu', pictureCacheBytes: 0 });
+    const cold = off.chat({ video: VIDEO }, { videoStateBytes: 0 });
+    const coldIds = [(await cold.ask('What happens?', { maxNewTokens: 2 }).done()).ids, (await cold.ask('And then?', { maxNewTokens: 2 }).done()).ids];
+    expect(off.vision.encoderRuns).toBe(8);
+    expect(coldIds).toEqual(again);
+    await off.dispose();
   });
 
   it('a second chat turn on the same image reuses the cache and does not re-run the encoder', async () => {
