@@ -6,6 +6,7 @@ import { LlavaMiniError } from '@llava-mini/core';
 import { type ChatCompletion, type ChatCompletionChunk, parseChatRequest, type ParsedRequest } from '@llava-mini/pipeline';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type ApiError, errorBody, fromFrameworkError, fromLibraryError, HttpError, httpError, serializeError } from './errors.js';
+import { MAX_BODY_DEPTH, nestedDeeperThan } from './limits.js';
 import { resolveMedia, withResolvedMedia } from './media.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
@@ -48,6 +49,12 @@ export function buildApp(o: ResolvedOptions, pool: WorkerPool, metrics: ServerMe
     const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!given || !timingSafeEqual(digest(given), key)) {
       throw httpError(401, 'authentication_error', 'invalid_api_key', given ? 'Incorrect API key provided' : 'You did not provide an API key (Authorization: Bearer KEY)');
+    }
+  });
+
+  app.addHook('preValidation', async (req) => {
+    if (req.body !== undefined && nestedDeeperThan(req.body, MAX_BODY_DEPTH)) {
+      throw httpError(400, 'invalid_request_error', 'invalid_json', `the request body nests arrays and objects more than ${MAX_BODY_DEPTH} levels deep`);
     }
   });
 

@@ -209,7 +209,13 @@ export class WorkerPool {
       slot.jobs.add(job);
       job.worker = slot;
       job.onStart?.();
-      slot.worker.postMessage({ type: 'run', id: job.id, body: job.body } satisfies ToWorker, job.transfer);
+      try {
+        slot.worker.postMessage({ type: 'run', id: job.id, body: job.body } satisfies ToWorker, job.transfer);
+      } catch (err) {
+        // A body the structured clone refuses fails alone, and gives its slot back at once.
+        slot.jobs.delete(job);
+        this.fail(job, { status: 500, type: 'server_error', code: 'internal_error', param: null, message: `the request could not be handed to a worker: ${(err as Error).message}` });
+      }
     }
     this.onChange();
     if (this.drained && this.running + this.queue.length === 0) this.drained();

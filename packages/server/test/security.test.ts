@@ -109,4 +109,20 @@ describe('the API key', () => {
     expect(new Set(bodies).size).toBe(1);
     expect(logs.join('\n')).not.toContain(KEY.slice(3, 20));
   });
+
+  it('a body nested 100,000 deep is a 400, and the worker slot stays free for the next request', async () => {
+    const headers = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
+    const deep = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`;
+    // `user` and `metadata` pass the request's own checks; their structured clone to the worker
+    // overflowed the stack (a request that never answered, and a 500).
+    for (const field of ['user', 'metadata', 'messages']) {
+      const body = `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"${field}":${deep}}`;
+      const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers, body });
+      expect(res.status, field).toBe(400);
+      expect((await res.json()).error).toMatchObject({ code: 'invalid_json', message: 'the request body nests arrays and objects more than 100 levels deep' });
+    }
+    expect(await (await fetch(`${server.url}/health`)).json()).toMatchObject({ status: 'ok', running: 0, queued: 0 });
+    const ok = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 }) });
+    expect(ok.status).toBe(200);
+  });
 });
