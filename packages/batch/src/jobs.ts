@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidOptionError, errorMessage } from '@llava-mini/core';
+import { InvalidOptionError, errorMessage, nestedDeeperThan } from '@llava-mini/core';
 import type { NodeInput } from '@llava-mini/pipeline/node';
 
 /**
@@ -35,6 +35,8 @@ export type JobId = string | number;
 
 const FIELDS = new Set(['id', 'image', 'images', 'video', 'question', 'questions', 'metadata']);
 const MAX_ID_LENGTH = 256;
+/** Deepest nesting of a job line (a job needs 3 levels; metadata gets the rest). */
+const MAX_LINE_DEPTH = 100;
 
 /** The key results are matched by: ids compare as strings, so `17` and `"17"` are one job. */
 export const jobKey = (id: JobId): string => String(id);
@@ -81,6 +83,8 @@ export async function readJobsFile(file: string): Promise<JobsFile> {
     } catch (e) {
       throw new InvalidOptionError(`${where}: not a JSON line (${errorMessage(e)})`);
     }
+    // A result echoes the line's metadata, and a queue hands the line to Redis: both recurse.
+    if (nestedDeeperThan(raw, MAX_LINE_DEPTH)) throw new InvalidOptionError(`${where}: nests arrays and objects more than ${MAX_LINE_DEPTH} levels deep`);
     const problem = idProblem(raw);
     if (problem) throw new InvalidOptionError(`${where}: ${problem}`);
     const id = (raw as JobLine).id;

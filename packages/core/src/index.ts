@@ -25,6 +25,7 @@ export {
   type ErrorCode,
 } from './errors.js';
 export { debugEnabled } from './debug.js';
+export { nestedDeeperThan } from './json-depth.js';
 export { integerOption, numberOption } from './options.js';
 export { mulberry32 } from './random.js';
 export { now } from './clock.js';

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_MESSAGE } from '../src/errors.js';
-import { externalDataLocations, LlavaMiniError, ModelFilesError, modelInputs, modelNodes, SafetensorsError } from '../src/index.js';
+import { externalDataLocations, LlavaMiniError, ModelFilesError, modelInputs, modelNodes, nestedDeeperThan, SafetensorsError } from '../src/index.js';
 import { Checkpoint, writeSafetensors } from '../src/node.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-hostile-'));
@@ -51,5 +51,13 @@ describe('every LlavaMiniError message is one bounded line', () => {
     const long = new LlavaMiniError('INTERNAL', cause.message, { cause });
     expect(long.message).toBe(`${'x'.repeat(MAX_MESSAGE)}...`);
     expect(long.cause).toBe(cause);
+  });
+});
+
+describe('nestedDeeperThan', () => {
+  it('counts levels of arrays and objects without recursing, so 200,000 levels are measured', () => {
+    const nest = (n: number) => JSON.parse(`${'[{"a":'.repeat(n)}1${'}]'.repeat(n)}`) as unknown;
+    expect([nestedDeeperThan(nest(50), 100), nestedDeeperThan(nest(51), 100), nestedDeeperThan(nest(100_000), 100)]).toEqual([false, true, true]);
+    expect([nestedDeeperThan(1, 0), nestedDeeperThan('x', 0), nestedDeeperThan(null, 0), nestedDeeperThan({}, 0), nestedDeeperThan([[]], 1)]).toEqual([false, false, false, true, true]);
   });
 });

@@ -2,11 +2,11 @@
 // queues; the graphs run in the pool's workers, so /health answers at once while they are busy.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import cors from '@fastify/cors';
-import { LlavaMiniError } from '@llava-mini/core';
+import { LlavaMiniError, nestedDeeperThan } from '@llava-mini/core';
 import { type ChatCompletion, type ChatCompletionChunk, parseChatRequest, type ParsedRequest } from '@llava-mini/pipeline';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { type ApiError, errorBody, fromFrameworkError, fromLibraryError, HttpError, httpError, serializeError } from './errors.js';
-import { MAX_BODY_DEPTH, nestedDeeperThan } from './limits.js';
+import { MAX_BODY_DEPTH } from './limits.js';
 import { resolveMedia, withResolvedMedia } from './media.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
