@@ -2,6 +2,47 @@ import { AbortError, InvalidOptionError } from '@llava-mini/core';
 import type { GeneratedToken } from '@llava-mini/llm';
 
 /**
+ * Where a running answer's tokens go, and the signal that stops it: made first and handed to the
+ * work (which pushes tokens into it), then to the Answer that readers hold.
+ */
+export class TokenChannel {
+  readonly tokens: GeneratedToken[] = [];
+  private readonly stop = new AbortController();
+  private wake: (() => void) | undefined;
+  ended = false;
+
+  /** Aborted when a reader leaves the answer before its end. */
+  get signal(): AbortSignal {
+    return this.stop.signal;
+  }
+
+  readonly push = (t: GeneratedToken): void => {
+    this.tokens.push(t);
+    this.notify();
+  };
+
+  end(): void {
+    this.ended = true;
+    this.notify();
+  }
+
+  cancel(reason: unknown): void {
+    this.stop.abort(reason);
+  }
+
+  /** Resolves at the next token or the end. */
+  next(): Promise<void> {
+    return new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
+/**
  * A streamed answer: iterate it for tokens, or await `done()` for the whole result. The work starts
  * when the answer is created (queued behind the conversation's earlier turns), not when it is
  * read, so answers asked one after another never wait on each other's readers; tokens produced
@@ -9,22 +50,15 @@ import type { GeneratedToken } from '@llava-mini/llm';
  * stops the answer (done() then rejects with AbortError).
  */
 export class Answer<R> implements AsyncIterable<GeneratedToken> {
-  private readonly tokens: GeneratedToken[] = [];
   private readonly result: Promise<R>;
-  private readonly cancel = new AbortController();
-  private ended = false;
-  private wake: (() => void) | undefined;
   private iterated = false;
 
-  constructor(run: (emit: (token: GeneratedToken) => void, cancel: AbortSignal) => Promise<R>) {
-    const emit = (t: GeneratedToken) => {
-      this.tokens.push(t);
-      this.notify();
-    };
-    this.result = run(emit, this.cancel.signal).finally(() => {
-      this.ended = true;
-      this.notify();
-    });
+  /** `result`: the work that pushes its tokens into `channel`. */
+  constructor(
+    private readonly channel: TokenChannel,
+    result: Promise<R>,
+  ) {
+    this.result = result.finally(() => channel.end());
     this.result.catch(() => {}); // reported by done() and the iterator; nobody may be waiting here
   }
 
@@ -32,19 +66,20 @@ export class Answer<R> implements AsyncIterable<GeneratedToken> {
     if (this.iterated) throw new InvalidOptionError('an answer can be iterated once');
     this.iterated = true;
     let read = 0;
+    const channel = this.channel;
     return {
       next: async () => {
         for (;;) {
-          if (read < this.tokens.length) return { done: false, value: this.tokens[read++] };
-          if (this.ended) {
+          if (read < channel.tokens.length) return { done: false, value: channel.tokens[read++] };
+          if (channel.ended) {
             await this.result; // throws the answer's error
             return { done: true, value: undefined };
           }
-          await new Promise<void>((resolve) => (this.wake = resolve));
+          await channel.next();
         }
       },
       return: async () => {
-        if (!this.ended) this.cancel.abort(new AbortError('the answer was left before its end'));
+        if (!channel.ended) channel.cancel(new AbortError('the answer was left before its end'));
         await this.result.catch(() => {});
         return { done: true, value: undefined };
       },
@@ -54,11 +89,5 @@ export class Answer<R> implements AsyncIterable<GeneratedToken> {
   /** The whole result, once the answer has ended (or the error that stopped it). */
   done(): Promise<R> {
     return this.result;
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
   }
 }

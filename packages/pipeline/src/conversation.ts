@@ -4,7 +4,7 @@
 import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, toFloat32 } from '@llava-mini/core';
 import { checkChoices, checkGenerateOptions, type FinishReason, generateChoices, type GenerateOptions, type GeneratedToken, type GenerationStats, type Sequence } from '@llava-mini/llm';
 import { buildLlavaPrompt, type ChatTurn, embeddingIds, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
-import { Answer } from './answer.js';
+import { Answer, TokenChannel } from './answer.js';
 import type { ModelParts, Pictures } from './model-parts.js';
 import type { FrameStream, PictureTimings } from './vision.js';
 
@@ -200,13 +200,10 @@ export class Conversation<I = unknown> {
     if (typeof question !== 'string') throw new InvalidOptionError(`the question must be a string, got ${typeof question}`);
     checkGenerateOptions({ ...options, tokenizer: this.parts.tokenizer });
     checkChoices(options.n ?? 1);
-    const previous = this.last;
-    const answer = new Answer<AskResult>(async (emit, cancel) => {
-      await previous.catch(() => {});
-      return this.turn(question, options, emit, cancel);
-    });
-    this.last = answer.done();
-    return answer;
+    const channel = new TokenChannel();
+    const result = this.last.catch(() => {}).then(() => this.turn(question, options, channel.push, channel.signal));
+    this.last = result;
+    return new Answer(channel, result);
   }
 
   /** Free the KV cache and the pictures' features now; a running turn stops with AbortError. */
