@@ -174,24 +174,32 @@ describe('hub ids', () => {
     expect(fs.readdirSync(blobs).filter((f) => f.endsWith('.incomplete'))).toEqual([]);
   });
 
-  it('leaves a file another live process is downloading alone, and takes over the lock of a dead one', async () => {
+  it('waits while another live process holds a download, takes over the lock of a dead one, and two loads at once make one download', async () => {
     const s = settings('locked');
-    const first = readRepoFolder(hf).filter((f) => !['README.md', '.gitattributes'].includes(f.path))[0] as { path: string; bytes: Buffer; lfs: boolean };
+    const first = readRepoFolder(hf)[0] as { path: string; bytes: Buffer; lfs: boolean };
     const name = first.lfs ? createHash('sha256').update(first.bytes).digest('hex') : createHash('sha1').update(`blob ${first.bytes.length}\0`).update(first.bytes).digest('hex');
     const blobs = path.join(s.cacheDir, 'models--ICTNLP--llava-mini-llama-3.1-8b', 'blobs');
     fs.mkdirSync(blobs, { recursive: true });
     const other = spawn('sleep', ['30']);
-    try {
-      fs.writeFileSync(path.join(blobs, `${name}.lock`), String(other.pid));
-      const err = await fetchPretrained({ repo: REPO, revision: 'main' }, { settings: s }).catch((e) => e);
-      expect(err).toBeInstanceOf(HubError);
-      expect(err.message).toContain(`${first.path}: process ${other.pid} is downloading it now`);
-    } finally {
-      other.kill();
-    }
-    await new Promise((r) => other.once('exit', r));
-    await fetchPretrained({ repo: REPO, revision: 'main' }, { settings: s });
+    fs.writeFileSync(path.join(blobs, `${name}.lock`), String(other.pid));
+    hub.log.length = 0;
+    let settled = false;
+    const waiting = fetchPretrained({ repo: REPO, revision: 'main' }, { settings: s }).finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(settled).toBe(false);
+    expect(hub.fileRequests()).toEqual([]);
+    other.kill();
+    const dir = await waiting;
     expect(fs.readdirSync(blobs).filter((f) => f.endsWith('.lock'))).toEqual([]);
+
+    // Two loads of another cache at the same time (a server's workers): each file fetched once, one conversion.
+    const t = settings('together');
+    hub.log.length = 0;
+    const [a, b] = await Promise.all([0, 1].map(() => fetchPretrained({ repo: REPO, revision: 'main' }, { settings: t })));
+    expect(a).toBe(b);
+    expect(a.replace(t.convertedDir, '')).toBe(dir.replace(s.convertedDir, ''));
+    const resolves = hub.fileRequests().filter((r) => r.server === 'hub').map((r) => r.url);
+    expect(resolves.length).toBe(new Set(resolves).size);
   });
 
   it('refuses a file whose sha256 is not the hub listing, and keeps nothing of it', async () => {

@@ -51,7 +51,8 @@ function* conversions(settings: HubSettings): Generator<{ repo: string; commit: 
 
 function subfolders(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  // Not hidden folders, nor a conversion still being written (convertCheckpoint's `.partial-<pid>`).
+  return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.') && !e.name.includes('.partial-')).map((e) => e.name);
 }
 
 function folderBytes(dir: string): number {

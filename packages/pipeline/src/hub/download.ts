@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { errorMessage, HubError } from '@llava-mini/core';
+import { withLock } from './lock.js';
 
 /** A file of a repository at one commit, as the hub lists it. */
 export interface RemoteFile {
@@ -49,45 +50,13 @@ async function get(url: string, headers: Record<string, string>, o: FetchOptions
 /**
  * Download `file` from `url` to `dest`, resuming from `dest`.incomplete (what an interrupted run
  * left) with a Range request, and checking its size and hash before it is renamed into place. A
- * file that does not match is deleted and refused.
+ * file that does not match is deleted and refused. `dest`.lock keeps one writer at a time.
  */
 export async function downloadFile(url: string, dest: string, file: RemoteFile, o: FetchOptions): Promise<void> {
-  const release = lock(dest, file, o.repo);
-  try {
-    await transfer(url, dest, file, o);
-  } finally {
-    release();
-  }
-}
-
-/**
- * Take `dest`.lock, so that two processes fetching one model (two terminals, several workers) do
- * not append to the same partial file. A lock whose process has died is taken over.
- */
-function lock(dest: string, file: RemoteFile, repo: string): () => void {
-  const lockFile = `${dest}.lock`;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
-      return () => fs.rmSync(lockFile, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(fs.readFileSync(lockFile, 'utf8'));
-      if (alive(pid)) throw new HubError(repo, `${file.path}: process ${pid} is downloading it now (${lockFile}); wait for it, or remove the lock if that is wrong`);
-      fs.rmSync(lockFile, { force: true });
-    }
-  }
-  throw new HubError(repo, `${file.path}: cannot take ${lockFile}`);
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  await withLock(`${dest}.lock`, async () => {
+    // Another process may have finished it while this one waited.
+    if (!fs.existsSync(dest) || fs.statSync(dest).size !== file.size) await transfer(url, dest, file, o);
+  });
 }
 
 async function transfer(url: string, dest: string, file: RemoteFile, o: FetchOptions): Promise<void> {

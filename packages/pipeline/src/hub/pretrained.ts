@@ -9,6 +9,7 @@ import { VISION_MODEL_PREFIX } from '../layout.js';
 import { MANIFEST_FILE } from '../manifest.js';
 import { MODEL_CARD_FILE } from '../model-card.js';
 import { formatHubId, type HubId, matchHubId } from './id.js';
+import { withLock } from './lock.js';
 import { hubSettings, type HubSettings } from './settings.js';
 import { checkFreeSpace, RepoCache } from './snapshot.js';
 import { fetchModelUrl, isModelUrl } from './url-model.js';
@@ -76,7 +77,12 @@ export async function fetchPretrained(id: HubId, options: PretrainedOptions = {}
   const clipDir = options.clipDir ?? (hasVisionTower(dir) ? undefined : await fetchVisionTower(dir, settings, options.onProgress));
   const source = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
   checkFreeSpace(id, settings.convertedDir, source * OUTPUT_PER_SOURCE_BYTE[dtype]);
-  await convertCheckpoint(dir, out, { dtype, target, clipDir, onProgress: options.onProgress, source: { name: id.repo, commit, hub: true } });
+  // One conversion per folder; one that waited finds the folder made.
+  await withLock(`${out}.lock`, async () => {
+    if (!fs.existsSync(path.join(out, MANIFEST_FILE))) {
+      await convertCheckpoint(dir, out, { dtype, target, clipDir, onProgress: options.onProgress, source: { name: id.repo, commit, hub: true } });
+    }
+  });
   return out;
 }
 
