@@ -7,6 +7,7 @@ import { GRAPHS, type GraphName } from './formats.js';
 import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, manifestOf } from './manifest.js';
 import { type ConversionSource, MODEL_CARD_FILE, modelCard, readLicense } from './model-card.js';
 import { recordVerified, sha256File } from './model-files.js';
+import { isAlive } from './pid.js';
 import { type ConversionOptions, planConversion } from './plan.js';
 import { buildGraph } from './stages.js';
 
@@ -135,15 +136,6 @@ export function removeStalePartials(out: string): void {
     const m = /^\.(partial|old)-(\d+)$/.exec(name.slice(prefix.length));
     if (!name.startsWith(prefix) || !m || isAlive(Number(m[2]))) continue;
     removeQuietly(path.join(dir, name));
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

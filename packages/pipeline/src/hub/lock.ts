@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isAlive } from '../pid.js';
 
 const POLL_MS = 200;
 
@@ -27,22 +28,13 @@ function tryLock(file: string): boolean {
   }
   let pid: number;
   try {
-    pid = Number(fs.readFileSync(file, 'utf8'));
+    const text = fs.readFileSync(file, 'utf8').trim();
+    pid = text === '' ? Number.NaN : Number(text);
   } catch {
     return false; // released between the two calls: try again
   }
-  // A lock just created may not hold its pid yet (NaN): wait for it like a live one.
-  if (Number.isNaN(pid) || alive(pid)) return false;
+  // A lock just created may not hold its pid yet (empty): wait for it like a live one.
+  if (Number.isNaN(pid) || isAlive(pid)) return false;
   fs.rmSync(file, { force: true });
   return false;
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
