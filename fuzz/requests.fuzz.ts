@@ -24,7 +24,9 @@ const parsed = (b: Uint8Array): unknown => {
   }
 };
 
-const anyJson = fc.jsonValue({ maxDepth: 3 });
+/** Arrays or objects nested up to 200,000 deep: JSON.parse takes them, recursive code after it may not. */
+const deepJson = fc.tuple(fc.integer({ min: 1, max: 200_000 }), fc.boolean()).map(([n, object]) => JSON.parse(object ? `${'{"a":'.repeat(n)}1${'}'.repeat(n)}` : `${'['.repeat(n)}${']'.repeat(n)}`) as unknown);
+const anyJson = fc.oneof({ weight: 30, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 1, arbitrary: deepJson });
 /** Content parts as OpenAI and vLLM spell them, with wrong types, unknown kinds and odd URLs mixed in. */
 const url = fc.oneof(
   fc.constantFrom('data:image/png;base64,iVBORw0KGgo=', 'data:video/mp4;base64,AAAA', 'data:,', 'file:///etc/passwd', 'https://example.com/a.png', '/abs/path.png', 'relative.png', 'data:image/png;base64,%%%', ''),

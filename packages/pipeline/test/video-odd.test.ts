@@ -103,11 +103,15 @@ describe("a probe's output is checked, whatever the container claims", () => {
     expect(parse(ok)).toEqual({ width: 4, height: 2, rotation: 0, frames: 20, fps: 10 });
     expect(parse({ ...ok, side_data_list: [{}, { rotation: -90 }] })).toMatchObject({ width: 2, height: 4, rotation: -90 });
     expect(parse({ ...ok, tags: { rotate: '180' } })).toMatchObject({ width: 4, height: 2, rotation: 180 });
+    expect(parse({ ...ok, tags: { rotate: { toString: false } } })).toMatchObject({ rotation: 0 });
     expect(parse({ ...ok, avg_frame_rate: '0/0', r_frame_rate: '30000/1001' }).fps).toBeCloseTo(29.97, 2);
   });
   it('refuses every field that is missing, negative, fractional, infinite or of the wrong type', () => {
     const bad: [unknown, RegExp][] = [
-      [{ ...ok, width: '4' }, /no usable frame size \(4x2\)/],
+      [{ ...ok, width: '4' }, /no usable frame size \(stringx2\)/],
+      [{ ...ok, height: { toString: false } }, /no usable frame size \(4xobject\)/],
+      [{ ...ok, nb_read_packets: { toString: false } }, /has no frames/],
+      [{ ...ok, avg_frame_rate: { toString: false } }, /no usable frame rate/],
       [{ ...ok, height: 0 }, /no usable frame size/],
       [{ ...ok, width: 1.5 }, /no usable frame size/],
       [{ ...ok, width: 1e300, height: 1e300 }, /no usable frame size/],

@@ -123,6 +123,10 @@ export async function probeVideo(file: string, limits: VideoLimits = {}): Promis
   return parseProbe(out, file, limits);
 }
 
+/** A number from a probe field written as a number or a string; anything else is NaN (Number() of an object runs its own toString). */
+const numeric = (v: unknown) => (typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : Number.NaN);
+const shown = (v: unknown) => (typeof v === 'number' ? String(v) : typeof v);
+
 type ProbedStream = { width?: unknown; height?: unknown; avg_frame_rate?: unknown; r_frame_rate?: unknown; nb_read_packets?: unknown; tags?: { rotate?: unknown }; side_data_list?: { rotation?: unknown }[] };
 
 /**
@@ -143,24 +147,24 @@ export function parseProbe(out: string, file: string, limits: VideoLimits = {}):
   if (!stream || typeof stream !== 'object') throw new VideoError(file, 'has no video stream');
   const { width, height } = stream;
   if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || (width as number) < 1 || (height as number) < 1) {
-    throw new VideoError(file, `has no usable frame size (${String(width)}x${String(height)})`);
+    throw new VideoError(file, `has no usable frame size (${shown(width)}x${shown(height)})`);
   }
   const [w, h] = [width as number, height as number];
   if (w * h > maxPixels) throw new VideoError(file, `${w}x${h} = ${w * h} pixels a frame is more than the limit of ${maxPixels} (option maxPixels)`);
   const rate = (s: unknown) => {
-    const [a, b] = String(s ?? '0/0').split('/').map(Number);
+    const [a, b] = (typeof s === 'string' ? s : '0/0').split('/').map(Number);
     const r = b ? a / b : 0;
     return Number.isFinite(r) && r > 0 ? r : 0;
   };
   const fps = rate(stream.avg_frame_rate) || rate(stream.r_frame_rate);
-  const frames = Number(stream.nb_read_packets);
+  const frames = numeric(stream.nb_read_packets);
   if (!Number.isSafeInteger(frames) || frames < 1) throw new VideoError(file, 'has no frames');
   if (!(fps > 0)) throw new VideoError(file, 'has no usable frame rate');
   // ffmpeg turns rotated frames upright when decoding (autorotate), so a quarter turn swaps the
   // size the pipe delivers: reading them at the stored size would shear every portrait phone video.
   // Newer ffprobe reports a display-matrix side datum, older ones a `rotate` tag.
   const sides = Array.isArray(stream.side_data_list) ? stream.side_data_list : [];
-  const rotation = Number(sides.find((d) => d?.rotation !== undefined)?.rotation ?? stream.tags?.rotate ?? 0) || 0;
+  const rotation = numeric(sides.find((d) => d?.rotation !== undefined)?.rotation ?? stream.tags?.rotate ?? 0) || 0;
   const quarter = Math.abs(Math.round(rotation / 90)) % 2 === 1;
   return { width: quarter ? h : w, height: quarter ? w : h, rotation, frames, fps };
 }
