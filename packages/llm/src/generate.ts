@@ -1,4 +1,5 @@
 import { AbortError, InvalidOptionError, now, type Tensor } from '@llava-mini/core';
+import { checkResponseFormat, compileFormat, type Grammar, type GrammarMatcher, type ResponseFormat } from './grammar.js';
 import type { Sequence } from './sequence.js';
 import { assistantHeaderIds } from './tokenizer.js';
 import { checkSamplingOptions, logprobsOf, Sampler, type SamplingOptions } from './sampling.js';
@@ -30,6 +31,13 @@ export interface GenerateOptions extends SamplingOptions {
   logprobs?: boolean;
   /** With `logprobs`: also the 0-20 most likely tokens at each step, with theirs. */
   topLogprobs?: number;
+  /**
+   * What the answer must be: any JSON object (`json_object`) or JSON a schema allows (`json_schema`),
+   * enforced on the logits before each token is sampled (after the assistant header the model
+   * writes, which stays its own). The text always parses unless the token budget ends it first
+   * (finishReason 'length'). A schema the engine cannot compile is an InvalidOptionError. Needs `tokenizer`.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 /** A token's log-probability, as OpenAI's logprobs carry it; `token` and `bytes` need a tokenizer ('' and [] without one). */
@@ -107,6 +115,10 @@ export function checkGenerateOptions(o: GenerateOptions): void {
   const top = o.topLogprobs;
   if (top !== undefined && !(Number.isSafeInteger(top) && top >= 0 && top <= 20)) throw new InvalidOptionError(`topLogprobs must be an integer in [0, 20], got ${String(top)}`);
   if (top && !o.logprobs) throw new InvalidOptionError('topLogprobs needs logprobs: true');
+  if (o.responseFormat !== undefined) {
+    checkResponseFormat(o.responseFormat);
+    if (o.responseFormat.type !== 'text' && !o.tokenizer) throw new InvalidOptionError('responseFormat needs a tokenizer');
+  }
 }
 
 /** The log-probabilities of `id` and of the `top` most likely ids under `logits`, with their texts. */
@@ -252,12 +264,13 @@ export class Generation implements AsyncIterable<GeneratedToken> {
   }
 }
 
-/** What a prompt's prefill leaves for decoding: the logits after it, its rows, and when it began and how long it took. */
+/** What a prompt's prefill leaves for decoding: the logits after it, its rows, when it began and how long it took, and the answer's grammar. */
 interface Prefilled {
   logits: Float32Array;
   promptTokens: number;
   startedAt: number;
   ms: number;
+  grammar?: Grammar;
 }
 
 /** Where a generation decodes, after the prefill, and what to do when it ends (its hold released; a fork disposed). */
@@ -269,12 +282,17 @@ interface Begun {
 
 async function prefill(seq: Sequence, prompt: PromptSource, o: GenerateOptions): Promise<Prefilled> {
   const startedAt = now();
+  // The grammar compiles (or comes from the cache) while the prompt runs.
+  const format = o.responseFormat?.type === 'text' ? undefined : o.responseFormat;
+  const compiling = format && compileFormat(o.tokenizer as Tokenizer, format);
+  compiling?.catch(() => {}); // awaited below, unless the prefill fails first
   try {
     if (o.signal?.aborted) throw new AbortError('generation was aborted');
     const rows = await prompt.embeds();
     const promptTokens = Array.isArray(rows) ? rows.length : (rows as Tensor).dims[1]; // vision tokens may make it longer than the ids
     const logits = await seq.prefill(rows, o.signal);
-    return { logits, promptTokens, startedAt, ms: now() - startedAt };
+    const ms = now() - startedAt;
+    return { logits, promptTokens, startedAt, ms, grammar: await compiling };
   } catch (err) {
     if (err instanceof AbortError) seq.release();
     throw err;
@@ -283,14 +301,17 @@ async function prefill(seq: Sequence, prompt: PromptSource, o: GenerateOptions):
 
 async function* run(start: () => Promise<Begun>, o: GenerateOptions, choice?: number): AsyncGenerator<GeneratedToken, GenerationResult> {
   const { seq, prefilled, release } = await start();
+  let matcher: GrammarMatcher | undefined;
   try {
-    return yield* decode(seq, prefilled, o, choice);
+    matcher = await prefilled.grammar?.matcher();
+    return yield* decode(seq, prefilled, o, matcher, choice);
   } finally {
+    matcher?.dispose();
     release();
   }
 }
 
-async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, choice?: number): AsyncGenerator<GeneratedToken, GenerationResult> {
+async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, grammar: GrammarMatcher | undefined, choice?: number): AsyncGenerator<GeneratedToken, GenerationResult> {
   const sampler = new Sampler(o);
   const stopIds = new Set(o.stopIds ?? o.tokenizer?.stopIds ?? []);
   const maxNew = o.maxNewTokens ?? 512;
@@ -310,6 +331,8 @@ async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, 
   for (;;) {
     if (o.signal?.aborted) throw abort();
     const raw = o.logprobs ? logits.slice() : undefined; // the sampler reshapes `logits` in place
+    // The grammar, and while the model may be writing its assistant header, the header's next id.
+    await grammar?.mask(logits, text?.nextHeaderId);
     const id = sampler.next(logits);
     if (ids.length === 0) firstTokenMs = now() - t0;
     else decodeMs += now() - stepStart;
@@ -319,6 +342,7 @@ async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, 
     }
     ids.push(id);
     const piece = text?.push(id) ?? { text: '', stopped: false, header: false };
+    if (!piece.header) grammar?.accept(id);
     const token: GeneratedToken = { id, text: piece.text, index: ids.length - 1, header: piece.header };
     if (choice !== undefined) token.choice = choice;
     if (raw) token.logprobs = tokenLogprobs(raw, id, o.topLogprobs ?? 0, o.tokenizer);

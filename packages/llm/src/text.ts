@@ -67,6 +67,11 @@ export class TextStream {
     return this.headerOpen ? this.held.length : this.headerDone ? this.header.length : 0;
   }
 
+  /** The id that would continue the assistant header, while the ids so far may still be its start. */
+  get nextHeaderId(): number | undefined {
+    return this.headerOpen ? this.header[this.held.length] : undefined;
+  }
+
   /** Add a generated id; returns the newly visible text, whether a stop string was reached, and whether the id was taken as the header. */
   push(id: number): { text: string; stopped: boolean; header: boolean } {
     if (this.stopped) return { text: '', stopped: true, header: false };

@@ -118,6 +118,11 @@ export class Tokenizer {
     return this.hf.decode(ids as number[], { skip_special_tokens: options.skipSpecialTokens ?? true });
   }
 
+  /** A token as the vocabulary writes it (a byte-level vocabulary's characters stand for bytes); undefined for an id it lacks. */
+  tokenString(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+
   /**
    * A token's own bytes (UTF-8), as OpenAI's logprobs report them: exact for a byte-level vocabulary,
    * even for a token that is part of a character; else the UTF-8 of its decoded text.
