@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InvalidOptionError, errorMessage } from '@llava-mini/core';
+import { isAlive } from '@llava-mini/core/node';
 import type { ResultLine } from './answer.js';
 import { jobKey } from './jobs.js';
 
@@ -210,21 +211,11 @@ async function takeLock(lock: string): Promise<string> {
     }
     const owner = (await fs.promises.readFile(lock, 'utf8').catch(() => '')).trim();
     const [host, pid] = owner.split(' ');
-    if (host === os.hostname() && !alive(Number(pid))) {
+    if (host === os.hostname() && !isAlive(Number(pid))) {
       await fs.promises.rm(lock, { force: true });
       continue;
     }
     throw new InvalidOptionError(`${lock.slice(0, -'.lock'.length)} is being written by ${owner ? `process ${pid} on ${host}` : 'another process'} (remove ${lock} if that is not so)`);
   }
   throw new InvalidOptionError(`cannot take the lock ${lock}`);
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -2,5 +2,6 @@
 export * from './index.js';
 export { nodeBackend } from './backends/node.js';
 export { ExternalDataWriter, makeDirs, saveModel, tempPathFor, writeFileAtomic } from './node/files.js';
+export { isAlive } from './node/process.js';
 export { Checkpoint, INDEX_FILE, SafetensorsFile, SINGLE_FILE, writeCheckpoint, writeSafetensors } from './node/safetensors.js';
 export type { WritableTensor } from './node/safetensors.js';

@@ -1,13 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileError, fileSystemError, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
-import { ExternalDataWriter, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
+import { ExternalDataWriter, isAlive, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
 import { inConfigFile, openHfCheckpoint, withProgress } from './checkpoint.js';
 import { GRAPHS, type GraphName } from './formats.js';
 import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, manifestOf } from './manifest.js';
 import { type ConversionSource, MODEL_CARD_FILE, modelCard, readLicense } from './model-card.js';
 import { recordVerified, sha256File } from './model-files.js';
-import { isAlive } from './pid.js';
 import { type ConversionOptions, planConversion } from './plan.js';
 import { buildGraph } from './stages.js';
 

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isAlive } from '../pid.js';
+import { isAlive } from '@llava-mini/core/node';
 
 const POLL_MS = 200;
 
