@@ -332,7 +332,8 @@ async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, 
     if (o.signal?.aborted) throw abort();
     const raw = o.logprobs ? logits.slice() : undefined; // the sampler reshapes `logits` in place
     // The grammar, and while the model may be writing its assistant header, the header's next id.
-    await grammar?.mask(logits, text?.nextHeaderId);
+    const next = text?.nextHeaderId;
+    await grammar?.mask(logits, next === undefined ? undefined : { next, started: (text?.headerIds ?? 0) > 0 });
     const id = sampler.next(logits);
     if (ids.length === 0) firstTokenMs = now() - t0;
     else decodeMs += now() - stepStart;

@@ -28,6 +28,9 @@ export function checkResponseFormat(format: unknown): asserts format is Response
   if (format.strict !== undefined && typeof format.strict !== 'boolean') throw new InvalidOptionError('responseFormat.strict must be a boolean');
 }
 
+/** A response format the grammar engine cannot compile (an unsupported schema keyword, a bad type...). */
+export class SchemaError extends InvalidOptionError {}
+
 type Engine = typeof Xgrammar;
 let engine: Promise<Engine> | undefined;
 /** Lines the engine prints while a compile runs (it says there why a schema fails); elsewhere they go to the console. */
@@ -116,7 +119,7 @@ async function compiling<T>(what: string, job: () => Promise<T>): Promise<T> {
     return await job();
   } catch (err) {
     const reason = lines.map((l) => l.replace(/^\[FATAL\] \S+: /, '')).find((l) => !l.startsWith('Aborted')) ?? errorMessage(err);
-    throw new InvalidOptionError(`${what} cannot be compiled into a grammar: ${reason}`, { cause: err });
+    throw new SchemaError(`${what} cannot be compiled into a grammar: ${reason}`, { cause: err });
   } finally {
     printed = undefined;
   }
@@ -175,10 +178,20 @@ export class GrammarMatcher {
     private readonly controls: readonly number[],
   ) {}
 
-  /** Set every logit the grammar does not allow next (or that has a control character) to -Infinity, except `alsoAllow` (an id outside the grammar). */
-  async mask(logits: Float32Array, alsoAllow?: number): Promise<void> {
-    const bits = await this.matcher.getNextTokenBitmask();
+  /**
+   * Set every logit the grammar does not allow next (or that has a control character) to -Infinity,
+   * except `header`'s id: the next id of an assistant header the model may write first, which it
+   * must finish once `started` (its ids would be text otherwise).
+   */
+  async mask(logits: Float32Array, header?: { next: number; started: boolean }): Promise<void> {
+    const alsoAllow = header?.next;
     const keep = alsoAllow === undefined ? Number.NaN : logits[alsoAllow];
+    if (header?.started) {
+      logits.fill(-Infinity);
+      logits[header.next] = keep;
+      return;
+    }
+    const bits = await this.matcher.getNextTokenBitmask();
     for (let i = 0; i < logits.length; i++) if (!((bits[i >>> 5] >>> (i & 31)) & 1)) logits[i] = -Infinity;
     for (const id of this.controls) if (id < logits.length) logits[id] = -Infinity;
     if (alsoAllow !== undefined) logits[alsoAllow] = keep;

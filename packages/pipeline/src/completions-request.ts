@@ -3,7 +3,7 @@
 // Pure functions, no model: the server runs them on its HTTP thread to refuse bad requests early.
 import type { ChatTurn } from '@llava-mini/prefusion';
 import { InvalidOptionError } from '@llava-mini/core';
-import { MAX_CHOICES } from '@llava-mini/llm';
+import { MAX_CHOICES, type ResponseFormat } from '@llava-mini/llm';
 
 export interface TextPart {
   type: 'text';
@@ -51,7 +51,7 @@ export interface ChatCompletionCreateParams {
   logprobs?: boolean | null;
   /** 0-20 most likely tokens at each position, with `logprobs: true`. */
   top_logprobs?: number | null;
-  response_format?: { type: 'text' } | null;
+  response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null } } | null;
   user?: string;
   metadata?: Record<string, string> | null;
   store?: boolean | null;
@@ -105,6 +105,7 @@ export interface ParsedRequest {
     topLogprobs?: number;
     /** Answers to make from the one prompt. */
     n?: number;
+    responseFormat?: ResponseFormat;
   };
 }
 
@@ -224,6 +225,20 @@ function parseMessages(messages: unknown): Pick<ParsedRequest, 'system' | 'histo
   return { system: systems.length ? systems.join('\n\n') : undefined, history, question: turns[turns.length - 1].text, media };
 }
 
+/** OpenAI's response_format as the generation takes it (the schema itself is checked when it compiles). */
+function parseResponseFormat(format: Record<string, unknown> | undefined): ResponseFormat | undefined {
+  if (!format || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return { type: 'json_object' };
+  if (format.type !== 'json_schema') throw new RequestError('response_format.type', `response_format.type must be 'text', 'json_object' or 'json_schema', got ${quoted(format.type)}`);
+  const spec = format.json_schema;
+  if (!isObject(spec)) throw new RequestError('response_format.json_schema', "'response_format.json_schema' must be an object with a name and a schema");
+  if (typeof spec.name !== 'string' || !/^[\w-]{1,64}$/.test(spec.name)) throw new RequestError('response_format.json_schema.name', "'response_format.json_schema.name' must be 1-64 letters, digits, _ or -");
+  const schema = spec.schema ?? {};
+  if (!isObject(schema)) throw new RequestError('response_format.json_schema.schema', "'response_format.json_schema.schema' must be a JSON schema object");
+  const strict = optional(spec, 'strict', isBool, 'a boolean');
+  return { type: 'json_schema', schema, strict };
+}
+
 /** Check an OpenAI chat-completion request and translate it; throws RequestError naming the bad field. */
 export function parseChatRequest(body: unknown): ParsedRequest {
   if (!isObject(body)) throw new RequestError(null, `the request body must be a JSON object, got ${typeName(body)}`);
@@ -266,8 +281,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
   const topLogprobs = optional(body, 'top_logprobs', isInt, 'an integer');
   if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw new RequestError('top_logprobs', `'top_logprobs' must be in [0, 20], got ${topLogprobs}`);
   if (topLogprobs !== undefined && !logprobs) throw new RequestError('top_logprobs', "'top_logprobs' needs 'logprobs' to be true");
-  const format = optional(body, 'response_format', isObject, 'an object');
-  if (format && format.type !== 'text') throw new RequestError('response_format', `response_format ${quoted(format.type)} is not supported (only 'text')`);
+  const responseFormat = parseResponseFormat(optional(body, 'response_format', isObject, 'an object'));
   return {
     ...parsed,
     model,
@@ -285,6 +299,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
       logprobs: logprobs || undefined,
       topLogprobs,
       n,
+      responseFormat,
     },
   };
 }

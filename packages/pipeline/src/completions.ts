@@ -1,8 +1,9 @@
 // `model.chat.completions.create(...)`: OpenAI's chat-completions API in process (as WebLLM has it
 // in the page), built only on the public chat()/ask() API. One request = one fresh conversation
 // seeded with the request's earlier turns: the API is stateless, as OpenAI's is.
-import type { GeneratedToken, TokenLogprob } from '@llava-mini/llm';
-import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest } from './completions-request.js';
+import { type GeneratedToken, SchemaError, type TokenLogprob } from '@llava-mini/llm';
+import type { Answer } from './answer.js';
+import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest, RequestError } from './completions-request.js';
 import { type AskChoice, type AskOptions, type AskResult, type AskTimings, askOnce, type ChatOptions, type Conversation } from './conversation.js';
 
 export interface CompletionUsage {
@@ -82,6 +83,9 @@ function usageOf(r: AskResult): CompletionUsage {
 
 const finishOf = (c: AskChoice): FinishReason => (c.finishReason === 'stop' ? 'stop' : 'length');
 
+/** A schema the grammar engine refused is the request's fault: a RequestError naming the field. */
+const requestError = (err: unknown): unknown => (err instanceof SchemaError ? new RequestError('response_format.json_schema.schema', err.message) : err);
+
 const entry = (t: TokenLogprob) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes });
 
 /** A token's OpenAI logprobs entry; none for the assistant header the model writes before its answer. */
@@ -106,7 +110,7 @@ export class Completions {
     return request.stream ? this.stream(request, options) : this.complete(request, options);
   }
 
-  private start(request: ParsedRequest, options: CompletionRequestOptions) {
+  private start(request: ParsedRequest, options: CompletionRequestOptions): Answer<AskResult> {
     // Each request is a fresh conversation, freed when its answer ends (the API is stateless).
     // One request, one turn: no follow-up will carry on from a video's frame states.
     const conversation = this.chat(mediaInput(request.media), { system: request.system, history: request.history, videoStateBytes: 0 });
@@ -116,13 +120,17 @@ export class Completions {
   private async complete(request: ParsedRequest, options: CompletionRequestOptions): Promise<ChatCompletion> {
     const answer = this.start(request, options);
     const contents: ChatCompletionTokenLogprob[][] = Array.from({ length: request.generation.n ?? 1 }, () => []);
-    if (request.generation.logprobs) {
-      for await (const token of answer) {
-        const lp = logprobOf(token);
-        if (lp) contents[token.choice ?? 0].push(lp);
+    const r = await (async () => {
+      if (request.generation.logprobs) {
+        for await (const token of answer) {
+          const lp = logprobOf(token);
+          if (lp) contents[token.choice ?? 0].push(lp);
+        }
       }
-    }
-    const r = await answer.done();
+      return answer.done();
+    })().catch((err: unknown) => {
+      throw requestError(err);
+    });
     return {
       id: completionId(),
       object: 'chat.completion',
@@ -159,28 +167,35 @@ export class Completions {
     const start = () => this.start(request, options);
     return {
       async *[Symbol.asyncIterator]() {
-        const answer = start();
-        // A choice's role chunk waits for its first token, so a request that fails (a bad picture, a
-        // prompt too long) fails before any chunk: a server can still answer it with an error status.
-        const begun = new Set<number>();
-        const pending: ChatCompletionTokenLogprob[][] = Array.from({ length: n }, () => []);
-        const withLogprobs = (i: number) => (wantLogprobs ? { content: pending[i].splice(0), refusal: null as null } : null);
-        for await (const token of answer) {
-          const i = token.choice ?? 0;
-          if (!begun.has(i)) yield chunk(i, { role: 'assistant', content: '' });
-          begun.add(i);
-          const lp = logprobOf(token);
-          if (lp) pending[i].push(lp);
-          if (token.text) yield chunk(i, { content: token.text }, null, withLogprobs(i));
+        try {
+          yield* chunks();
+        } catch (err) {
+          throw requestError(err);
         }
-        const r = await answer.done();
-        for (const [i, c] of choicesOf(r).entries()) {
-          if (!begun.has(i)) yield chunk(i, { role: 'assistant', content: '' });
-          if (pending[i].length) yield chunk(i, { content: '' }, null, withLogprobs(i));
-          yield chunk(i, {}, finishOf(c));
-        }
-        if (request.includeUsage) yield { ...head, choices: [], usage: usageOf(r), timings: r.timings };
       },
     };
+    async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
+      const answer = start();
+      // A choice's role chunk waits for its first token, so a request that fails (a bad picture, a
+      // prompt too long) fails before any chunk: a server can still answer it with an error status.
+      const begun = new Set<number>();
+      const pending: ChatCompletionTokenLogprob[][] = Array.from({ length: n }, () => []);
+      const withLogprobs = (i: number) => (wantLogprobs ? { content: pending[i].splice(0), refusal: null as null } : null);
+      for await (const token of answer) {
+        const i = token.choice ?? 0;
+        if (!begun.has(i)) yield chunk(i, { role: 'assistant', content: '' });
+        begun.add(i);
+        const lp = logprobOf(token);
+        if (lp) pending[i].push(lp);
+        if (token.text) yield chunk(i, { content: token.text }, null, withLogprobs(i));
+      }
+      const r = await answer.done();
+      for (const [i, c] of choicesOf(r).entries()) {
+        if (!begun.has(i)) yield chunk(i, { role: 'assistant', content: '' });
+        if (pending[i].length) yield chunk(i, { content: '' }, null, withLogprobs(i));
+        yield chunk(i, {}, finishOf(c));
+      }
+      if (request.includeUsage) yield { ...head, choices: [], usage: usageOf(r), timings: r.timings };
+    }
   }
 }

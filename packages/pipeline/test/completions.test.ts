@@ -213,6 +213,26 @@ describe('model.chat.completions.create (in process)', () => {
     expect(r.choices?.map((c) => c.text)).toEqual([r.text, a.choices[1].message.content]);
   });
 
+  it('response_format json_schema and json_object: the answer parses as the schema says, streamed or not; a schema the engine refuses is a RequestError', async () => {
+    const messages = [{ role: 'user' as const, content: [image(IMAGE), text('What is in this picture?')] }];
+    const schema = { type: 'object', properties: { kind: { enum: ['house', 'tree'] }, floors: { type: 'integer', minimum: 1, maximum: 3 } }, required: ['kind', 'floors'], additionalProperties: false };
+    const response_format = { type: 'json_schema' as const, json_schema: { name: 'scene', schema, strict: true } };
+    const r = await model.chat.completions.create({ messages, max_tokens: 40, response_format });
+    expect(r.choices[0].finish_reason).toBe('stop');
+    const value = JSON.parse(r.choices[0].message.content);
+    expect(Object.keys(value)).toEqual(['kind', 'floors']);
+    expect(['house', 'tree']).toContain(value.kind);
+    expect([1, 2, 3]).toContain(value.floors);
+    const chunks = await collect(await model.chat.completions.create({ messages, max_tokens: 40, response_format, stream: true }));
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(r.choices[0].message.content);
+    const object = await model.chat.completions.create({ messages, max_tokens: 40, response_format: { type: 'json_object' } });
+    expect(object.choices[0].message.content.startsWith('{')).toBe(true);
+
+    const refused = await model.chat.completions.create({ messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'bogus' } } } }).catch((e) => e);
+    expect(refused).toBeInstanceOf(RequestError);
+    expect(refused).toMatchObject({ param: 'response_format.json_schema.schema', message: expect.stringMatching(/bogus/) });
+  });
+
   it('bad requests are RequestErrors naming the field, before any model work', async () => {
     const bad: [unknown, string | null][] = [
       [{ messages: [] }, 'messages'],
@@ -220,6 +240,9 @@ describe('model.chat.completions.create (in process)', () => {
       [{ messages: [{ role: 'user', content: 'x' }], frobnicate: 1 }, 'frobnicate'],
       [{ messages: [{ role: 'user', content: 'x' }], tools: [] }, 'tools'],
       [{ messages: [{ role: 'user', content: 'x' }], n: 9 }, 'n'],
+      [{ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'xml' } }, 'response_format.type'],
+      [{ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema' } }, 'response_format.json_schema'],
+      [{ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { schema: {} } } }, 'response_format.json_schema.name'],
       [{ messages: [{ role: 'user', content: 'x' }], n: 0 }, 'n'],
       [{ messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } }, 'stream_options'],
       [{ messages: [{ role: 'user', content: [{ type: 'audio', audio: {} }] }] }, 'messages[0].content[0].type'],
