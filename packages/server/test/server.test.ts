@@ -132,6 +132,21 @@ describe('llava-mini serve through the openai client', () => {
     expect(await failure(() => client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), n: 9 }), BadRequestError)).toMatchObject({ status: 400, param: 'n' });
   });
 
+  it('response_format json_schema, streamed and not: JSON the schema allows, the in-process answer; a schema the engine refuses is a 400', async () => {
+    const schema = { type: 'object', properties: { kind: { enum: ['house', 'tree'] }, floors: { type: 'integer', minimum: 1, maximum: 3 } }, required: ['kind', 'floors'], additionalProperties: false };
+    const response_format = { type: 'json_schema' as const, json_schema: { name: 'scene', schema, strict: true } };
+    const local = await model.chat.completions.create({ messages: withImage(IMAGE) as never, max_tokens: 40, response_format });
+    const r = await client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), max_tokens: 40, response_format });
+    expect(r.choices[0].message.content).toBe(local.choices[0].message.content);
+    const value = JSON.parse(r.choices[0].message.content ?? '');
+    expect(['house', 'tree']).toContain(value.kind);
+    let streamed = '';
+    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), max_tokens: 40, response_format, stream: true })) streamed += c.choices[0]?.delta.content ?? '';
+    expect(streamed).toBe(r.choices[0].message.content);
+    const refused = () => client.chat.completions.create({ model: 'tiny', messages: withImage(HOUSE), response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'bogus' } } } });
+    expect(await failure(refused, BadRequestError)).toMatchObject({ status: 400, param: 'response_format.json_schema.schema' });
+  });
+
   it('a video (vLLM video_url) by path or inline as a data URL: the in-process answer', async () => {
     const video = path.join(ASSETS, 'clip.mp4');
     const local = await model.ask({ video }, 'What happens?', { maxNewTokens: 4 }).done();
