@@ -63,6 +63,7 @@ const withModelOptions = (cmd: Command) =>
     .option('--top-p <p>', 'nucleus sampling')
     .option('--top-k <k>', 'top-k sampling')
     .option('--seed <n>', 'seed for reproducible sampling')
+    .option('--json-schema <file>', 'answer with JSON this JSON Schema allows (enforced while decoding)')
     .option('--max-frames <n>', 'most video frames');
 
 withModelOptions(program.command('ask').description('answer one question about an image or video, streaming the answer'))

@@ -150,6 +150,7 @@ export interface AskFlags {
   topP?: string;
   topK?: string;
   seed?: string;
+  jsonSchema?: string;
   maxFrames?: string;
   json?: boolean;
 }
@@ -179,8 +180,27 @@ function generationOptions(flags: AskFlags, view: ProgressView): AskOptions {
     topP: flags.topP === undefined ? undefined : num(flags.topP, '--top-p'),
     topK: flags.topK === undefined ? undefined : int(flags.topK, '--top-k'),
     seed: flags.seed === undefined ? undefined : int(flags.seed, '--seed'),
+    responseFormat: flags.jsonSchema === undefined ? undefined : { type: 'json_schema', schema: readJsonSchema(flags.jsonSchema) },
     onProgress: view.callback,
   };
+}
+
+/** --json-schema FILE: a JSON Schema object, read before the model loads. */
+function readJsonSchema(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw fileSystemError(err) ?? new FileError(file, `cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidOptionError(`--json-schema ${file} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new InvalidOptionError(`--json-schema ${file} must hold a JSON Schema object`);
+  return schema as Record<string, unknown>;
 }
 
 /** The question: --prompt, or --prompt-file (a path, or `-` for stdin) for prompts too long for a command line. */

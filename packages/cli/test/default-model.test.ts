@@ -35,6 +35,23 @@ describe('the default model', () => {
     expect(out.tokenIds.length).toBeGreaterThan(1);
   });
 
+  it('ask --json-schema FILE: the answer is JSON the schema allows; a schema that is not JSON, or one the engine refuses, is a one-line error', () => {
+    const schema = path.join(root, 'color.json');
+    fs.writeFileSync(schema, JSON.stringify({ type: 'object', properties: { answer: { enum: ['red', 'green', 'blue'] } }, required: ['answer'] }));
+    const r = cli('ask', '--image', IMAGE, '--prompt', 'What color is the circle?', '--json-schema', schema, '--device', 'cpu');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ answer: 'red' });
+    const broken = path.join(root, 'broken.json');
+    fs.writeFileSync(broken, '{ "type": ');
+    const refused = path.join(root, 'refused.json');
+    fs.writeFileSync(refused, '{ "type": "bogus" }');
+    for (const [file, message] of [[broken, /^llava-mini: INVALID_OPTION: --json-schema .*broken\.json is not JSON/], [refused, /^llava-mini: INVALID_OPTION: the JSON schema cannot be compiled into a grammar: Unsupported type "bogus"$/]] as const) {
+      const bad = cli('ask', '--image', IMAGE, '--prompt', 'x', '--json-schema', file, '--device', 'cpu');
+      expect(bad.code).toBe(1);
+      expect(bad.stderr.split('\n').filter((line) => message.test(line))).toHaveLength(1);
+    }
+  });
+
   it("ask with the default device ('auto') says nothing about CUDA", () => {
     const r = cli('ask', '--image', IMAGE, '--prompt', 'What color is the circle?');
     expect(r.code, r.stderr).toBe(0);
