@@ -62,7 +62,7 @@ export async function answerJob(model: BatchModel, job: Job, options: AskOptions
   try {
     for (const question of job.questions) {
       if (options.signal?.aborted) throw new AbortError('the batch was stopped');
-      results.push(await conversation.ask(question, options).done());
+      results.push(await conversation.ask(question, job.responseFormat ? { ...options, responseFormat: job.responseFormat } : options).done());
     }
   } finally {
     // Conversations own their KV cache and features (issue 9): free them now rather than at GC.

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidOptionError, errorMessage, nestedDeeperThan } from '@llava-mini/core';
-import type { NodeInput } from '@llava-mini/pipeline/node';
+import type { AskOptions, NodeInput } from '@llava-mini/pipeline/node';
 
 /**
  * One line of a jobs file, as written by the user:
@@ -9,7 +9,8 @@ import type { NodeInput } from '@llava-mini/pipeline/node';
  * `image` (one), `images` (several, their vision tokens in order) or `video`; `question` (one answer)
  * or `questions` (asked in turn in one conversation, one answer each). `metadata` is echoed back.
  * Pictures are file paths (relative ones against the jobs file's folder), file: URLs, or for
- * images base64 data: URLs.
+ * images base64 data: URLs. `json_schema` (a JSON Schema object) makes every answer of the job JSON
+ * that the schema allows.
  */
 export interface JobLine {
   id: string | number;
@@ -18,6 +19,7 @@ export interface JobLine {
   video?: string;
   question?: string;
   questions?: string[];
+  json_schema?: Record<string, unknown>;
   metadata?: unknown;
 }
 
@@ -28,12 +30,14 @@ export interface Job {
   questions: string[];
   /** `questions` was given: the result carries `answers`, not `answer`. */
   several: boolean;
+  /** From the line's json_schema: what its answers must be. */
+  responseFormat?: AskOptions['responseFormat'];
   metadata?: unknown;
 }
 
 export type JobId = string | number;
 
-const FIELDS = new Set(['id', 'image', 'images', 'video', 'question', 'questions', 'metadata']);
+const FIELDS = new Set(['id', 'image', 'images', 'video', 'question', 'questions', 'json_schema', 'metadata']);
 const MAX_ID_LENGTH = 256;
 /** Deepest nesting of a job line (a job needs 3 levels; metadata gets the rest). */
 const MAX_LINE_DEPTH = 100;
@@ -146,6 +150,11 @@ export function parseJob(raw: JobLine): Job {
     questions = raw.questions;
   }
   const job: Job = { id: raw.id, input, questions, several: raw.questions !== undefined };
+  if (raw.json_schema !== undefined) {
+    const schema = raw.json_schema;
+    if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new InvalidOptionError('"json_schema" must be a JSON Schema object');
+    job.responseFormat = { type: 'json_schema', schema };
+  }
   if (raw.metadata !== undefined) job.metadata = raw.metadata;
   return job;
 }

@@ -66,6 +66,27 @@ describe('runBatch (local mode)', () => {
     expect([...idCounts(readJsonl(output)).values()].every((n) => n === 1)).toBe(true);
   });
 
+  it('a job with a json_schema answers with JSON the schema allows, as ask() does; a schema the engine refuses fails that job alone', async () => {
+    const input = path.join(root, 'jobs', 'schema.jsonl');
+    const schema = { type: 'object', properties: { kind: { enum: ['house', 'tree'] } }, required: ['kind'] };
+    writeJsonl(input, [
+      { id: 'json', image: 'pictures/img-3.png', question: 'What is this?', json_schema: schema },
+      { id: 'refused', image: 'pictures/img-3.png', question: 'What is this?', json_schema: { type: 'bogus' } },
+      { id: 'not-a-schema', image: 'pictures/img-3.png', question: 'What is this?', json_schema: 'kind' },
+      { id: 'free', image: 'pictures/img-3.png', question: 'What is this?' },
+    ]);
+    const output = path.join(root, 'out', 'schema.jsonl');
+    const long = { maxNewTokens: 24 };
+    expect(await runBatch({ model, input, output, ask: long })).toMatchObject({ answered: 2, failed: 2 });
+    const byId = new Map(readJsonl(output).map((l) => [String(l.id), l]));
+    const solo = await model.ask(images[3], 'What is this?', { ...long, responseFormat: { type: 'json_schema', schema } }).done();
+    expect(byId.get('json')?.answer).toBe(solo.text);
+    expect(['house', 'tree']).toContain(JSON.parse(solo.text).kind);
+    expect(byId.get('free')?.answer).toBe((await model.ask(images[3], 'What is this?', long).done()).text);
+    expect(byId.get('refused')?.error).toMatchObject({ code: 'INVALID_OPTION', message: expect.stringContaining('bogus') });
+    expect(byId.get('not-a-schema')?.error).toMatchObject({ code: 'INVALID_OPTION', message: expect.stringContaining('"json_schema"') });
+  });
+
   it('stopping through the signal leaves the stopped jobs for the next run', async () => {
     const input = path.join(root, 'jobs', 'stop.jsonl');
     writeJsonl(input, images.slice(0, 10).map((f, i) => ({ id: `s${i}`, image: f, question: 'What is this?' })));
