@@ -26,7 +26,7 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (token: GeneratedToken) => void;
   /**
    * Give every token its log-probability (`GeneratedToken.logprobs`), from the model's own logits:
-   * before the repetition penalty, temperature and top-k/top-p reshape them for sampling.
+   * before the repetition penalty, temperature, top-k/top-p and a responseFormat's mask reshape them.
    */
   logprobs?: boolean;
   /** With `logprobs`: also the 0-20 most likely tokens at each step, with theirs. */
