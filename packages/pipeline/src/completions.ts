@@ -4,7 +4,8 @@
 import { type GeneratedToken, SchemaError, type TokenLogprob } from '@llava-mini/llm';
 import type { Answer } from './answer.js';
 import { type ChatCompletionCreateParams, type MediaRef, parseChatRequest, type ParsedRequest, RequestError } from './completions-request.js';
-import { type AskChoice, type AskOptions, type AskResult, type AskTimings, askOnce, type ChatOptions, type Conversation } from './conversation.js';
+import type { AskChoice, AskResult, AskTimings } from './ask-result.js';
+import { type AskOptions, askOnce, type ChatOptions, type Conversation } from './conversation.js';
 
 export interface CompletionUsage {
   /** Positions the prompt took in the LLM (text tokens plus vision tokens). */

@@ -2,10 +2,11 @@
 // The conversation owns everything that is not weights: its KV cache (a Sequence of the LLM), its
 // pictures' features, its history. The loaded model (LlavaMini) only lends it sessions.
 import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, toFloat32 } from '@llava-mini/core';
-import { checkChoices, checkGenerateOptions, type FinishReason, generateChoices, type GenerateOptions, type GeneratedToken, type GenerationStats, type Sequence } from '@llava-mini/llm';
+import { checkChoices, checkGenerateOptions, generateChoices, type GenerateOptions, type GeneratedToken, type Sequence } from '@llava-mini/llm';
 import { buildLlavaPrompt, type ChatTurn, embeddingIds, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
 import { Answer, TokenChannel } from './answer.js';
 import type { ModelParts, Pictures } from './model-parts.js';
+import { addTimings, type AskChoice, type AskResult, NO_TIME, type StageTimings } from './ask-result.js';
 import type { FrameStream, PictureTimings } from './vision.js';
 
 /** A conversation keeps a video's per-frame pre-fusion state up to this many bytes by default (ChatOptions.videoStateBytes). */
@@ -27,53 +28,6 @@ export interface AskOptions extends Omit<GenerateOptions, 'tokenizer'> {
   onProgress?: ProgressCallback;
   /** Answers to this one prompt (1-8, default 1), decoded together from one prefill; the conversation goes on with the first. Tokens carry their `choice`. */
   n?: number;
-}
-
-/** One of several answers to one prompt (AskOptions.n). */
-export type AskChoice = Pick<AskResult, 'ids' | 'headerTokens' | 'text' | 'finishReason'>;
-
-/** Milliseconds spent in each stage of one turn, as each stage measured itself. */
-export interface StageTimings extends PictureTimings {
-  /** The prompt's text embeddings (pre-fusion's text input). */
-  embedMs: number;
-  /** Pre-fusion's own work, not the wait for streamed video frames. */
-  prefusionMs: number;
-}
-
-export interface AskTimings extends StageTimings {
-  /** From the call until the first generated token. */
-  timeToFirstTokenMs: number;
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
-  totalMs: number;
-}
-
-/** One turn's answer. Its prompt tokens are `llmInputTokens`; its time to first token is in `timings`. */
-export interface AskResult {
-  /** Generated ids (a consumed assistant header included; the stop id not). */
-  ids: number[];
-  /** How many of `ids` are the assistant header the model wrote (consumed outside the maxNewTokens budget); the rest are the answer's tokens. */
-  headerTokens: number;
-  /** The visible text, trimmed as the reference does. */
-  text: string;
-  finishReason: FinishReason;
-  /**
-   * @deprecated The LLM stage's own figures, kept for code written against them: its `promptTokens`
-   * is `llmInputTokens`, its `generatedTokens` is `ids.length`, its tokens per second are in
-   * `timings`, and its `timeToFirstTokenMs` counts from the start of prefill only (the turn's, from
-   * the call, is `timings.timeToFirstTokenMs`).
-   */
-  stats: GenerationStats;
-  /**
-   * The prompt ids this turn ran, as the tokenizer step built them: the whole prompt with
-   * IMAGE_TOKEN_INDEX (-200) at the placeholder on a first turn, the new text on a follow-up.
-   */
-  promptTokenIds: number[];
-  /** Rows the LLM received for this turn (text with vision tokens spliced in): the turn's prompt tokens. */
-  llmInputTokens: number;
-  timings: AskTimings;
-  /** With AskOptions.n > 1: every answer, the first being this result's own. */
-  choices?: AskChoice[];
 }
 
 /** A prompt the KV cache holds: its text, its ids, its rows, and whether they went through fusion. */
@@ -110,15 +64,6 @@ interface LlmInput {
 
 const positionsOf = (segments: readonly Segment[]): number => segments.reduce((n, s) => n + s.positions, 0);
 const rowsOf = (rows: Tensor | number[]): number => (Array.isArray(rows) ? rows.length : rows.dims[1]);
-
-const NO_TIME: StageTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0, embedMs: 0, prefusionMs: 0 };
-const addTimings = (a: StageTimings, b: StageTimings): StageTimings => ({
-  inputMs: a.inputMs + b.inputMs,
-  encoderMs: a.encoderMs + b.encoderMs,
-  compressorMs: a.compressorMs + b.compressorMs,
-  embedMs: a.embedMs + b.embedMs,
-  prefusionMs: a.prefusionMs + b.prefusionMs,
-});
 
 /** Ask the one question a conversation was made for; the conversation is freed when the answer ends. */
 export function askOnce(conversation: Pick<Conversation, 'ask' | 'dispose'>, question: string, options: AskOptions): Answer<AskResult> {

@@ -2,7 +2,8 @@
 // manifest types and frame sampling. Node loading, the converter and ffmpeg are in './node'.
 export { LlavaMini } from './llava-mini.js';
 export type { InputResolver, ModelParts, Pictures } from './model-parts.js';
-export { Conversation, type AskChoice, type AskOptions, type AskResult, type AskTimings, type ChatOptions, type StageTimings } from './conversation.js';
+export { Conversation, DEFAULT_VIDEO_STATE_BYTES, type AskOptions, type ChatOptions } from './conversation.js';
+export type { AskChoice, AskResult, AskTimings, StageTimings } from './ask-result.js';
 export { Answer } from './answer.js';
 export {
   Completions,

@@ -1,6 +1,7 @@
 import type { Answer } from './answer.js';
 import { type ChatSource, Completions } from './completions.js';
-import { type AskOptions, type AskResult, askOnce, type ChatOptions, Conversation } from './conversation.js';
+import type { AskResult } from './ask-result.js';
+import { type AskOptions, askOnce, type ChatOptions, Conversation } from './conversation.js';
 import type { ModelParts } from './model-parts.js';
 import type { VisionPipeline } from './vision.js';
 
