@@ -46,7 +46,7 @@ describe('first contact', () => {
     const model = await entry.LlavaMini.fromPretrained(await entry.ensureTinyModel(path.join(tmp, 'model')), { device: 'cpu' });
     try {
       const r = await model.ask(path.join(ROOT, 'examples/assets/house.png'), 'What is this?', { maxNewTokens: 2 }).done();
-      expect(Object.keys(r).sort()).toEqual(['finishReason', 'ids', 'llmInputTokens', 'promptTokenIds', 'stats', 'text', 'timings']);
+      expect(Object.keys(r).sort()).toEqual(['finishReason', 'headerTokens', 'ids', 'llmInputTokens', 'promptTokenIds', 'stats', 'text', 'timings']);
       // In the README's order, which is the CLI's --json order too.
       const timings = ['inputMs', 'encoderMs', 'compressorMs', 'embedMs', 'prefusionMs', 'timeToFirstTokenMs', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'totalMs'];
       expect(Object.keys(r.timings)).toEqual(timings);
