@@ -116,11 +116,20 @@ export async function fuzz<T>(target: string, arb: fc.Arbitrary<T>, run: (input:
   const report = { target, executions, outcomes: outcomes.size };
   if (details.failed) {
     const input = details.counterexample?.[0];
-    const shown = input instanceof Uint8Array ? `bytes (base64) ${Buffer.from(input).toString('base64')}` : JSON.stringify(input)?.slice(0, 2000);
+    const shown = input instanceof Uint8Array ? `bytes (base64) ${Buffer.from(input).toString('base64')}` : describe(input);
     expect.fail(`${target}: ${details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)}\n  input: ${shown}\n  replay: FUZZ_SEED=${details.seed} (path ${details.counterexamplePath})`);
   }
   record(report);
   return report;
+}
+
+/** An input as JSON, cut short; one nested too deep to stringify is named as such. */
+function describe(input: unknown): string {
+  try {
+    return String(JSON.stringify(input)).slice(0, 2000);
+  } catch {
+    return 'a value nested too deep to print (replay it with the seed)';
+  }
 }
 
 /** Appends the run's figures to FUZZ_REPORT (a JSON-lines file) when set. */

@@ -24,14 +24,16 @@ const parsed = (b: Uint8Array): unknown => {
   }
 };
 
-/** Arrays or objects nested up to 200,000 deep: JSON.parse takes them, recursive code after it may not. */
-const deepJson = fc.tuple(fc.integer({ min: 1, max: 200_000 }), fc.boolean()).map(([n, object]) => JSON.parse(object ? `${'{"a":'.repeat(n)}1${'}'.repeat(n)}` : `${'['.repeat(n)}${']'.repeat(n)}`) as unknown);
-const anyJson = fc.oneof({ weight: 30, arbitrary: fc.jsonValue({ maxDepth: 3 }) }, { weight: 1, arbitrary: deepJson });
+/** Arrays or objects nested up to 200,000 deep, as JSON text: JSON.parse takes them, recursive code after it may not. */
+const deepText = fc.tuple(fc.integer({ min: 1, max: 200_000 }), fc.boolean()).map(([n, object]) => (object ? `${'{"a":'.repeat(n)}1${'}'.repeat(n)}` : `${'['.repeat(n)}${']'.repeat(n)}`));
+const shallowJson = fc.jsonValue({ maxDepth: 3 });
+/** Any JSON value, now and then a deep one (only where the target is handed values, not text: JSON.stringify would overflow). */
+const anyJson = fc.oneof({ weight: 30, arbitrary: shallowJson }, { weight: 1, arbitrary: deepText.map((t) => JSON.parse(t) as unknown) });
 /** Content parts as OpenAI and vLLM spell them, with wrong types, unknown kinds and odd URLs mixed in. */
 const url = fc.oneof(
   fc.constantFrom('data:image/png;base64,iVBORw0KGgo=', 'data:video/mp4;base64,AAAA', 'data:,', 'file:///etc/passwd', 'https://example.com/a.png', '/abs/path.png', 'relative.png', 'data:image/png;base64,%%%', ''),
   fc.string({ maxLength: 30 }),
-  anyJson,
+  shallowJson,
 );
 const part = fc.oneof(
   fc.record({ type: fc.constant('text'), text: fc.oneof(fc.string({ maxLength: 30 }), anyJson) }, { requiredKeys: ['type'] }),
@@ -96,19 +98,20 @@ describe('requests and jobs', () => {
       fc
         .record(
           {
-            id: fc.oneof(fc.string({ maxLength: 6 }), fc.integer(), fc.double(), anyJson),
+            id: fc.oneof(fc.string({ maxLength: 6 }), fc.integer(), fc.double(), shallowJson),
             image: fc.oneof(url, fc.constantFrom('../../etc/passwd', 'https://x/y.png', 'ftp://h/f')),
-            images: fc.oneof(fc.array(url, { maxLength: 3 }), anyJson),
+            images: fc.oneof(fc.array(url, { maxLength: 3 }), shallowJson),
             video: url,
-            question: fc.oneof(fc.string({ maxLength: 10 }), anyJson),
-            questions: fc.oneof(fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 }), anyJson),
-            metadata: anyJson,
-            extra: anyJson,
+            question: fc.oneof(fc.string({ maxLength: 10 }), shallowJson),
+            questions: fc.oneof(fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 }), shallowJson),
+            metadata: shallowJson,
+            extra: shallowJson,
           },
           { requiredKeys: [] },
         )
         .map((o) => JSON.stringify(o)),
       fc.string({ maxLength: 20 }),
+      deepText.map((t) => `{"id": "deep", "image": "a.png", "question": "?", "metadata": ${t}}`),
     );
     const file = path.join(dir, 'jobs.jsonl');
     const arb = fc.oneof(fc.array(line, { maxLength: 5 }).map((l) => l.join('\n')), mutatedSeeds('jobs-jsonl').map(text));
@@ -127,20 +130,20 @@ describe('requests and jobs', () => {
   });
 
   it("ffprobe's output: parseProbe", async () => {
-    const rate = fc.oneof(fc.constantFrom('10/1', '30000/1001', '0/0', '1/0', '-1/1', 'Infinity/1', 'NaN', ''), fc.string({ maxLength: 8 }), anyJson);
+    const rate = fc.oneof(fc.constantFrom('10/1', '30000/1001', '0/0', '1/0', '-1/1', 'Infinity/1', 'NaN', ''), fc.string({ maxLength: 8 }), shallowJson);
     const stream = fc.record(
       {
-        width: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.double(), anyJson),
-        height: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.double(), anyJson),
+        width: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.double(), shallowJson),
+        height: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.double(), shallowJson),
         avg_frame_rate: rate,
         r_frame_rate: rate,
-        nb_read_packets: fc.oneof(fc.nat().map(String), fc.string({ maxLength: 6 }), anyJson),
-        tags: fc.oneof(fc.record({ rotate: fc.oneof(fc.constantFrom('90', '-90', '180', '270', 'x'), anyJson) }, { requiredKeys: [] }), anyJson),
-        side_data_list: fc.oneof(fc.array(fc.oneof(fc.record({ rotation: fc.oneof(fc.integer(), anyJson) }, { requiredKeys: [] }), anyJson), { maxLength: 3 }), anyJson),
+        nb_read_packets: fc.oneof(fc.nat().map(String), fc.string({ maxLength: 6 }), shallowJson),
+        tags: fc.oneof(fc.record({ rotate: fc.oneof(fc.constantFrom('90', '-90', '180', '270', 'x'), shallowJson) }, { requiredKeys: [] }), shallowJson),
+        side_data_list: fc.oneof(fc.array(fc.oneof(fc.record({ rotation: fc.oneof(fc.integer(), shallowJson) }, { requiredKeys: [] }), shallowJson), { maxLength: 3 }), shallowJson),
       },
       { requiredKeys: [] },
     );
-    const out = fc.oneof(fc.record({ streams: fc.oneof(fc.array(stream, { maxLength: 2 }), anyJson) }, { requiredKeys: [] }).map((o) => JSON.stringify(o)), mutatedSeeds('video-probe').map(text), fc.string({ maxLength: 20 }));
+    const out = fc.oneof(fc.record({ streams: fc.oneof(fc.array(stream, { maxLength: 2 }), shallowJson) }, { requiredKeys: [] }).map((o) => JSON.stringify(o)), mutatedSeeds('video-probe').map(text), fc.string({ maxLength: 20 }), deepText.map((t) => `{"streams":[{"width":${t}}]}`));
     await fuzz('video-probe', out, (o) => parseProbe(o, 'fuzzed.mp4'), seeds('video-probe').map(text));
   });
 });

@@ -109,7 +109,10 @@ export class Tokenizer {
 
   /** Token ids of `text`; with `addSpecialTokens` the post-processor adds its tokens (Llama-3: BOS). */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    const { ids } = this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true });
+    // A post-processor naming a special token the vocabulary lacks gives it a null id.
+    if (!ids.every((id) => Number.isInteger(id))) throw new ModelFilesError('tokenizer.json', 'gives a token no id (a special token of its post-processor is missing from its vocabulary)');
+    return ids;
   }
 
   /** Text of `ids`; special tokens are dropped unless `skipSpecialTokens` is false. */

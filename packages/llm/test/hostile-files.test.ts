@@ -18,3 +18,12 @@ describe('a chat_template list of odd entries', () => {
     expect(withTemplates([null]).chatTemplate).toBeUndefined();
   });
 });
+
+describe('a tokenizer.json whose post-processor names a token its vocabulary lacks', () => {
+  it('is a ModelFilesError when encoding, not a null id that breaks decoding later', () => {
+    const json = JSON.parse(tokenizer) as Record<string, unknown>;
+    const tok = Tokenizer.fromFiles({ tokenizer: JSON.stringify({ ...json, added_tokens: [] }), tokenizerConfig: JSON.stringify(config) });
+    expect(() => tok.encode('hi')).toThrow('tokenizer.json: gives a token no id (a special token of its post-processor is missing from its vocabulary)');
+    expect(tok.encode('hi', { addSpecialTokens: false }).length).toBeGreaterThan(0);
+  });
+});
