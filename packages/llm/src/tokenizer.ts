@@ -109,7 +109,13 @@ export class Tokenizer {
 
   /** Token ids of `text`; with `addSpecialTokens` the post-processor adds its tokens (Llama-3: BOS). */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
-    const { ids } = this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true });
+    let ids: number[];
+    try {
+      ({ ids } = this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }));
+    } catch (err) {
+      // The library checks a tokenizer.json's pipeline only when it runs (a null step of a Sequence).
+      throw new ModelFilesError('tokenizer.json', `cannot encode text: ${errorMessage(err)}`, { cause: err });
+    }
     // A post-processor naming a special token the vocabulary lacks gives it a null id.
     if (!ids.every((id) => Number.isInteger(id))) throw new ModelFilesError('tokenizer.json', 'gives a token no id (a special token of its post-processor is missing from its vocabulary)');
     return ids;

@@ -27,3 +27,11 @@ describe('a tokenizer.json whose post-processor names a token its vocabulary lac
     expect(tok.encode('hi', { addSpecialTokens: false }).length).toBeGreaterThan(0);
   });
 });
+
+describe('a tokenizer.json whose pipeline holds a null step', () => {
+  it('is a ModelFilesError when encoding, not a TypeError from the library', () => {
+    const json = JSON.parse(tokenizer) as Record<string, unknown>;
+    const tok = Tokenizer.fromFiles({ tokenizer: JSON.stringify({ ...json, post_processor: { type: 'Sequence', processors: [null] } }), tokenizerConfig: JSON.stringify(config) });
+    expect(() => tok.encode('hi')).toThrow(/^tokenizer\.json: cannot encode text: /);
+  });
+});
