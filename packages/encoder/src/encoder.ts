@@ -2,7 +2,6 @@ import {
   type Backend,
   type DeviceRequest,
   f32ArrayToF16,
-  hasInput,
   hasOutput,
   InvalidOptionError,
   type InferenceSession,
@@ -43,13 +42,13 @@ export class VisionEncoder {
     const maxBatch = options.maxBatch ?? Infinity;
     if (!(maxBatch === Infinity || (Number.isSafeInteger(maxBatch) && maxBatch > 0))) throw new InvalidOptionError(`maxBatch must be a positive integer, got ${maxBatch}`);
     const session = await backend.createSession(model, { device: options.device, logger: options.logger });
-    if (!hasInput(session, ENCODER_INPUT) || !hasOutput(session, ENCODER_OUTPUT)) {
+    // The graph says what it computes in: float16 graphs get their pixels converted.
+    const pixels = session.inputs.find((v) => v.name === ENCODER_INPUT);
+    if (!pixels || !hasOutput(session, ENCODER_OUTPUT)) {
       await session.dispose();
       throw new SessionError(`the model is not a vision encoder: it needs input '${ENCODER_INPUT}' and output '${ENCODER_OUTPUT}'`);
     }
-    // The graph says what it computes in: float16 graphs get their pixels converted.
-    const pixels = session.inputs.find((v) => v.name === ENCODER_INPUT);
-    return new VisionEncoder(session, config, pixels?.dtype === 'float16' ? 'float16' : 'float32', maxBatch);
+    return new VisionEncoder(session, config, pixels.dtype === 'float16' ? 'float16' : 'float32', maxBatch);
   }
 
   get device(): string {

@@ -113,7 +113,7 @@ export function checkGenerateOptions(o: GenerateOptions): void {
   for (const s of o.stopStrings ?? []) if (typeof s !== 'string' || s === '') throw new InvalidOptionError('stopStrings must be non-empty strings');
   if (o.stopStrings?.length && !o.tokenizer) throw new InvalidOptionError('stopStrings need a tokenizer to see the text');
   const top = o.topLogprobs;
-  if (top !== undefined && !(Number.isSafeInteger(top) && top >= 0 && top <= 20)) throw new InvalidOptionError(`topLogprobs must be an integer in [0, 20], got ${String(top)}`);
+  if (top !== undefined && !(Number.isSafeInteger(top) && top >= 0 && top <= MAX_TOP_LOGPROBS)) throw new InvalidOptionError(`topLogprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${String(top)}`);
   if (top && !o.logprobs) throw new InvalidOptionError('topLogprobs needs logprobs: true');
   if (o.responseFormat !== undefined) {
     checkResponseFormat(o.responseFormat);
@@ -163,6 +163,9 @@ export function generate(seq: Sequence, prompt: Tensor | readonly number[] | Pro
 
 /** The most answers one prompt may have (`generateChoices`). */
 export const MAX_CHOICES = 8;
+
+/** Most alternatives a token's logprobs list (`topLogprobs`, OpenAI's `top_logprobs`). */
+export const MAX_TOP_LOGPROBS = 20;
 
 /**
  * `n` answers to one prompt, which runs once: `seq` continues the first answer, and each other one
@@ -330,7 +333,8 @@ async function* decode(seq: Sequence, prefilled: Prefilled, o: GenerateOptions, 
   let stepStart = 0;
   for (;;) {
     if (o.signal?.aborted) throw abort();
-    const raw = o.logprobs ? logits.slice() : undefined; // the sampler reshapes `logits` in place
+    // The repetition penalty and the grammar change `logits` in place; only then is a copy needed.
+    const raw = o.logprobs ? (grammar || (o.repetitionPenalty ?? 1) !== 1 ? logits.slice() : logits) : undefined;
     // The grammar, and while the model may be writing its assistant header, the header's next id.
     const next = text?.nextHeaderId;
     await grammar?.mask(logits, next === undefined ? undefined : { next, started: (text?.headerIds ?? 0) > 0 });

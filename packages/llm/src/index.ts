@@ -18,6 +18,7 @@ export {
   generate,
   generateChoices,
   MAX_CHOICES,
+  MAX_TOP_LOGPROBS,
   Generation,
   type FinishReason,
   type GenerateOptions,

@@ -3,7 +3,7 @@
 // Pure functions, no model: the server runs them on its HTTP thread to refuse bad requests early.
 import type { ChatTurn } from '@llava-mini/prefusion';
 import { InvalidOptionError } from '@llava-mini/core';
-import { MAX_CHOICES, type ResponseFormat } from '@llava-mini/llm';
+import { MAX_CHOICES, MAX_TOP_LOGPROBS, type ResponseFormat } from '@llava-mini/llm';
 
 export interface TextPart {
   type: 'text';
@@ -279,7 +279,7 @@ export function parseChatRequest(body: unknown): ParsedRequest {
   }
   const logprobs = optional(body, 'logprobs', isBool, 'a boolean') ?? false;
   const topLogprobs = optional(body, 'top_logprobs', isInt, 'an integer');
-  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw new RequestError('top_logprobs', `'top_logprobs' must be in [0, 20], got ${topLogprobs}`);
+  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > MAX_TOP_LOGPROBS)) throw new RequestError('top_logprobs', `'top_logprobs' must be in [0, ${MAX_TOP_LOGPROBS}], got ${topLogprobs}`);
   if (topLogprobs !== undefined && !logprobs) throw new RequestError('top_logprobs', "'top_logprobs' needs 'logprobs' to be true");
   const responseFormat = parseResponseFormat(optional(body, 'response_format', isObject, 'an object'));
   return {

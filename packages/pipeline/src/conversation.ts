@@ -30,12 +30,11 @@ export interface AskOptions extends Omit<GenerateOptions, 'tokenizer'> {
   n?: number;
 }
 
-/** A prompt the KV cache holds: its text, its ids, its rows, and whether they went through fusion. */
+/** A prompt the KV cache holds: its text, its ids and its rows. */
 interface Segment {
   text: string;
   ids: number[];
   positions: number;
-  fused: boolean;
 }
 
 /** A turn's prompt as the tokens step leaves it: the ids to run, and what of the cache they follow. */
@@ -201,7 +200,7 @@ export class Conversation<I = unknown> {
 
       // The cache now holds the prompt, then every generated id but the last one (dropped next turn).
       const promptRows = rowsOf(input.rows);
-      this.segments.push({ text: prompt.text, ids: prompt.ids, positions: promptRows, fused: this.input !== undefined });
+      this.segments.push({ text: prompt.text, ids: prompt.ids, positions: promptRows });
       this.turns.push({ user: question, assistant: text });
       const t = addTimings(rebuilt, input.timings);
       return {
@@ -281,8 +280,7 @@ export class Conversation<I = unknown> {
     this.states = undefined;
     let timings = NO_TIME;
     for (const [i, s] of this.segments.entries()) {
-      if (s.ids.length === 0) continue;
-      const input: LlmInput = s.fused ? await this.llmInput(s.ids, await this.readPictures(i, signal, onProgress), this.segments.slice(0, i), signal, onProgress) : { rows: s.ids, timings: NO_TIME };
+      const input = await this.llmInput(s.ids, await this.readPictures(i, signal, onProgress), this.segments.slice(0, i), signal, onProgress);
       await this.sequence.prefill(input.rows, signal);
       timings = addTimings(timings, input.timings);
     }

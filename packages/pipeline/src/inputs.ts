@@ -57,7 +57,8 @@ async function checkFile(file: string): Promise<void> {
   if (!s.isFile()) throw new VideoError(file, 'not a file');
 }
 
-const imageLimits = (o: ResolveOptions) => ({ maxPixels: o.maxPixels, timeoutSeconds: o.decodeTimeoutSeconds });
+/** The decoding limits of an image or a video. */
+const decodeLimits = (o: ResolveOptions) => ({ maxPixels: o.maxPixels, timeoutSeconds: o.decodeTimeoutSeconds });
 
 /** A path from a path or file: URL string (other strings are returned as they are). */
 function localPath(input: string): string {
@@ -66,7 +67,7 @@ function localPath(input: string): string {
 
 async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
   if (typeof input === 'string' && /^https?:\/\//.test(input)) input = new URL(input);
-  if (typeof input === 'string' && input.startsWith('data:')) return loadImage(dataUrlBytes(input), { ...imageLimits(o), name: 'data URL' });
+  if (typeof input === 'string' && input.startsWith('data:')) return loadImage(dataUrlBytes(input), { ...decodeLimits(o), name: 'data URL' });
   if (typeof input === 'string') input = localPath(input);
   if (input instanceof URL && input.protocol === 'file:') input = fileURLToPath(input);
   if (input instanceof URL) {
@@ -74,9 +75,9 @@ async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
       throw new ImageError(input.toString(), `cannot be fetched: ${(err as Error).message}`, { cause: err });
     });
     if (!res.ok) throw new ImageError(input.toString(), `cannot be fetched: HTTP ${res.status}`);
-    return loadImage(new Uint8Array(await res.arrayBuffer()), { ...imageLimits(o), name: input.toString() });
+    return loadImage(new Uint8Array(await res.arrayBuffer()), { ...decodeLimits(o), name: input.toString() });
   }
-  if (typeof input === 'string' || input instanceof Uint8Array) return loadImage(input, imageLimits(o));
+  if (typeof input === 'string' || input instanceof Uint8Array) return loadImage(input, decodeLimits(o));
   if (input && typeof input === 'object' && 'data' in input && 'width' in input && 'height' in input) {
     const img = input as { width: number; height: number; data: Uint8Array | Uint8ClampedArray };
     if (img.data.length === img.width * img.height * 3) return { width: img.width, height: img.height, data: new Uint8Array(img.data) };
@@ -95,7 +96,7 @@ export async function resolveNodeInput(input: NodeInput, o: ResolveOptions): Pro
   if (videoPath !== undefined) {
     if (/^(data|https?):/.test(videoPath)) throw new InvalidOptionError(`videos are read from files: ${videoPath.slice(0, 40)}... is not a path or file: URL`);
     await checkFile(videoPath);
-    const limits = { maxPixels: o.maxPixels, timeoutSeconds: o.decodeTimeoutSeconds };
+    const limits = decodeLimits(o);
     const info = await probeVideo(videoPath, limits);
     const indices = frameIndices(info.frames, info.fps, o.maxFrames);
     return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal, limits) };

@@ -106,6 +106,9 @@ function fromCheckpoint(dir: string, options: LoadOptions): Found {
  * the http(s) URL of a converted folder (downloaded, cached).
  */
 export async function loadParts(model: string, options: LoadOptions = {}): Promise<ModelParts<NodeInput>> {
+  // One rule for images and videos, checked before anything is fetched (sharp takes whole seconds).
+  const timeout = options.decodeTimeoutSeconds;
+  if (timeout !== undefined && !(Number.isSafeInteger(timeout) && timeout >= 0)) throw new InvalidOptionError(`decodeTimeoutSeconds must be a whole number >= 0, got ${String(timeout)}`);
   const dir = await localModel(model, { dtype: options.dtype, target: hubTarget(options.device), clipDir: options.clipDir, onProgress: options.onProgress });
   if (!fs.existsSync(dir)) throw new ModelFilesError(dir, 'does not exist');
   const converted = fs.existsSync(path.join(dir, MANIFEST_FILE));

@@ -89,6 +89,11 @@ export function manifestPlan(m: Manifest): ModelPlan {
   };
 }
 
+/** Every file a manifest lists: each graph's, then the tokenizer's. */
+export function manifestFiles(m: Manifest): FileEntry[] {
+  return [...Object.values(m.stages).flatMap((s) => s.files), ...m.tokenizer];
+}
+
 export function parseManifest(text: string, where: string): Manifest {
   let m: Manifest;
   try {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorMessage, fileSystemError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { writeFileAtomic } from '@llava-mini/core/node';
-import { type FileEntry, type Manifest, MANIFEST_FILE, parseManifest } from './manifest.js';
+import { type FileEntry, type Manifest, MANIFEST_FILE, manifestFiles, parseManifest } from './manifest.js';
 
 /** Beside manifest.json: which files were hashed, at what size and mtime. Deleting it re-verifies. */
 export const VERIFIED_FILE = '.verified.json';
@@ -56,7 +56,7 @@ function readRecord(file: string): VerifiedRecord {
  * trusted; the record is written where the folder allows (a read-only folder is verified each time).
  */
 export function verifyModelFiles(dir: string, manifest: Manifest, onProgress?: ProgressCallback): void {
-  const entries: FileEntry[] = [...Object.values(manifest.stages).flatMap((s) => s.files), ...manifest.tokenizer];
+  const entries = manifestFiles(manifest);
   const recordFile = path.join(dir, VERIFIED_FILE);
   const before = readRecord(recordFile);
   const after: VerifiedRecord = {};

@@ -75,7 +75,8 @@ export class VisionPipeline {
   /** Pictures (video frames when `frame`: their preprocessing differs, so their keys do too) from the picture cache, else encoded. */
   private async lookUp(imgs: readonly RGB8[], frame: boolean): Promise<LookedAtImages> {
     const t = now();
-    const keys = await Promise.all(imgs.map(async (img) => {
+    // With the cache off there is nothing to look up: no pixels are hashed (every video frame would be).
+    const keys = this.pictures.maxBytes === 0 ? imgs.map(() => undefined) : await Promise.all(imgs.map(async (img) => {
       const key = await pictureKey(img);
       return key && frame ? `frame:${key}` : key;
     }));

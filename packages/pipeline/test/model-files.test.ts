@@ -141,6 +141,15 @@ describe('converted model files', () => {
   });
 });
 
+describe('load options', () => {
+  it('decodeTimeoutSeconds is one rule for images and videos, checked before anything is read', async () => {
+    for (const bad of [1.5, -1, Number.NaN]) {
+      await expect(LlavaMini.fromPretrained('/nonexistent', { decodeTimeoutSeconds: bad })).rejects.toThrow(/decodeTimeoutSeconds must be a whole number >= 0/);
+    }
+    await expect(LlavaMini.fromPretrained('/nonexistent', { decodeTimeoutSeconds: 5 })).rejects.toThrow(ModelFilesError);
+  });
+});
+
 describe('ensureTinyModel', () => {
   it('makes a folder of an older manifest version again instead of handing it to a loader that refuses it', async () => {
     const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'llava-ensure-')), 'tiny');

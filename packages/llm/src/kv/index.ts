@@ -1,4 +1,4 @@
-import { type InferenceSession, SessionError } from '@llava-mini/core';
+import { hasOutput, type InferenceSession, SessionError } from '@llava-mini/core';
 import { LLAMA_IO } from '../io.js';
 import { AppendCache } from './append.js';
 import { type Decoder, type KvCache, type KvLayout, type KvStrategy } from './cache.js';
@@ -17,7 +17,7 @@ export function kvLayout(session: InferenceSession): KvLayout {
   if (!first || typeof kvHeads !== 'number' || typeof headDim !== 'number' || (first.dtype !== 'float32' && first.dtype !== 'float16')) {
     throw new SessionError(`the decoder graph has no usable ${LLAMA_IO.pastKey(0)} input [batch, kv_heads, capacity, head_dim] of float32/float16`);
   }
-  const rows = session.outputs.some((v) => v.name === LLAMA_IO.newKey(0));
+  const rows = hasOutput(session, LLAMA_IO.newKey(0));
   const mode = rows ? 'rows' : session.capabilities.kvCacheInPlace ? 'shared' : 'append';
   return { numLayers: keys.length, numKvHeads: kvHeads, headDim, dtype: first.dtype, mode };
 }

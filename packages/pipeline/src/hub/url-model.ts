@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorMessage, HubError, type ProgressCallback } from '@llava-mini/core';
 import { writeFileAtomic } from '@llava-mini/core/node';
-import { type FileEntry, type Manifest, MANIFEST_FILE, parseManifest } from '../manifest.js';
+import { type FileEntry, type Manifest, MANIFEST_FILE, manifestFiles, parseManifest } from '../manifest.js';
+import { recordVerified } from '../model-files.js';
 import { downloadFile } from './download.js';
 import { hubSettings, type HubSettings } from './settings.js';
 
@@ -53,6 +54,8 @@ export async function fetchModelUrl(url: string, options: UrlModelOptions = {}):
   }
   // The tokenizer reads the generation config from the folder, as a conversion leaves it.
   if (manifest.generationConfig) writeFileAtomic(path.join(dir, 'generation_config.json'), JSON.stringify(manifest.generationConfig, null, 2));
+  // Every file was just checked against the manifest's sha256: record it, so loading does not hash them again.
+  if (missing.length) recordVerified(dir, wanted);
   if (missing.length || !fs.existsSync(stored)) writeFileAtomic(stored, text);
   return dir;
 }
@@ -81,7 +84,7 @@ async function manifestText(base: string, stored: string, offline: boolean): Pro
 
 /** Every file a manifest lists, by name; a name that is not a plain file name is refused (it would write outside the folder). */
 function entries(m: Manifest, where: string): Map<string, FileEntry> {
-  const files = [...Object.values(m.stages).flatMap((s) => s.files), ...m.tokenizer];
+  const files = manifestFiles(m);
   const bad = files.find((f) => path.basename(f.name) !== f.name || f.name.startsWith('.'));
   if (bad) throw new HubError(where, `${MANIFEST_FILE} lists ${JSON.stringify(bad.name)}, not a plain file name`);
   return new Map(files.map((f) => [f.name, f]));
