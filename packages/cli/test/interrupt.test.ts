@@ -32,7 +32,7 @@ describe('Ctrl-C and kills', () => {
   it('Ctrl-C while eval writes its data set leaves no partial data set in the temp folder', async () => {
     const tmp = fs.mkdtempSync(path.join(root, 'tmp-'));
     const run = spawnCli(['eval', '--count', '5000', '--seed', '4242', '--device', 'cpu'], { env: { TMPDIR: tmp } });
-    const partial = path.join(tmp, `llava-mini-shapes-eval-seed4242-n5000.partial-${run.child.pid}`);
+    const partial = path.join(tmp, `llava-mini-shapes-eval-pictures-seed4242-n5000.partial-${run.child.pid}`);
     while (!fs.existsSync(path.join(partial, 'images')) && run.child.exitCode === null) await tick(5);
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(130);

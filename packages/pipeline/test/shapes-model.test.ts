@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { evalItems, evaluate, type EvalItem, type EvalReport, formatReport, QUESTION_TYPES, writeDataset } from '@llava-mini/shapes';
+import { evalItems, evaluate, type EvalItem, type EvalReport, formatReport, PICTURE_QUESTION_TYPES, writeDataset } from '@llava-mini/shapes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint, defaultModelDir, LlavaMini, type LoadOptions } from '../src/node.js';
 import { bundlePage, HAVE_CHROMIUM, launchChromium, ORT_DIST, runPage, serve } from './chromium.js';
@@ -44,7 +44,7 @@ async function run(list: EvalItem[], options: LoadOptions): Promise<EvalReport> 
 }
 
 function accuracy(r: EvalReport, only?: Set<string>): number {
-  const a = only ? r.answers.filter((x) => only.has(x.image)) : r.answers;
+  const a = only ? r.answers.filter((x) => only.has(x.image!)) : r.answers;
   return a.filter((x) => x.correct).length / a.length;
 }
 
@@ -53,7 +53,7 @@ beforeAll(async () => {
   await writeDataset(data, CARD.testSet);
   items = evalItems(data);
   subset = evalItems(data, { limit: CARD.subsetCount });
-  for (const s of subset) subsetImages.add(s.image);
+  for (const s of subset) subsetImages.add(s.image!);
   fp32 = await run(items, { device: 'cpu', dtype: 'fp32' });
   console.log(`[shapes-model] node CPU fp32 on ${items.length} held-out questions:\n${formatReport(fp32)}`);
 }, 900_000);
@@ -61,7 +61,7 @@ beforeAll(async () => {
 describe('the bundled shapes model', () => {
   it('scores what its model card states on the held-out set (node CPU fp32)', () => {
     expect(fp32.overall.accuracy).toBeGreaterThanOrEqual(CARD.fp32.overall - 0.005);
-    for (const t of QUESTION_TYPES) expect(fp32.perType[t].accuracy, t).toBeGreaterThanOrEqual(CARD.fp32.perType[t] - 0.01);
+    for (const t of PICTURE_QUESTION_TYPES) expect(fp32.perType[t]!.accuracy, t).toBeGreaterThanOrEqual(CARD.fp32.perType[t] - 0.01);
   });
 
   it('gives the PyTorch model\'s greedy tokens on >= 99 % of the questions', () => {
@@ -69,7 +69,7 @@ describe('the bundled shapes model', () => {
     let same = 0;
     let compared = 0;
     for (const a of fp32.answers) {
-      const ids = byKey.get(`${path.relative(path.join(root, 'test'), a.image)}\n${a.question}`);
+      const ids = byKey.get(`${path.relative(path.join(root, 'test'), a.image!)}\n${a.question}`);
       if (!ids) continue;
       compared++;
       if (ids.length === a.ids.length && ids.every((t, i) => t === a.ids[i])) same++;
@@ -103,7 +103,7 @@ describe('the bundled shapes model', () => {
     const data = path.join(root, 'test');
     const server = await serve({ '/model/': model, '/ort/': ORT_DIST, '/data/': data, '/': site });
     const o = server.origin;
-    const asked = subset.map((s) => ({ image: `${o}/data/${path.relative(data, s.image).split(path.sep).map(encodeURIComponent).join('/')}`, question: s.question }));
+    const asked = subset.map((s) => ({ image: `${o}/data/${path.relative(data, s.image!).split(path.sep).map(encodeURIComponent).join('/')}`, question: s.question }));
     fs.writeFileSync(path.join(site, 'questions.json'), JSON.stringify(asked));
     const browser = await launchChromium();
     try {

@@ -47,8 +47,13 @@ describe('the shapes world', () => {
           const these = s.shapes.filter((x) => x.color === m![1] && x.kind === m![2]);
           expect(these).toHaveLength(1);
           expect(q.answer).toBe(these[0].cx < s.width / 2 ? 'left' : 'right');
+        } else if ((m = /^Is the (\w+) (\w+) at the top or at the bottom\?$/.exec(q.question))) {
+          const these = s.shapes.filter((x) => x.color === m![1] && x.kind === m![2]);
+          expect(these).toHaveLength(1);
+          expect(Math.abs(these[0].cy / s.height - 0.5)).toBeGreaterThan(0.1);
+          expect(q.answer).toBe(these[0].cy < s.height / 2 ? 'top' : 'bottom');
         } else throw new Error(`unexpected question ${q.question}`);
-        expect(COLORS.includes(q.answer as never) || SHAPES.includes(q.answer as never) || /^(yes|no|left|right|[1-4])$/.test(q.answer)).toBe(true);
+        expect(COLORS.includes(q.answer as never) || SHAPES.includes(q.answer as never) || /^(yes|no|left|right|top|bottom|[1-4])$/.test(q.answer)).toBe(true);
       }
     }
   });
