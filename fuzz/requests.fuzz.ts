@@ -10,7 +10,7 @@ import { parseChatRequest } from '@llava-mini/pipeline';
 import { dataUrlBytes } from '@llava-mini/pipeline/node';
 import fc from 'fast-check';
 import { afterAll, describe, it } from 'vitest';
-import { parseProbe } from '../packages/pipeline/src/video/ffmpeg.js';
+import { parseProbe } from '../packages/encoder/src/video.js';
 import { fuzz, mutatedSeeds, seeds } from './harness.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-fuzz-'));

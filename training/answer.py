@@ -1,10 +1,13 @@
 """Greedy answers of a trained checkpoint on a shapes data set, from this file's own implementation
 of the model (model.py), for checking the TypeScript runtime against it.
 
-    python3 training/answer.py --model CKPT --data DATA [--limit N] --out answers.jsonl
+    python3 training/answer.py --model CKPT --data DATA [--limit N] [--followups] --out answers.jsonl
 
 Writes one line per question: {"image", "question", "ids"} (generated token ids without the stop
-token, as the runtime reports them). Pixels come from DATA/pixels.u8, which the generator wrote with the runtime's preprocessing.
+token, as the runtime reports them; "image" is the picture's or the clip's file). Pixels come from
+DATA/pixels.u8, which the generator wrote with the runtime's preprocessing (a clip's sampled frames).
+With --followups, each record with three or more questions is also asked as one conversation
+(`followup_order`), each answer the model's own, in lines that carry the earlier questions as "history".
 By default questions are decoded in batches through the training path (each picture's prefix shared
 by its questions; `forward_train`); `--one-by-one` uses the reference's inference path (`greedy`)
 instead, which gives the same tokens (training.test.ts checks both against the runtime) but is slower.
@@ -30,23 +33,32 @@ def strip(ids, stops):
     return ids[:-1] if ids and ids[-1] in stops else ids
 
 
+def followup_order(record):
+    """The conversation asked about a record: three questions starting at index id mod n, in order
+    (the runtime's eval asks the same ones)."""
+    qs = record['questions']
+    n = len(qs)
+    return [qs[(record['id'] + k) % n] for k in range(3)] if n >= 3 else []
+
+
 @torch.no_grad()
-def batched_greedy(model, ds, prefix, records, stops, max_new=16):
-    """Greedy decoding of every question of `records` at once: each step re-runs the training path
-    on prompt + tokens so far and takes the argmax after the last one."""
-    qs = [(b, r, q) for b, r in enumerate(records) for q in r['questions']]
+def batched_greedy(model, ds, prefix, records, prompts, stops, max_new=16):
+    """Greedy decoding of every (record index, prompt ids after the prefix) of `prompts` at once, the
+    records all of one frame count: each step re-runs the training path on prompt + tokens so far and
+    takes the argmax after the last one."""
+    T = records[0].get('frames', 1)
     px = ds.image([r['id'] for r in records])
-    out = [[] for _ in qs]
-    done = [False] * len(qs)
+    out = [[] for _ in prompts]
+    done = [False] * len(prompts)
     for _ in range(max_new):
-        seqs = [q['suffix'] + o for (_, _, q), o in zip(qs, out)]
+        seqs = [pr + o for (_, pr), o in zip(prompts, out)]
         M = max(len(x) for x in seqs)
-        tokens = torch.zeros(len(qs), M, dtype=torch.long)
+        tokens = torch.zeros(len(seqs), M, dtype=torch.long)
         for j, x in enumerate(seqs):
             tokens[j, :len(x)] = torch.tensor(x)
-        plen = torch.tensor([len(q['suffix']) for _, _, q in qs])
-        img = torch.tensor([b for b, _, _ in qs])
-        logits, _ = model.forward_train(px, prefix, tokens, plen, img)
+        plen = torch.tensor([len(pr) for _, pr in prompts])
+        img = torch.tensor([b for b, _ in prompts])
+        logits = model.forward_train(px, prefix, tokens, plen, img, T)[0]
         for j, x in enumerate(seqs):
             if not done[j]:
                 t = int(logits[j, len(x) - 1].argmax())
@@ -54,7 +66,31 @@ def batched_greedy(model, ds, prefix, records, stops, max_new=16):
                 done[j] = t in stops
         if all(done):
             break
-    return [(r, q, o) for (_, r, q), o in zip(qs, out)]
+    return out
+
+
+def answer_batch(model, ds, prefix, records, stops, followups):
+    """Lines for every question of `records`, then (with `followups`) their conversations turn by turn."""
+    prompts = [(b, q['suffix']) for b, r in enumerate(records) for q in r['questions']]
+    asked = [(r, q, []) for r in records for q in r['questions']]
+    lines = [(r, q, h, ids) for (r, q, h), ids in zip(asked, batched_greedy(model, ds, prefix, records, prompts, stops))]
+    if followups:
+        convs = [(b, followup_order(r)) for b, r in enumerate(records)]
+        convs = [(b, c) for b, c in convs if c]
+        # The first turn of each conversation is the question asked first, above.
+        first = {(id(r), q['question']): ids for r, q, _, ids in lines}
+        history = [[(c[0], first[(id(records[b]), c[0]['question'])])] for b, c in convs]
+        for turn in (1, 2):
+            prompts = []
+            for (b, c), h in zip(convs, history):
+                pr = []
+                for k, (q, ids) in enumerate(h):
+                    pr += (q['suffix'] if k == 0 else q['turn']) + ids
+                prompts.append((b, pr + c[turn]['turn']))
+            for (b, c), h, ids in zip(convs, history, batched_greedy(model, ds, prefix, records, prompts, stops)):
+                lines.append((records[b], c[turn], [q['question'] for q, _ in h], ids))
+                h.append((c[turn], ids))
+    return lines
 
 
 def main():
@@ -65,7 +101,8 @@ def main():
     p.add_argument('--out', required=True)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--one-by-one', action='store_true', help='the reference inference path, one question at a time')
-    p.add_argument('--batch', type=int, default=20, help='pictures per batch')
+    p.add_argument('--batch', type=int, default=20, help='records per batch')
+    p.add_argument('--followups', action='store_true', help='also answer each record\'s conversation (followup_order)')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load(a.model)
@@ -74,20 +111,39 @@ def main():
     prefix = ds.meta['prefix']
     records = ds.records[:a.limit]
     tmp = f'{a.out}.partial'
+    done = 0
+
+    def write(f, r, q, history, ids):
+        line = {'image': r['file'], 'question': q['question'], 'ids': strip(ids, stops)}
+        if history:
+            line['history'] = history
+        f.write(json.dumps(line) + '\n')
+
     with open(tmp, 'w') as f:
         if a.one_by_one:
-            for n, r in enumerate(records):
+            assert not a.followups, '--one-by-one answers first questions only'
+            for r in records:
                 px = ds.image([r['id']])
                 for q in r['questions']:
-                    ids = model.greedy(px, prefix + q['suffix'], stops)
-                    f.write(json.dumps({'image': r['file'], 'question': q['question'], 'ids': strip(ids, stops)}) + '\n')
-                print(f'\ranswered {n + 1}/{len(records)} pictures', end='', file=sys.stderr, flush=True)
+                    write(f, r, q, [], model.greedy(px, prefix + q['suffix'], stops))
+                done += 1
+                print(f'\ranswered {done}/{len(records)} records', end='', file=sys.stderr, flush=True)
         else:
-            for s in range(0, len(records), a.batch):
-                batch = records[s:s + a.batch]
-                for r, q, ids in batched_greedy(model, ds, prefix, batch, stops):
-                    f.write(json.dumps({'image': r['file'], 'question': q['question'], 'ids': strip(ids, stops)}) + '\n')
-                print(f'\ranswered {s + len(batch)}/{len(records)} pictures', end='', file=sys.stderr, flush=True)
+            groups = {}
+            for r in records:
+                groups.setdefault(r.get('frames', 1), []).append(r)
+            lines = []
+            for group in groups.values():
+                for s in range(0, len(group), a.batch):
+                    batch = group[s:s + a.batch]
+                    lines += answer_batch(model, ds, prefix, batch, stops, a.followups)
+                    done += len(batch)
+                    print(f'\ranswered {done}/{len(records)} records', end='', file=sys.stderr, flush=True)
+            # Data set order: every record's first questions, then its conversation's later turns.
+            order = {id(r): k for k, r in enumerate(records)}
+            lines.sort(key=lambda l: (order[id(l[0])], len(l[2])))
+            for r, q, h, ids in lines:
+                write(f, r, q, h, ids)
     os.replace(tmp, a.out)
     print(file=sys.stderr)
 

@@ -119,9 +119,9 @@ def read_safetensors(path):
 
 
 def load_weights(model, model_dir):
-    """A checkpoint's model.safetensors into `model`: every tensor but the training-only aux_head."""
+    """A checkpoint's model.safetensors into `model`: every tensor but the training-only aux_* heads."""
     missing, unexpected = model.load_state_dict(read_safetensors(os.path.join(model_dir, 'model.safetensors')), strict=False)
-    assert not unexpected and all(k.startswith('aux_head.') for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith('aux_') for k in missing), (missing, unexpected)
     return model
 
 
@@ -152,7 +152,8 @@ def save_checkpoint(model, config, tokenizer_dir, out_dir, extra_files=None):
 
 
 class Dataset:
-    """A data set written by `llava-mini-shapes --pixels`: meta.json, scenes.jsonl, pixels.u8."""
+    """A data set written by `llava-mini-shapes --pixels` (pictures, or clips with --clips): meta.json,
+    scenes.jsonl, pixels.u8 (every picture, or every sampled frame of every clip, in record order)."""
 
     MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
     STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(3, 1, 1)
@@ -160,12 +161,16 @@ class Dataset:
     def __init__(self, d):
         self.dir = d
         self.meta = json.load(open(os.path.join(d, 'meta.json')))
+        self.video = self.meta.get('media') == 'video'
         self.records = [json.loads(l) for l in open(os.path.join(d, 'scenes.jsonl')) if l.strip()]
         S = self.meta['imageSize']
         self.pixels = np.memmap(os.path.join(d, 'pixels.u8'), dtype=np.uint8, mode='r').reshape(-1, 3, S, S)
-        assert len(self.pixels) == len(self.records), 'pixels.u8 and scenes.jsonl disagree'
+        frames = sum(r.get('frames', 1) for r in self.records)
+        assert len(self.pixels) == frames, 'pixels.u8 and scenes.jsonl disagree'
 
     def image(self, idxs):
-        px = self.pixels[np.asarray(idxs)].astype(np.float32) / 255.0
+        """Pixels of the records `idxs` (every frame of each, in order) as [frames, 3, S, S]."""
+        rows = [r for i in idxs for r in range(self.records[i].get('pixel', i), self.records[i].get('pixel', i) + self.records[i].get('frames', 1))]
+        px = self.pixels[np.asarray(rows)].astype(np.float32) / 255.0
         # The runtime's normalisation: (v / 255 - mean) / std in float32.
         return torch.from_numpy((px - self.MEAN) / self.STD)

@@ -351,6 +351,7 @@ def causal_key_mask(n_past, key_valid):
 class LlavaMini(nn.Module):
     # colour (+background), shape (+background), shape centre in patch, patch column (so features carry x for left/right)
     AUX_CLASSES = (7, 4, 2, 8)
+    AUX_COLORS = 6
 
     def __init__(self, cfg, patch_tokens=False):
         """patch_tokens=True is the LLaVA-v1.5-style baseline of the paper's comparison: every projected
@@ -361,7 +362,12 @@ class LlavaMini(nn.Module):
         self.patch_tokens = patch_tokens
         self.model = Inner(cfg)
         self.lm_head = Linear(cfg['hidden_size'], cfg['vocab_size'], bias=False)
-        self.aux_head = Linear(cfg['mm_hidden_size'], sum(self.AUX_CLASSES))  # training only, not saved
+        # Training only, not saved: per-patch labels from the vision features; where the object a
+        # question names is, from its last pre-fused prompt row; where each colour is, from the
+        # vision token the LLM sees (presence + x, y per colour).
+        self.aux_head = Linear(cfg['mm_hidden_size'], sum(self.AUX_CLASSES))
+        self.aux_locate = Linear(cfg['hidden_size'], 2)
+        self.aux_where = Linear(cfg['hidden_size'], 3 * self.AUX_COLORS)
         hd = cfg['hidden_size'] // cfg['num_attention_heads']
         self.register_buffer('inv_freq', llama3_inv_freq(hd, cfg['rope_theta'], cfg.get('rope_scaling')), persistent=False)
 
@@ -371,7 +377,7 @@ class LlavaMini(nn.Module):
         return emb.cos(), emb.sin()
 
     def checkpoint_state(self):
-        return {k: v for k, v in self.state_dict().items() if not k.startswith('aux_head.')}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith('aux_')}
 
     # -- vision side: features, the compressed token, the projected patches
     def encode(self, pixels):
@@ -389,8 +395,10 @@ class LlavaMini(nn.Module):
 
     # -- the reference's inference path, one sequence at a time (spec 3.2-4.6)
     def prompt_embeddings(self, pixels, ids):
-        """LLM input embeddings [1, L-1+V, h] for one picture [1,3,S,S] and prompt ids (list with one -200):
-        V = 1 compressed token, or every patch for the v1.5-style baseline."""
+        """LLM input embeddings [1, L-1+V, h] for a picture [1,3,S,S] or a video's T frames [T,3,S,S] and
+        prompt ids (list with one -200): V = 1 compressed token per frame (each frame pre-fused with the
+        whole prompt on its own, the fused text averaged over frames, spec 6.2), or every patch for the
+        v1.5-style baseline."""
         ids_t = torch.tensor([ids])
         pad = ids_t <= 0
         p = ids.index(IMAGE_TOKEN_INDEX)
@@ -399,15 +407,17 @@ class LlavaMini(nn.Module):
             e = self.model.embed_tokens(ids_t.clamp(min=0)).to(g.dtype)
             return torch.cat([e[:, :p], g, e[:, p + 1:]], dim=1)
         _, zc, g = self.encode(pixels)
-        e = self.model.embed_tokens(ids_t.clamp(min=0)).to(g.dtype)
+        T = g.shape[0]
+        e = self.model.embed_tokens(ids_t.clamp(min=0)).to(g.dtype).expand(T, -1, -1)
         x = torch.cat([g, zc, e], dim=1)
         nv = g.shape[1] + zc.shape[1]
-        valid = torch.cat([torch.ones(1, nv, dtype=torch.bool), ~pad], dim=1)
+        valid = torch.cat([torch.ones(T, nv, dtype=torch.bool), ~pad.expand(T, -1)], dim=1)
         pos = valid.long().cumsum(1) - 1
         pos = pos.masked_fill(~valid, 1)
         out, _ = self.run_layers(self.model.prefusion_layers, x, pos, causal_key_mask(0, valid))
-        vision = out[:, nv - zc.shape[1]:nv]
-        fused = torch.where(pad.unsqueeze(-1), e, out[:, nv:])
+        vision = out[:, nv - zc.shape[1]:nv].reshape(1, -1, out.shape[-1])
+        fused = out[:, nv:].float().mean(0, keepdim=True).to(out.dtype)
+        fused = torch.where(pad.unsqueeze(-1), e[:1], fused)
         return torch.cat([fused[:, :p], vision, fused[:, p + 1:]], dim=1)
 
     def llm_logits(self, x):
@@ -429,24 +439,32 @@ class LlavaMini(nn.Module):
         return out
 
     # -- training path: one picture prefix shared by many questions
-    def forward_train(self, pixels, prefix, tokens, prompt_len, img_index):
+    def forward_train(self, pixels, prefix, tokens, prompt_len, img_index, frames=1):
         """
-        pixels [B,3,S,S]; prefix: the prompt ids every question shares (ends after <image>\\n);
+        pixels [B*T,3,S,S]: B pictures (T = frames = 1) or B clips of T frames each, frame-major per clip;
+        prefix: the prompt ids every question shares (ends after <image>\\n);
         tokens [Q, M]: each question's prompt suffix then its target, right-padded with 0;
-        prompt_len [Q]: suffix length; img_index [Q]: the picture each question is about.
-        Returns logits [Q, M, V] (position i predicts tokens[:, i + 1]) and the vision features.
+        prompt_len [Q]: suffix length; img_index [Q]: the picture or clip each question is about.
+        Each frame is pre-fused with the whole prompt on its own and the fused text averaged over the
+        frames (spec 6.2), as the runtime does. Returns logits [Q, M, V] (position i predicts
+        tokens[:, i + 1]), the vision features [B*T, patches, dv], the vision tokens the LLM sees
+        [B*T, h] and the pre-fusion output of each question's last prompt row [Q, h].
         """
+        T = frames
         feats, zc, g = self.encode(pixels)
-        B, nv = g.shape[0], g.shape[1] + zc.shape[1]
-        pre = torch.tensor(prefix).unsqueeze(0).expand(B, -1)
+        BT, nv = g.shape[0], g.shape[1] + zc.shape[1]
+        B = BT // T
+        pre = torch.tensor(prefix).unsqueeze(0).expand(BT, -1)
         pre_pad = pre <= 0
         e_pre = self.model.embed_tokens(pre.clamp(min=0)).to(g.dtype)
         x = torch.cat([g, zc, e_pre], dim=1)
-        valid = torch.cat([torch.ones(B, nv, dtype=torch.bool), ~pre_pad], dim=1)
+        valid = torch.cat([torch.ones(BT, nv, dtype=torch.bool), ~pre_pad], dim=1)
         pos = (valid.long().cumsum(1) - 1).masked_fill(~valid, 1)
         out, kv_pre = self.run_layers(self.model.prefusion_layers, x, pos, causal_key_mask(0, valid))
-        vision = g if self.patch_tokens else out[:, nv - 1:nv]
-        fused_pre = torch.where(pre_pad.unsqueeze(-1), e_pre, out[:, nv:])
+        tokens_seen = out[:, nv - 1]
+        vision = g if self.patch_tokens else tokens_seen.view(B, T, -1)
+        mean_t = lambda t: t.float().view(-1, T, *t.shape[1:]).mean(1).to(t.dtype)
+        fused_pre = torch.where(pre_pad[::T].unsqueeze(-1), e_pre[::T], mean_t(out[:, nv:]))
         p = prefix.index(IMAGE_TOKEN_INDEX)
         llm_pre = torch.cat([fused_pre[:, :p], vision, fused_pre[:, p + 1:]], dim=1)
 
@@ -455,12 +473,17 @@ class LlavaMini(nn.Module):
         is_prompt = ar < prompt_len.unsqueeze(1)
         s_valid = is_prompt & (tokens > 0)
         e_s = self.model.embed_tokens(tokens).to(g.dtype)
-        base = valid.sum(1)[img_index].unsqueeze(1)
+        base = valid.sum(1)[0]
         s_pos = (base + s_valid.long().cumsum(1) - 1).masked_fill(~s_valid, 1)
-        past = [(k[img_index], v[img_index]) for k, v in kv_pre]
-        mask = causal_key_mask(valid.shape[1], torch.cat([valid[img_index], s_valid], dim=1))
-        s_out, _ = self.run_layers(self.model.prefusion_layers, e_s, s_pos, mask, past)
+        # Every question runs once per frame of its clip, each against that frame's pre-fused prefix.
+        frame = (img_index.unsqueeze(1) * T + torch.arange(T)).reshape(-1)
+        rep = lambda t: t.repeat_interleave(T, 0)
+        past = [(k[frame], v[frame]) for k, v in kv_pre]
+        mask = causal_key_mask(valid.shape[1], torch.cat([valid[frame], rep(s_valid)], dim=1))
+        s_out, _ = self.run_layers(self.model.prefusion_layers, rep(e_s), rep(s_pos), mask, past)
+        s_out = mean_t(s_out)
         llm_s = torch.where(is_prompt.unsqueeze(-1), torch.where(s_valid.unsqueeze(-1), s_out, e_s), e_s)
+        last_row = s_out[torch.arange(Q), prompt_len - 1]
 
         P = llm_pre.shape[1]
         ones = torch.ones(B, P, dtype=torch.bool)
@@ -468,4 +491,4 @@ class LlavaMini(nn.Module):
         past = [(k[img_index], v[img_index]) for k, v in kv_llm]
         mask = causal_key_mask(P, torch.cat([ones[img_index], torch.ones(Q, M, dtype=torch.bool)], dim=1))
         h, _ = self.run_layers(self.model.layers, llm_s, (P + ar).expand(Q, -1), mask, past)
-        return self.lm_head(self.model.norm(h)), feats
+        return self.lm_head(self.model.norm(h)), feats, tokens_seen, last_row

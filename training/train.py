@@ -1,12 +1,16 @@
-"""Train the tiny LLaVA-Mini of the shapes world on CPU (bf16 autocast) and write the release's HF layout.
+"""Train the tiny LLaVA-Mini of the shapes world on CPU and write the release's HF layout.
 
-    python3 training/train.py --data DATA --val VAL --out OUT [--steps N] [--minutes M] ...
+    python3 training/train.py --data DATA --val VAL [--video-data CLIPS --video-val CLIPS] --out OUT [--steps N] [--minutes M] ...
 
-DATA and VAL are folders written by `llava-mini-shapes --pixels`. The best checkpoint on VAL (exact
-match of whole answers, teacher-forced, which equals greedy decoding's exact match) is kept in OUT,
+DATA and VAL are folders written by `llava-mini-shapes --pixels`, CLIPS by `llava-mini-shapes --pixels
+--clips`. The best checkpoint on the validation sets (exact match of whole answers, teacher-forced,
+which equals greedy decoding's exact match; pictures, clips and follow-ups averaged) is kept in OUT,
 rewritten atomically whenever it improves, so a run stopped early still leaves a usable model.
 Recipe (see models/llava-mini-shapes/README.md): a vision-only stage with a per-patch auxiliary head
-(colour, shape, shape centre), then everything with a curriculum on the number of shapes.
+(colour, shape, shape centre), then everything with a curriculum on the number of shapes, auxiliary
+losses that make the pre-fused question rows say where the object they name is and the vision token
+say where each colour is, clips run as the runtime runs them (one token per frame, the fused text
+averaged over frames) and conversations of up to four questions.
 """
 import argparse
 import copy
@@ -25,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import Dataset, load_weights, model_config, save_checkpoint, special_ids  # noqa: E402
 from model import LlavaMini  # noqa: E402
 
-TYPES = ('color', 'shape', 'count', 'exists', 'side')
+TYPES = ('color', 'shape', 'count', 'exists', 'side', 'vertical', 'motion', 'moves')
+COLORS = ('red', 'green', 'blue', 'yellow', 'purple', 'orange')
 
 
 def parse():
@@ -43,7 +48,7 @@ def parse():
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--warmup', type=int, default=150)
     p.add_argument('--aux-weight', type=float, default=0.3)
-    p.add_argument('--eval-every', type=int, default=100)
+    p.add_argument('--eval-every', type=int, default=150)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--bf16', action='store_true', help='bf16 autocast (only pays on CPUs with AVX512-BF16; the fp32 path goes through oneDNN)')
     p.add_argument('--val-count', type=int, default=150, help='validation pictures used')
@@ -57,6 +62,16 @@ def parse():
     p.add_argument('--init', help='start from this checkpoint (a fine-tune: pair it with --aux-steps 0 --aux-weight 0, as the auxiliary head is not saved)')
     p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3 (default 1 each)')
     p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
+    p.add_argument('--tokenizer', help='folder with the tokenizer files the data sets were written with (default: DATA)')
+    p.add_argument('--video-data', help='clips to train on (llava-mini-shapes --clips --pixels)')
+    p.add_argument('--video-val', help='clips to validate on')
+    p.add_argument('--video-batch', type=int, default=8, help='clips per step')
+    p.add_argument('--video-questions', type=int, default=4, help='questions per clip per step')
+    p.add_argument('--followups', type=int, default=8, help='pictures per step asked conversations (2-4 questions, the last one scored)')
+    p.add_argument('--video-followups', type=int, default=3, help='clips per step asked conversations')
+    p.add_argument('--conversations', type=int, default=2, help='conversations per picture or clip in those')
+    p.add_argument('--locate-weight', type=float, default=0.5, help='weight of the loss on where the named object is, from the pre-fused question')
+    p.add_argument('--where-weight', type=float, default=0.3, help='weight of the loss on where each colour is, from the vision token')
     a = p.parse_args()
     try:
         a.type_weights = {k: float(v) for k, v in (x.split('=') for x in a.type_weights.split(',') if x)}
@@ -78,10 +93,14 @@ def architecture(a, meta):
     }
 
 
-def collate(ds, idxs, qs_per_image, rng, type_weights=None):
-    """Pixels, padded question tokens, suffix lengths, picture index and type of each question
-    (types drawn with `type_weights`, 1 each by default, among those the picture still has)."""
-    toks, plen, img, types = [], [], [], []
+def collate(ds, idxs, qs_per_image, rng, type_weights=None, followups=0.0):
+    """Pixels, padded question tokens, suffix lengths, picture index, type and record of each question
+    (types drawn with `type_weights`, 1 each by default, among those the picture still has). A share
+    `followups` of the questions come as the last turn of a conversation: 1-3 other questions of the
+    same picture with their answers before it, rendered as the runtime renders a follow-up (the
+    first question's `suffix`, each answer's `target`, each later question's `turn`). Training asks
+    conversations in batches of their own (followups=1), so short questions are not padded to them."""
+    toks, plen, img, types, asked = [], [], [], [], []
     for b, i in enumerate(idxs):
         qs = ds.records[i]['questions']
         by_type = {}
@@ -93,16 +112,100 @@ def collate(ds, idxs, qs_per_image, rng, type_weights=None):
             t = rng.choices(left, [(type_weights or {}).get(t, 1.0) for t in left])[0]
             chosen.append(by_type[t].pop(rng.randrange(len(by_type[t]))))
         for q in chosen:
-            toks.append(q['suffix'] + q['target'])
-            plen.append(len(q['suffix']))
+            others = [o for o in qs if o is not q]
+            history = rng.sample(others, rng.randint(1, min(3, len(others)))) if others and rng.random() < followups else []
+            prompt = []
+            for k, h in enumerate(history):
+                prompt += (h['suffix'] if k == 0 else h['turn']) + h['target']
+            prompt += q['turn'] if history else q['suffix']
+            toks.append(prompt + q['target'])
+            plen.append(len(prompt))
             img.append(b)
-            types.append(q['type'])
+            types.append(q['type'] if not history else 'followup:' + q['type'])
+            asked.append(q)
     M = max(len(t) for t in toks)
     tokens = torch.zeros(len(toks), M, dtype=torch.long)
     for j, t in enumerate(toks):
         tokens[j, :len(t)] = torch.tensor(t)
     lens = torch.tensor([len(t) for t in toks])
-    return ds.image(idxs), tokens, torch.tensor(plen), lens, torch.tensor(img), types
+    return ds.image(idxs), tokens, torch.tensor(plen), lens, torch.tensor(img), types, asked
+
+
+def square_xy(scene, s):
+    """A shape's centre as a fraction of the padded square the picture becomes ('pad')."""
+    side = max(scene['width'], scene['height'])
+    ox, oy = (side - scene['width']) // 2, (side - scene['height']) // 2
+    return (s['cx'] + ox) / side, (s['cy'] + oy) / side
+
+
+def frame_shapes(rec, f):
+    """The shapes of a record at frame f, each with its centre as a fraction of the (squashed) frame."""
+    scene = rec['scene']
+    if 'clip' not in rec:
+        return [(s, square_xy(scene, s)) for s in scene['shapes']]
+    moves = {m['shape']: m for m in rec['clip']['moves']}
+    out = []
+    for k, s in enumerate(scene['shapes']):
+        m = moves.get(k)
+        d = m['step'] * f if m else 0.0
+        dx, dy = {'left': (-d, 0), 'right': (d, 0), 'up': (0, -d), 'down': (0, d)}[m['direction']] if m else (0, 0)
+        out.append((s, ((s['cx'] + dx) / scene['width'], (s['cy'] + dy) / scene['height'])))
+    return out
+
+
+def named_shape(rec, q):
+    """The one shape a question names (colour and/or kind) when exactly one such shape is there, else None."""
+    words = q['question'].rstrip('?').split()
+    colors = [w for w in words if w in COLORS]
+    kinds = [w for w in words if w in ('circle', 'square', 'triangle')]
+    if not colors and not kinds:
+        return None
+    these = [s for s in rec['scene']['shapes'] if (not colors or s['color'] == colors[0]) and (not kinds or s['kind'] == kinds[0])]
+    return these[0] if len(these) == 1 else None
+
+
+def locate_loss(model, ds, idxs, img, asked, last_row):
+    """The pre-fused last row of a question says where the object it names is (x, y in the picture;
+    a clip's first frame): how left/right and top/bottom reach the LLM through pre-fusion."""
+    rows, want = [], []
+    for j, (b, q) in enumerate(zip(img.tolist(), asked)):
+        rec = ds.records[idxs[b]]
+        s = named_shape(rec, q)
+        if s is not None:
+            rows.append(j)
+            want.append(next(xy for t, xy in frame_shapes(rec, 0) if t is s))
+    if not rows:
+        return torch.zeros(())
+    pred = model.aux_locate(last_row[torch.tensor(rows)].float())
+    return F.mse_loss(pred, torch.tensor(want, dtype=torch.float32)) * 10
+
+
+def where_loss(model, ds, idxs, tokens_seen, frames=1):
+    """Each vision token the LLM sees says, per colour, whether one shape of that colour is in its
+    frame and where (colours with two shapes are left out): what motion across frames is read from."""
+    n = model.AUX_COLORS
+    pred = model.aux_where(tokens_seen.float())
+    present = torch.zeros(len(pred), n)
+    xy = torch.zeros(len(pred), n, 2)
+    known = torch.ones(len(pred), n)
+    for b, i in enumerate(idxs):
+        rec = ds.records[i]
+        for t in range(frames):
+            f = rec['frameIndices'][t] if 'frameIndices' in rec else 0
+            row = b * frames + t
+            shapes = frame_shapes(rec, f)
+            for c, name in enumerate(COLORS):
+                these = [p for s, p in shapes if s['color'] == name]
+                if len(these) == 1:
+                    present[row, c] = 1
+                    xy[row, c] = torch.tensor(these[0])
+                elif len(these) > 1:
+                    known[row, c] = 0
+    bce = F.binary_cross_entropy_with_logits(pred[:, :n], present, weight=known)
+    pos = pred[:, n:].view(-1, n, 2)
+    m = (present * known).unsqueeze(-1)
+    mse = ((pos - xy) ** 2 * m).sum() / m.sum().clamp(min=1)
+    return bce + 10 * mse
 
 
 def lm_loss(logits, tokens, plen, lens):
@@ -132,24 +235,72 @@ def aux_loss(model, feats, ds, idxs):
     return total
 
 
+def batches_by_frames(ds, idxs, batch):
+    """Records grouped so every batch holds clips of one frame count (a step runs T frames per clip)."""
+    groups = {}
+    for i in idxs:
+        groups.setdefault(ds.records[i].get('frames', 1), []).append(i)
+    for T, members in sorted(groups.items()):
+        for s in range(0, len(members), batch):
+            yield T, members[s:s + batch]
+
+
 @torch.no_grad()
-def evaluate(model, ds, prefix, bf16, batch=25):
+def evaluate(model, ds, prefix, bf16, batch=25, followups=0.0):
+    """Exact match per type on every question of `ds`; with `followups` > 0 each question is instead
+    asked as the last turn of a conversation (types 'followup:<type>')."""
     model.eval()
     rng = random.Random(0)
-    hits = {t: [0, 0] for t in TYPES}
-    for s in range(0, len(ds.records), batch):
-        idxs = list(range(s, min(s + batch, len(ds.records))))
-        px, tokens, plen, lens, img, types = collate(ds, idxs, 10 ** 6, rng)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            logits, _ = model.forward_train(px, prefix, tokens, plen, img)
-        _, right = lm_loss(logits, tokens, plen, lens)
-        for t, r in zip(types, right.tolist()):
-            hits[t][0] += int(r)
-            hits[t][1] += 1
+    hits = {}
+    for T, idxs in batches_by_frames(ds, range(len(ds.records)), batch):
+        for share in ([1.0] if followups else [0.0]):
+            px, tokens, plen, lens, img, types, _ = collate(ds, idxs, 10 ** 6, rng, followups=share)
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+                logits = model.forward_train(px, prefix, tokens, plen, img, T)[0]
+            _, right = lm_loss(logits, tokens, plen, lens)
+            for t, r in zip(types, right.tolist()):
+                h = hits.setdefault(t, [0, 0])
+                h[0] += int(r)
+                h[1] += 1
     model.train()
-    per = {t: h[0] / max(h[1], 1) for t, h in hits.items()}
-    overall = sum(h[0] for h in hits.values()) / sum(h[1] for h in hits.values())
+    per = {t: h[0] / max(h[1], 1) for t, h in sorted(hits.items())}
+    first = [h for t, h in hits.items() if not t.startswith('followup:')]
+    overall = sum(h[0] for h in first) / max(sum(h[1] for h in first), 1)
     return overall, per
+
+
+def score_all(model, sets, prefix, bf16, followup_records=60):
+    """Validation: pictures, clips and follow-ups (asked about the first `followup_records` records);
+    the kept checkpoint is the best mean of the three (follow-ups averaged over both media)."""
+    scores, per = [], {}
+    for name, ds in sets:
+        overall, p = evaluate(model, ds, prefix, bf16)
+        sub = copy.copy(ds)
+        sub.records = ds.records[:followup_records]
+        p.update({t: v for t, v in evaluate(model, sub, prefix, bf16, followups=1.0)[1].items() if t.startswith('followup:')})
+        scores.append(overall)
+        fu = [v for t, v in p.items() if t.startswith('followup:')]
+        per.update({f'{name}.{t}': v for t, v in p.items()})
+        per[f'{name}.overall'] = overall
+        per[f'{name}.followups'] = sum(fu) / max(len(fu), 1)
+    fus = [per[f'{name}.followups'] for name, _ in sets]
+    return (sum(scores) + sum(fus) / len(fus)) / (len(scores) + 1), per
+
+
+def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
+    """One batch's loss: the answers, plus the auxiliary losses; also whether each answer was right."""
+    px, tokens, plen, lens, img, _, asked = collate(ds, idxs, qs, rng, a.type_weights, followups)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
+        logits, feats, tokens_seen, last_row = model.forward_train(px, prefix, tokens, plen, img, frames)
+    loss, right = lm_loss(logits, tokens, plen, lens)
+    total = loss
+    if a.aux_weight and not ds.video:
+        total = total + a.aux_weight * aux_loss(model, feats, ds, idxs)
+    if a.locate_weight:
+        total = total + a.locate_weight * locate_loss(model, ds, idxs, img, asked, last_row)
+    if a.where_weight:
+        total = total + a.where_weight * where_loss(model, ds, idxs, tokens_seen, frames)
+    return total, loss, right
 
 
 def main():
@@ -157,11 +308,14 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
-    bf16 = a.bf16
     ds, val = Dataset(a.data), Dataset(a.val)
+    vds = Dataset(a.video_data) if a.video_data else None
+    vval = Dataset(a.video_val) if a.video_val else None
     prefix = ds.meta['prefix']
-    assert val.meta['prefix'] == prefix, 'train and val sets were tokenized differently'
-    ids = special_ids(a.data)
+    for other in (val, vds, vval):
+        assert other is None or other.meta['prefix'] == prefix, 'the data sets were tokenized differently'
+    tok_dir = a.tokenizer or a.data
+    ids = special_ids(tok_dir)
     if a.variant == 'v15':
         a.prefusion_layers = 0
     arch = architecture(a, ds.meta)
@@ -175,15 +329,22 @@ def main():
         init_config = json.load(open(os.path.join(a.init, 'config.json')))
         assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
-    print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures; val {len(val.records)}', flush=True)
+    print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures, {len(vds.records) if vds else 0} clips; val {len(val.records)}', flush=True)
 
     vision = [p for n, p in model.named_parameters() if n.startswith('model.vision_tower.') or n.startswith('aux_head.')]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.01, betas=(0.9, 0.98))
     curriculum = [(float(s), int(n)) for n, s in (x.split(':') for x in a.curriculum.split(',') if x)]
     val.records = val.records[:a.val_count]
+    sets = [('pictures', val)]
+    if vval:
+        vval.records = vval.records[:a.val_count]
+        sets.append(('video', vval))
     by_count = {}
     for i, r in enumerate(ds.records):
         by_count.setdefault(len(r['scene']['shapes']), []).append(i)
+    by_frames = {}
+    for i, r in enumerate(vds.records if vds else []):
+        by_frames.setdefault(r['frames'], []).append(i)
 
     t0 = time.time()
     best = -1.0
@@ -193,7 +354,7 @@ def main():
     vopt = torch.optim.AdamW(vision, lr=a.lr, weight_decay=0.01)
     for step in range(a.aux_steps):
         idxs = rng.sample(range(len(ds.records)), a.batch)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
             feats = model.model.vision_tower.vision_tower.vision_model(ds.image(idxs))
         loss = aux_loss(model, feats, ds, idxs)
         vopt.zero_grad()
@@ -202,7 +363,7 @@ def main():
         if step % log_every == 0 or step == a.aux_steps - 1:
             print(f'vision {step} aux {loss.item():.3f} {time.time() - t0:.0f}s', flush=True)
 
-    # Stage 2: everything, with the curriculum.
+    # Stage 2: everything, with the curriculum; a batch of pictures and one of clips each step.
     t1 = time.time()
     for step in range(a.steps):
         progress = max(step / a.steps, (time.time() - t1) / (a.minutes * 60))
@@ -214,41 +375,54 @@ def main():
             g['lr'] = lr
         limit = next((n for s, n in curriculum if progress < s), 4)
         pool = [i for c in range(1, limit + 1) for i in by_count.get(c, [])]
-        idxs = rng.sample(pool, a.batch)
-        px, tokens, plen, lens, img, _ = collate(ds, idxs, a.questions, rng, a.type_weights)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            logits, feats = model.forward_train(px, prefix, tokens, plen, img)
-        loss, right = lm_loss(logits, tokens, plen, lens)
-        aux = aux_loss(model, feats, ds, idxs) if a.aux_weight else torch.zeros(())
-        total = loss + a.aux_weight * aux
+        # Single questions and conversations in batches of their own: a conversation is several
+        # times longer, and padding every question to it would cost as much again.
+        total, loss, right = step_loss(model, ds, rng.sample(pool, a.batch), a, rng, prefix, 1, a.questions)
+        stats = [loss.item(), right.float().mean().item()]
+        if a.followups:
+            ftotal, floss, fright = step_loss(model, ds, rng.sample(pool, a.followups), a, rng, prefix, 1, a.conversations, 1.0)
+            total = total + ftotal
+        if vds:
+            T = rng.choices(list(by_frames), [len(v) for v in by_frames.values()])[0]
+            clips = by_frames[T]
+            vtotal, vloss, vright = step_loss(model, vds, rng.sample(clips, min(a.video_batch, len(clips))), a, rng, prefix, T, a.video_questions)
+            total = total + vtotal
+            stats += [vloss.item(), vright.float().mean().item()]
+            if a.video_followups:
+                T = rng.choices(list(by_frames), [len(v) for v in by_frames.values()])[0]
+                clips = by_frames[T]
+                total = total + step_loss(model, vds, rng.sample(clips, min(a.video_followups, len(clips))), a, rng, prefix, T, a.conversations, 1.0)[0]
+        if a.followups:
+            stats += [floss.item(), fright.float().mean().item()]
         opt.zero_grad()
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        hist.append((loss.item(), right.float().mean().item()))
+        hist.append(stats)
         if step % log_every == 0:
-            l, acc = np.mean(hist, axis=0)
+            m = np.mean(hist, axis=0)
             hist = []
-            print(f'step {step} loss {l:.3f} train-em {acc:.3f} aux {aux.item():.3f} lr {lr:.2e} shapes<={limit} {time.time() - t0:.0f}s', flush=True)
+            video = f' video loss {m[2]:.3f} em {m[3]:.3f}' if vds else ''
+            fu = f' followup loss {m[-2]:.3f} em {m[-1]:.3f}' if a.followups else ''
+            print(f'step {step} loss {m[0]:.3f} train-em {m[1]:.3f}{video}{fu} total {total.item():.3f} lr {lr:.2e} shapes<={limit} {time.time() - t0:.0f}s', flush=True)
         if (step + 1) % a.eval_every == 0 or step == a.steps - 1 or (time.time() - t1) >= a.minutes * 60:
-            overall, per = evaluate(model, val, prefix, bf16)
-            print(f'eval {step + 1} overall {overall:.3f} ' + ' '.join(f'{t} {v:.3f}' for t, v in per.items()), flush=True)
+            overall, per = score_all(model, sets, prefix, a.bf16)
+            print(f'eval {step + 1} score {overall:.3f} ' + ' '.join(f'{t} {v:.3f}' for t, v in per.items()), flush=True)
             if overall > best:
                 best = overall
-                info = {'step': step + 1, 'val_exact_match': overall, 'val_per_type': per, 'minutes': (time.time() - t0) / 60,
-                        'args': vars(a)}
+                info = {'step': step + 1, 'val_score': overall, 'val_per_type': per, 'minutes': (time.time() - t0) / 60, 'args': vars(a)}
                 if a.test:
                     best_state = copy.deepcopy(model.state_dict())  # scored on the test set at the end
-                save_checkpoint(model, config, a.data, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
+                save_checkpoint(model, config, tok_dir, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
                 print(f'saved {a.out} (val {overall:.3f})', flush=True)
-    print(f'done in {(time.time() - t0) / 60:.1f} min; best val exact match {best:.3f}', flush=True)
+    print(f'done in {(time.time() - t0) / 60:.1f} min; best val score {best:.3f}', flush=True)
     if a.test:
         model.load_state_dict(best_state)
         test = Dataset(a.test)
         assert test.meta['prefix'] == prefix, 'train and test sets were tokenized differently'
-        overall, per = evaluate(model, test, prefix, bf16)
+        overall, per = evaluate(model, test, prefix, a.bf16)
         info.update({'test': a.test, 'test_exact_match': overall, 'test_per_type': per, 'test_questions': sum(len(r['questions']) for r in test.records)})
-        save_checkpoint(model, config, a.data, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
+        save_checkpoint(model, config, tok_dir, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
         print(f'test overall {overall:.3f} ' + ' '.join(f'{t} {v:.3f}' for t, v in per.items()), flush=True)
 
 

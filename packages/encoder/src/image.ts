@@ -12,6 +12,9 @@ export interface RGB8 {
 }
 
 /** LLaVA's pad colour: `tuple(int(m * 255) for m in CLIP_MEAN)`. */
+/** The most pixels (width x height) a picture or video frame may have before it is refused, from its header (1e8). */
+export const DEFAULT_MAX_PIXELS = 100_000_000;
+
 export const PAD_COLOR = [122, 116, 104] as const;
 
 /** Throws InvalidOptionError unless `img` is a well-formed RGB8 image with at least one pixel. */

@@ -2,10 +2,11 @@
 import { open as openFile, stat } from 'node:fs/promises';
 import { errorMessage, ImageError } from '@llava-mini/core';
 import type { Metadata, Sharp } from 'sharp';
-import type { RGB8 } from './image.js';
+import { DEFAULT_MAX_PIXELS, type RGB8 } from './image.js';
 import { SNIFF_BYTES, sniffImageFormat } from './sniff.js';
 
 export * from './index.js';
+export { DEFAULT_VIDEO_TIMEOUT_SECONDS, decodeFrames, ffmpegBinary, parseProbe, probeVideo, VIDEO_DEMUXERS, type RgbFrame, type VideoInfo, type VideoLimits } from './video.js';
 
 export interface LoadImageOptions {
   /** Refuse images with more pixels than this, from the header, before decoding (default 1e8). */
@@ -18,7 +19,6 @@ export interface LoadImageOptions {
   timeoutSeconds?: number;
 }
 
-export const DEFAULT_MAX_PIXELS = 100_000_000;
 export const DEFAULT_DECODE_TIMEOUT_SECONDS = 60;
 
 type SharpModule = (typeof import('sharp'))['default'];

@@ -1,7 +1,7 @@
 import { ImageError, InvalidOptionError, type ProgressCallback, VideoError } from '@llava-mini/core';
 import { fromImageData, type ImageDataLike, type RGB8 } from '@llava-mini/encoder';
 import type { Pictures } from './model-parts.js';
-import { frameIndices } from './video/sampling.js';
+import { frameIndices } from '@llava-mini/encoder';
 
 /** A `<video>` element to sample at one frame per second; `fps` is the file's frame rate (browsers do not expose it). */
 export interface VideoElementInput {

@@ -28,4 +28,4 @@ export { VisionPipeline, type EncodedPictures, type FrameStream, type LookedAtIm
 export { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey, type PictureCacheStats } from './picture-cache.js';
 export { checkDtype, checkTarget, DTYPE_NAMES, STAGES, stageDtypes, TARGETS, weightFormat, type DtypeName, type StageName, type Target } from './formats.js';
 export { GRAPH_FILES, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';
-export { frameIndices, roundHalfEven } from './video/sampling.js';
+export { frameIndices, roundHalfEven } from '@llava-mini/encoder';

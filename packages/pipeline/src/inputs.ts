@@ -5,8 +5,7 @@ import { ImageError, InvalidOptionError, type ProgressCallback, VideoError } fro
 import { fromImageData, type RGB8 } from '@llava-mini/encoder';
 import { loadImage } from '@llava-mini/encoder/node';
 import type { Pictures } from './model-parts.js';
-import { decodeFrames, probeVideo } from './video/ffmpeg.js';
-import { frameIndices } from './video/sampling.js';
+import { decodeFrames, frameIndices, probeVideo } from '@llava-mini/encoder/node';
 
 /** File extensions read as videos when a path is passed without `{ video }`. */
 export const VIDEO_EXTENSIONS = new Set(['.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.mpg', '.mpeg', '.wmv', '.flv', '.3gp']);

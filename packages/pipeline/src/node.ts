@@ -15,7 +15,7 @@ export { listCache, removeFromCache, type CacheEntry } from './hub/cache.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
 export { dataUrlBytes, resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoInput } from './inputs.js';
-export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from './video/ffmpeg.js';
+export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from '@llava-mini/encoder/node';
 
 /** LLaVA-Mini in Node: `LlavaMini.fromPretrained(dir)`, inputs typed as NodeInput. */
 export class LlavaMini extends LlavaMiniBase<NodeInput> {

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { embeddingIds, llmInput } from '@llava-mini/prefusion';
 import { decodeFrames, LlavaMini, probeVideo } from '../src/node.js';
 import { type Fixture, fixture, IMAGE, VIDEO } from './fixtures.js';
-import { frameIndices } from '../src/video/sampling.js';
+import { frameIndices } from '@llava-mini/encoder';
 
 const QUESTION = 'What is in this picture?';
 const MAX_NEW = 6;

@@ -6,8 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel, LlavaMini, resolveNodeInput } from '../src/node.js';
-import { decodeFrames, probeVideo } from '../src/video/ffmpeg.js';
-import { frameIndices } from '../src/video/sampling.js';
+import { decodeFrames, frameIndices, probeVideo } from '@llava-mini/encoder/node';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-video-inputs-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { VideoError } from '@llava-mini/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel, LlavaMini, resolveNodeInput } from '../src/node.js';
-import { decodeFrames, parseProbe, probeVideo } from '../src/video/ffmpeg.js';
+import { decodeFrames, parseProbe, probeVideo } from '@llava-mini/encoder/node';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-video-odd-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

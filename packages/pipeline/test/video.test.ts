@@ -4,8 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AbortError, InvalidOptionError, VideoError } from '@llava-mini/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFrames, probeVideo } from '../src/video/ffmpeg.js';
-import { frameIndices, roundHalfEven } from '../src/video/sampling.js';
+import { decodeFrames, frameIndices, probeVideo, roundHalfEven } from '@llava-mini/encoder/node';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-video-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

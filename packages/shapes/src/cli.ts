@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // llava-mini-shapes: write a shapes-world data set (pictures + scenes.jsonl) from a seed.
-//   llava-mini-shapes --out DIR --count N [--seed S] [--image-size 80] [--patch-size 10] [--pixels] [--tokenizer DIR]
+//   llava-mini-shapes --out DIR --count N [--seed S] [--image-size 80] [--patch-size 10] [--pixels] [--clips] [--tokenizer DIR]
+// --clips writes clips (MP4 / WebM at 1 fps, shapes that move) instead of pictures.
 // Without --tokenizer the shapes model's byte-level BPE tokenizer is written into DIR and used.
 // --retokenize rewrites the token ids of an existing DIR for its (new) tokenizer, leaving the pictures.
 import { parseArgs } from 'node:util';
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     'image-size': { type: 'string', default: '80' },
     'patch-size': { type: 'string', default: '10' },
     pixels: { type: 'boolean', default: false },
+    clips: { type: 'boolean', default: false },
     tokenizer: { type: 'string' },
     retokenize: { type: 'boolean', default: false },
   },
@@ -36,7 +38,7 @@ if (values.out && values.retokenize) {
   process.exit(0);
 }
 if (!values.out || !values.count) {
-  process.stderr.write('usage: llava-mini-shapes --out DIR --count N [--seed S] [--image-size 80] [--patch-size 10] [--pixels] [--tokenizer DIR]\n');
+  process.stderr.write('usage: llava-mini-shapes --out DIR --count N [--seed S] [--image-size 80] [--patch-size 10] [--pixels] [--clips] [--tokenizer DIR]\n');
   process.exit(2);
 }
 sharp.concurrency(1);
@@ -55,6 +57,7 @@ await writeDataset(out, {
   imageSize: int(values['image-size'], '--image-size'),
   patchSize: int(values['patch-size'], '--patch-size'),
   pixels: values.pixels,
+  clips: values.clips,
   tokenizer: loadTokenizer(tokDir),
   onProgress: (done, total) => {
     const pct = Math.floor((100 * done) / total);

@@ -1,13 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '@llava-mini/core/node';
-import { CLIP_MEAN, CLIP_STD, loadImage, processImage } from '@llava-mini/encoder/node';
+import { CLIP_MEAN, CLIP_STD, decodeFrames, frameIndices, loadImage, probeVideo, processFrame, processImage } from '@llava-mini/encoder/node';
 import { assistantHeaderIds, type Tokenizer } from '@llava-mini/llm';
 import { buildLlavaPrompt } from '@llava-mini/prefusion';
+import { type Clip, randomClip } from './clip.js';
 import { patchLabels, type PatchLabels } from './labels.js';
-import { type Question, sceneQuestions } from './questions.js';
+import { clipQuestions, type Question, sceneQuestions } from './questions.js';
 import { renderScene } from './render.js';
 import { randomScene, Rng, type Scene } from './scene.js';
+import { writeClipVideo } from './video.js';
 
 export interface DatasetOptions {
   /** Pictures to write. */
@@ -17,8 +19,13 @@ export interface DatasetOptions {
   /** The model's input side and patch size, for the per-patch labels and pixels.u8. Default 80 / 10. */
   imageSize?: number;
   patchSize?: number;
-  /** Also write pixels.u8: every picture as the runtime preprocesses it ('pad'), as uint8 [N, 3, S, S]. */
+  /**
+   * Also write pixels.u8: every picture as the runtime preprocesses it ('pad'), or every sampled
+   * frame of every clip as the runtime decodes and preprocesses it, as uint8 [frames, 3, S, S].
+   */
   pixels?: boolean;
+  /** Clips (real MP4 / WebM files, questions about motion) instead of pictures. */
+  clips?: boolean;
   /** Tokenize the prompts and answers (token ids in scenes.jsonl and the shared prompt prefix in meta.json). */
   tokenizer?: Tokenizer;
   onProgress?: (done: number, total: number) => void;
@@ -29,14 +36,26 @@ export interface QuestionRecord extends Question {
   suffix?: number[];
   /** What the model must generate: assistant header, the answer, <|eot_id|>. */
   target?: number[];
+  /** The question's ids when it is a follow-up: the next user message after an earlier answer's target. */
+  turn?: number[];
 }
 
 export interface SceneRecord {
   id: number;
+  /** The picture or video, relative to the data set's folder. */
   file: string;
+  /** The picture, or a clip's first frame. */
   scene: Scene;
+  /** Clips only: how the shapes move. */
+  clip?: Pick<Clip, 'frames' | 'moves' | 'container'>;
+  /** Clips only: the frames the runtime samples (spec 6.1), in order. */
+  frameIndices?: number[];
+  /** Index of the record's first frame in pixels.u8, and how many it has (1 for a picture). */
+  pixel: number;
+  frames: number;
   questions: QuestionRecord[];
-  patches: PatchLabels;
+  /** Pictures only: per-patch labels for the auxiliary loss. */
+  patches?: PatchLabels;
 }
 
 /** The ids every prompt starts with: the longest common prefix of three different questions' prompts. */
@@ -63,7 +82,7 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
   const S = options.imageSize ?? 80;
   const P = options.patchSize ?? 10;
   const grid = Math.floor(S / P);
-  fs.mkdirSync(path.join(dir, 'images'), { recursive: true });
+  fs.mkdirSync(path.join(dir, options.clips ? 'videos' : 'images'), { recursive: true });
   const rng = new Rng(seed * 2654435761 + 1);
   const tok = options.tokenizer;
   const prefix = tok ? sharedPrefix(tok) : undefined;
@@ -72,22 +91,40 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
 
   const lines: string[] = [];
   const pixelFile = options.pixels ? fs.openSync(path.join(dir, 'pixels.u8.partial'), 'w') : undefined;
+  const plane = S * S;
+  const writePixels = (px: Float32Array) => {
+    const bytes = new Uint8Array(px.length);
+    for (let i = 0; i < px.length; i++) bytes[i] = toByte(px[i], Math.floor(i / plane) % 3);
+    fs.writeSync(pixelFile!, bytes);
+  };
+  let pixel = 0;
   try {
+    if (options.clips) fs.mkdirSync(path.join(dir, 'videos'), { recursive: true });
     for (let id = 0; id < options.count; id++) {
-      const scene = randomScene(rng);
-      const file = `images/${String(id).padStart(6, '0')}.${scene.format === 'jpeg' ? 'jpg' : 'png'}`;
-      const encoded = await renderScene(scene, rng.int(0, 2 ** 31));
-      fs.writeFileSync(path.join(dir, file), encoded);
-      const questions: QuestionRecord[] = sceneQuestions(scene, rng);
-      if (tok && prefix) for (const q of questions) tokenize(tok, prefix, header, eot, q);
-      if (pixelFile !== undefined) {
-        const px = processImage(await loadImage(encoded), { imageSize: S, imageAspectRatio: 'pad', resolutionRatio: 1 }).data;
-        const bytes = new Uint8Array(px.length);
-        const plane = S * S;
-        for (let i = 0; i < px.length; i++) bytes[i] = toByte(px[i], Math.floor(i / plane));
-        fs.writeSync(pixelFile, bytes);
+      const name = String(id).padStart(6, '0');
+      let record: SceneRecord;
+      if (options.clips) {
+        const clip = randomClip(rng);
+        const file = `videos/${name}.${clip.container}`;
+        await writeClipVideo(clip, path.join(dir, file), rng.int(0, 2 ** 31));
+        const info = await probeVideo(path.join(dir, file));
+        const indices = frameIndices(info.frames, info.fps);
+        if (pixelFile !== undefined) {
+          for await (const frame of decodeFrames(path.join(dir, file), info, indices)) writePixels(processFrame(frame, { imageSize: S, resolutionRatio: 1 }).data);
+        }
+        const { frames, moves, container } = clip;
+        record = { id, file, scene: clip.scene, clip: { frames, moves, container }, frameIndices: indices, pixel, frames: indices.length, questions: clipQuestions(clip) };
+      } else {
+        const scene = randomScene(rng);
+        const file = `images/${name}.${scene.format === 'jpeg' ? 'jpg' : 'png'}`;
+        const encoded = await renderScene(scene, rng.int(0, 2 ** 31));
+        fs.writeFileSync(path.join(dir, file), encoded);
+        if (pixelFile !== undefined) writePixels(processImage(await loadImage(encoded), { imageSize: S, imageAspectRatio: 'pad', resolutionRatio: 1 }).data);
+        record = { id, file, scene, pixel, frames: 1, questions: sceneQuestions(scene, rng), patches: patchLabels(scene, grid) };
       }
-      lines.push(JSON.stringify({ id, file, scene, questions, patches: patchLabels(scene, grid) } satisfies SceneRecord));
+      pixel += record.frames;
+      if (tok && prefix) for (const q of record.questions) tokenize(tok, prefix, header, eot, q);
+      lines.push(JSON.stringify(record));
       options.onProgress?.(id + 1, options.count);
     }
   } finally {
@@ -95,7 +132,7 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
   }
   if (options.pixels) fs.renameSync(path.join(dir, 'pixels.u8.partial'), path.join(dir, 'pixels.u8'));
   writeFileAtomic(path.join(dir, 'scenes.jsonl'), `${lines.join('\n')}\n`);
-  const meta = { seed, count: options.count, imageSize: S, patchSize: P, imageAspectRatio: 'pad', prefix, header, eot };
+  const meta = { seed, count: options.count, media: options.clips ? 'video' : 'picture', imageSize: S, patchSize: P, imageAspectRatio: 'pad', prefix, header, eot };
   writeFileAtomic(path.join(dir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
 }
 
@@ -109,6 +146,7 @@ const tokenized = new WeakMap<Tokenizer, Map<string, number[]>>();
 function tokenize(tok: Tokenizer, prefix: number[], header: number[], eot: number[], q: QuestionRecord): void {
   let memo = tokenized.get(tok);
   if (!memo) tokenized.set(tok, (memo = new Map()));
+  if (!memo.has('p:How many shapes are there?')) memo.set('p:How many shapes are there?', buildLlavaPrompt(tok, 'How many shapes are there?').ids);
   const key = `p:${q.question}`;
   let ids = memo.get(key);
   if (!ids) {
@@ -116,10 +154,24 @@ function tokenize(tok: Tokenizer, prefix: number[], header: number[], eot: numbe
     if (prefix.some((t, i) => ids![i] !== t)) throw new Error(`prompt of '${q.question}' does not start with the shared prefix`);
     memo.set(key, ids);
   }
-  let answer = memo.get(`a:${q.answer}`);
-  if (!answer) memo.set(`a:${q.answer}`, (answer = tok.encode(q.answer, { addSpecialTokens: false })));
+  const answerIds = (text: string) => {
+    let a = memo!.get(`a:${text}`);
+    if (!a) memo!.set(`a:${text}`, (a = tok.encode(text, { addSpecialTokens: false })));
+    return a;
+  };
   q.suffix = ids.slice(prefix.length);
-  q.target = [...header, ...answer, ...eot];
+  q.target = [...header, ...answerIds(q.answer), ...eot];
+  let turn = memo.get(`t:${q.question}`);
+  if (!turn) {
+    // The question asked after one earlier exchange, as the runtime renders a follow-up; it must be
+    // that exchange's ids followed by ids of its own, so training can chain turns of any length.
+    const [user, assistant] = ['How many shapes are there?', '1'];
+    const before = [...prefix, ...memo.get(`p:${user}`)!.slice(prefix.length), ...header, ...answerIds(assistant), ...eot];
+    const full = buildLlavaPrompt(tok, q.question, { history: [{ user, assistant }] }).ids;
+    if (before.some((t, i) => full[i] !== t)) throw new Error(`the follow-up prompt of '${q.question}' does not start with the first exchange's ids`);
+    memo.set(`t:${q.question}`, (turn = full.slice(before.length)));
+  }
+  q.turn = turn;
 }
 
 /** Rewrite the token ids of a data set for another tokenizer (pictures and questions stay). */

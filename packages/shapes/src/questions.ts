@@ -1,7 +1,11 @@
+import type { Clip } from './clip.js';
 import { COLORS, type Rng, type Scene, SHAPES } from './scene.js';
 
-/** The question types of the shapes world, in the order the issue lists them. */
-export const QUESTION_TYPES = ['color', 'shape', 'count', 'exists', 'side'] as const;
+/** The question types asked about a picture. */
+export const PICTURE_QUESTION_TYPES = ['color', 'shape', 'count', 'exists', 'side', 'vertical'] as const;
+/** The question types asked about a clip (count: the shapes in it). */
+export const VIDEO_QUESTION_TYPES = ['motion', 'moves', 'count'] as const;
+export const QUESTION_TYPES = [...PICTURE_QUESTION_TYPES, 'motion', 'moves'] as const;
 export type QuestionType = (typeof QUESTION_TYPES)[number];
 
 export interface Question {
@@ -11,14 +15,15 @@ export interface Question {
   answer: string;
 }
 
-/** How far (fraction of the width) a centre must be from the middle for a left/right question. */
+/** How far (fraction of the width or height) a centre must be from the middle for a left/right or top/bottom question. */
 export const SIDE_MARGIN = 0.1;
 
 /**
  * Every question the scene answers unambiguously: the colour of each shape kind present once
  * (asked with "color" or "colour"), the kind of each colour present once, the count, one yes and
  * one no existence question per shape (the no chosen near the truth: same colour or same kind),
- * and left/right for each colour-and-kind pair present once whose centre is clearly off the middle.
+ * and left/right (top/bottom) for each colour-and-kind pair present once whose centre is clearly
+ * off the middle horizontally (vertically).
  */
 export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
   const out: Question[] = [];
@@ -59,6 +64,22 @@ export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
     if (twins.length === 1 && Math.abs(x - 0.5) > SIDE_MARGIN) {
       out.push({ type: 'side', question: `Is the ${s.color} ${s.kind} on the left or on the right?`, answer: x < 0.5 ? 'left' : 'right' });
     }
+    const y = s.cy / scene.height;
+    if (twins.length === 1 && Math.abs(y - 0.5) > SIDE_MARGIN) {
+      out.push({ type: 'vertical', question: `Is the ${s.color} ${s.kind} at the top or at the bottom?`, answer: y < 0.5 ? 'top' : 'bottom' });
+    }
   }
+  return out;
+}
+
+/** Every question a clip answers: which way each moving shape goes, whether each shape moves, and how many shapes there are. */
+export function clipQuestions(clip: Clip): Question[] {
+  const out: Question[] = [];
+  clip.scene.shapes.forEach((s, i) => {
+    const move = clip.moves.find((m) => m.shape === i);
+    if (move) out.push({ type: 'motion', question: `Which way does the ${s.color} ${s.kind} move?`, answer: move.direction });
+    out.push({ type: 'moves', question: `Does the ${s.color} ${s.kind} move?`, answer: move ? 'yes' : 'no' });
+  });
+  out.push({ type: 'count', question: 'How many shapes are there?', answer: String(clip.scene.shapes.length) });
   return out;
 }

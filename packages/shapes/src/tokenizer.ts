@@ -1,4 +1,5 @@
 import { LLAVA_MINI_SYSTEM_PROMPT, writeTinyTokenizer, type BpeSpec } from '@llava-mini/tiny';
+import { DIRECTIONS } from './clip.js';
 import { COLORS, SHAPES } from './scene.js';
 
 /** Regular tokens (bytes + merges) of the shapes model's tokenizer: enough for every word it uses to be one token. */
@@ -26,9 +27,12 @@ export function shapesCorpus(): string {
     for (const k of SHAPES) {
       times(1, `Is there a ${c} ${k}?`);
       times(1, `Is the ${c} ${k} on the left or on the right?`);
+      times(1, `Is the ${c} ${k} at the top or at the bottom?`);
+      times(1, `Which way does the ${c} ${k} move?`);
+      times(1, `Does the ${c} ${k} move?`);
     }
   }
-  for (const answer of [...COLORS, ...SHAPES, 'yes', 'no', 'left', 'right']) times(20, answer);
+  for (const answer of [...COLORS, ...SHAPES, 'yes', 'no', ...DIRECTIONS, 'top', 'bottom']) times(20, answer);
   return lines.join('\n');
 }
 

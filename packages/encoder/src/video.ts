@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AbortError, VideoError } from '@llava-mini/core';
-import { DEFAULT_MAX_PIXELS } from '@llava-mini/encoder/node';
+import { DEFAULT_MAX_PIXELS } from './image.js';
 
 /** 8-bit RGB pixels, 3 bytes per pixel, row-major. */
 export interface RgbFrame {
@@ -41,7 +41,7 @@ const MAX_PROBE_OUTPUT = 1 << 20;
  * and @ffprobe-installer/ffprobe (optional peer dependencies: about 150 MB that only video input
  * needs), else the ones on PATH (e.g. Debian's ffmpeg package).
  */
-async function binary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
+export async function ffmpegBinary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> {
   const env = process.env[kind === 'ffmpeg' ? 'FFMPEG_PATH' : 'FFPROBE_PATH'];
   if (env) return env;
   try {
@@ -115,7 +115,7 @@ function lastLine(text: string): string {
 
 export async function probeVideo(file: string, limits: VideoLimits = {}): Promise<VideoInfo> {
   const out = await run(
-    await binary('ffprobe'),
+    await ffmpegBinary('ffprobe'),
     ['-v', 'error', '-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=width,height,avg_frame_rate,r_frame_rate,nb_read_packets:stream_tags=rotate:stream_side_data=rotation', '-of', 'json', ...inputArgs(file)],
     file,
     timeoutOf(limits, file),
@@ -185,7 +185,7 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
   const script = join(dir, 'select.txt');
   // A filter script, not a command-line argument: thousands of indices overflow argv limits.
   writeFileSync(script, `select='${unique.map((i) => `eq(n\\,${i})`).join('+')}'`);
-  const child = spawn(await binary('ffmpeg'), ['-v', 'error', ...inputArgs(file), '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
+  const child = spawn(await ffmpegBinary('ffmpeg'), ['-v', 'error', ...inputArgs(file), '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const timer = deadline(child, seconds);
