@@ -6,7 +6,7 @@ of the model (model.py), for checking the TypeScript runtime against it.
 Writes one line per question: {"image", "question", "ids"} (generated token ids without the stop
 token, as the runtime reports them; "image" is the picture's or the clip's file). Pixels come from
 DATA/pixels.u8, which the generator wrote with the runtime's preprocessing (a clip's sampled frames).
-With --followups, each record with three or more questions is also asked as one conversation
+With --followups, each record with two or more questions is also asked as one conversation
 (`followup_order`), each answer the model's own, in lines that carry the earlier questions as "history".
 By default questions are decoded in batches through the training path (each picture's prefix shared
 by its questions; `forward_train`); `--one-by-one` uses the reference's inference path (`greedy`)
@@ -34,11 +34,11 @@ def strip(ids, stops):
 
 
 def followup_order(record):
-    """The conversation asked about a record: three questions starting at index id mod n, in order
-    (the runtime's eval asks the same ones)."""
+    """The conversation asked about a record: up to three consecutive questions from index id mod n
+    (the runtime's eval, followupConversations, asks the same ones)."""
     qs = record['questions']
     n = len(qs)
-    return [qs[(record['id'] + k) % n] for k in range(3)] if n >= 3 else []
+    return [qs[(record['id'] + k) % n] for k in range(min(3, n))] if n >= 2 else []
 
 
 @torch.no_grad()
@@ -81,13 +81,16 @@ def answer_batch(model, ds, prefix, records, stops, followups):
         first = {(id(r), q['question']): ids for r, q, _, ids in lines}
         history = [[(c[0], first[(id(records[b]), c[0]['question'])])] for b, c in convs]
         for turn in (1, 2):
+            active = [(b, c, h) for (b, c), h in zip(convs, history) if len(c) > turn]
+            if not active:
+                break
             prompts = []
-            for (b, c), h in zip(convs, history):
+            for b, c, h in active:
                 pr = []
                 for k, (q, ids) in enumerate(h):
                     pr += (q['suffix'] if k == 0 else q['turn']) + ids
                 prompts.append((b, pr + c[turn]['turn']))
-            for (b, c), h, ids in zip(convs, history, batched_greedy(model, ds, prefix, records, prompts, stops)):
+            for (b, c, h), ids in zip(active, batched_greedy(model, ds, prefix, records, prompts, stops)):
                 lines.append((records[b], c[turn], [q['question'] for q, _ in h], ids))
                 h.append((c[turn], ids))
     return lines

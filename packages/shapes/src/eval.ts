@@ -3,7 +3,6 @@ import * as path from 'node:path';
 import { AbortError, InvalidOptionError, type ProgressCallback } from '@llava-mini/core';
 import { readScenes, type SceneRecord } from './dataset.js';
 import { PICTURE_QUESTION_TYPES, QUESTION_TYPES, type QuestionType, VIDEO_QUESTION_TYPES } from './questions.js';
-import { Rng } from './scene.js';
 
 /** The parts of an evaluation: single questions about pictures, about clips, and follow-ups in a conversation. */
 export const EVAL_SECTIONS = ['pictures', 'video', 'followups'] as const;
@@ -105,23 +104,23 @@ export function evalItems(dir: string, options: { limit?: number } = {}): EvalIt
 }
 
 /**
- * One conversation per record of a data set (the first `limit`): the first `turns` of its
- * questions in an order shuffled with a seed of the data set's seed and the record's id, so the
- * same set always gives the same conversations and a question is as likely to open one as to
- * follow. A record with a single question has nothing to follow it and gives none.
+ * One conversation per record of a data set (the first `limit`): `turns` consecutive questions
+ * of the record (fewer when it has fewer) from index id mod n, wrapping, so the same set always
+ * gives the same conversations and every question type opens some and follows in others. A
+ * record with a single question has nothing to follow it and gives none.
  */
 export function followupConversations(dir: string, options: { limit?: number; turns?: number } = {}): FollowupConversation[] {
   const turns = options.turns ?? FOLLOWUP_TURNS;
   if (!Number.isSafeInteger(turns) || turns < 2) throw new InvalidOptionError(`a conversation needs at least 2 turns, got ${turns}`);
-  const metaFile = path.join(dir, 'meta.json');
-  const seed = fs.existsSync(metaFile) ? Number((JSON.parse(fs.readFileSync(metaFile, 'utf8')) as { seed?: number }).seed ?? 0) : 0;
   const video = datasetMedia(dir) === 'video';
   const out: FollowupConversation[] = [];
   for (const s of readScenes(dir).slice(0, options.limit)) {
-    if (s.questions.length < 2) continue;
-    const rng = new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(s.id + 1, 0x85ebca6b)) >>> 0);
+    const n = s.questions.length;
+    if (n < 2) continue;
     const where = media(dir, s, video);
-    const asked = rng.shuffle([...s.questions]).slice(0, turns);
+    // Consecutive questions from a place that moves with the record's id, so every type comes
+    // first, second and third somewhere; training/answer.py asks the same ones.
+    const asked = Array.from({ length: Math.min(turns, n) }, (_, k) => s.questions[(s.id + k) % n]);
     out.push({ ...where, record: s.id, items: asked.map((q, turn) => ({ section: 'followups', ...where, record: s.id, question: q.question, answer: q.answer, type: q.type, turn })) });
   }
   return out;
