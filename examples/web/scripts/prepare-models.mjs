@@ -14,19 +14,23 @@ import { writeTinyCheckpoint } from '@llava-mini/tiny';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PUBLIC_MODELS = path.resolve(here, '../public/models');
 const DEMO = path.resolve(here, '../../../models/llava-mini-shapes');
-/** A picture of the demo model's world, offered by the page as its sample picture. */
+/**
+ * The demo model's world, offered by the page as its samples (scripts/demo-assets.mjs writes both):
+ * a picture (a red circle left, a blue square right, a green triangle bottom middle) and a clip (a
+ * red circle moving right past a blue square that stays, 6 frames at 1 fps).
+ */
 const SAMPLE = path.resolve(here, '../../assets/shapes.png');
+const SAMPLE_CLIP = path.resolve(here, '../../assets/shapes.mp4');
 
 /**
- * What the page says about the demo model (models/llava-mini-shapes/README.md): the questions it
- * was trained on, and that it was trained on one question per picture, so the page asks each
- * question on its own (earlier turns in the prompt only confuse it; the picture is still encoded
- * once, the picture cache keeps it).
+ * What the page says about the demo model (models/llava-mini-shapes/README.md): question forms it
+ * was trained on, for pictures and for clips (the first of each fills the box). It was trained on
+ * conversations too, so a follow-up continues the conversation (the page's default).
  */
 export const DEMO_HINTS = {
-  about: 'a 1.3 M-parameter LLaVA-Mini trained on pictures of 1-4 circles, squares and triangles in six colours: it answers questions like these with one word',
-  questions: ['What color is the circle?', 'What shape is the blue one?', 'How many shapes are there?', 'Is there a green triangle?'],
-  singleTurn: true,
+  about: 'a tiny LLaVA-Mini trained here on pictures and 1 fps clips of 1-4 circles, squares and triangles in six colours: it answers questions like these with one word, follow-ups included',
+  questions: ['Is the red circle on the left or on the right?', 'What color is the square?', 'How many shapes are there?', 'Is the green triangle at the top or at the bottom?', 'What shape is the blue one?', 'Is there a green triangle?'],
+  clipQuestions: ['Which way does the red circle move?', 'Does the blue square move?', 'How many shapes are there?'],
 };
 const TINY_HINTS = { about: 'random weights: it runs, but its answers are noise' };
 
@@ -58,7 +62,9 @@ export async function prepareModels(out = PUBLIC_MODELS, { tiny = true, log = co
   }
   if (fs.existsSync(demoDir)) {
     fs.copyFileSync(SAMPLE, path.join(demoDir, 'sample.png'));
-    models.push({ name: 'llava-mini-shapes', url: 'models/llava-mini-shapes/', trained: true, sample: 'models/llava-mini-shapes/sample.png', ...DEMO_HINTS });
+    fs.copyFileSync(SAMPLE_CLIP, path.join(demoDir, 'sample.mp4'));
+    const at = 'models/llava-mini-shapes/';
+    models.push({ name: 'llava-mini-shapes', url: at, trained: true, sample: `${at}sample.png`, sampleClip: `${at}sample.mp4`, ...DEMO_HINTS });
   }
 
   if (tiny) {

@@ -1,5 +1,6 @@
-// The page: picture in (pick, drop, paste), question in, streamed answer out. Everything heavy runs
-// in the worker; this file only draws what the worker reports.
+// The page: picture or video in (pick, drop, paste, or the model's samples), questions in, streamed
+// answers out, one conversation per picture. Everything heavy runs in the worker; this file only
+// draws what the worker reports (and a video's frames, which a worker cannot draw).
 import type { FileProgress, FromWorker, ModelEntry, Picture, ToWorker } from './protocol.js';
 import { MAX_FRAMES, videoFrames } from './video.js';
 
@@ -27,6 +28,8 @@ const ui = {
   video: $<HTMLVideoElement>('preview-video'),
   pictureLine: $('picture-line'),
   sample: $<HTMLButtonElement>('sample'),
+  sampleClip: $<HTMLButtonElement>('sample-clip'),
+  conversation: $('conversation'),
   turns: $('turns'),
   question: $<HTMLTextAreaElement>('question'),
   suggestions: $('suggestions'),
@@ -44,6 +47,10 @@ let current: { li: HTMLLIElement; answer: HTMLElement } | undefined;
 let previewUrl: string | undefined;
 /** The models scripts/prepare-models.mjs listed (models/index.json), if the server has the file. */
 let models: ModelEntry[] = [];
+/** What models/index.json says about the loaded model, if it lists it. */
+let entry: ModelEntry | undefined;
+/** The picture the conversation is about: its suggested questions and the conversation line depend on it. */
+let picture: { kind: Picture['kind']; name: string } | undefined;
 
 function status(el: HTMLElement, text: string, error = false): void {
   el.textContent = text;
@@ -84,10 +91,28 @@ function loadModel(): void {
 }
 
 /** What the page knows of the model from models/index.json: what it is, questions it answers, a sample picture. */
-function showModel(entry: ModelEntry | undefined): void {
+function showModel(listed: ModelEntry | undefined): void {
+  entry = listed;
   ui.modelAbout.hidden = !entry?.about;
   ui.modelAbout.textContent = entry?.about ? `${entry.name}: ${entry.about}.` : '';
-  const questions = entry?.questions ?? [];
+  ui.keepTurns.checked = !entry?.singleTurn;
+  for (const [button, url] of [[ui.sample, entry?.sample], [ui.sampleClip, entry?.sampleClip]] as const) {
+    button.hidden = !url;
+    button.dataset.url = url ? new URL(url, location.href).href : '';
+  }
+  shownSet = undefined;
+  showSuggestions();
+}
+
+/** Which suggestions are on show: the question box is refilled only when they change, not with every picture. */
+let shownSet: { entry?: ModelEntry; clip: boolean } | undefined;
+
+/** The model's suggested questions for the picture: its clip questions while the picture is a video. */
+function showSuggestions(): void {
+  const clip = picture?.kind === 'video' && !!entry?.clipQuestions?.length;
+  if (shownSet && shownSet.entry === entry && shownSet.clip === clip) return;
+  shownSet = { entry, clip };
+  const questions = (clip ? entry?.clipQuestions : entry?.questions) ?? [];
   ui.suggestions.hidden = questions.length === 0;
   ui.suggestions.replaceChildren(
     ...questions.map((q) => {
@@ -102,9 +127,15 @@ function showModel(entry: ModelEntry | undefined): void {
     }),
   );
   if (questions.length) ui.question.value = questions[0];
-  ui.keepTurns.checked = !entry?.singleTurn;
-  ui.sample.hidden = !entry?.sample;
-  ui.sample.dataset.url = entry?.sample ? new URL(entry.sample, location.href).href : '';
+}
+
+/** One conversation per picture: say which, how many turns, and whether a question sees the earlier ones. */
+function showConversation(): void {
+  const turns = ui.turns.children.length;
+  ui.conversation.dataset.turns = String(turns);
+  ui.conversation.textContent = !picture
+    ? ''
+    : `Conversation about ${picture.name}: ${turns} turn${turns === 1 ? '' : 's'}${turns ? ` (${ui.keepTurns.checked ? 'each question sees the earlier turns' : 'each question is asked on its own'})` : ''}. A new picture starts a new one.`;
 }
 
 worker.onmessage = (e: MessageEvent<FromWorker>) => {
@@ -171,29 +202,34 @@ async function usePicture(file: File): Promise<void> {
   ui.dropHint.hidden = true;
   ui.turns.replaceChildren();
   hasPicture = false;
+  picture = undefined;
+  showConversation();
   refresh();
-  let picture: Picture;
+  let forWorker: Picture;
   if (file.type.startsWith('video/')) {
     ui.img.hidden = true;
     ui.video.hidden = false;
     ui.video.src = previewUrl;
     status(ui.pictureLine, `${file.name}: reading frames…`);
     const frames = await videoFrames(ui.video);
-    picture = { kind: 'video', frames, name: file.name };
+    forWorker = { kind: 'video', frames, name: file.name };
     status(ui.pictureLine, `${file.name}: ${frames.length} frame(s), one per second (at most ${MAX_FRAMES}), one vision token each. Each question reads the frames again.`);
-    send({ type: 'picture', picture }, frames);
+    send({ type: 'picture', picture: forWorker }, frames);
   } else if (file.type.startsWith('image/')) {
     ui.video.hidden = true;
     ui.img.hidden = false;
     ui.img.src = previewUrl;
-    picture = { kind: 'image', blob: file, name: file.name };
+    forWorker = { kind: 'image', blob: file, name: file.name };
     status(ui.pictureLine, `${file.name}: encoded once, on the first question; follow-ups reuse it.`);
-    send({ type: 'picture', picture });
+    send({ type: 'picture', picture: forWorker });
   } else {
     status(ui.pictureLine, `${file.name} is neither an image nor a video`, true);
     return;
   }
+  picture = { kind: forWorker.kind, name: file.name };
   hasPicture = true;
+  showSuggestions();
+  showConversation();
   refresh();
 }
 
@@ -203,15 +239,20 @@ function pick(files: FileList | null | undefined): void {
 }
 
 ui.file.addEventListener('change', () => pick(ui.file.files));
-ui.sample.addEventListener('click', async () => {
+/** The model's sample picture or clip, fetched and taken as if picked (a blob: URL, so the <video> can seek it). */
+async function useSample(button: HTMLButtonElement, what: string, type: string): Promise<void> {
   try {
-    const url = ui.sample.dataset.url as string;
-    const blob = await (await fetch(url)).blob();
-    await usePicture(new File([blob], url.split('/').pop() || 'sample.png', { type: blob.type || 'image/png' }));
+    const url = button.dataset.url as string;
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const blob = await res.blob();
+    await usePicture(new File([blob], url.split('/').pop() || what, { type: blob.type || type }));
   } catch (err) {
-    status(ui.pictureLine, `the sample picture did not load: ${(err as Error).message}`, true);
+    status(ui.pictureLine, `the ${what} did not load: ${(err as Error).message}`, true);
   }
-});
+}
+ui.sample.addEventListener('click', () => useSample(ui.sample, 'sample picture', 'image/png'));
+ui.sampleClip.addEventListener('click', () => useSample(ui.sampleClip, 'sample clip', 'video/mp4'));
 ui.drop.addEventListener('dragover', (e) => {
   e.preventDefault();
   ui.drop.classList.add('over');
@@ -248,6 +289,7 @@ $<HTMLFormElement>('ask-form').addEventListener('submit', (e) => {
   current = { li, answer };
   answering = true;
   status(ui.stats, '');
+  showConversation();
   refresh();
   send({ type: 'ask', question, maxNewTokens: Number(ui.maxTokens.value) || 64, newConversation: !ui.keepTurns.checked });
 });
@@ -258,6 +300,7 @@ ui.question.addEventListener('keydown', (e) => {
   }
 });
 ui.stop.addEventListener('click', () => send({ type: 'stop' }));
+ui.keepTurns.addEventListener('change', showConversation);
 
 // The model: ?model=URL, else the first one scripts/prepare-models.mjs listed (the trained demo model when there is one).
 async function start(): Promise<void> {

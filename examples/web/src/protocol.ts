@@ -23,6 +23,10 @@ export interface ModelEntry {
   questions?: string[];
   /** A picture of its world, offered by a button. */
   sample?: string;
+  /** A short video of its world (examples/assets/shapes.mp4 for the demo model), offered by a button. */
+  sampleClip?: string;
+  /** Questions it answers about a video, offered instead of `questions` while the picture is a video. */
+  clipQuestions?: string[];
   /** Trained on one question per picture: follow-ups start a new conversation by default. */
   singleTurn?: boolean;
 }

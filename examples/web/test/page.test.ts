@@ -1,8 +1,9 @@
 // The page as a person uses it, in headless Chromium: built with Vite, served from a loopback
 // server with the models scripts/prepare-models.mjs lays out (the trained demo model), opened with
-// no parameters, the sample picture taken, suggested questions asked, answers streamed, on WebGPU
-// (SwiftShader where there is no GPU) and on WASM; each answer must equal Node's for the same
-// model, picture and question.
+// no parameters, the sample picture taken, a side question and a follow-up asked in one
+// conversation, then the sample clip taken and a motion question asked, answers streamed, on WebGPU
+// (SwiftShader where there is no GPU) and on WASM. Each picture answer must equal Node's for the
+// same model, picture and conversation, and every answer must be the true one, with nothing else.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,18 +22,25 @@ if (!HAVE_CHROMIUM) {
   console.warn(`[page.test] skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 }
 const EXAMPLE = path.resolve(__dirname, '..');
-/** The page's sample picture for the demo model (prepare-models copies it): a red circle, a blue square, a green triangle. */
+/** The page's samples for the demo model (prepare-models copies them): the picture and the clip scripts/demo-assets.mjs writes. */
 const SAMPLE = path.resolve(EXAMPLE, '../assets/shapes.png');
-const QUESTIONS = DEMO_HINTS.questions;
-/** What the questions' answers are, looking at the picture; the demo model gets all of them right. */
-const TRUE_ANSWERS = ['red', 'square', '3', 'yes'];
+const SAMPLE_CLIP = path.resolve(EXAMPLE, '../assets/shapes.mp4');
+/**
+ * The picture's conversation (the page's first two suggestions): a red circle on the left, a blue
+ * square on the right, a green triangle at the bottom; the second question is a follow-up.
+ */
+const QUESTIONS = DEMO_HINTS.questions.slice(0, 2);
+const TRUE_ANSWERS = ['left', 'blue'];
+/** The clip's question (the first clip suggestion): the red circle slides right, the blue square stays. */
+const CLIP_QUESTION = DEMO_HINTS.clipQuestions[0];
+const CLIP_ANSWER = 'right';
 /** The demo model writes the assistant header itself (6 tokens), then the answer and <|eot_id|>. */
 const MAX_NEW = 16;
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader'];
 /** Where the screenshots go; LLAVA_MINI_UPDATE_SCREENSHOT=1 also replaces the one the README shows. */
 const SHOTS = path.join(EXAMPLE, '.screenshots');
 
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png' };
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png', '.mp4': 'video/mp4' };
 
 async function serve(mounts: Record<string, string>): Promise<{ origin: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
@@ -59,9 +67,10 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
   let root = '';
   let server: Awaited<ReturnType<typeof serve>> | undefined;
   let browser: Browser | undefined;
-  /** Node's answers to each question on its own (the page's default for the demo model), and as one conversation. */
-  let nodeAnswers: string[];
+  /** Node's answers to the questions as one conversation (the page's default for the demo model), each on its own, and about the clip. */
   let nodeConversation: string[];
+  let nodeAnswers: string[];
+  let nodeClip: string;
 
   beforeAll(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-example-web-'));
@@ -75,11 +84,10 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
     for (const q of QUESTIONS) nodeAnswers.push((await node.ask(SAMPLE, q, { maxNewTokens: MAX_NEW }).done()).text);
     const chat = node.chat(SAMPLE);
     nodeConversation = [];
-    for (const q of QUESTIONS.slice(0, 2)) nodeConversation.push((await chat.ask(q, { maxNewTokens: MAX_NEW }).done()).text);
+    for (const q of QUESTIONS) nodeConversation.push((await chat.ask(q, { maxNewTokens: MAX_NEW }).done()).text);
     chat.dispose();
+    nodeClip = (await node.ask({ video: SAMPLE_CLIP }, CLIP_QUESTION, { maxNewTokens: MAX_NEW }).done()).text;
     await node.dispose();
-    // The answers make sense: the demo model reads the sample picture right.
-    expect(nodeAnswers).toEqual(TRUE_ANSWERS);
     server = await serve({ '/models/': path.join(root, 'models'), '/': site });
     browser = await chromium.launch({ executablePath: CHROMIUM, timeout: 30_000, args: ['--headless=new', '--no-sandbox', ...WEBGPU_FLAGS, '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
     fs.mkdirSync(SHOTS, { recursive: true });
@@ -108,18 +116,10 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
     });
 
   /**
-   * Take the sample picture, ask `questions` in turn (the first is already in the box, the others are
-   * suggestion buttons), each on its own or, with `keepTurns`, as one conversation; return the
-   * answers as the page shows them.
+   * Ask `questions` in turn about the picture on show (the first is already in the box, the others are
+   * suggestion buttons); return the answers as the page shows them.
    */
-  async function converse(page: Page, log: string[], questions: string[], keepTurns = false): Promise<string[]> {
-    expect(await page.inputValue('#model-url')).toBe('models/llava-mini-shapes/');
-    expect(await page.textContent('#model-about')).toMatch(/^llava-mini-shapes: a 1\.3 M-parameter LLaVA-Mini trained on pictures of/);
-    // The demo model was trained on one question per picture: the page asks each on its own unless told otherwise.
-    expect(await page.isChecked('#keep-turns')).toBe(false);
-    if (keepTurns) await page.check('#keep-turns');
-    await page.click('#sample');
-    await page.waitForSelector('#preview-img:not([hidden])');
+  async function askInTurn(page: Page, log: string[], questions: string[]): Promise<string[]> {
     await page.fill('#max-tokens', String(MAX_NEW));
     const answers: string[] = [];
     for (const [i, q] of questions.entries()) {
@@ -131,21 +131,56 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
       });
       answers.push((await page.textContent(`#turns li:nth-child(${i + 1}) .a`)) ?? '');
     }
+    expect(await page.getAttribute('#conversation', 'data-turns')).toBe(String(questions.length));
+    return answers;
+  }
+
+  /**
+   * Take the sample picture and ask the questions in turn, as one conversation (the default) or,
+   * with `keepTurns` false, each on its own; return the answers as the page shows them.
+   */
+  async function converse(page: Page, log: string[], keepTurns = true): Promise<string[]> {
+    expect(await page.inputValue('#model-url')).toBe('models/llava-mini-shapes/');
+    expect(await page.textContent('#model-about')).toMatch(/^llava-mini-shapes: a tiny LLaVA-Mini trained here on pictures and 1 fps clips/);
+    // The demo model was trained on conversations: a follow-up continues the conversation unless told otherwise.
+    expect(await page.isChecked('#keep-turns')).toBe(true);
+    if (!keepTurns) await page.uncheck('#keep-turns');
+    await page.click('#sample');
+    await page.waitForSelector('#preview-img:not([hidden])');
+    const answers = await askInTurn(page, log, QUESTIONS);
+    expect(await page.textContent('#conversation')).toContain(keepTurns ? 'each question sees the earlier turns' : 'each question is asked on its own');
     // The later questions reused the picture's features (the conversation's, or the picture cache's): CLIP ran once.
     expect(await page.getAttribute('#stats', 'data-encoder-runs')).toBe('1');
     expect(await page.textContent('#turns li:nth-child(2) .meta')).toMatch(/picture not encoded again/);
     return answers;
   }
 
-  it('WebGPU (auto picks it; SwiftShader has no shader-f16, so fp32), the demo model by default: the streamed answers equal Node\'s', async () => {
+  it('Node: the demo model answers the page\'s questions right (the side, the follow-up, the motion in the clip)', () => {
+    expect({ conversation: nodeConversation, alone: nodeAnswers, clip: nodeClip }).toEqual({ conversation: TRUE_ANSWERS, alone: TRUE_ANSWERS, clip: CLIP_ANSWER });
+  });
+
+  it('WebGPU (auto picks it; SwiftShader has no shader-f16, so fp32), the demo model by default: a side question and a follow-up in one conversation (Node\'s answers), then the sample clip\'s motion', async () => {
     const { page, log, close } = await open('auto');
     try {
       await loadState(page, 'loaded', log);
       expect(await page.getAttribute('#device-line', 'data-device')).toBe('webgpu');
       expect(await page.textContent('#device-line')).toMatch(/WebGPU, fp32 — WebGPU on .*no shader-f16/);
-      expect(await converse(page, log, QUESTIONS)).toEqual(nodeAnswers);
+      const answers = await converse(page, log);
+      // Soft: a wrong answer is reported without stopping the rest (the clip, the cache) from being driven.
+      expect.soft(answers, 'the page\'s answers equal Node\'s').toEqual(nodeConversation);
+      // The true answers, exactly: nothing stray (a line, a prompt marker) before the follow-up's answer either.
+      expect.soft(answers, 'the page\'s answers about the sample picture').toEqual(TRUE_ANSWERS);
       await page.screenshot({ path: path.join(SHOTS, 'webgpu.png'), fullPage: true });
       if (process.env.LLAVA_MINI_UPDATE_SCREENSHOT) fs.copyFileSync(path.join(SHOTS, 'webgpu.png'), path.join(EXAMPLE, 'screenshot.png'));
+
+      // The sample clip: a new conversation, its frames drawn by the page at 1 fps from a <video>, the clip's suggestions.
+      await page.click('#sample-clip');
+      await page.waitForSelector('#preview-video:not([hidden])');
+      await page.waitForFunction(() => /6 frame\(s\), one per second/.test(document.getElementById('picture-line')?.textContent ?? ''), undefined, { timeout: 60_000 });
+      expect(await page.getAttribute('#conversation', 'data-turns')).toBe('0');
+      const [clipAnswer] = await askInTurn(page, log, [CLIP_QUESTION]);
+      expect.soft(clipAnswer, 'the page\'s answer about the sample clip').toBe(CLIP_ANSWER);
+      await page.screenshot({ path: path.join(SHOTS, 'webgpu-clip.png'), fullPage: true });
 
       // A second visit loads every file from the Cache API; the button empties it.
       await page.reload();
@@ -158,7 +193,7 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
     }
   }, 600_000);
 
-  it('WASM, after a download that fails half way and is resumed; follow-ups as one conversation: Node\'s answers', async () => {
+  it('WASM, after a download that fails half way and is resumed; each question on its own: Node\'s answers', async () => {
     const { page, log, close } = await open('wasm');
     try {
       // The first request for the LLM's weights dies; Retry fetches what is missing, the rest comes from the cache.
@@ -176,7 +211,9 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
       expect(downloaded).toBeGreaterThan(0);
       expect(await page.textContent('#progress-text')).toMatch(/files from the cache/);
       expect(await page.textContent('#device-line')).toMatch(/WASM, fp32 — WASM was asked for/);
-      expect(await converse(page, log, QUESTIONS.slice(0, 2), true)).toEqual(nodeConversation);
+      const answers = await converse(page, log, false);
+      expect(answers).toEqual(nodeAnswers);
+      expect.soft(answers, 'the page\'s answers, each question on its own').toEqual(TRUE_ANSWERS);
       await page.screenshot({ path: path.join(SHOTS, 'wasm.png'), fullPage: true });
     } finally {
       await close();
