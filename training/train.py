@@ -380,7 +380,7 @@ def main():
         total, loss, right = step_loss(model, ds, rng.sample(pool, a.batch), a, rng, prefix, 1, a.questions)
         stats = [loss.item(), right.float().mean().item()]
         if a.followups:
-            ftotal, floss, fright = step_loss(model, ds, rng.sample(pool, a.followups), a, rng, prefix, 1, a.conversations, 1.0)
+            ftotal, floss, fright = step_loss(model, ds, rng.sample(pool, min(a.followups, len(pool))), a, rng, prefix, 1, a.conversations, 1.0)
             total = total + ftotal
         if vds:
             T = rng.choices(list(by_frames), [len(v) for v in by_frames.values()])[0]
