@@ -1,75 +1,128 @@
-// The bundled demo model (models/llava-mini-shapes) on its held-out test set: its accuracy per
-// question type is what its model card states, fp16 / q8 and onnxruntime-web's WASM stay within 1
-// point of fp32 (onnxruntime-web in Node and in headless Chromium), and its greedy answers are the
-// PyTorch training code's (an independent implementation of the model) on at least 99 % of the questions.
+// The bundled demo model (models/llava-mini-shapes) on its held-out test sets (pictures, clips, and
+// follow-up conversations about both): its accuracy per question type is what its model card
+// states, fp16 / q8 and onnxruntime-web's WASM stay within 1 point of fp32 (onnxruntime-web in Node
+// and in headless Chromium), and its greedy answers are the PyTorch training code's (an independent
+// implementation of the model) on at least 99 % of the questions, follow-ups and clips included.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { evalItems, evaluate, type EvalItem, type EvalReport, formatReport, PICTURE_QUESTION_TYPES, writeDataset } from '@llava-mini/shapes';
+import {
+  evalItems,
+  evaluate,
+  evaluateSections,
+  type EvalAnswer,
+  type EvalItem,
+  type EvalModel,
+  type EvalReport,
+  followupConversations,
+  formatSections,
+  type SectionScore,
+  type SectionsReport,
+  writeDataset,
+} from '@llava-mini/shapes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint, defaultModelDir, LlavaMini, type LoadOptions } from '../src/node.js';
 import { bundlePage, HAVE_CHROMIUM, launchChromium, ORT_DIST, runPage, serve } from './chromium.js';
 import type { EvalPageResult } from './shapes-page.js';
 
 const MODEL = defaultModelDir();
-/** What the model card states: the test set, and the accuracy measured on it (node CPU fp32). */
+type Accuracy = { overall: number; perType: Record<string, number> };
+/** What the model card states: the test sets, and the accuracy measured on them (node CPU fp32). */
 const CARD = JSON.parse(fs.readFileSync(path.join(MODEL, 'eval', 'results.json'), 'utf8')) as {
   testSet: { seed: number; count: number };
+  videoSet: { seed: number; count: number };
   subsetCount: number;
-  fp32: { overall: number; perType: Record<string, number> };
+  videoSubsetCount: number;
+  fp32: Accuracy;
+  video: Accuracy;
+  followups: Accuracy & { askedFirst: Accuracy };
 };
-const TORCH = fs
-  .readFileSync(path.join(MODEL, 'eval', 'pytorch-answers.jsonl'), 'utf8')
-  .trim()
-  .split('\n')
-  .map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
+type TorchAnswer = { image: string; question: string; ids: number[]; history?: string[] };
+const readJsonl = (file: string) => fs.readFileSync(path.join(MODEL, 'eval', file), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TorchAnswer);
+const TORCH = [...readJsonl('pytorch-answers.jsonl'), ...readJsonl('pytorch-answers-video.jsonl')];
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-shapes-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
-let items: EvalItem[] = [];
+const [pictureDir, clipDir] = [path.join(root, 'test'), path.join(root, 'clips')];
 let subset: EvalItem[] = [];
-const subsetImages = new Set<string>();
-let fp32: EvalReport;
+const subsetMedia = new Set<string>();
+let fp32: SectionsReport;
+
+const MAX_NEW_TOKENS = 16;
+const asModel = (model: LlavaMini): EvalModel => {
+  const answer = async (stream: ReturnType<LlavaMini['ask']>) => {
+    const r = await stream.done();
+    return { text: r.text, ids: r.ids };
+  };
+  return {
+    ask: (input, question) => answer(model.ask(input, question, { maxNewTokens: MAX_NEW_TOKENS })),
+    chat: (input) => {
+      const chat = model.chat(input);
+      return { ask: (question) => answer(chat.ask(question, { maxNewTokens: MAX_NEW_TOKENS })), dispose: () => chat.dispose() };
+    },
+  };
+};
 
 async function run(list: EvalItem[], options: LoadOptions): Promise<EvalReport> {
   const model = await LlavaMini.fromPretrained(MODEL, options);
   try {
-    return await evaluate(list, async (image, question) => {
-      const r = await model.ask(image, question, { maxNewTokens: 16 }).done();
-      return { text: r.text, ids: r.ids };
-    });
+    return await evaluate(list, asModel(model).ask);
   } finally {
     await model.dispose();
   }
 }
 
-function accuracy(r: EvalReport, only?: Set<string>): number {
-  const a = only ? r.answers.filter((x) => only.has(x.image!)) : r.answers;
+const mediaOf = (a: { image?: string; video?: string }) => (a.video ?? a.image)!;
+function accuracy(answers: readonly EvalAnswer[], only?: Set<string>): number {
+  const a = only ? answers.filter((x) => only.has(mediaOf(x))) : answers;
   return a.filter((x) => x.correct).length / a.length;
 }
 
 beforeAll(async () => {
-  const data = path.join(root, 'test');
-  await writeDataset(data, CARD.testSet);
-  items = evalItems(data);
-  subset = evalItems(data, { limit: CARD.subsetCount });
-  for (const s of subset) subsetImages.add(s.image!);
-  fp32 = await run(items, { device: 'cpu', dtype: 'fp32' });
-  console.log(`[shapes-model] node CPU fp32 on ${items.length} held-out questions:\n${formatReport(fp32)}`);
-}, 900_000);
+  await writeDataset(pictureDir, CARD.testSet);
+  await writeDataset(clipDir, { ...CARD.videoSet, clips: true });
+  subset = [...evalItems(pictureDir, { limit: CARD.subsetCount }), ...evalItems(clipDir, { limit: CARD.videoSubsetCount })];
+  for (const s of subset) subsetMedia.add(mediaOf(s));
+  const model = await LlavaMini.fromPretrained(MODEL, { device: 'cpu', dtype: 'fp32' });
+  try {
+    const sets = { pictures: evalItems(pictureDir), video: evalItems(clipDir), followups: [...followupConversations(pictureDir), ...followupConversations(clipDir)] };
+    fp32 = await evaluateSections(sets, asModel(model));
+  } finally {
+    await model.dispose();
+  }
+  console.log(`[shapes-model] node CPU fp32 on the held-out sets (${fp32.answers.length} questions):\n${formatSections(fp32)}`);
+}, 1_800_000);
+
+function holds(got: SectionScore | undefined, card: Accuracy, what: string): void {
+  expect(got, what).toBeDefined();
+  expect(got!.overall.accuracy, `${what} overall`).toBeGreaterThanOrEqual(card.overall - 0.005);
+  for (const [t, v] of Object.entries(card.perType)) expect(got!.perType[t as keyof SectionScore['perType']]?.accuracy, `${what} ${t}`).toBeGreaterThanOrEqual(v - 0.01);
+}
 
 describe('the bundled shapes model', () => {
-  it('scores what its model card states on the held-out set (node CPU fp32)', () => {
-    expect(fp32.overall.accuracy).toBeGreaterThanOrEqual(CARD.fp32.overall - 0.005);
-    for (const t of PICTURE_QUESTION_TYPES) expect(fp32.perType[t]!.accuracy, t).toBeGreaterThanOrEqual(CARD.fp32.perType[t] - 0.01);
+  it('scores what its model card states on the held-out pictures, clips and follow-ups (node CPU fp32)', () => {
+    holds(fp32.sections.pictures, CARD.fp32, 'pictures');
+    holds(fp32.sections.video, CARD.video, 'video');
+    holds(fp32.sections.followups, CARD.followups, 'follow-ups');
   });
 
-  it('gives the PyTorch model\'s greedy tokens on >= 99 % of the questions', () => {
-    const byKey = new Map(TORCH.map((a) => [`${a.image}\n${a.question}`, a.ids]));
+  it("gives the PyTorch model's greedy tokens on >= 99 % of the questions, follow-ups and clips included", () => {
+    // A question's key: its picture or clip (relative to its set), the earlier questions of its conversation, the question.
+    const key = (file: string, history: readonly string[], question: string) => `${file}\n${history.join('\n')}\n${question}`;
+    const byKey = new Map(TORCH.map((a) => [key(a.image, a.history ?? [], a.question), a.ids]));
+    const turns = new Map<string, string[]>();
     let same = 0;
     let compared = 0;
     for (const a of fp32.answers) {
-      const ids = byKey.get(`${path.relative(path.join(root, 'test'), a.image!)}\n${a.question}`);
+      const file = path.relative(a.video ? clipDir : pictureDir, mediaOf(a));
+      let history: string[] = [];
+      if (a.section === 'followups') {
+        const conv = `${mediaOf(a)}`;
+        history = turns.get(conv) ?? [];
+        turns.set(conv, [...history, a.question]);
+        if (a.turn === 0) continue; // the opening question is the one asked first, compared there
+      }
+      const ids = byKey.get(key(file, history, a.question));
       if (!ids) continue;
       compared++;
       if (ids.length === a.ids.length && ids.every((t, i) => t === a.ids[i])) same++;
@@ -78,6 +131,8 @@ describe('the bundled shapes model', () => {
     expect(same / compared).toBeGreaterThanOrEqual(0.99);
   });
 
+  /** fp32's answers to the questions asked on their own (the pictures and video sections). */
+  const firstAnswers = () => fp32.answers.filter((a) => a.section !== 'followups');
   const WASM: LoadOptions = { device: 'wasm', dtype: 'fp32' };
   const reports = new Map<LoadOptions, EvalReport>();
   for (const [name, options] of [
@@ -88,9 +143,9 @@ describe('the bundled shapes model', () => {
     it(`${name} stays within 1 point of fp32`, { timeout: 900_000 }, async () => {
       const r = await run(subset, options);
       reports.set(options, r);
-      const base = accuracy(fp32, subsetImages);
-      console.log(`[shapes-model] ${name}: ${(100 * accuracy(r)).toFixed(1)} % vs fp32 ${(100 * base).toFixed(1)} % on ${subset.length} questions`);
-      expect(Math.abs(accuracy(r) - base)).toBeLessThanOrEqual(0.01);
+      const base = accuracy(firstAnswers(), subsetMedia);
+      console.log(`[shapes-model] ${name}: ${(100 * accuracy(r.answers)).toFixed(1)} % vs fp32 ${(100 * base).toFixed(1)} % on ${subset.length} questions`);
+      expect(Math.abs(accuracy(r.answers) - base)).toBeLessThanOrEqual(0.01);
     });
   }
 
@@ -100,10 +155,12 @@ describe('the bundled shapes model', () => {
     await convertCheckpoint(MODEL, model);
     const site = path.join(root, 'site');
     await bundlePage(path.join(__dirname, 'shapes-page.ts'), site);
-    const data = path.join(root, 'test');
+    const data = pictureDir;
     const server = await serve({ '/model/': model, '/ort/': ORT_DIST, '/data/': data, '/': site });
     const o = server.origin;
-    const asked = subset.map((s) => ({ image: `${o}/data/${path.relative(data, s.image!).split(path.sep).map(encodeURIComponent).join('/')}`, question: s.question }));
+    // Pictures only: the page asks pictures by URL (clips in a browser are frames the page draws, examples/web's test).
+    const pictures = subset.filter((s) => s.image !== undefined);
+    const asked = pictures.map((s) => ({ image: `${o}/data/${path.relative(data, s.image!).split(path.sep).map(encodeURIComponent).join('/')}`, question: s.question }));
     fs.writeFileSync(path.join(site, 'questions.json'), JSON.stringify(asked));
     const browser = await launchChromium();
     try {
@@ -113,14 +170,14 @@ describe('the bundled shapes model', () => {
       expect(result.device).toBe('wasm');
       expect(offsite).toEqual([]);
       const answers = result.answers ?? [];
-      expect(answers.length).toBe(subset.length);
-      const r = await evaluate(subset, async (_image, _question) => answers.shift() as { text: string; ids: number[] });
-      const base = accuracy(fp32, subsetImages);
-      console.log(`[shapes-model] Chromium WASM: ${(100 * accuracy(r)).toFixed(1)} % vs fp32 ${(100 * base).toFixed(1)} % on ${subset.length} questions`);
-      expect(Math.abs(accuracy(r) - base)).toBeLessThanOrEqual(0.01);
+      expect(answers.length).toBe(pictures.length);
+      const r = await evaluate(pictures, async () => answers.shift() as { text: string; ids: number[] });
+      const base = accuracy(firstAnswers(), new Set(pictures.map(mediaOf)));
+      console.log(`[shapes-model] Chromium WASM: ${(100 * accuracy(r.answers)).toFixed(1)} % vs fp32 ${(100 * base).toFixed(1)} % on ${pictures.length} questions`);
+      expect(Math.abs(accuracy(r.answers) - base)).toBeLessThanOrEqual(0.01);
       // The same runtime as in Node: every answer's tokens are those of Node's WASM run.
-      const node = reports.get(WASM) ?? (await run(subset, WASM));
-      expect(r.answers.map((a) => a.ids)).toEqual(node.answers.map((a) => a.ids));
+      const node = (reports.get(WASM) ?? (await run(subset, WASM))).answers.filter((a) => a.image !== undefined);
+      expect(r.answers.map((a) => a.ids)).toEqual(node.map((a) => a.ids));
     } finally {
       await browser.close().catch(() => undefined);
       await server.close();
@@ -129,7 +186,7 @@ describe('the bundled shapes model', () => {
 
   it('q4 (reported, not held to 1 point)', { timeout: 900_000 }, async () => {
     const r = await run(subset, { device: 'cpu', dtype: 'q4' });
-    console.log(`[shapes-model] q4: ${(100 * accuracy(r)).toFixed(1)} % vs fp32 ${(100 * accuracy(fp32, subsetImages)).toFixed(1)} % on ${subset.length} questions`);
+    console.log(`[shapes-model] q4: ${(100 * accuracy(r.answers)).toFixed(1)} % vs fp32 ${(100 * accuracy(firstAnswers(), subsetMedia)).toFixed(1)} % on ${subset.length} questions`);
     expect(r.answers.length).toBe(subset.length);
   });
 });
