@@ -99,7 +99,6 @@ export async function writeDataset(dir: string, options: DatasetOptions): Promis
   };
   let pixel = 0;
   try {
-    if (options.clips) fs.mkdirSync(path.join(dir, 'videos'), { recursive: true });
     for (let id = 0; id < options.count; id++) {
       const name = String(id).padStart(6, '0');
       let record: SceneRecord;
