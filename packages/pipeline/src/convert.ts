@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileError, fileSystemError, InvalidOptionError, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
-import { ExternalDataWriter, isAlive, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
+import { DEFAULT_DATA_CHUNK_BYTES, ExternalDataWriter, isAlive, makeDirs, saveModel, writeFileAtomic } from '@llava-mini/core/node';
 import { inConfigFile, openHfCheckpoint, withProgress } from './checkpoint.js';
 import { GRAPHS, type GraphName } from './formats.js';
 import { type FileEntry, GRAPH_FILES, type Manifest, MANIFEST_FILE, manifestOf } from './manifest.js';
@@ -15,6 +15,12 @@ export interface ConvertOptions extends ConversionOptions {
   clipDir?: string;
   /** Replace an existing output folder (only once the new one is complete). */
   force?: boolean;
+  /**
+   * The most bytes one external-data file holds (default 512 MiB): a graph's weights past it go to
+   * `<graph>.onnx.data.1`, `.data.2`, ..., each listed in the manifest, so a browser never holds one
+   * file larger than this. No tensor may be larger.
+   */
+  maxChunkBytes?: number;
   /** What the model card (README.md) names as the weights' origin; default: the checkpoint folder's name. */
   source?: ConversionSource;
   onProgress?: ProgressCallback;
@@ -34,6 +40,8 @@ function fileEntry(dir: string, name: string): FileEntry {
  */
 export async function convertCheckpoint(checkpointDir: string, outDir: string, options: ConvertOptions = {}): Promise<Manifest> {
   const out = path.resolve(outDir);
+  const chunk = options.maxChunkBytes ?? DEFAULT_DATA_CHUNK_BYTES;
+  if (!Number.isSafeInteger(chunk) || chunk < 64) throw new InvalidOptionError(`maxChunkBytes must be an integer of at least 64 bytes, got ${JSON.stringify(options.maxChunkBytes)}`);
   checkOutput(out, options.force === true);
   removeStalePartials(out);
   const hf = openHfCheckpoint(checkpointDir, options.clipDir);
@@ -48,14 +56,14 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
     const stages = {} as Record<GraphName, FileEntry[]>;
     for (const name of GRAPHS) {
       const modelPath = path.join(tmp, GRAPH_FILES[name]);
-      const weights = new ExternalDataWriter(modelPath);
+      const weights = new ExternalDataWriter(modelPath, undefined, chunk);
       try {
         saveModel(buildGraph(name, plan, src, { blockSize: options.blockSize, weights }), modelPath, weights);
       } catch (err) {
         weights.abort();
         throw err;
       }
-      const files = [GRAPH_FILES[name], weights.location].filter((f) => fs.existsSync(path.join(tmp, f)));
+      const files = [GRAPH_FILES[name], ...weights.locations].filter((f) => fs.existsSync(path.join(tmp, f)));
       stages[name] = files.map((f) => fileEntry(tmp, f));
       // Let progress listeners and the event loop breathe between stages.
       await new Promise((r) => setImmediate(r));

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { InvalidOptionError } from '../errors.js';
 import type { ExternalRef, WeightSink } from '../onnx/builder.js';
 import type { GraphCore } from '../onnx/builder.js';
 
@@ -29,58 +30,99 @@ export function writeFileAtomic(target: string, data: Uint8Array | string): void
 }
 
 /**
- * A weight sink that appends initializer bytes to one external-data file as the graph is built, so
- * memory holds one tensor at a time and the .onnx file stays far below protobuf's 2 GB cap. Data is
- * written under a temporary name; `commit()` renames it into place.
+ * A browser holds each external-data file in one buffer and checks it in one sha256 pass (Web
+ * Crypto has no streaming digest), so a file is held twice while checked: 512 MiB chunks keep that
+ * well under what a tab can allocate and half of WebGPU's usual 1 GiB buffer cap (bench/RESULTS.md,
+ * "The release's widths in the browser").
+ */
+export const DEFAULT_DATA_CHUNK_BYTES = 512 * 1024 * 1024;
+
+/**
+ * A weight sink that appends initializer bytes to external-data files as the graph is built, so
+ * memory holds one tensor at a time and the .onnx file stays far below protobuf's 2 GB cap. The data
+ * goes to `<model file>.data`, then `<model file>.data.1`, `.data.2`, ... whenever the next tensor
+ * would take a file past `maxFileBytes`; a tensor is never split (ONNX places each in one file), so
+ * one larger than the limit is refused. Data is written under temporary names; `commit()` renames
+ * them into place.
  */
 export class ExternalDataWriter implements WeightSink {
-  readonly location: string;
-  private readonly target: string;
-  private readonly tmp: string;
+  private readonly dir: string;
+  private readonly base: string;
+  private readonly files: { location: string; tmp: string }[] = [];
   private fd: number | undefined;
   private offset = 0;
+  /** Bytes in the data files before the open one. */
+  private closed = 0;
 
   /**
-   * @param modelPath the .onnx file the data belongs to; the data file is `<model file>.data` beside it
+   * @param modelPath the .onnx file the data belongs to; the data files are named after it, beside it
    * @param minBytes tensors smaller than this stay inline in the model
+   * @param maxFileBytes the most bytes one data file holds (default: no limit, one file)
    */
   constructor(
     modelPath: string,
     private readonly minBytes = 1024,
+    private readonly maxFileBytes = Number.POSITIVE_INFINITY,
   ) {
-    this.location = `${path.basename(modelPath)}.data`;
-    this.target = path.join(path.dirname(modelPath), this.location);
-    this.tmp = tempPathFor(this.target);
-    this.fd = fs.openSync(this.tmp, 'w');
+    this.dir = path.dirname(modelPath);
+    this.base = `${path.basename(modelPath)}.data`;
+    this.open();
   }
 
-  place(_name: string, bytes: Uint8Array): ExternalRef | undefined {
+  /** The first data file's name (the only one unless the data passed `maxFileBytes`). */
+  get location(): string {
+    return this.files[0].location;
+  }
+
+  /** Every data file's name, in order. */
+  get locations(): string[] {
+    return this.files.map((f) => f.location);
+  }
+
+  place(name: string, bytes: Uint8Array): ExternalRef | undefined {
     if (bytes.byteLength < this.minBytes) return undefined;
     if (this.fd === undefined) throw new Error('ExternalDataWriter is already closed');
+    if (bytes.byteLength > this.maxFileBytes) {
+      throw new InvalidOptionError(`tensor ${name} has ${bytes.byteLength} bytes, more than the ${this.maxFileBytes} one external-data file may hold; raise the chunk limit`);
+    }
     // 64-byte alignment lets runtimes map tensors without copying them to fix alignment.
-    const start = Math.ceil(this.offset / 64) * 64;
+    let start = Math.ceil(this.offset / 64) * 64;
+    if (start > 0 && start + bytes.byteLength > this.maxFileBytes) {
+      this.open();
+      start = 0;
+    }
     let written = 0;
     while (written < bytes.byteLength) {
-      written += fs.writeSync(this.fd, bytes, written, bytes.byteLength - written, start + written);
+      written += fs.writeSync(this.fd as number, bytes, written, bytes.byteLength - written, start + written);
     }
     this.offset = start + bytes.byteLength;
-    return { location: this.location, offset: start, length: bytes.byteLength };
+    return { location: this.files[this.files.length - 1].location, offset: start, length: bytes.byteLength };
   }
 
-  /** Bytes written so far. */
+  /** Bytes written so far (alignment padding included). */
   get size(): number {
-    return this.offset;
+    return this.closed + this.offset;
   }
 
   commit(): void {
     this.close();
-    fs.renameSync(this.tmp, this.target);
+    for (const f of this.files) fs.renameSync(f.tmp, path.join(this.dir, f.location));
   }
 
   /** Close and delete the temporary data (after a failure). */
   abort(): void {
     this.close();
-    fs.rmSync(this.tmp, { force: true });
+    for (const f of this.files) fs.rmSync(f.tmp, { force: true });
+  }
+
+  private open(): void {
+    this.close();
+    const location = this.files.length === 0 ? this.base : `${this.base}.${this.files.length}`;
+    const tmp = tempPathFor(path.join(this.dir, location));
+    this.files.push({ location, tmp });
+    this.fd = fs.openSync(tmp, 'w');
+    this.closed += this.offset;
+    this.offset = 0;
   }
 
   private close(): void {
