@@ -27,11 +27,18 @@ export interface ServeFlags {
   allowedMediaPath?: string[];
   cors?: string[];
   drainTimeout?: string;
+  headersTimeout?: string;
+  requestTimeout?: string;
+  keepAliveTimeout?: string;
+  maxConnections?: string;
+  workerHeapMb?: string;
 }
 
 function int(v: string | undefined, flag: string): number | undefined {
   return v === undefined ? undefined : integerOption(v, flag);
 }
+
+const ms = (v: string | undefined, flag: string) => (v === undefined ? undefined : (int(v, flag) as number) * 1000);
 
 const list = (v: string[] | undefined) => v?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
 
@@ -56,7 +63,12 @@ function serveOptions(flags: ServeFlags): ServerOptions {
     remoteMediaCa: flags.remoteMediaCa,
     allowedMediaPaths: list(flags.allowedMediaPath),
     corsOrigins: list(flags.cors),
-    drainTimeoutMs: flags.drainTimeout === undefined ? undefined : (int(flags.drainTimeout, '--drain-timeout') as number) * 1000,
+    drainTimeoutMs: ms(flags.drainTimeout, '--drain-timeout'),
+    headersTimeoutMs: ms(flags.headersTimeout, '--headers-timeout'),
+    requestTimeoutMs: ms(flags.requestTimeout, '--request-timeout'),
+    keepAliveTimeoutMs: ms(flags.keepAliveTimeout, '--keep-alive-timeout'),
+    maxConnections: int(flags.maxConnections, '--max-connections'),
+    workerHeapMb: int(flags.workerHeapMb, '--worker-heap-mb'),
     logger: (m) => process.stderr.write(`${m}\n`),
   };
 }
@@ -91,8 +103,11 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   try {
     await server.ready;
   } catch (err) {
+    // A signal during the load stops the workers loading: that is the stop asked for, not a failure.
+    if (stopping) return;
     await server.close();
     throw err;
   }
+  if (stopping) return;
   log(`ready: POST ${server.url}/v1/chat/completions`);
 }

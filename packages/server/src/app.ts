@@ -1,6 +1,7 @@
 // The HTTP face: OpenAI's routes on Fastify. This thread checks, authorizes, resolves pictures and
 // queues; the graphs run in the pool's workers, so /health answers at once while they are busy.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import * as http from 'node:http';
 import cors from '@fastify/cors';
 import { LlavaMiniError, nestedDeeperThan } from '@llava-mini/core';
 import { type ChatCompletion, type ChatCompletionChunk, parseChatRequest, type ParsedRequest } from '@llava-mini/pipeline';
@@ -27,12 +28,35 @@ function apiErrorOf(err: unknown): ApiError {
 
 function sendError(reply: FastifyReply, e: ApiError): FastifyReply {
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
+  // The rest of a body too large is not read: the connection closes after the answer, so a client
+  // sending 100 MB stops being read at the limit instead of having the rest drained for it.
+  if (e.status === 413) reply.header('connection', 'close');
   return reply.code(e.status).send(errorBody(e));
 }
 
+/**
+ * Node's HTTP server with the limits that keep slow and idle clients from holding it: headers and
+ * whole requests must arrive in time (slow-loris gets 408), idle keep-alive connections close, and
+ * connections past the cap are dropped as they arrive. Node checks the two request timeouts only every
+ * connectionsCheckingInterval (30 s by default), so that follows the shortest of them.
+ */
+function httpServer(o: ResolvedOptions, handler: http.RequestListener): http.Server {
+  const server = http.createServer(
+    {
+      headersTimeout: o.headersTimeoutMs,
+      requestTimeout: o.requestTimeoutMs,
+      keepAliveTimeout: o.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(o.headersTimeoutMs / 4))),
+    },
+    handler,
+  );
+  server.keepAliveTimeout = o.keepAliveTimeoutMs;
+  server.maxConnections = o.maxConnections;
+  return server;
+}
+
 export function buildApp(o: ResolvedOptions, pool: WorkerPool, metrics: ServerMetrics): FastifyInstance {
-  // requestTimeout bounds how long a client may take to send its request (slow-loris).
-  const app = Fastify({ bodyLimit: o.bodyLimit, requestTimeout: 60_000, logger: false, return503OnClosing: true });
+  const app = Fastify({ bodyLimit: o.bodyLimit, logger: false, return503OnClosing: true, serverFactory: (handler) => httpServer(o, handler) });
   const remote =
     o.remoteMediaHosts.length > 0
       ? new RemoteMediaFetcher({ hosts: o.remoteMediaHosts, allowAddresses: o.remoteMediaAllowAddresses, ca: o.remoteMediaCa, maxBytes: o.remoteMediaMaxBytes, timeoutMs: o.remoteMediaTimeoutMs })
@@ -52,6 +76,15 @@ export function buildApp(o: ResolvedOptions, pool: WorkerPool, metrics: ServerMe
     }
   });
 
+  app.addHook('onRequest', async (req) => {
+    // Before the body is read: only JSON is parsed (Fastify would also take text/plain as a string).
+    if (req.method !== 'POST') return;
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      throw httpError(415, 'invalid_request_error', 'unsupported_media_type', `the body must be JSON (content-type: application/json), got ${type ? JSON.stringify(type.slice(0, 100)) : 'no content-type'}`);
+    }
+  });
+
   app.addHook('preValidation', async (req) => {
     if (req.body !== undefined && nestedDeeperThan(req.body, MAX_BODY_DEPTH)) {
       throw httpError(400, 'invalid_request_error', 'invalid_json', `the request body nests arrays and objects more than ${MAX_BODY_DEPTH} levels deep`);
@@ -59,8 +92,10 @@ export function buildApp(o: ResolvedOptions, pool: WorkerPool, metrics: ServerMe
   });
 
   app.get('/health', async (_req, reply) => {
-    const body = { status: pool.state === 'ready' ? 'ok' : pool.state, workers: pool.readyWorkers, running: pool.running, queued: pool.queued };
-    return reply.code(pool.state === 'ready' ? 200 : 503).send(body);
+    // Serving only while a worker is loaded: with every worker dead and none replaced yet, a load balancer should look elsewhere.
+    const serving = pool.state === 'ready' && pool.readyWorkers > 0;
+    const status = pool.state !== 'ready' ? pool.state : serving ? 'ok' : 'no_workers';
+    return reply.code(serving ? 200 : 503).send({ status, workers: pool.readyWorkers, running: pool.running, queued: pool.queued });
   });
 
   app.get('/metrics', async (_req, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));

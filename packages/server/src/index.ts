@@ -30,17 +30,18 @@ export interface ServerHandle {
  */
 export async function startServer(options: ServerOptions): Promise<ServerHandle> {
   const o = resolveOptions(options);
-  const metrics = new ServerMetrics();
+  const metrics = new ServerMetrics(() => pool.stats());
   const update = () => {
     metrics.queueDepth.set(pool.queued);
     metrics.running.set(pool.running);
     metrics.workersReady.set(pool.readyWorkers);
   };
   const pool = new WorkerPool(
-    { model: o.model, device: o.device, maxVideoFrames: o.maxVideoFrames, maxImagePixels: o.maxImagePixels, workers: o.workers, parallel: o.parallel, queue: o.queue },
+    { model: o.model, device: o.device, maxVideoFrames: o.maxVideoFrames, maxImagePixels: o.maxImagePixels, workers: o.workers, parallel: o.parallel, queue: o.queue, heapMb: o.workerHeapMb },
     (m) => o.logger?.(m),
     () => update(),
     () => metrics.cancelled.inc(),
+    () => metrics.workerRestarts.inc(),
   );
   const app = buildApp(o, pool, metrics);
   try {

@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client), in a registry of the server's own so that several servers in
 // one process (tests) keep separate counts.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WorkerStats } from './protocol.js';
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -30,7 +31,26 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
-  constructor() {
+  readonly workerRestarts = new Counter({ name: 'llava_mini_worker_restarts_total', help: 'Workers that stopped while serving (crashed, out of memory) and were replaced', registers: [this.registry] });
+
+  /** The workers' caches, asked of them at each scrape (a freed conversation shows at the next one). */
+  constructor(workerStats: () => Promise<WorkerStats>) {
     collectDefaultMetrics({ register: this.registry, prefix: 'llava_mini_' });
+    let pending: Promise<WorkerStats> | undefined;
+    // One ask of the workers per scrape, whichever gauge collects first.
+    const ask = () => (pending ??= workerStats().finally(() => setImmediate(() => (pending = undefined))));
+    const gauge = (name: string, help: string, pick: (s: WorkerStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        async collect() {
+          this.set(pick(await ask()));
+        },
+      });
+    gauge('llava_mini_kv_cache_bytes', "Bytes of every conversation's KV cache in the workers (requests running, or not yet freed)", (s) => s.kvBytes);
+    gauge('llava_mini_picture_cache_bytes', "Bytes the workers' picture caches hold (bounded; pictures' prefixes kept across requests)", (s) => s.pictureBytes);
+    gauge('llava_mini_picture_cache_entries', "Pictures the workers' picture caches hold", (s) => s.pictureEntries);
+    gauge('llava_mini_worker_requests', 'Requests the workers themselves report running (a cancelled one counts until its worker has stopped it)', (s) => s.running);
   }
 }

@@ -50,16 +50,38 @@ export interface ServerOptions {
   defaultMaxTokens?: number;
   /** How long SIGTERM waits for running requests before exiting anyway (default 30 s). */
   drainTimeoutMs?: number;
+  /** Most time a client may take to send its request headers (default 15 s): slow-loris connections are closed with 408. */
+  headersTimeoutMs?: number;
+  /** Most time a client may take to send its whole request, body included (default 60 s). */
+  requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection stays open between requests (default 5 s). */
+  keepAliveTimeoutMs?: number;
+  /** Most open connections (default 1024); the ones past it are closed as they arrive, keeping file descriptors for those already served. */
+  maxConnections?: number;
+  /**
+   * Most megabytes of JavaScript heap one worker may use (default: Node's own limit). A worker past it
+   * is stopped, its requests fail with 500, and it is replaced; the server and the other workers go on.
+   * The model's weights are native memory and do not count.
+   */
+  workerHeapMb?: number;
   logger?: (message: string) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger'>> & Pick<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger' | 'workerHeapMb'>> & Pick<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger' | 'workerHeapMb'>;
 
 const positiveInt = (v: number | undefined, name: string, fallback: number, min = 1): number => {
   if (v === undefined) return fallback;
   if (!Number.isSafeInteger(v) || v < min) throw new InvalidOptionError(`${name} must be an integer >= ${min}, got ${String(v)}`);
   return v;
 };
+
+function timeouts(o: ServerOptions) {
+  const headersTimeoutMs = positiveInt(o.headersTimeoutMs, 'headersTimeoutMs', 15_000);
+  const requestTimeoutMs = positiveInt(o.requestTimeoutMs, 'requestTimeoutMs', Math.max(60_000, headersTimeoutMs));
+  // Node refuses a headers timeout longer than the whole request's.
+  if (headersTimeoutMs > requestTimeoutMs) throw new InvalidOptionError(`headersTimeoutMs (${headersTimeoutMs}) must not be longer than requestTimeoutMs (${requestTimeoutMs})`);
+  return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs: positiveInt(o.keepAliveTimeoutMs, 'keepAliveTimeoutMs', 5_000) };
+}
 
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (typeof o.model !== 'string' || o.model === '') throw new InvalidOptionError('a model folder is needed (--model DIR)');
@@ -91,6 +113,9 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     corsOrigins: o.corsOrigins ?? [],
     defaultMaxTokens: positiveInt(o.defaultMaxTokens, 'defaultMaxTokens', 512),
     drainTimeoutMs: positiveInt(o.drainTimeoutMs, 'drainTimeoutMs', 30_000, 0),
+    ...timeouts(o),
+    maxConnections: positiveInt(o.maxConnections, 'maxConnections', 1024),
+    workerHeapMb: o.workerHeapMb === undefined ? undefined : positiveInt(o.workerHeapMb, 'workerHeapMb', 0, 16),
     logger: o.logger,
   };
 }

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { type ErrorCode, LlavaMiniError } from '@llava-mini/core';
 import type { ChatCompletion, ChatCompletionChunk } from '@llava-mini/pipeline';
 import { type ApiError, fromLibraryError, type HttpError, httpError, type SerializedError } from './errors.js';
-import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, ToWorker, WorkerInit, WorkerStats } from './protocol.js';
 
 export interface JobHandlers {
   onChunk(chunk: ChatCompletionChunk): void;
@@ -30,7 +30,16 @@ interface Slot {
   worker: Worker;
   ready: boolean;
   jobs: Set<Job>;
+  /** What the worker last reported of its caches (kept if a later ask goes unanswered). */
+  stats: WorkerStats;
+  askStats?: (s: WorkerStats) => void;
+  /** Why the worker stopped, when it threw or ran out of memory. */
+  crash?: string;
 }
+
+const NO_STATS: WorkerStats = { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: 0 };
+/** Waits between tries to replace a worker that died when its replacement cannot load (the model's files gone, memory short). */
+const RESPAWN_DELAYS_MS = [0, 1_000, 5_000, 30_000];
 
 export type PoolState = 'loading' | 'ready' | 'draining' | 'closed';
 
@@ -45,16 +54,20 @@ export class WorkerPool {
   private readonly queue: Job[] = [];
   private nextId = 1;
   private drained?: () => void;
+  /** Failed tries to replace workers since one last loaded. */
+  private respawnFailures = 0;
   state: PoolState = 'loading';
   /** Resolves once every worker has loaded the model; rejects with the first load error. */
   readonly ready: Promise<void>;
 
   constructor(
-    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number },
+    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number; heapMb?: number },
     private readonly log: (message: string) => void = () => {},
     private readonly onChange: () => void = () => {},
     /** A worker stopped a generation whose client had gone away. */
     private readonly onCancelled: () => void = () => {},
+    /** A worker that died while serving is being replaced. */
+    private readonly onRestart: () => void = () => {},
   ) {
     const loads = Array.from({ length: init.workers }, () => this.spawn());
     this.ready = Promise.all(loads).then(() => {
@@ -81,9 +94,35 @@ export class WorkerPool {
     return this.slots.some((s) => this.free(s)) || this.queue.length < this.init.queue;
   }
 
-  /** Why a request would be refused now: 503 (loading, draining) or 429 (queue full); undefined if it would be taken. */
+  /** Whether any worker is loaded or loading: none once every worker died and none could be replaced yet. */
+  get hasWorkers(): boolean {
+    return this.slots.length > 0;
+  }
+
+  /** What every loaded worker holds now: each is asked, one that does not answer within a second counts with its last report. */
+  async stats(): Promise<WorkerStats> {
+    const each = await Promise.all(
+      this.slots
+        .filter((s) => s.ready)
+        .map(
+          (s) =>
+            new Promise<WorkerStats>((resolve) => {
+              const timer = setTimeout(() => resolve(s.stats), 1_000);
+              s.askStats = (stats) => {
+                clearTimeout(timer);
+                resolve(stats);
+              };
+              s.worker.postMessage({ type: 'stats' } satisfies ToWorker);
+            }),
+        ),
+    );
+    return each.reduce((a, b) => ({ kvBytes: a.kvBytes + b.kvBytes, pictureBytes: a.pictureBytes + b.pictureBytes, pictureEntries: a.pictureEntries + b.pictureEntries, running: a.running + b.running }), NO_STATS);
+  }
+
+  /** Why a request would be refused now: 503 (loading, draining, no worker) or 429 (queue full); undefined if it would be taken. */
   refusal(): HttpError | undefined {
     if (this.state !== 'ready') return unavailable(this.state);
+    if (!this.hasWorkers) return noWorkers();
     if (!this.hasRoom()) return httpError(429, 'rate_limit_error', 'rate_limit_exceeded', `the server is busy: ${this.running} requests running and ${this.queue.length} queued (the queue holds ${this.init.queue})`, { retryAfter: 1 });
     return undefined;
   }
@@ -131,33 +170,72 @@ export class WorkerPool {
   }
 
   private spawn(): Promise<void> {
-    const worker = new Worker(workerFile(), { workerData: this.init satisfies WorkerInit });
-    const slot: Slot = { worker, ready: false, jobs: new Set() };
+    const { heapMb, ...init } = this.init;
+    const worker = new Worker(workerFile(), { workerData: init satisfies WorkerInit, resourceLimits: heapMb ? { maxOldGenerationSizeMb: heapMb } : undefined });
+    const slot: Slot = { worker, ready: false, jobs: new Set(), stats: NO_STATS };
     this.slots.push(slot);
     return new Promise<void>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
           slot.ready = true;
+          this.respawnFailures = 0;
           resolve();
           this.dispatch();
         } else if (m.type === 'load-error') reject(m.error.code ? new LlavaMiniError(m.error.code as ErrorCode, m.error.message) : new Error(m.error.message));
         else if (m.type === 'log') this.log(m.message);
+        else if (m.type === 'stats') {
+          slot.stats = m.stats;
+          slot.askStats?.(m.stats);
+          slot.askStats = undefined;
+        }
         else this.fromWorker(slot, m);
       });
       worker.on('error', (err) => {
         if (!slot.ready) reject(err);
+        slot.crash = err.message;
         this.log(`worker crashed: ${err.message}`);
       });
       worker.on('exit', (code) => {
         this.slots.splice(this.slots.indexOf(slot), 1);
-        for (const job of slot.jobs) this.fail(job, { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request exited (code ${code})` });
-        if (!slot.ready) reject(new Error(`a worker exited while loading the model (code ${code})`));
+        for (const job of slot.jobs) this.fail(job, { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request stopped (${slot.crash ?? `exit code ${code}`}); it is being replaced` });
+        if (!slot.ready) {
+          reject(new Error(`a worker exited while loading the model (code ${code})`));
+          this.failQueuedIfNoWorkers();
+        }
         // A worker that died while serving is replaced, so the pool keeps its size.
-        else if (this.state === 'ready' || this.state === 'draining') void this.spawn().catch((e) => this.log(`replacing a worker failed: ${(e as Error).message}`));
+        else if (this.state === 'ready' || this.state === 'draining') {
+          this.onRestart();
+          this.replace();
+        }
         // Its failed jobs are done with: a drain waiting for them ends now, not at its timeout.
         this.dispatch();
       });
     });
+  }
+
+  /**
+   * Start a worker in place of one that died, trying again later while the replacement cannot load.
+   * With no worker left (none loaded, none loading), queued requests fail with 503 at once instead of
+   * waiting for a worker that may never come, and new ones are refused until one loads.
+   */
+  private replace(): void {
+    const delay = RESPAWN_DELAYS_MS[Math.min(this.respawnFailures, RESPAWN_DELAYS_MS.length - 1)];
+    const attempt = () => {
+      if (this.state !== 'ready' && this.state !== 'draining') return;
+      this.spawn().catch((e: Error) => {
+        this.respawnFailures++;
+        this.log(`replacing a worker failed: ${e.message}`);
+        this.replace();
+      });
+    };
+    if (delay === 0) attempt();
+    else setTimeout(attempt, delay).unref();
+  }
+
+  private failQueuedIfNoWorkers(): void {
+    if (this.hasWorkers) return;
+    for (const job of this.queue.splice(0)) this.fail(job, noWorkers().api);
+    this.dispatch();
   }
 
   private fromWorker(slot: Slot, m: Extract<FromWorker, { id: number }>): void {
@@ -220,6 +298,10 @@ export class WorkerPool {
     this.onChange();
     if (this.drained && this.running + this.queue.length === 0) this.drained();
   }
+}
+
+function noWorkers() {
+  return httpError(503, 'server_error', 'no_workers', 'every worker stopped and none could be started again yet (see the server log)', { retryAfter: 5 });
 }
 
 function unavailable(state: PoolState) {

@@ -13,12 +13,25 @@ export type ToWorker =
   /** A checked request whose pictures are already decoded (`image` parts) or local video paths. */
   | { type: 'run'; id: number; body: Record<string, unknown> }
   | { type: 'cancel'; id: number }
+  | { type: 'stats' }
   | { type: 'close' };
+
+/** What a worker's model holds now, for /metrics. */
+export interface WorkerStats {
+  /** Bytes of all its conversations' KV caches. */
+  kvBytes: number;
+  /** Bytes and entries of its picture cache (pictures' pre-fusion prefixes, kept across requests up to its bound). */
+  pictureBytes: number;
+  pictureEntries: number;
+  /** Requests it is running. */
+  running: number;
+}
 
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'load-error'; error: SerializedError }
   | { type: 'log'; message: string }
+  | { type: 'stats'; stats: WorkerStats }
   | { type: 'chunk'; id: number; chunk: ChatCompletionChunk }
   | { type: 'done'; id: number; completion?: ChatCompletion }
   | { type: 'error'; id: number; error: SerializedError };

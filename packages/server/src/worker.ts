@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { type ChatCompletionCreateParams, LlavaMini } from '@llava-mini/pipeline/node';
 import { serializeError } from './errors.js';
-import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { FromWorker, ToWorker, WorkerInit, WorkerStats } from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('worker.js runs as a worker thread of @llava-mini/server');
@@ -16,7 +16,7 @@ const loading = LlavaMini.fromPretrained(init.model, {
   maxPixels: init.maxImagePixels,
   logger: (message) => post({ type: 'log', message }),
 });
-let model: LlavaMini;
+let model: LlavaMini | undefined;
 loading.then(
   (m) => {
     model = m;
@@ -38,11 +38,11 @@ async function run(id: number, body: Record<string, unknown>): Promise<void> {
     const request = body as unknown as ChatCompletionCreateParams;
     if (request.stream === true) {
       // Usage always comes back (the HTTP thread counts tokens); it drops the chunk if the client did not ask.
-      const stream = await model.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } }, { signal });
+      const stream = await (model as LlavaMini).chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } }, { signal });
       for await (const chunk of stream) post({ type: 'chunk', id, chunk });
       post({ type: 'done', id });
     } else {
-      post({ type: 'done', id, completion: await model.chat.completions.create({ ...request, stream: false }, { signal }) });
+      post({ type: 'done', id, completion: await (model as LlavaMini).chat.completions.create({ ...request, stream: false }, { signal }) });
     }
   } catch (err) {
     post({ type: 'error', id, error: serializeError(err) });
@@ -51,8 +51,16 @@ async function run(id: number, body: Record<string, unknown>): Promise<void> {
   }
 }
 
+function stats(): WorkerStats {
+  if (!model) return { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: running.size };
+  const pictures = model.vision.pictures.stats;
+  return { kvBytes: model.parts.llm.cacheBytes, pictureBytes: pictures.bytes, pictureEntries: pictures.entries, running: running.size };
+}
+
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') running.get(m.id)?.abort();
   else if (m.type === 'run') void run(m.id, m.body);
-  else if (m.type === 'close') void model.dispose().finally(() => process.exit(0));
+  else if (m.type === 'stats') post({ type: 'stats', stats: stats() });
+  // Closed while loading (SIGTERM during load): the load finishes or fails first, then the model is freed.
+  else if (m.type === 'close') void loading.then((l) => l.dispose(), () => {}).finally(() => process.exit(0));
 });
