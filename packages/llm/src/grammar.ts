@@ -39,6 +39,26 @@ let printed: string[] | undefined;
 /** Bundlers leave a computed specifier alone, so the web build does not pull Node's modules or the engine in. */
 const load = (specifier: string) => import(/* @vite-ignore */ specifier);
 
+/** How a browser gets the engine: from the entry that bundles it (see provideGrammarEngine). */
+let browserEngine: (() => Promise<unknown>) | undefined;
+
+/**
+ * Hand the browser the engine's module: an entry made for browsers bundles its own build of the
+ * package (its UMD file names Node's 'module' and 'url', which a browser bundler cannot resolve) and
+ * gives it here as a lazy import, so its 1 MiB loads only with the first structured answer.
+ */
+export function provideGrammarEngine(loader: () => Promise<unknown>): void {
+  browserEngine = loader;
+}
+
+/** The engine's API out of a module as a bundler hands it over: the namespace, its default, or (a UMD run as ESM) the global it set. */
+function engineOf(module: unknown): Engine {
+  const has = (m: unknown): m is Engine => typeof (m as Partial<Engine> | undefined)?.GrammarCompiler === 'function';
+  const found = [module, (module as { default?: unknown } | undefined)?.default, (globalThis as { xgrammar?: unknown }).xgrammar].find(has);
+  if (!found) throw new InternalError('the grammar engine module has no GrammarCompiler');
+  return found;
+}
+
 /**
  * The engine's module. Its package is a UMD bundle marked "type": "module": Node would run it as ESM,
  * where its Node branch (require, __filename) is missing, so in Node it runs as the CommonJS it is,
@@ -46,7 +66,7 @@ const load = (specifier: string) => import(/* @vite-ignore */ specifier);
  */
 async function engineModule(): Promise<Engine> {
   const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
-  if (!node) return (await load('@mlc-ai/web-xgrammar')) as Engine;
+  if (!node) return engineOf(await (browserEngine ?? (() => load('@mlc-ai/web-xgrammar')))());
   const [{ createRequire }, fs, path] = await Promise.all([load('node:module'), load('node:fs'), load('node:path')]);
   // The CJS build has __filename (and no import.meta), the ESM build import.meta.url.
   const require = createRequire(typeof __filename === 'string' ? __filename : import.meta.url);

@@ -2,7 +2,7 @@
 // wasm). Pictures come from URLs, Blobs, ImageData, <img>/<canvas>/ImageBitmap, or a <video>.
 import { type ModelSource, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import { webBackend } from '@llava-mini/core/web';
-import { Tokenizer } from '@llava-mini/llm';
+import { provideGrammarEngine, Tokenizer } from '@llava-mini/llm';
 import { resolveBrowserInput, type WebInput } from './browser-input.js';
 import { GRAPHS, type GraphName, resolveModelDevice } from './formats.js';
 import { formatHubId, type HubId, matchHubId } from './hub/id.js';
@@ -40,6 +40,9 @@ export interface WebLoadOptions {
 }
 
 const decoder = new TextDecoder();
+
+// Structured output's engine, loaded with the first answer that has a response format.
+provideGrammarEngine(() => import('./grammar-engine.js'));
 
 /** LLaVA-Mini in the browser: `LlavaMini.fromPretrained(url or hub id)`, inputs typed as WebInput. */
 export class LlavaMini extends LlavaMiniBase<WebInput> {

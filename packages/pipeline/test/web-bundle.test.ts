@@ -32,5 +32,33 @@ describe('browser bundle of @llava-mini/pipeline/web', () => {
     const external = out.imports.filter((i) => i.external).map((i) => `${i.path} (${i.kind})`);
     expect(external).toHaveLength(1);
     expect(external[0]).toMatch(/^(node:)?fs\/promises \(dynamic-import\)$/);
+    // The grammar engine of structured output is in (bundled by this package's build, so no Node name is left in it).
+    expect([...bytes.keys()].some((p) => /grammar-engine/.test(p))).toBe(true);
+  });
+
+  it('with code splitting, the grammar engine is a chunk of its own, loaded only when a structured answer needs it', async () => {
+    const r = await esbuild.build({
+      stdin: { contents: "import { LlavaMini } from '@llava-mini/pipeline/web'; globalThis.LlavaMini = LlavaMini;", resolveDir: __dirname },
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2022',
+      write: false,
+      metafile: true,
+      minify: true,
+      outdir: 'out',
+      external: ['node:*'],
+      logLevel: 'silent',
+    });
+    const outputs = Object.entries(r.metafile.outputs);
+    const [mainName, main] = outputs.find(([, o]) => o.entryPoint)!;
+    const engine = outputs.filter(([, o]) => Object.keys(o.inputs).some((i) => /grammar-engine/.test(i)));
+    expect(engine).toHaveLength(1);
+    const [engineName, engineOut] = engine[0];
+    console.log(`[web-bundle.test] split: entry ${(main.bytes / 1024).toFixed(0)} KiB, grammar engine chunk ${(engineOut.bytes / 1024).toFixed(0)} KiB`);
+    expect(engineName).not.toBe(mainName);
+    expect(main.imports).toContainEqual(expect.objectContaining({ path: engineName, kind: 'dynamic-import' }));
+    expect(main.imports.filter((i) => i.path === engineName && i.kind !== 'dynamic-import')).toEqual([]);
   });
 });
