@@ -11,6 +11,11 @@ export interface RGB8 {
   data: Uint8Array;
 }
 
+/** A video frame and when it was shown, in seconds of its stream's own clock (a live source's frames). */
+export interface TimedFrame extends RGB8 {
+  time: number;
+}
+
 /** LLaVA's pad colour: `tuple(int(m * 255) for m in CLIP_MEAN)`. */
 /** The most pixels (width x height) a picture or video frame may have before it is refused, from its header (1e8). */
 export const DEFAULT_MAX_PIXELS = 100_000_000;

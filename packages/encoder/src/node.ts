@@ -7,6 +7,7 @@ import { SNIFF_BYTES, sniffImageFormat } from './sniff.js';
 
 export * from './index.js';
 export { DEFAULT_VIDEO_TIMEOUT_SECONDS, decodeFrames, ffmpegBinary, parseProbe, probeVideo, VIDEO_DEMUXERS, type RgbFrame, type VideoInfo, type VideoLimits } from './video.js';
+export { liveVideoFrames, type LiveVideoOptions } from './live-video.js';
 
 export interface LoadImageOptions {
   /** Refuse images with more pixels than this, from the header, before decoding (default 1e8). */

@@ -60,9 +60,9 @@ export async function ffmpegBinary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> 
  * draws any text file (.ans, .nfo) as frames for the model to read back.
  */
 export const VIDEO_DEMUXERS = ['mov', 'matroska', 'avi', 'mpeg', 'mpegts', 'asf', 'flv', 'ogg', 'yuv4mpegpipe'];
-const inputArgs = (file: string) => ['-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS.join(','), '-i', `file:${resolve(file)}`];
+export const inputArgs = (file: string) => ['-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS.join(','), '-i', `file:${resolve(file)}`];
 
-const MISSING =
+export const MISSING =
   'video input needs ffmpeg and ffprobe: run `npm install @ffmpeg-installer/ffmpeg @ffprobe-installer/ffprobe`, install ffmpeg (e.g. `apt-get install ffmpeg`), or set FFMPEG_PATH and FFPROBE_PATH';
 
 function timeoutOf(limits: VideoLimits, source: string): number {
@@ -72,7 +72,7 @@ function timeoutOf(limits: VideoLimits, source: string): number {
 }
 
 /** Kills `child` after `seconds` (0: never); `fired()` says whether it did. */
-function deadline(child: ChildProcess, seconds: number): { fired(): boolean; clear(): void } {
+export function deadline(child: ChildProcess, seconds: number): { fired(): boolean; clear(): void } {
   let fired = false;
   const timer =
     seconds > 0
@@ -109,7 +109,7 @@ function run(cmd: string, args: string[], source: string, seconds: number): Prom
   });
 }
 
-function lastLine(text: string): string {
+export function lastLine(text: string): string {
   return text.trim().split('\n').filter(Boolean).pop() ?? 'no message';
 }
 

@@ -94,6 +94,8 @@ export class Conversation<I = unknown> {
   private readonly turns: ChatTurn[];
   private readonly options: Omit<ChatOptions, 'history' | 'videoStateBytes'>;
   private readonly videoStateBytes: number;
+  /** No pictures at all: the prompt has no image placeholder and its ids go to the LLM as they are. */
+  private readonly textOnly: boolean;
   /**
    * The images, once the first turn has looked at them: each one's pre-fusion prefix once a pass
    * has made it (until then its features), so a follow-up runs only its text rows; kept here even
@@ -113,11 +115,18 @@ export class Conversation<I = unknown> {
     private readonly parts: ModelParts<I>,
     private readonly input: I | undefined,
     { history, videoStateBytes = DEFAULT_VIDEO_STATE_BYTES, ...options }: ChatOptions = {},
+    /**
+     * Pictures made ready for pre-fusion already (a live stream's window: each frame's prefix), in
+     * place of `input`: looked at as a video's frames are, their states kept within videoStateBytes.
+     */
+    prepared?: readonly PrefusionPicture[],
   ) {
     if (!(Number.isSafeInteger(videoStateBytes) && videoStateBytes >= 0)) throw new InvalidOptionError(`videoStateBytes must be an integer >= 0, got ${String(videoStateBytes)}`);
     this.turns = [...(history ?? [])];
     this.options = options;
     this.videoStateBytes = videoStateBytes;
+    if (prepared) this.features = [...prepared];
+    this.textOnly = input === undefined && prepared === undefined;
     this.sequence = parts.llm.sequence();
   }
 
@@ -172,7 +181,8 @@ export class Conversation<I = unknown> {
 
       // 2. Pictures, decoded; then the one length check, before any model work.
       const decoded = await this.readPictures(prompt.segments, signal, onProgress);
-      this.checkLength(prompt, decoded?.count ?? 0);
+      // A fresh prompt (with the placeholder) looks at the pictures, read now or kept from before.
+      this.checkLength(prompt, decoded?.count ?? (prompt.segments === 0 ? (this.features?.length ?? 0) : 0));
 
       // The cap evicted this idle conversation's cache: rebuild it first. Then drop what the prompt
       // does not reuse, and the last answer's own rows (it comes back as prompt text).
@@ -235,7 +245,7 @@ export class Conversation<I = unknown> {
   /** The turn's prompt: rendered with the history, then cut to the text past the cache segments it reuses. */
   private tokens(question: string): TurnPrompt {
     const { tokenizer } = this.parts;
-    const prompt = buildLlavaPrompt(tokenizer, question, { ...this.options, image: this.input !== undefined, history: this.turns });
+    const prompt = buildLlavaPrompt(tokenizer, question, { ...this.options, image: !this.textOnly, history: this.turns });
     const segments = this.reusableSegments(prompt.text);
     const reused = this.segments.slice(0, segments);
     const text = prompt.text.slice(reused.map((s) => s.text).join('').length);
@@ -297,7 +307,7 @@ export class Conversation<I = unknown> {
    * again before this one's.
    */
   private async llmInput(ids: number[], decoded: Decoded | undefined, earlier: readonly Segment[], signal: AbortSignal, onProgress?: ProgressCallback): Promise<LlmInput> {
-    if (this.input === undefined) return { rows: ids, timings: NO_TIME };
+    if (this.textOnly) return { rows: ids, timings: NO_TIME };
     const { llm, vision } = this.parts;
     const resume = this.resumable(earlier.length);
     // A rebuilt cache may have left a video without states after all: then it is read again here.
@@ -310,7 +320,7 @@ export class Conversation<I = unknown> {
     // Images: keep each fresh one's prefix; every picture's state after this prompt, for the
     // follow-ups (a video's frames only while they fit videoStateBytes).
     const features = this.features;
-    const budget = features ? Infinity : this.videoStateBytes;
+    const budget = features && this.input !== undefined ? Infinity : this.videoStateBytes;
     let states: PicturePrefix[] | undefined = [];
     let bytes = 0;
     const fused = await vision.fuse(textEmbeds, text, pictures.pictures, {

@@ -3,6 +3,7 @@
 export { LlavaMini } from './llava-mini.js';
 export type { InputResolver, ModelParts, Pictures } from './model-parts.js';
 export { Conversation, DEFAULT_VIDEO_STATE_BYTES, type AskOptions, type ChatOptions } from './conversation.js';
+export { DEFAULT_LIVE_BYTES, DEFAULT_LIVE_WINDOW_SECONDS, LiveStream, type LiveAskResult, type LiveOptions, type LiveStats, type LiveWindow } from './live.js';
 export type { AskChoice, AskResult, AskTimings, StageTimings } from './ask-result.js';
 export { Answer } from './answer.js';
 export {
@@ -28,4 +29,4 @@ export { VisionPipeline, type EncodedPictures, type FrameStream, type LookedAtIm
 export { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey, type PictureCacheStats } from './picture-cache.js';
 export { checkDtype, checkTarget, DTYPE_NAMES, STAGES, stageDtypes, TARGETS, weightFormat, type DtypeName, type StageName, type Target } from './formats.js';
 export { GRAPH_FILES, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type FileEntry, type Manifest, type StageEntry } from './manifest.js';
-export { frameIndices, roundHalfEven } from '@llava-mini/encoder';
+export { frameIndices, roundHalfEven, type TimedFrame } from '@llava-mini/encoder';

@@ -23,10 +23,19 @@ export interface VideoInput {
 }
 
 /**
- * What `ask()` and `chat()` accept in Node: an image, several images (their vision tokens are
- * concatenated in order, as video frames are), or a video.
+ * A video's frames, decoded or read already (any image input each), in the order they were shown:
+ * read as a video is (frame preprocessing, one vision token each, the fused text averaged), e.g.
+ * the frames a live stream's window held.
  */
-export type NodeInput = ImageInput | ImageInput[] | VideoInput;
+export interface VideoFramesInput {
+  frames: readonly ImageInput[];
+}
+
+/**
+ * What `ask()` and `chat()` accept in Node: an image, several images (their vision tokens are
+ * concatenated in order, as video frames are), a video, or a video's frames.
+ */
+export type NodeInput = ImageInput | ImageInput[] | VideoInput | VideoFramesInput;
 
 export interface ResolveOptions {
   signal?: AbortSignal;
@@ -82,7 +91,7 @@ async function loadOne(input: unknown, o: ResolveOptions): Promise<RGB8> {
     if (img.data.length === img.width * img.height * 3) return { width: img.width, height: img.height, data: new Uint8Array(img.data) };
     return fromImageData(img);
   }
-  throw new InvalidOptionError(`cannot read ${describe(input)} as an image: pass a path, URL, Buffer, ImageData, or { video: path }`);
+  throw new InvalidOptionError(`cannot read ${describe(input)} as an image: pass a path, URL, Buffer, ImageData, { video: path } or { frames }`);
 }
 
 function describe(v: unknown): string {
@@ -99,6 +108,15 @@ export async function resolveNodeInput(input: NodeInput, o: ResolveOptions): Pro
     const info = await probeVideo(videoPath, limits);
     const indices = frameIndices(info.frames, info.fps, o.maxFrames);
     return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal, limits) };
+  }
+  if (input && typeof input === 'object' && 'frames' in input) {
+    const { frames } = input as VideoFramesInput;
+    if (!Array.isArray(frames) || frames.length === 0) throw new InvalidOptionError('{ frames } needs an array of at least one frame');
+    // Read one at a time as pre-fusion asks for them, like a video file's frames.
+    const read = async function* () {
+      for (const f of frames) yield await loadOne(f, o);
+    };
+    return { kind: 'video', count: frames.length, frames: read() };
   }
   const list = Array.isArray(input) ? input : [input];
   if (list.length === 0) throw new InvalidOptionError('no images given');

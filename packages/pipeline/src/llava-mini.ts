@@ -2,6 +2,7 @@ import type { Answer } from './answer.js';
 import { type ChatSource, Completions } from './completions.js';
 import type { AskResult } from './ask-result.js';
 import { type AskOptions, askOnce, type ChatOptions, Conversation } from './conversation.js';
+import { type LiveOptions, LiveStream } from './live.js';
 import type { ModelParts } from './model-parts.js';
 import type { VisionPipeline } from './vision.js';
 
@@ -42,6 +43,15 @@ export class LlavaMini<I = unknown> {
     const { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes: _, ...ask } = options;
     // One question: no follow-up will carry on from a video's frame states, so none are kept.
     return askOnce(this.chat(input, { system, addAssistantHeader, dropDuplicateBos, history, videoStateBytes: 0 }), question, ask);
+  }
+
+  /**
+   * A live conversation about a stream of frames: `push()` them as they arrive (or `follow()` a
+   * source), `ask()` at any moment about the frames in its window. Each frame is encoded once, on
+   * arrival; a question runs only its own text against each frame's kept prefix and the LLM.
+   */
+  live(options?: LiveOptions): LiveStream<I> {
+    return new LiveStream(this.parts, options);
   }
 
   dispose(): Promise<void> {

@@ -14,8 +14,8 @@ export { fetchModelUrl, urlModelPath, type UrlModelOptions } from './hub/url-mod
 export { listCache, removeFromCache, type CacheEntry } from './hub/cache.js';
 export { openHfCheckpoint, type HfCheckpoint } from './checkpoint.js';
 export { IN_MEMORY_LIMIT_BYTES, loadParts, type LoadOptions, type NodeDeviceRequest } from './load.js';
-export { dataUrlBytes, resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoInput } from './inputs.js';
-export { decodeFrames, probeVideo, type RgbFrame, type VideoInfo } from '@llava-mini/encoder/node';
+export { dataUrlBytes, resolveNodeInput, VIDEO_EXTENSIONS, type ImageInput, type NodeInput, type VideoFramesInput, type VideoInput } from './inputs.js';
+export { decodeFrames, liveVideoFrames, probeVideo, type LiveVideoOptions, type RgbFrame, type VideoInfo } from '@llava-mini/encoder/node';
 
 /** LLaVA-Mini in Node: `LlavaMini.fromPretrained(dir)`, inputs typed as NodeInput. */
 export class LlavaMini extends LlavaMiniBase<NodeInput> {

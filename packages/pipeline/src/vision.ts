@@ -181,6 +181,25 @@ export class VisionPipeline {
   }
 
   /**
+   * A video frame's pre-fusion prefix, made now and not at a question: from the picture cache when
+   * the model has seen the pixels, else through CLIP, the compressor and pre-fusion's picture rows
+   * (stored in the picture cache). Pre-fusion's picture rows come before the prompt and attend only
+   * to each other, so any later question about the frame runs only its own rows after this.
+   */
+  async framePrefix(img: RGB8): Promise<{ prefix: PicturePrefix; timings: PictureTimings & { prefusionMs: number } }> {
+    const e = await this.lookUp([img], true);
+    const picture = e.pictures[0];
+    const timings = { inputMs: e.hashMs, encoderMs: e.encoderMs, compressorMs: e.compressorMs, prefusionMs: 0 };
+    if ('keys' in picture) return { prefix: picture, timings };
+    const t = now();
+    const prefix = await this.prefusion.prefix(picture);
+    timings.prefusionMs = now() - t;
+    const key = this.pending.get(picture);
+    if (key !== undefined) this.pictures.set(key, prefix);
+    return { prefix, timings };
+  }
+
+  /**
    * Pre-fusion of one or more pictures (features, or prefixes from `images`) with the prompt's text
    * embeddings [L, H] (float32, the placeholder row looking up token 0, spec §3.2): vision tokens
    * concatenated, fused text averaged. Each fresh picture's prefix is fetched and stored in the

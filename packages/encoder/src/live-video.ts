@@ -1,0 +1,105 @@
+// A live source read through ffmpeg: a file played at its own pace, a network stream, or a camera.
+import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { VideoError } from '@llava-mini/core';
+import { DEFAULT_MAX_PIXELS, type TimedFrame } from './image.js';
+import { ffmpegBinary, inputArgs, lastLine, MISSING } from './video.js';
+
+export interface LiveVideoOptions {
+  /** Frames delivered per second of stream time (default 1, the reference's video sampling). */
+  fps?: number;
+  /** A file is read at its own pace, as if it were live (default true); false reads it as fast as it decodes. */
+  realtime?: boolean;
+  /** Most pixels of one frame, checked from each frame's header before its pixels are read (default 1e8). */
+  maxPixels?: number;
+  /** Stops the source: ffmpeg is killed and the frames simply end. */
+  signal?: AbortSignal;
+}
+
+/** Network protocols a stream URL may use (and the ones they open below them); never `file`. */
+const NETWORK_PROTOCOLS = 'http,https,tcp,tls,crypto,rtp,udp,rtsp,rtsps,rtmp,rtmps,srtp,srt';
+const STREAM_URL = /^(https?|rtsps?|rtmps?|srt|udp|tcp):\/\//i;
+const DEVICE = /^\/dev\/video\d+$/;
+
+/** ffmpeg's input arguments for a source: what it is decides what ffmpeg may open. */
+async function sourceArgs(source: string, realtime: boolean): Promise<string[]> {
+  if (STREAM_URL.test(source)) return ['-protocol_whitelist', NETWORK_PROTOCOLS, '-i', source];
+  if (DEVICE.test(source)) {
+    if (process.platform !== 'linux') throw new VideoError(source, 'camera devices are read through video4linux, on Linux only');
+    return ['-f', 'v4l2', '-i', source];
+  }
+  const file = source.startsWith('file:') ? new URL(source).pathname : source;
+  const s = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    throw new VideoError(source, err.code === 'ENOENT' ? 'file not found' : `cannot read: ${err.message}`, { cause: err });
+  });
+  if (!s.isFile()) throw new VideoError(source, 'not a file, a stream URL (http, rtsp, rtmp, srt, udp, tcp) or a camera (/dev/videoN)');
+  return [...(realtime ? ['-re'] : []), ...inputArgs(file)];
+}
+
+/**
+ * One PPM frame's header (`P6 <width> <height> 255` and one whitespace byte) at the start of `buf`:
+ * its size and length, or undefined until enough bytes have come. Each frame carries its own size,
+ * so a stream that changes resolution mid-way (a camera, an adaptive stream) needs no probe.
+ */
+export function ppmHeader(buf: Buffer, source: string): { width: number; height: number; headerBytes: number } | undefined {
+  const m = /^P6\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(buf.subarray(0, 64).toString('latin1'));
+  if (!m) {
+    if (buf.length >= 64 || !/^P?6?[\s\d]*$/.test(buf.toString('latin1'))) throw new VideoError(source, 'ffmpeg sent something other than a PPM frame');
+    return undefined;
+  }
+  const [width, height, maxval] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (maxval !== 255 || width < 1 || height < 1) throw new VideoError(source, `ffmpeg sent a frame of ${width}x${height} at depth ${maxval}`);
+  return { width, height, headerBytes: m[0].length };
+}
+
+/**
+ * The frames of a live source as they come, sampled by ffmpeg at `fps`, each stamped with its
+ * time in the stream (frame k at k / fps): a video file (played in real time unless `realtime:
+ * false`), a stream URL (http(s) including HLS, rtsp, rtmp, srt, udp, tcp), or a camera
+ * (`/dev/videoN`). Memory holds one frame at a time. The frames end when the source does, or when
+ * `signal` aborts; a source ffmpeg cannot read is a VideoError with ffmpeg's last line.
+ */
+export async function* liveVideoFrames(source: string, options: LiveVideoOptions = {}): AsyncGenerator<TimedFrame> {
+  const { fps = 1, realtime = true, maxPixels = DEFAULT_MAX_PIXELS, signal } = options;
+  if (!(Number.isFinite(fps) && fps > 0)) throw new VideoError(source, `fps must be a number > 0, got ${fps}`);
+  const args = ['-v', 'error', '-nostdin', ...(await sourceArgs(source, realtime)), '-map', '0:v:0', '-vf', `fps=${fps}`, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', 'pipe:1'];
+  if (signal?.aborted) return;
+  const child = spawn(await ffmpegBinary('ffmpeg'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const onAbort = () => child.kill('SIGKILL');
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
+  let spawnError: NodeJS.ErrnoException | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('close', resolve);
+    child.on('error', (e) => {
+      spawnError = e;
+      resolve(null);
+    });
+  });
+  let buf: Buffer = Buffer.alloc(0);
+  let index = 0;
+  try {
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      for (;;) {
+        const header = ppmHeader(buf, source);
+        if (!header) break;
+        const { width, height, headerBytes } = header;
+        if (width * height > maxPixels) throw new VideoError(source, `${width}x${height} = ${width * height} pixels a frame is more than the limit of ${maxPixels} (option maxPixels)`);
+        const end = headerBytes + width * height * 3;
+        if (buf.length < end) break;
+        yield { width, height, data: new Uint8Array(buf.subarray(headerBytes, end)), time: index++ / fps };
+        buf = buf.subarray(end);
+      }
+    }
+    const code = await exited;
+    if (signal?.aborted) return;
+    if (spawnError) throw new VideoError(source, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
+    if (code !== 0) throw new VideoError(source, `cannot be read: ${lastLine(stderr)}`);
+    if (index === 0) throw new VideoError(source, 'has no decodable frames');
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
