@@ -1,13 +1,16 @@
 import { AbortError, type ExternalDataFile, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
 import type { FileEntry } from './manifest.js';
+import type { OpfsStore } from './web-store.js';
 
 /** How the browser entry gets a file: `fetch` by default; a page passes its own to read through a cache. */
-export type FetchFile = (url: string, init: { signal?: AbortSignal }) => Promise<Response>;
+export type FetchFile = (url: string, init: { signal?: AbortSignal; headers?: Record<string, string>; cache?: RequestCache }) => Promise<Response>;
 
 export interface DownloadOptions {
   fetch?: FetchFile;
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
+  /** Where large files are kept and resumed (OPFS); the files it holds bypass `fetch`'s cache. */
+  store?: OpfsStore;
 }
 
 function aborted(signal?: AbortSignal): boolean {
@@ -23,6 +26,7 @@ const hex = (buf: ArrayBuffer): string => Array.from(new Uint8Array(buf), (b) =>
  * model that loads and answers wrongly.
  */
 export async function downloadFile(url: string, entry: FileEntry, o: DownloadOptions = {}): Promise<Uint8Array> {
+  if (o.store?.holds(entry)) return o.store.load(url, entry, o);
   const get = o.fetch ?? ((u, init) => fetch(u, init));
   const res = await get(url, { signal: o.signal }).catch((err: Error) => {
     if (aborted(o.signal)) throw new AbortError(`loading ${entry.name} was aborted`);

@@ -11,11 +11,14 @@ import { MANIFEST_FILE, parseManifest } from './manifest.js';
 import { manifestSources, openParts } from './parts.js';
 import { downloadFile, downloadGraph, type FetchFile } from './web-files.js';
 import { cachedFetch, HUB_ENDPOINT, resolveHubFolder } from './web-hub.js';
+import { OpfsStore, type StoreOptions } from './web-store.js';
 
 export * from './index.js';
 export { resolveBrowserInput, type VideoElementInput, type VideoFramesInput, type WebImageInput, type WebInput } from './browser-input.js';
+export { mediaStreamFrames, type MediaStreamFramesOptions } from './web-live.js';
 export { downloadFile, type DownloadOptions, type FetchFile } from './web-files.js';
 export { cachedFetch, hubFolderUrl, HUB_ENDPOINT, MODEL_CACHE } from './web-hub.js';
+export { STORE_DIR, type StoreOptions } from './web-store.js';
 
 export interface WebLoadOptions {
   /** webgpu, wasm, or auto (default: webgpu when the browser has an adapter, else wasm). */
@@ -37,6 +40,12 @@ export interface WebLoadOptions {
   signal?: AbortSignal;
   /** For a hub id: the hub or a mirror (default https://huggingface.co). */
   hubEndpoint?: string;
+  /**
+   * Large files (the weights' chunks) are kept in the origin private file system as they arrive,
+   * so a reload, or a load after a cut connection, asks only for the bytes not yet stored; pass
+   * false to hold them in memory only.
+   */
+  storage?: false | StoreOptions;
 }
 
 const decoder = new TextDecoder();
@@ -93,7 +102,8 @@ async function openFolder(base: URL, res: Response, options: WebLoadOptions, get
   const manifestUrl = at(MANIFEST_FILE);
   if (!res.ok) throw new ModelFilesError(manifestUrl, `cannot be fetched: HTTP ${res.status}`);
   const manifest = parseManifest(await res.text(), manifestUrl);
-  const download = { fetch: get, signal: options.signal, onProgress: options.onProgress };
+  const store = options.storage === false ? undefined : await OpfsStore.open(options.fetch ?? ((u, init) => fetch(u, init)), options.storage);
+  const download = { fetch: get, signal: options.signal, onProgress: options.onProgress, store };
   const text = async (name: string) => {
     const entry = manifest.tokenizer.find((f) => f.name === name);
     if (!entry) throw new ModelFilesError(manifestUrl, `lists no ${name}`);

@@ -46,6 +46,8 @@ async function main(webgpuAdapter: boolean): Promise<PageResult> {
     onProgress: (e) => progress.push({ item: e.item, done: e.done, total: e.total }),
     // With a hub id for `model`: the local hub of browser-hub.test.ts.
     hubEndpoint: query.get('hub') ?? undefined,
+    // browser-store.test.ts: which files go to OPFS, in which segments.
+    storage: query.get('storeMin') ? { minBytes: Number(query.get('storeMin')), segmentBytes: Number(param('segment')) } : undefined,
   });
   try {
     const r = await model.ask(param('image'), param('question'), { maxNewTokens: Number(param('maxNewTokens')) }).done();
