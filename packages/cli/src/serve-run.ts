@@ -31,7 +31,6 @@ export interface ServeFlags {
   requestTimeout?: string;
   keepAliveTimeout?: string;
   maxConnections?: string;
-  workerHeapMb?: string;
 }
 
 function int(v: string | undefined, flag: string): number | undefined {
@@ -68,7 +67,6 @@ function serveOptions(flags: ServeFlags): ServerOptions {
     requestTimeoutMs: ms(flags.requestTimeout, '--request-timeout'),
     keepAliveTimeoutMs: ms(flags.keepAliveTimeout, '--keep-alive-timeout'),
     maxConnections: int(flags.maxConnections, '--max-connections'),
-    workerHeapMb: int(flags.workerHeapMb, '--worker-heap-mb'),
     logger: (m) => process.stderr.write(`${m}\n`),
   };
 }

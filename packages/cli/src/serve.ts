@@ -34,6 +34,5 @@ export function registerServe(program: Command): void {
     .option('--request-timeout <s>', 'most seconds a client may take to send its whole request (default 60)')
     .option('--keep-alive-timeout <s>', 'seconds an idle keep-alive connection stays open (default 5)')
     .option('--max-connections <n>', 'most open connections; later ones are closed as they arrive (default 1024)')
-    .option('--worker-heap-mb <n>', "most MB of JavaScript heap per worker; a worker past it is replaced (default: Node's limit)")
     .action(async (flags) => (await loadOptional('@llava-mini/server', 'serve', () => import('./serve-run.js'))).serveCommand(flags));
 }

@@ -44,6 +44,20 @@ describe('llava-mini serve (CLI)', () => {
     expect(s.stderr()).toMatch(/SIGTERM: finishing 1 request\(s\), refusing new ones/);
   });
 
+  it('SIGTERM while the workers load the model: a clean exit 0, no error, no file left behind', async () => {
+    const before = fs.readdirSync(os.tmpdir()).length;
+    const s = start('--model', inject('modelDir'), '--port', '0');
+    await s.url;
+    // Still loading (the ready line comes after the workers have loaded).
+    expect(s.stderr()).not.toMatch(/ready:/);
+    s.child.kill('SIGTERM');
+    expect(await s.exit).toBe(0);
+    expect(s.stderr()).toMatch(/SIGTERM: finishing 0 request\(s\)/);
+    expect(s.stderr()).toMatch(/stopped/);
+    expect(s.stderr()).not.toMatch(/^llava-mini: |worker crashed|ready:/m);
+    expect(fs.readdirSync(os.tmpdir()).length).toBeLessThanOrEqual(before);
+  });
+
   it('a model that cannot be loaded is one line and exit 1', async () => {
     const s = start('--model', path.join(scratch, 'missing'), '--port', '0');
     expect(await s.exit).toBe(1);

@@ -37,7 +37,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     metrics.workersReady.set(pool.readyWorkers);
   };
   const pool = new WorkerPool(
-    { model: o.model, device: o.device, maxVideoFrames: o.maxVideoFrames, maxImagePixels: o.maxImagePixels, workers: o.workers, parallel: o.parallel, queue: o.queue, heapMb: o.workerHeapMb },
+    { model: o.model, device: o.device, maxVideoFrames: o.maxVideoFrames, maxImagePixels: o.maxImagePixels, workers: o.workers, parallel: o.parallel, queue: o.queue },
     (m) => o.logger?.(m),
     () => update(),
     () => metrics.cancelled.inc(),

@@ -58,16 +58,10 @@ export interface ServerOptions {
   keepAliveTimeoutMs?: number;
   /** Most open connections (default 1024); the ones past it are closed as they arrive, keeping file descriptors for those already served. */
   maxConnections?: number;
-  /**
-   * Most megabytes of JavaScript heap one worker may use (default: Node's own limit). A worker past it
-   * is stopped, its requests fail with 500, and it is replaced; the server and the other workers go on.
-   * The model's weights are native memory and do not count.
-   */
-  workerHeapMb?: number;
   logger?: (message: string) => void;
 }
 
-export type ResolvedOptions = Required<Omit<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger' | 'workerHeapMb'>> & Pick<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger' | 'workerHeapMb'>;
+export type ResolvedOptions = Required<Omit<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger'>> & Pick<ServerOptions, 'apiKey' | 'remoteMediaCa' | 'logger'>;
 
 const positiveInt = (v: number | undefined, name: string, fallback: number, min = 1): number => {
   if (v === undefined) return fallback;
@@ -115,7 +109,6 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     drainTimeoutMs: positiveInt(o.drainTimeoutMs, 'drainTimeoutMs', 30_000, 0),
     ...timeouts(o),
     maxConnections: positiveInt(o.maxConnections, 'maxConnections', 1024),
-    workerHeapMb: o.workerHeapMb === undefined ? undefined : positiveInt(o.workerHeapMb, 'workerHeapMb', 0, 16),
     logger: o.logger,
   };
 }

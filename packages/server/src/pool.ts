@@ -61,7 +61,7 @@ export class WorkerPool {
   readonly ready: Promise<void>;
 
   constructor(
-    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number; heapMb?: number },
+    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number },
     private readonly log: (message: string) => void = () => {},
     private readonly onChange: () => void = () => {},
     /** A worker stopped a generation whose client had gone away. */
@@ -170,8 +170,9 @@ export class WorkerPool {
   }
 
   private spawn(): Promise<void> {
-    const { heapMb, ...init } = this.init;
-    const worker = new Worker(workerFile(), { workerData: init satisfies WorkerInit, resourceLimits: heapMb ? { maxOldGenerationSizeMb: heapMb } : undefined });
+    // No resourceLimits: Node 20 stops a worker at its heap limit only when the heap grows slowly; a
+    // fast allocation past it (a large string split) aborts the whole process (docs/reliability.md).
+    const worker = new Worker(workerFile(), { workerData: this.init satisfies WorkerInit });
     const slot: Slot = { worker, ready: false, jobs: new Set(), stats: NO_STATS };
     this.slots.push(slot);
     return new Promise<void>((resolve, reject) => {

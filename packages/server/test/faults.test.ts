@@ -1,0 +1,104 @@
+// Faults under a running server: a worker that dies mid-request (terminated),
+// and a model folder that vanishes while loaded. Each fails only its own requests, in OpenAI's
+// error shape, and the server goes on serving.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Worker } from 'node:worker_threads';
+import OpenAI, { APIError } from 'openai';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { type ServerHandle, startServer } from '../src/index.js';
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-faults-'));
+const servers: ServerHandle[] = [];
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+async function serve(options: Partial<Parameters<typeof startServer>[0]> = {}) {
+  const server = await startServer({ model: inject('modelDir'), port: 0, ...options });
+  servers.push(server);
+  await server.ready;
+  return { server, client: new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetries: 0 }) };
+}
+
+/** The pool's worker threads and the bodies of the requests each runs (the pool keeps them private). */
+const workers = (server: ServerHandle) => (server.pool as unknown as { slots: { worker: Worker; jobs: Set<{ body: { messages: { content: string }[] } }> }[] }).slots;
+const runningOn = (server: ServerHandle, content: string) => workers(server).find((s) => [...s.jobs].some((j) => j.body.messages[0].content === content));
+
+async function until(check: () => Promise<boolean> | boolean, ms = 20_000) {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const health = async (s: ServerHandle) => {
+  const res = await fetch(`${s.url}/health`);
+  return { http: res.status, ...((await res.json()) as { status: string; workers: number; running: number; queued: number }) };
+};
+async function metric(s: ServerHandle, name: string): Promise<number> {
+  const text = await (await fetch(`${s.url}/metrics`)).text();
+  return Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
+}
+const long = (content: string) => ({ model: 'tiny', messages: [{ role: 'user' as const, content }], max_tokens: 4000, ignore_eos: true }) as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming;
+
+describe('a worker that dies mid-request', () => {
+  it('terminated: fails only its own requests (500 in OpenAI shape, or an error event in a stream), is replaced, and the server goes on', async () => {
+    const { server, client } = await serve({ workers: 2 });
+    const stream = await client.chat.completions.create({ ...long('streamed'), stream: true });
+    const iterator = stream[Symbol.asyncIterator]();
+    await iterator.next();
+    const other = client.chat.completions.create({ ...long('other'), max_tokens: 300 });
+    await until(() => runningOn(server, 'other') !== undefined);
+    const victim = runningOn(server, 'streamed');
+    expect(victim).toBeDefined();
+    expect(victim).not.toBe(runningOn(server, 'other'));
+    await victim?.worker.terminate();
+    // The stream had its 200 already: the failure comes as an error event, which the client throws.
+    const streamed = await (async () => {
+      for (let r = await iterator.next(); !r.done; r = await iterator.next());
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(streamed).toBeInstanceOf(APIError);
+    expect((streamed as APIError).error).toMatchObject({ type: 'server_error', code: 'worker_exited' });
+    // The request on the other worker is untouched.
+    expect((await other).usage?.completion_tokens).toBe(300);
+    await until(async () => (await health(server)).workers === 2);
+    expect(await metric(server, 'llava_mini_worker_restarts_total')).toBe(1);
+    const after = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 3 });
+    expect(after.choices[0].message.role).toBe('assistant');
+  });
+});
+
+describe('a model folder that vanishes while loaded', () => {
+  it('answers go on from memory; a worker that then dies cannot be replaced: 503 no_workers at once (queued ones too), until the folder is back', async () => {
+    const folder = path.join(scratch, 'model');
+    fs.cpSync(inject('modelDir'), folder, { recursive: true });
+    const { server, client } = await serve({ model: folder });
+    const ask = () => client.chat.completions.create({ model: 'model', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 3 });
+    const before = (await ask()).choices[0].message.content;
+    fs.renameSync(folder, `${folder}-gone`);
+    expect((await ask()).choices[0].message.content).toBe(before);
+    // The worker dies while one request runs and one waits: the running one fails with 500; the
+    // replacement cannot load, so the waiting one fails with 503 instead of waiting for ever.
+    const running = client.chat.completions.create({ ...long('running'), model: 'model' }).catch((e: APIError) => e);
+    await until(() => runningOn(server, 'running') !== undefined);
+    const queued = client.chat.completions.create({ ...long('queued'), model: 'model' }).catch((e: APIError) => e);
+    await until(async () => (await health(server)).queued === 1);
+    await runningOn(server, 'running')?.worker.terminate();
+    expect(await running).toMatchObject({ status: 500, code: 'worker_exited' });
+    const waited = await queued;
+    expect(waited).toMatchObject({ status: 503, code: 'no_workers' });
+    expect(await health(server)).toMatchObject({ http: 503, status: 'no_workers' });
+    expect(await ask().catch((e: APIError) => e)).toMatchObject({ status: 503, code: 'no_workers' });
+    // The folder back: a later try loads it, and the server serves again.
+    fs.renameSync(`${folder}-gone`, folder);
+    await until(async () => (await health(server)).http === 200, 30_000);
+    expect((await ask()).choices[0].message.content).toBe(before);
+  });
+});
