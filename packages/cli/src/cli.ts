@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `llava-mini` command: devices, init-tiny, convert, ask, chat, eval, serve (over
+// The `llava-mini` command: devices, init-tiny, convert, ask, chat, watch, eval, serve (over
 // @llava-mini/server), batch and worker (over @llava-mini/batch). Every failure prints as one line
 // `llava-mini: CODE: message` and exits 1 (130 when stopped by a signal); usage errors exit 2.
 // LLAVA_MINI_DEBUG=1 adds the stack trace. Only the flags are defined here: each command's code is
@@ -51,11 +51,10 @@ program
   .option('--force', 'replace the output folder if it exists')
   .action(run('convertCommand'));
 
-const withModelOptions = (cmd: Command) =>
+/** The model and how it answers: every command that asks questions. */
+const withAnswerOptions = (cmd: Command) =>
   cmd
     .option('--model <dir>', 'a converted model folder, a small Hugging Face checkpoint (converted in memory), or a hub id org/name[@revision] (downloaded, converted once, cached); default: the bundled shapes model (models/llava-mini-shapes)')
-    .option('--image <path...>', 'image file(s) or URL(s)')
-    .option('--video <path>', 'a video file (one frame per second)')
     .addOption(deviceOption('where to run', 'auto'))
     .addOption(dtypeOption('--dtype <dtype>', 'weight type (must match a converted model)'))
     .option('--max-new-tokens <n>', 'most tokens to generate', '512')
@@ -63,7 +62,12 @@ const withModelOptions = (cmd: Command) =>
     .option('--top-p <p>', 'nucleus sampling')
     .option('--top-k <k>', 'top-k sampling')
     .option('--seed <n>', 'seed for reproducible sampling')
-    .option('--json-schema <file>', 'answer with JSON this JSON Schema allows (enforced while decoding)')
+    .option('--json-schema <file>', 'answer with JSON this JSON Schema allows (enforced while decoding)');
+
+const withModelOptions = (cmd: Command) =>
+  withAnswerOptions(cmd)
+    .option('--image <path...>', 'image file(s) or URL(s)')
+    .option('--video <path>', 'a video file (one frame per second)')
     .option('--max-frames <n>', 'most video frames');
 
 withModelOptions(program.command('ask').description('answer one question about an image or video, streaming the answer'))
@@ -73,6 +77,15 @@ withModelOptions(program.command('ask').description('answer one question about a
   .action(run('askCommand'));
 
 withModelOptions(program.command('chat').description('an interactive conversation about an image or video')).action(run('chatCommand'));
+
+withAnswerOptions(program.command('watch').description('watch a live stream (a file played in real time, a stream URL, a camera) and answer questions from stdin about its last seconds'))
+  .requiredOption('--video <source>', 'a video file, a stream URL (http(s), rtsp, rtmp, srt, udp, tcp) or a camera device (/dev/videoN)')
+  .option('--window <duration>', 'how much of the stream a question sees: seconds, or 90s, 2m, 1h', '60s')
+  .option('--fps <n>', 'frames kept per second of stream', '1')
+  .option('--max-window-bytes <n>', 'most bytes the window\'s frames may hold; past it the oldest leave early (default 1 GiB)')
+  .option('--no-realtime', 'read a file as fast as it decodes (every sampled frame kept) rather than at its own pace')
+  .option('--json', 'print one JSON line per answer: question, text, window, stats')
+  .action(async (flags) => (await import('./watch.js')).watchCommand(flags));
 
 // batch and worker parse their own options (./batch), over @llava-mini/batch (BullMQ, Redis).
 for (const [name, description] of [

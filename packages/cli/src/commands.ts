@@ -162,7 +162,7 @@ function visualInput(flags: Pick<AskFlags, 'image' | 'video'>): NodeInput | unde
   return flags.image.length === 1 ? flags.image[0] : flags.image;
 }
 
-async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFrames'>, view: ProgressView): Promise<LlavaMini> {
+export async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFrames'>, view: ProgressView): Promise<LlavaMini> {
   return LlavaMini.fromPretrained(flags.model ?? defaultModelDir(), {
     device: flags.device as NodeDeviceRequest,
     dtype: flags.dtype === undefined ? undefined : checkDtype(flags.dtype, '--dtype'),
@@ -173,7 +173,7 @@ async function load(flags: Pick<AskFlags, 'model' | 'device' | 'dtype' | 'maxFra
   });
 }
 
-function generationOptions(flags: AskFlags, view: ProgressView): AskOptions {
+export function generationOptions(flags: AskFlags, view: ProgressView): AskOptions {
   return {
     maxNewTokens: int(flags.maxNewTokens, '--max-new-tokens'),
     temperature: num(flags.temperature, '--temperature'),

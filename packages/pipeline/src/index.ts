@@ -3,7 +3,7 @@
 export { LlavaMini } from './llava-mini.js';
 export type { InputResolver, ModelParts, Pictures } from './model-parts.js';
 export { Conversation, DEFAULT_VIDEO_STATE_BYTES, type AskOptions, type ChatOptions } from './conversation.js';
-export { DEFAULT_LIVE_BYTES, DEFAULT_LIVE_WINDOW_SECONDS, LiveStream, type LiveAskResult, type LiveOptions, type LiveStats, type LiveWindow } from './live.js';
+export { DEFAULT_LIVE_BYTES, DEFAULT_LIVE_WINDOW_SECONDS, LiveStream, type LiveAskResult, type LiveFrameEvent, type LiveOptions, type LiveStats, type LiveWindow } from './live.js';
 export type { AskChoice, AskResult, AskTimings, StageTimings } from './ask-result.js';
 export { Answer } from './answer.js';
 export {

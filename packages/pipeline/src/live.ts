@@ -25,6 +25,14 @@ export interface LiveOptions extends Omit<ChatOptions, 'history' | 'videoStateBy
    * what is on screen now, never about a backlog that grows without bound.
    */
   maxPending?: number;
+  /** Called after each frame enters the window: its time, the window now and the counts so far. */
+  onFrame?: (event: LiveFrameEvent) => void;
+}
+
+export interface LiveFrameEvent {
+  time: number;
+  window: LiveWindow;
+  stats: Readonly<LiveStats>;
 }
 
 /** The frames a question saw: how many, and the stream times of the first and the last. */
@@ -88,10 +96,13 @@ export class LiveStream<I = unknown> {
   private readonly windowSeconds: number;
   private readonly maxBytes: number;
   private readonly maxPending: number;
+  private readonly onFrame?: (event: LiveFrameEvent) => void;
   private readonly promptOptions: Omit<ChatOptions, 'history' | 'videoStateBytes'>;
   private readonly kept: Kept[] = [];
   private readonly waiting: Waiting[] = [];
   private readonly turns: ChatTurn[] = [];
+  /** Callers of ready(), each waiting for the window to hold some number of frames. */
+  private readonly readers = new Set<{ frames: number; resolve: () => void; reject: (e: unknown) => void }>();
   private readonly counts: LiveStats = { received: 0, sampled: 0, dropped: 0, encoded: 0, evicted: 0, encodeMs: 0 };
   /** The sampling slot of the last frame taken, on a grid that starts at the first frame's time. */
   private slot?: { start: number; index: number };
@@ -104,13 +115,14 @@ export class LiveStream<I = unknown> {
 
   constructor(
     private readonly parts: ModelParts<I>,
-    { fps = 1, windowSeconds = DEFAULT_LIVE_WINDOW_SECONDS, maxBytes = DEFAULT_LIVE_BYTES, maxPending = 1, ...promptOptions }: LiveOptions = {},
+    { fps = 1, windowSeconds = DEFAULT_LIVE_WINDOW_SECONDS, maxBytes = DEFAULT_LIVE_BYTES, maxPending = 1, onFrame, ...promptOptions }: LiveOptions = {},
   ) {
     this.fps = positive(fps, 'fps');
     this.windowSeconds = positive(windowSeconds, 'windowSeconds');
     this.maxBytes = positive(maxBytes, 'maxBytes', true);
     this.maxPending = positive(maxPending, 'maxPending', true);
     this.promptOptions = promptOptions;
+    this.onFrame = onFrame;
   }
 
   /** The frames a question asked now would see. */
@@ -162,10 +174,16 @@ export class LiveStream<I = unknown> {
    * before reading the next, so nothing is dropped (a file, not a live feed).
    */
   async follow(frames: AsyncIterable<TimedFrame>, { signal, wait = false }: { signal?: AbortSignal; wait?: boolean } = {}): Promise<void> {
-    for await (const frame of frames) {
-      if (signal?.aborted || this.disposed) break;
-      const taken = this.push(frame, frame.time);
-      if (wait) await taken;
+    try {
+      for await (const frame of frames) {
+        if (signal?.aborted || this.disposed) break;
+        const taken = this.push(frame, frame.time);
+        if (wait) await taken;
+      }
+    } catch (err) {
+      // The source failed: whoever waits for frames from it hears why.
+      for (const r of [...this.readers]) r.reject(err);
+      throw err;
     }
     await this.idle();
   }
@@ -174,6 +192,29 @@ export class LiveStream<I = unknown> {
   async idle(): Promise<void> {
     while (this.encoding) await this.encoding;
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Resolves once the window holds `frames` frames (default 1: the stream has started); rejects if
+   * the stream fails, the live stream is disposed, or `signal` aborts first.
+   */
+  ready(frames = 1, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
+    positive(frames, 'frames', true);
+    if (this.disposed) return Promise.reject(new DisposedError('the live stream'));
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.kept.length >= frames) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const reader = { frames, resolve: () => done(resolve), reject: (e: unknown) => done(() => reject(e)) };
+      const onAbort = () => reader.reject(signal?.reason ?? new DisposedError('the wait'));
+      const done = (settle: () => void) => {
+        this.readers.delete(reader);
+        signal?.removeEventListener('abort', onAbort);
+        settle();
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.readers.add(reader);
+    });
   }
 
   /** Ask about the window as it is when the question's turn comes; iterate for tokens or `await answer.done()`. */
@@ -189,6 +230,7 @@ export class LiveStream<I = unknown> {
   dispose(): void {
     this.disposed = true;
     for (const w of this.waiting.splice(0)) w.settle();
+    for (const r of [...this.readers]) r.reject(new DisposedError('the live stream'));
     this.kept.length = 0;
   }
 
@@ -231,10 +273,13 @@ export class LiveStream<I = unknown> {
           if (this.disposed) break;
           this.counts.encoded++;
           this.keep({ time: next.time, prefix });
+          this.onFrame?.({ time: next.time, window: this.window, stats: this.stats });
+          for (const r of [...this.readers]) if (this.kept.length >= r.frames) r.resolve();
         } catch (err) {
           // Frames were checked when pushed, so a failure here is the model's (a session error): stop taking more.
           this.failure = err;
           for (const w of this.waiting.splice(0)) w.settle();
+          for (const r of [...this.readers]) r.reject(err);
         } finally {
           next.settle();
         }

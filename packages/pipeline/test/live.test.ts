@@ -156,12 +156,22 @@ describe.each(['cpu', 'wasm'] as const)('live streams on %s', (device) => {
   it('refuses bad input with typed errors', async () => {
     const live = model.live();
     await expect(live.ask('anything?').done()).rejects.toThrow(/no frames yet/);
+    // ready() waits for the first frame; a failing source or dispose() ends the wait with its reason.
+    const ready = live.ready();
+    const ten = live.ready(10);
+    await live.push(strip(frames[0]), 0);
+    await expect(ready).resolves.toBeUndefined();
+    const broken = model.live();
+    const waiting = broken.ready();
+    await expect(broken.follow(liveVideoFrames(path.join(tmp, 'gone.mp4')))).rejects.toThrow(VideoError);
+    await expect(waiting).rejects.toThrow(/file not found/);
     expect(() => live.push({ width: 2, height: 2, data: new Uint8Array(3) }, 0)).toThrow(InvalidOptionError);
     await live.push(strip(frames[0]), 5);
     expect(() => live.push(strip(frames[1]), 4)).toThrow(/non-decreasing/);
     expect(() => model.live({ fps: 0 })).toThrow(/fps/);
     expect(() => model.live({ windowSeconds: -1 })).toThrow(/windowSeconds/);
     live.dispose();
+    await expect(ten).rejects.toThrow(DisposedError);
   }, SLOW);
 });
 
