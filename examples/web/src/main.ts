@@ -1,6 +1,8 @@
-// The page: picture or video in (pick, drop, paste, or the model's samples), questions in, streamed
-// answers out, one conversation per picture. Everything heavy runs in the worker; this file only
-// draws what the worker reports (and a video's frames, which a worker cannot draw).
+// The page: picture or video in (pick, drop, paste, or the model's samples), or a live stream
+// (live.ts), questions in, streamed answers out, one conversation per picture. Everything heavy runs
+// in the worker; this file only draws what the worker reports (and a video's frames, which a worker
+// cannot draw).
+import { liveMode, type LiveSource } from './live.js';
 import type { FileProgress, FromWorker, ModelEntry, Picture, ToWorker } from './protocol.js';
 import { MAX_FRAMES, videoFrames } from './video.js';
 
@@ -38,6 +40,9 @@ const ui = {
   ask: $<HTMLButtonElement>('ask'),
   stop: $<HTMLButtonElement>('stop'),
   stats: $('stats'),
+  liveLine: $('live-line'),
+  liveWindow: $<HTMLInputElement>('live-window'),
+  liveStop: $<HTMLButtonElement>('live-stop'),
 };
 
 let loaded = false;
@@ -50,7 +55,7 @@ let models: ModelEntry[] = [];
 /** What models/index.json says about the loaded model, if it lists it. */
 let entry: ModelEntry | undefined;
 /** The picture the conversation is about: its suggested questions and the conversation line depend on it. */
-let picture: { kind: Picture['kind']; name: string } | undefined;
+let picture: { kind: Picture['kind'] | 'live'; name: string } | undefined;
 
 function status(el: HTMLElement, text: string, error = false): void {
   el.textContent = text;
@@ -109,7 +114,7 @@ let shownSet: { entry?: ModelEntry; clip: boolean } | undefined;
 
 /** The model's suggested questions for the picture: its clip questions while the picture is a video. */
 function showSuggestions(): void {
-  const clip = picture?.kind === 'video' && !!entry?.clipQuestions?.length;
+  const clip = (picture?.kind === 'video' || picture?.kind === 'live') && !!entry?.clipQuestions?.length;
   if (shownSet && shownSet.entry === entry && shownSet.clip === clip) return;
   shownSet = { entry, clip };
   const questions = (clip ? entry?.clipQuestions : entry?.questions) ?? [];
@@ -133,9 +138,8 @@ function showSuggestions(): void {
 function showConversation(): void {
   const turns = ui.turns.children.length;
   ui.conversation.dataset.turns = String(turns);
-  ui.conversation.textContent = !picture
-    ? ''
-    : `Conversation about ${picture.name}: ${turns} turn${turns === 1 ? '' : 's'}${turns ? ` (${ui.keepTurns.checked ? 'each question sees the earlier turns' : 'each question is asked on its own'})` : ''}. A new picture starts a new one.`;
+  const how = picture?.kind === 'live' ? 'each question sees the earlier turns and the window at that moment' : ui.keepTurns.checked ? 'each question sees the earlier turns' : 'each question is asked on its own';
+  ui.conversation.textContent = !picture ? '' : `Conversation about ${picture.name}: ${turns} turn${turns === 1 ? '' : 's'}${turns ? ` (${how})` : ''}. A new picture starts a new one.`;
 }
 
 worker.onmessage = (e: MessageEvent<FromWorker>) => {
@@ -172,9 +176,13 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
         current.li.dataset.done = '1';
         const meta = document.createElement('div');
         meta.className = 'meta';
-        meta.textContent = m.stopped
-          ? 'stopped'
-          : `${m.tokens} tokens · first token after ${Math.round(m.timeToFirstTokenMs)} ms · ${m.tokensPerSecond.toFixed(1)} tokens/s · ${m.picturesEncoded ? 'picture encoded' : 'picture not encoded again'}`;
+        const w = m.window;
+        const seen = w ? `saw ${w.frames} frame${w.frames === 1 ? '' : 's'}, ${w.from.toFixed(1)}–${w.to.toFixed(1)} s · ${m.picturesEncoded ? 'a frame was encoded meanwhile' : 'nothing encoded for the question'}` : m.picturesEncoded ? 'picture encoded' : 'picture not encoded again';
+        meta.textContent = m.stopped ? 'stopped' : `${m.tokens} tokens · first token after ${Math.round(m.timeToFirstTokenMs)} ms · ${m.tokensPerSecond.toFixed(1)} tokens/s · ${seen}`;
+        // The answer's token ids, their log-probabilities and the window it saw, for a test to compare with Node on the same frames.
+        if (m.ids) current.li.dataset.ids = m.ids.join(',');
+        if (m.logprobs) current.li.dataset.logprobs = m.logprobs.join(',');
+        if (w) Object.assign(current.li.dataset, { windowFrames: String(w.frames), windowFrom: String(w.from), windowTo: String(w.to) });
         current.li.append(meta);
       }
       status(ui.stats, `Pictures through CLIP so far: ${m.encoderRuns}`);
@@ -190,21 +198,62 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       status(ui.stats, m.message, true);
       refresh();
       break;
+    case 'live-stats':
+      live.stats(m);
+      break;
     case 'cache-cleared':
       status(ui.loadLine, `Cache cleared (${mb(m.freedBytes)} freed). The next load downloads the model again.`);
       break;
   }
 };
 
-async function usePicture(file: File): Promise<void> {
-  if (previewUrl) URL.revokeObjectURL(previewUrl);
-  previewUrl = URL.createObjectURL(file);
+/** A new conversation (no turns yet) about a picture, a clip or a live source. */
+function newConversation(): void {
   ui.dropHint.hidden = true;
   ui.turns.replaceChildren();
   hasPicture = false;
   picture = undefined;
   showConversation();
   refresh();
+}
+
+const live = liveMode({
+  send,
+  video: ui.video,
+  line: ui.liveLine,
+  windowSeconds: () => Math.max(1, Number(ui.liveWindow.value) || 8),
+  started(name) {
+    newConversation();
+    ui.img.hidden = true;
+    ui.video.removeAttribute('src');
+    status(ui.pictureLine, `${name}, live: questions are about the frames in the window when they are asked.`);
+    picture = { kind: 'live', name: `${name} (live)` };
+    hasPicture = true;
+    ui.keepTurns.disabled = true;
+    ui.liveStop.hidden = false;
+    showSuggestions();
+    showConversation();
+    refresh();
+  },
+  stopped() {
+    ui.keepTurns.disabled = false;
+    ui.liveStop.hidden = true;
+    if (picture?.kind === 'live') {
+      hasPicture = false;
+      status(ui.pictureLine, 'The live stream ended: start it again, or take a picture.');
+      refresh();
+    }
+  },
+});
+for (const source of ['camera', 'screen', 'scene'] as LiveSource[]) $(`live-${source}`).addEventListener('click', () => void live.start(source));
+ui.liveStop.addEventListener('click', () => live.stop());
+
+async function usePicture(file: File): Promise<void> {
+  live.stop();
+  ui.video.srcObject = null;
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = URL.createObjectURL(file);
+  newConversation();
   let forWorker: Picture;
   if (file.type.startsWith('video/')) {
     ui.img.hidden = true;

@@ -7,7 +7,27 @@ export type ToWorker =
   /** newConversation: ask about the picture afresh, without the earlier turns (the picture's features are kept either way). */
   | { type: 'ask'; question: string; maxNewTokens: number; newConversation: boolean }
   | { type: 'stop' }
-  | { type: 'clear-cache' };
+  | { type: 'clear-cache' }
+  /** Live mode: a new live stream (the picture's conversation ends); questions are then about its window. */
+  | { type: 'live-start'; windowSeconds: number }
+  /** A frame of the live source, drawn by the page (a worker has no MediaStream to read). */
+  | { type: 'live-frame'; frame: LiveFrame }
+  | { type: 'live-stop' };
+
+/** RGB pixels drawn from a MediaStream, with the seconds since the stream's first frame. */
+export interface LiveFrame {
+  width: number;
+  height: number;
+  data: Uint8Array;
+  time: number;
+}
+
+/** The frames a live question saw: how many, and the stream times (seconds) of the first and the last. */
+export interface LiveWindowInfo {
+  frames: number;
+  from: number;
+  to: number;
+}
 
 /** An image file, or a short video's frames drawn by the page (a worker has no <video>). */
 export type Picture = { kind: 'image'; blob: Blob; name: string } | { kind: 'video'; frames: ImageBitmap[]; name: string };
@@ -53,6 +73,8 @@ export type FromWorker =
   | { type: 'loaded'; modelName: string; loadMs: number; cache: string }
   | { type: 'load-failed'; message: string; retry: boolean }
   | { type: 'token'; text: string }
-  | { type: 'answer'; text: string; stopped: boolean; timeToFirstTokenMs: number; tokensPerSecond: number; tokens: number; encoderRuns: number; picturesEncoded: boolean }
+  | { type: 'answer'; text: string; stopped: boolean; timeToFirstTokenMs: number; tokensPerSecond: number; tokens: number; encoderRuns: number; picturesEncoded: boolean; window?: LiveWindowInfo; ids?: number[]; logprobs?: number[] }
+  /** After each live frame: the window a question would see now, frames received, dropped (the encoder was busy) and encoded. */
+  | { type: 'live-stats'; window: LiveWindowInfo & { bytes: number }; received: number; dropped: number; encoded: number }
   | { type: 'error'; message: string }
   | { type: 'cache-cleared'; freedBytes: number };

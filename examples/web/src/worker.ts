@@ -1,9 +1,10 @@
 // The model lives here, off the page's thread: loading (with per-file byte progress through the
-// Cache API), the device choice, one conversation per picture, streamed answers and Stop.
+// Cache API), the device choice, one conversation per picture or one live stream, streamed answers
+// and Stop.
 import type { ProgressEvent } from '@llava-mini/core';
-import { type Conversation, LlavaMini, type Manifest, MANIFEST_FILE } from '@llava-mini/pipeline/web';
+import { type Conversation, type LiveStream, LlavaMini, type Manifest, MANIFEST_FILE } from '@llava-mini/pipeline/web';
 import { cachedFetch, clearModelCache, forget, freeBytes, isCached } from './model-cache.js';
-import type { DeviceChoice, FileProgress, FromWorker, Picture, ToWorker } from './protocol.js';
+import type { DeviceChoice, FileProgress, FromWorker, LiveFrame, LiveWindowInfo, Picture, ToWorker } from './protocol.js';
 
 interface WorkerScope {
   postMessage(message: FromWorker): void;
@@ -15,6 +16,9 @@ const post = (m: FromWorker) => scope.postMessage(m);
 let model: LlavaMini | undefined;
 let picture: Picture | undefined;
 let chat: Conversation | undefined;
+/** Live mode: the stream the page's frames go into; questions are about its window. */
+let live: LiveStream | undefined;
+let liveWindowSeconds = 0;
 let asked = 0;
 let running: AbortController | undefined;
 
@@ -55,6 +59,7 @@ async function load(baseUrl: string, request: 'auto' | 'webgpu' | 'wasm'): Promi
   await model?.dispose();
   model = undefined;
   chat = undefined;
+  live = undefined;
   const v = await variants(baseUrl);
   const choice = await chooseDevice(request, !!v.fp16);
   post({ type: 'device', choice });
@@ -108,7 +113,36 @@ async function load(baseUrl: string, request: 'auto' | 'webgpu' | 'wasm'): Promi
   const cached = [...files.values()].filter((f) => f.cached).length;
   const where = cached === files.size ? 'all files from the cache' : store ? `${files.size - cached} file(s) downloaded and cached` : 'not cached';
   post({ type: 'loaded', modelName: String(manifest.config._name_or_path ?? baseUrl.replace(/\/$/, '').split('/').pop()), loadMs: performance.now() - started, cache: where });
-  if (picture) setPicture(picture);
+  if (liveWindowSeconds) startLive(liveWindowSeconds);
+  else if (picture) setPicture(picture);
+}
+
+/** A new live stream (the picture's conversation, or the last live stream, ends). */
+function startLive(windowSeconds: number): void {
+  chat?.dispose();
+  chat = undefined;
+  live?.dispose();
+  liveWindowSeconds = windowSeconds;
+  // The encoder takes the newest frame when it is free (maxPending 1): the page shows what was dropped.
+  live = model?.live({ windowSeconds });
+}
+
+function stopLive(): void {
+  live?.dispose();
+  live = undefined;
+  liveWindowSeconds = 0;
+}
+
+function pushFrame({ width, height, data, time }: LiveFrame): void {
+  const stream = live;
+  if (!stream) return; // the model is still loading: the frame is let go, as a busy encoder's would be
+  const report = () => {
+    if (stream !== live) return;
+    const { frames, from, to, bytes } = stream.window;
+    const { received, dropped, encoded } = stream.stats;
+    post({ type: 'live-stats', window: { frames, from, to, bytes }, received, dropped, encoded });
+  };
+  stream.push({ width, height, data }, time).then(report, (err) => post({ type: 'error', message: (err as Error).message }));
 }
 
 /** A new conversation about the picture (the last one's KV cache is let go). */
@@ -118,28 +152,38 @@ function newChat(): void {
 }
 
 function setPicture(p: Picture): void {
+  stopLive();
   picture = p;
   asked = 0;
   newChat();
 }
 
 async function ask(question: string, maxNewTokens: number, newConversation: boolean): Promise<void> {
-  if (!model || !chat || !picture) throw new Error(model ? 'pick a picture first' : 'the model is not loaded yet');
+  if (!model || !(chat || live) || !(picture || live)) throw new Error(model ? 'pick a picture first' : 'the model is not loaded yet');
   // A new conversation about the same picture: its pre-fusion prefix comes from the picture cache, so CLIP does not run again.
-  if (newConversation && asked > 0) newChat();
+  if (!live && newConversation && asked > 0) newChat();
   running = new AbortController();
   const encoderRunsBefore = model.vision.encoderRuns;
-  const answer = chat!.ask(question, { maxNewTokens, signal: running.signal });
+  // Live: about the window at this moment (its frames were encoded as they came; the answer says which it saw).
+  // Log-probabilities too (a softmax per token): the page keeps them beside the answer, where a test compares them with Node's.
+  const options = { maxNewTokens, signal: running.signal, logprobs: true };
+  const answer = live ? live.ask(question, options) : chat!.ask(question, options);
   asked++;
   let text = '';
+  const logprobs: number[] = [];
   try {
     for await (const token of answer) {
       text += token.text;
+      if (token.logprobs) logprobs.push(token.logprobs.logprob);
       post({ type: 'token', text: token.text });
     }
     const r = await answer.done();
+    const seen = (r as { window?: LiveWindowInfo }).window;
     post({
       type: 'answer',
+      window: seen && { frames: seen.frames, from: seen.from, to: seen.to },
+      ids: r.ids,
+      logprobs,
       text: r.text,
       stopped: false,
       timeToFirstTokenMs: r.timings.timeToFirstTokenMs,
@@ -173,6 +217,19 @@ scope.onmessage = (e) => {
       break;
     case 'stop':
       running?.abort();
+      break;
+    case 'live-start':
+      startLive(m.windowSeconds);
+      break;
+    case 'live-frame':
+      try {
+        pushFrame(m.frame);
+      } catch (err) {
+        fail(err);
+      }
+      break;
+    case 'live-stop':
+      stopLive();
       break;
     case 'clear-cache':
       clearModelCache().then((freedBytes) => post({ type: 'cache-cleared', freedBytes }), fail);

@@ -6,8 +6,6 @@
 // same model, picture and conversation, every answer one word with nothing else, and the true one
 // where the model card says the model has that skill.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LlavaMini } from '@llava-mini/pipeline/node';
@@ -15,6 +13,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_HINTS, prepareModels } from '../scripts/prepare-models.mjs';
+import { serve } from './serve.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HAVE_CHROMIUM = fs.existsSync(CHROMIUM);
@@ -56,29 +55,6 @@ const MAX_NEW = 16;
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader'];
 /** Where the screenshots go; LLAVA_MINI_UPDATE_SCREENSHOT=1 also replaces the one the README shows. */
 const SHOTS = path.join(EXAMPLE, '.screenshots');
-
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png', '.mp4': 'video/mp4' };
-
-async function serve(mounts: Record<string, string>): Promise<{ origin: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const { pathname } = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const prefix = Object.keys(mounts).find((p) => pathname.startsWith(p)) as string;
-    const dir = path.resolve(mounts[prefix]);
-    const rel = pathname.slice(prefix.length) || 'index.html';
-    const file = path.resolve(dir, `.${path.posix.normalize(`/${rel}`)}`);
-    if (!file.startsWith(dir + path.sep) || !fs.statSync(file, { throwIfNoEntry: false })?.isFile()) return void res.writeHead(404).end();
-    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
-    fs.createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
 
 describe.skipIf(!HAVE_CHROMIUM)('examples/web in headless Chromium', () => {
   let root = '';
