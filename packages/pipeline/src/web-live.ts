@@ -83,7 +83,8 @@ export async function* mediaStreamFrames(stream: MediaStream, { fps = 1, signal,
       await sleep(next - performance.now(), signal, track, 'ended');
       if (over()) break;
       const at = performance.now();
-      start ??= at;
+      // The grid of instants starts at the first frame drawn (the first wait can run late).
+      if (start === undefined) next = start = at;
       // The picture's size can change while it plays (a rotated phone, a resized window being shared).
       const [w, h] = fit(video.videoWidth, video.videoHeight, maxPixels);
       if (!canvas || canvas.width !== w || canvas.height !== h) {
