@@ -27,6 +27,8 @@ export interface WebLoadOptions {
   /** Where onnxruntime-web's .wasm files are served from, when the bundler does not copy them. */
   wasmPaths?: string;
   maxFrames?: number;
+  /** Most pixels of an image or a video frame (default 100,000,000, as in Node): checked from an image's header before it is decoded, from a drawable's size before it is drawn. */
+  maxPixels?: number;
   /** Cap on the bytes of all conversations' KV caches (default 2 GiB; see the Node entry's LoadOptions). */
   kvCacheBytes?: number;
   /** Bound of the picture cache (default 256 MiB; see the Node entry's LoadOptions). */
@@ -125,6 +127,6 @@ async function openFolder(base: URL, res: Response, options: WebLoadOptions, get
     logger: options.logger,
     kvCacheBytes: options.kvCacheBytes,
     pictureCacheBytes: options.pictureCacheBytes,
-    resolveInput: (input, o) => resolveBrowserInput(input, { ...o, maxFrames: options.maxFrames }),
+    resolveInput: (input, o) => resolveBrowserInput(input, { ...o, maxFrames: options.maxFrames, maxPixels: options.maxPixels }),
   });
 }
