@@ -81,6 +81,7 @@ export function liveMode(hooks: LiveHooks) {
         running = undefined;
         release();
         hooks.send({ type: 'live-stop' });
+        hooks.video.srcObject = null;
         hooks.line.textContent = `Live stopped${lastStats ? `: ${lastStats}` : ''}.`;
         hooks.stopped();
       }

@@ -177,7 +177,8 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
         const meta = document.createElement('div');
         meta.className = 'meta';
         const w = m.window;
-        const seen = w ? `saw ${w.frames} frame${w.frames === 1 ? '' : 's'}, ${w.from.toFixed(1)}–${w.to.toFixed(1)} s · ${m.picturesEncoded ? 'a frame was encoded meanwhile' : 'nothing encoded for the question'}` : m.picturesEncoded ? 'picture encoded' : 'picture not encoded again';
+        // Live frames are encoded as they arrive, during an answer too: the encoder's count says nothing about the question.
+        const seen = w ? `saw ${w.frames} frame${w.frames === 1 ? '' : 's'}, ${w.from.toFixed(1)}–${w.to.toFixed(1)} s (each encoded as it arrived)` : m.picturesEncoded ? 'picture encoded' : 'picture not encoded again';
         meta.textContent = m.stopped ? 'stopped' : `${m.tokens} tokens · first token after ${Math.round(m.timeToFirstTokenMs)} ms · ${m.tokensPerSecond.toFixed(1)} tokens/s · ${seen}`;
         // The answer's token ids, their log-probabilities and the window it saw, for a test to compare with Node on the same frames.
         if (m.ids) current.li.dataset.ids = m.ids.join(',');
@@ -250,7 +251,6 @@ ui.liveStop.addEventListener('click', () => live.stop());
 
 async function usePicture(file: File): Promise<void> {
   live.stop();
-  ui.video.srcObject = null;
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(file);
   newConversation();

@@ -160,8 +160,13 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
       expect(seen.text).toBe('2');
       expect(seen.frames[0]).toMatchObject({ width: 320, height: 240 });
       await expectNodeTokens(seen, COUNT);
-      expect(await page.textContent('#turns li:nth-child(1) .meta')).toMatch(/saw \d+ frames, [\d.]+–[\d.]+ s · nothing encoded for the question/);
+      expect(await page.textContent('#turns li:nth-child(1) .meta')).toMatch(/saw \d+ frames, [\d.]+–[\d.]+ s \(each encoded as it arrived\)/);
       expect(await page.textContent('#live-line')).toMatch(/Live stopped: window \d+ frames .* 0 dropped/);
+      // A picture after live mode: the preview <video> plays a file again, a new conversation starts.
+      await page.click('#sample-clip');
+      await page.waitForFunction(() => /6 frame\(s\), one per second/.test(document.getElementById('picture-line')?.textContent ?? ''), undefined, { timeout: 30_000 });
+      expect(await page.getAttribute('#conversation', 'data-turns')).toBe('0');
+      expect(await page.textContent('#conversation')).toMatch(/Conversation about sample\.mp4/);
     } finally {
       await close();
     }
