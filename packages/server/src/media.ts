@@ -7,7 +7,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errorMessage, LlavaMiniError } from '@llava-mini/core';
+import { errorMessage, fileSystemError, LlavaMiniError } from '@llava-mini/core';
 import { loadImage } from '@llava-mini/encoder/node';
 import { dataUrlBytes, type MediaRef } from '@llava-mini/pipeline/node';
 import { fromLibraryError, HttpError, httpError, serializeError } from './errors.js';
@@ -101,11 +101,21 @@ async function resolveOne(ref: MediaRef, o: MediaOptions, remote: RemoteMediaFet
   if (ref.kind === 'video') {
     if (localPath) return { kind: 'video', path: localPath };
     // ffmpeg reads files: a video sent inline waits in a private temporary folder for the request's length.
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'llava-serve-'));
-    temps.push(dir);
-    const file = path.join(dir, `${randomUUID()}.video`);
-    await fs.writeFile(file, bytes as Uint8Array, { mode: 0o600 });
-    return { kind: 'video', path: file };
+    try {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'llava-serve-'));
+      temps.push(dir);
+      const file = path.join(dir, `${randomUUID()}.video`);
+      await fs.writeFile(file, bytes as Uint8Array, { mode: 0o600 });
+      return { kind: 'video', path: file };
+    } catch (err) {
+      // The server's disk, not the client's request: a 5xx that says how much room the video needed
+      // (what was written is removed with the folder when the request fails).
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw httpError(507, 'server_error', 'insufficient_storage', `no space left in the server's temporary folder to hold this video (${(bytes as Uint8Array).byteLength} bytes needed)`, { param });
+      }
+      throw fileSystemError(err) ?? err;
+    }
   }
   try {
     const img = await loadImage(localPath ?? (bytes as Uint8Array), { maxPixels: o.maxImagePixels, name: param });

@@ -1,6 +1,7 @@
-// Faults under a running server: a worker that dies mid-request (terminated),
-// and a model folder that vanishes while loaded. Each fails only its own requests, in OpenAI's
-// error shape, and the server goes on serving.
+// Faults under a running server: a worker that dies mid-request (terminated), a model folder that
+// vanishes while loaded, and a full disk under an inline video. Each fails only its own requests, in
+// OpenAI's error shape, and the server goes on serving.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -100,5 +101,44 @@ describe('a model folder that vanishes while loaded', () => {
     fs.renameSync(`${folder}-gone`, folder);
     await until(async () => (await health(server)).http === 200, 30_000);
     expect((await ask()).choices[0].message.content).toBe(before);
+  });
+});
+
+/** A real 64 kB tmpfs as the temporary folder, where this machine lets us mount one (root, as CI runs). */
+function smallTmpfs(): string | undefined {
+  const dir = fs.mkdtempSync(path.join(scratch, 'tmpfs-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'ignore' });
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+const tmpfs = smallTmpfs();
+
+describe.skipIf(!tmpfs)('a full disk', () => {
+  afterAll(() => {
+    if (tmpfs) execFileSync('umount', [tmpfs]);
+  });
+
+  it('an inline video that does not fit the temporary folder: 507 naming the bytes needed, nothing left behind, the next one answered', async () => {
+    const { client } = await serve();
+    const clip = fs.readFileSync(path.resolve(__dirname, '../../../examples/assets/shapes.mp4'));
+    const video = (bytes: Buffer) => [{ role: 'user' as const, content: [{ type: 'video_url', video_url: { url: `data:video/mp4;base64,${bytes.toString('base64')}` } }, { type: 'text', text: 'What moves?' }] }];
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmpfs;
+    try {
+      const big = Buffer.concat([clip, Buffer.alloc(200_000)]);
+      const err = await client.chat.completions.create({ model: 'tiny', messages: video(big) as never, max_tokens: 2 }).catch((e: APIError) => e);
+      expect(err).toMatchObject({ status: 507, code: 'insufficient_storage', param: 'messages[0].content[0].video_url.url' });
+      expect((err as APIError).message).toContain(`${big.byteLength} bytes needed`);
+      expect(fs.readdirSync(tmpfs as string)).toEqual([]);
+      const ok = await client.chat.completions.create({ model: 'tiny', messages: video(clip) as never, max_tokens: 2 });
+      expect(ok.choices[0].message.role).toBe('assistant');
+      // Removed as the request ends (just after its answer is sent).
+      await until(() => fs.readdirSync(tmpfs as string).length === 0, 5_000);
+    } finally {
+      process.env.TMPDIR = saved;
+    }
   });
 });
