@@ -17,12 +17,6 @@ export interface LiveFramesResult {
   error?: string;
 }
 
-declare global {
-  interface Window {
-    __result?: LiveFramesResult;
-  }
-}
-
 /** A canvas captured as a stream, its red channel stepped every 50 ms (what was drawn last is `red()`). */
 function colourCanvas(width: number, height: number) {
   const canvas = document.createElement('canvas');
@@ -121,5 +115,5 @@ async function main(): Promise<LiveFramesResult> {
 void main()
   .catch((err: unknown) => ({ error: String((err as Error)?.stack ?? err) }) as LiveFramesResult)
   .then((r) => {
-    window.__result = r;
+    (window as unknown as { __result?: LiveFramesResult }).__result = r;
   });
