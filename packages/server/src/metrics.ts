@@ -51,6 +51,7 @@ export class ServerMetrics {
     gauge('llava_mini_kv_cache_bytes', "Bytes of every conversation's KV cache in the workers (requests running, or not yet freed)", (s) => s.kvBytes);
     gauge('llava_mini_picture_cache_bytes', "Bytes the workers' picture caches hold (bounded; pictures' prefixes kept across requests)", (s) => s.pictureBytes);
     gauge('llava_mini_picture_cache_entries', "Pictures the workers' picture caches hold", (s) => s.pictureEntries);
+    gauge('llava_mini_worker_heap_bytes', "JavaScript heap the workers use (the model's weights and caches are native memory)", (s) => s.heapBytes);
     gauge('llava_mini_worker_requests', 'Requests the workers themselves report running (a cancelled one counts until its worker has stopped it)', (s) => s.running);
   }
 }

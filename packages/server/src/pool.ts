@@ -37,7 +37,7 @@ interface Slot {
   crash?: string;
 }
 
-const NO_STATS: WorkerStats = { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: 0 };
+const NO_STATS: WorkerStats = { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: 0, heapBytes: 0 };
 /** Waits between tries to replace a worker that died when its replacement cannot load (the model's files gone, memory short). */
 const RESPAWN_DELAYS_MS = [0, 1_000, 5_000, 30_000];
 
@@ -116,7 +116,7 @@ export class WorkerPool {
             }),
         ),
     );
-    return each.reduce((a, b) => ({ kvBytes: a.kvBytes + b.kvBytes, pictureBytes: a.pictureBytes + b.pictureBytes, pictureEntries: a.pictureEntries + b.pictureEntries, running: a.running + b.running }), NO_STATS);
+    return each.reduce((a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k as keyof WorkerStats] + b[k as keyof WorkerStats]])) as unknown as WorkerStats, NO_STATS);
   }
 
   /** Why a request would be refused now: 503 (loading, draining, no worker) or 429 (queue full); undefined if it would be taken. */

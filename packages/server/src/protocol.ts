@@ -25,6 +25,8 @@ export interface WorkerStats {
   pictureEntries: number;
   /** Requests it is running. */
   running: number;
+  /** Bytes its JavaScript heap uses (the model's weights and caches are native memory, not counted). */
+  heapBytes: number;
 }
 
 export type FromWorker =

@@ -1,5 +1,6 @@
 // One worker thread: loads the model once, then runs chat-completion requests from the HTTP thread
 // through the in-process API, posting chunks back as they are generated. Graphs run only here.
+import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type ChatCompletionCreateParams, LlavaMini } from '@llava-mini/pipeline/node';
 import { serializeError } from './errors.js';
@@ -52,9 +53,10 @@ async function run(id: number, body: Record<string, unknown>): Promise<void> {
 }
 
 function stats(): WorkerStats {
-  if (!model) return { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: running.size };
+  const heapBytes = getHeapStatistics().used_heap_size;
+  if (!model) return { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: running.size, heapBytes };
   const pictures = model.vision.pictures.stats;
-  return { kvBytes: model.parts.llm.cacheBytes, pictureBytes: pictures.bytes, pictureEntries: pictures.entries, running: running.size };
+  return { kvBytes: model.parts.llm.cacheBytes, pictureBytes: pictures.bytes, pictureEntries: pictures.entries, running: running.size, heapBytes };
 }
 
 port.on('message', (m: ToWorker) => {
