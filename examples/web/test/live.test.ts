@@ -3,13 +3,14 @@
 // turned into the raw .y4m file the fake camera plays in a loop), then the built-in shapes scene
 // (a canvas captured as a MediaStream). A count question asked while live must get the true count
 // (the demo model counts clips right every time on its card), and the frames the page sent to its
-// worker for that window must give the same tokens in Node (video mode on exactly those frames).
+// worker for that window must give the same tokens in Node (video mode on exactly those frames);
+// on the scene a colour follow-up, asked when the window has moved on, too.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ffmpegBinary } from '@llava-mini/encoder/node';
-import { LlavaMini } from '@llava-mini/pipeline/node';
+import { type ChatOptions, LlavaMini } from '@llava-mini/pipeline/node';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +26,10 @@ if (!HAVE_CHROMIUM) {
 const EXAMPLE = path.resolve(__dirname, '..');
 const CLIP = path.resolve(EXAMPLE, '../assets/shapes.mp4');
 const COUNT = 'How many shapes are there?';
+const COLOR = 'What color is the square?';
 const MAX_NEW = 16;
+/** The earlier turns of a conversation. */
+type History = NonNullable<ChatOptions['history']>;
 /** Frames in the window before the question: a few seconds of stream, as a clip the model was trained on (4-8 frames). */
 const FRAMES_BEFORE_ASKING = 4;
 
@@ -91,17 +95,24 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
     return { page, log, close: () => context.close() };
   }
 
-  /** Start the live source, wait for a few frames in the window, ask `question`; the answer and the frames it saw. */
-  async function askLive(page: Page, log: string[], source: 'camera' | 'scene', question: string): Promise<Seen> {
+  /** Start the live source and wait for `frames` frames in the window. */
+  async function startLive(page: Page, log: string[], source: 'camera' | 'scene', frames = FRAMES_BEFORE_ASKING): Promise<void> {
     await page.click(`#live-${source}`);
-    await page.waitForFunction((n) => Number(document.getElementById('live-line')?.dataset.frames) >= n, FRAMES_BEFORE_ASKING, { timeout: 30_000 }).catch(async (err: Error) => {
-      throw new Error(`${err.message}\nlive line: ${await page.textContent('#live-line')}\npage log:\n${log.join('\n')}`);
-    });
+    await waitForFrames(page, log, frames);
     expect(await page.textContent('#conversation')).toMatch(/\(live\)/);
     await page.fill('#max-tokens', String(MAX_NEW));
-    await page.click(`#suggestions button:text-is("${question}")`);
+  }
+
+  const waitForFrames = (page: Page, log: string[], frames: number) =>
+    page.waitForFunction((n) => Number(document.getElementById('live-line')?.dataset.frames) >= n, frames, { timeout: 30_000 }).catch(async (err: Error) => {
+      throw new Error(`${err.message}\nlive line: ${await page.textContent('#live-line')}\npage log:\n${log.join('\n')}`);
+    });
+
+  /** Ask `question` as turn `turn` (from 1) of the live conversation; the answer and the frames it saw. */
+  async function askNow(page: Page, log: string[], turn: number, question: string): Promise<Seen> {
+    await page.fill('#question', question);
     await page.click('#ask');
-    const li = await page.waitForSelector('#turns li:nth-child(1)[data-done]', { timeout: 60_000 }).catch(async (err: Error) => {
+    const li = await page.waitForSelector(`#turns li:nth-child(${turn})[data-done]`, { timeout: 60_000 }).catch(async (err: Error) => {
       throw new Error(`${err.message}\nstats: ${await page.textContent('#stats')}\npage log:\n${log.join('\n')}`);
     });
     const data = await li.evaluate((el) => ({ ...(el as HTMLElement).dataset }));
@@ -111,9 +122,8 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
       const kept = (globalThis as unknown as { llavaLive: { frames: { width: number; height: number; data: Uint8Array; time: number }[] } }).llavaLive.frames;
       return kept.filter((f) => f.time >= from - 1e-6 && f.time <= to + 1e-6).map((f) => ({ width: f.width, height: f.height, time: f.time, data: btoa(Array.from(f.data, (b) => String.fromCharCode(b)).join('')) }));
     }, window);
-    await page.click('#live-stop');
     return {
-      text: (await page.textContent('#turns li:nth-child(1) .a')) ?? '',
+      text: (await page.textContent(`#turns li:nth-child(${turn}) .a`)) ?? '',
       ids: (data.ids ?? '').split(',').filter(Boolean).map(Number),
       logprobs: (data.logprobs ?? '').split(',').filter(Boolean).map(Number),
       window,
@@ -121,13 +131,18 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
     };
   }
 
-  /** Node's video mode on `frames`: the answer and each streamed token's log-probability. */
-  async function nodeAnswer(frames: Seen['frames'], question: string): Promise<{ ids: number[]; text: string; logprobs: number[] }> {
-    const answer = node!.ask({ frames }, question, { maxNewTokens: MAX_NEW, logprobs: true });
-    const logprobs: number[] = [];
-    for await (const t of answer) if (t.logprobs) logprobs.push(t.logprobs.logprob);
-    const { ids, text } = await answer.done();
-    return { ids, text, logprobs };
+  /** Node's video mode on `frames`, after the earlier turns: the answer and each streamed token's log-probability. */
+  async function nodeAnswer(frames: Seen['frames'], question: string, history: History): Promise<{ ids: number[]; text: string; logprobs: number[] }> {
+    const chat = node!.chat({ frames }, { history });
+    try {
+      const answer = chat.ask(question, { maxNewTokens: MAX_NEW, logprobs: true });
+      const logprobs: number[] = [];
+      for await (const t of answer) if (t.logprobs) logprobs.push(t.logprobs.logprob);
+      const { ids, text } = await answer.done();
+      return { ids, text, logprobs };
+    } finally {
+      chat.dispose();
+    }
   }
 
   /**
@@ -137,17 +152,17 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
    * the window less its last frame moved them by 5e-3 there, and must move them by far more than
    * the rounding allowed.
    */
-  async function expectNodeTokens(seen: Seen, question: string): Promise<void> {
+  async function expectNodeTokens(seen: Seen, question: string, history: History = []): Promise<void> {
     expect(seen.window.frames).toBeGreaterThanOrEqual(FRAMES_BEFORE_ASKING);
     expect(seen.frames.map((f) => f.time)).toHaveLength(seen.window.frames);
-    const same = await nodeAnswer(seen.frames, question);
+    const same = await nodeAnswer(seen.frames, question, history);
     expect(seen.ids).toEqual(same.ids);
     expect(seen.text).toBe(same.text);
     expect(seen.logprobs).toHaveLength(same.logprobs.length);
     const gap = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
     const tolerance = 1e-5;
     expect(gap(seen.logprobs, same.logprobs)).toBeLessThan(tolerance);
-    const other = await nodeAnswer(seen.frames.slice(0, -1), question);
+    const other = await nodeAnswer(seen.frames.slice(0, -1), question, history);
     expect(gap(other.logprobs, same.logprobs), 'a window one frame shorter moves the log-probabilities').toBeGreaterThan(10 * tolerance);
   }
 
@@ -155,7 +170,9 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
     expect(DEMO_HINTS.clipQuestions).toContain(COUNT);
     const { page, log, close } = await open();
     try {
-      const seen = await askLive(page, log, 'camera', COUNT);
+      await startLive(page, log, 'camera');
+      const seen = await askNow(page, log, 1, COUNT);
+      await page.click('#live-stop');
       // The camera is the clip: a red circle and a blue square in every frame.
       expect(seen.text).toBe('2');
       expect(seen.frames[0]).toMatchObject({ width: 320, height: 240 });
@@ -172,13 +189,22 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
     }
   }, 120_000);
 
-  it('the built-in shapes scene (canvas.captureStream()): the count is right, and Node gives the same tokens', async () => {
+  it('the built-in shapes scene (canvas.captureStream()): the count is right, and Node gives the same tokens, for a follow-up on the moved window too', async () => {
     const { page, log, close } = await open();
     try {
-      const seen = await askLive(page, log, 'scene', COUNT);
+      await startLive(page, log, 'scene');
+      const seen = await askNow(page, log, 1, COUNT);
       // A red circle, a blue square and a green triangle.
       expect(seen.text).toBe('3');
       await expectNodeTokens(seen, COUNT);
+      // A follow-up two frames later: the window has moved, the first turn is in the prompt.
+      await waitForFrames(page, log, seen.window.frames + 2);
+      const next = await askNow(page, log, 2, COLOR);
+      await page.click('#live-stop');
+      expect(next.window.to).toBeGreaterThan(seen.window.to);
+      // The square is blue in every frame (4 of 4 runs here; the card gives colour follow-ups about pictures 88.9 %).
+      expect(next.text).toBe('blue');
+      await expectNodeTokens(next, COLOR, [{ user: COUNT, assistant: seen.text }]);
     } finally {
       await close();
     }
