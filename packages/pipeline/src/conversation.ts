@@ -262,7 +262,8 @@ export class Conversation<I = unknown> {
   private async readPictures(prompts: number, signal: AbortSignal, onProgress?: ProgressCallback): Promise<Decoded | undefined> {
     if (this.features || this.input === undefined || this.resumable(prompts)) return undefined;
     const t0 = now();
-    const pictures = await this.parts.resolveInput(this.input, { signal, onProgress });
+    const vision = this.parts.vision;
+    const pictures = await this.parts.resolveInput(this.input, { signal, onProgress, knownVideo: (key) => vision.knownVideo(key) });
     const count = pictures.kind === 'images' ? pictures.images.length : pictures.count;
     if (count === 0) throw new InvalidOptionError('no pictures to look at');
     return { pictures, count, inputMs: now() - t0 };
@@ -357,7 +358,7 @@ export class Conversation<I = unknown> {
     if (!decoded) return { pictures: this.features as PrefusionPicture[], timings: NO_TIME };
     const { vision } = this.parts;
     if (decoded.pictures.kind === 'video') {
-      const stream = vision.frames(decoded.pictures.frames, decoded.count, { signal, onProgress });
+      const stream = vision.frames(decoded.pictures.frames, decoded.count, { signal, onProgress, key: decoded.pictures.key });
       return { pictures: stream, timings: stream.timings };
     }
     // Images this model has seen (in any conversation) come back as their cached prefixes.

@@ -1,7 +1,7 @@
 // Platform-neutral entry of @llava-mini/pipeline: the model class over stages composed by hand, formats,
 // manifest types and frame sampling. Node loading, the converter and ffmpeg are in './node'.
 export { LlavaMini } from './llava-mini.js';
-export type { InputResolver, ModelParts, Pictures } from './model-parts.js';
+export type { InputResolver, ModelParts, Pictures, ResolveInputOptions } from './model-parts.js';
 export { Conversation, DEFAULT_VIDEO_STATE_BYTES, type AskOptions, type ChatOptions } from './conversation.js';
 export { DEFAULT_LIVE_BYTES, DEFAULT_LIVE_WINDOW_SECONDS, LiveStream, type LiveAskResult, type LiveFrameEvent, type LiveOptions, type LiveStats, type LiveWindow } from './live.js';
 export type { AskChoice, AskResult, AskTimings, StageTimings } from './ask-result.js';

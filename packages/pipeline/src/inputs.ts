@@ -1,10 +1,12 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ImageError, InvalidOptionError, type ProgressCallback, VideoError } from '@llava-mini/core';
+import { ImageError, InvalidOptionError, VideoError } from '@llava-mini/core';
 import { fromImageData, type RGB8 } from '@llava-mini/encoder';
 import { loadImage } from '@llava-mini/encoder/node';
-import type { Pictures } from './model-parts.js';
+import type { Pictures, ResolveInputOptions } from './model-parts.js';
 import { decodeFrames, frameIndices, probeVideo } from '@llava-mini/encoder/node';
 
 /** File extensions read as videos when a path is passed without `{ video }`. */
@@ -37,9 +39,7 @@ export interface VideoFramesInput {
  */
 export type NodeInput = ImageInput | ImageInput[] | VideoInput | VideoFramesInput;
 
-export interface ResolveOptions {
-  signal?: AbortSignal;
-  onProgress?: ProgressCallback;
+export interface ResolveOptions extends ResolveInputOptions {
   maxFrames?: number;
   /** Most pixels of an image, or of a video's frame, read from its header before decoding. */
   maxPixels?: number;
@@ -63,6 +63,17 @@ async function checkFile(file: string): Promise<void> {
     throw new VideoError(file, err.code === 'ENOENT' ? 'file not found' : `cannot read: ${err.message}`, { cause: err });
   });
   if (!s.isFile()) throw new VideoError(file, 'not a file');
+}
+
+/** SHA-256 of a file's bytes, read as a stream (a video's identity, far cheaper than decoding it). */
+async function fileDigest(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  } catch (err) {
+    throw new VideoError(file, `cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  return hash.digest('hex');
 }
 
 /** The decoding limits of an image or a video. */
@@ -105,9 +116,19 @@ export async function resolveNodeInput(input: NodeInput, o: ResolveOptions): Pro
     if (/^(data|https?):/.test(videoPath)) throw new InvalidOptionError(`videos are read from files: ${videoPath.slice(0, 40)}... is not a path or file: URL`);
     await checkFile(videoPath);
     const limits = decodeLimits(o);
+    // The file's content and the sampling name its frames: a video the model holds needs no ffprobe or ffmpeg.
+    const key = `${await fileDigest(videoPath)}:${o.maxFrames ?? 'all'}`;
+    const known = o.knownVideo?.(key);
+    if (known !== undefined) {
+      const later = async function* () {
+        const info = await probeVideo(videoPath, limits);
+        yield* decodeFrames(videoPath, info, frameIndices(info.frames, info.fps, o.maxFrames), o.signal, limits);
+      };
+      return { kind: 'video', count: known, key, frames: later() };
+    }
     const info = await probeVideo(videoPath, limits);
     const indices = frameIndices(info.frames, info.fps, o.maxFrames);
-    return { kind: 'video', count: indices.length, frames: decodeFrames(videoPath, info, indices, o.signal, limits) };
+    return { kind: 'video', count: indices.length, key, frames: decodeFrames(videoPath, info, indices, o.signal, limits) };
   }
   if (input && typeof input === 'object' && 'frames' in input) {
     const { frames } = input as VideoFramesInput;

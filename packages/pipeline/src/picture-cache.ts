@@ -45,7 +45,7 @@ export interface PictureCacheStats {
  * follow-ups, so an eviction here costs recomputation for new conversations only. Video frames go
  * here too (keyed apart from images: their preprocessing differs), so a new conversation or a
  * stateless request about a video seen before skips CLIP and the compressor for every frame still
- * held; a video longer than the bound keeps its most recent frames and gains nothing on a second
+ * held (and, when it holds them all, ffprobe and ffmpeg: VisionPipeline.knownVideo); a video longer than the bound keeps its most recent frames and gains nothing on a second
  * pass, which reads its frames in order (least recently used first out).
  */
 export class PictureCache {
@@ -68,6 +68,11 @@ export class PictureCache {
     this.entries.delete(key);
     this.entries.set(key, prefix);
     return prefix;
+  }
+
+  /** Whether `key` is held (no hit or miss counted, its place in the order kept). */
+  has(key: string): boolean {
+    return this.entries.has(key);
   }
 
   /** Keep `prefix` under `key`, evicting the least recently used pictures until it fits. */

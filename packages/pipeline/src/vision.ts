@@ -4,6 +4,9 @@ import { processFrame, processImage, type RGB8, stitchFeatures, type VisionConfi
 import type { FusedFrames, PicturePrefix, Prefusion, PrefusionImage, PrefusionPicture } from '@llava-mini/prefusion';
 import { DEFAULT_PICTURE_CACHE_BYTES, PictureCache, pictureKey } from './picture-cache.js';
 
+/** Videos whose frames' keys a model remembers (VisionPipeline.knownVideo). */
+const MAX_VIDEOS = 1024;
+
 /** Pictures through CLIP and the compressor, with the time each took. */
 export interface EncodedPictures {
   features: PrefusionImage[];
@@ -49,6 +52,12 @@ export class VisionPipeline {
   readonly pictures: PictureCache;
   /** The cache key of each fresh image's features, until its prefix is stored. */
   private readonly pending = new WeakMap<PrefusionImage, string>();
+  /**
+   * Videos read to the end: each one's key (Pictures' `key`: its content and sampling) and its
+   * frames' picture-cache keys, so the next look takes the frames from the picture cache without
+   * decoding. Small (a key per frame); the oldest are forgotten past MAX_VIDEOS.
+   */
+  private readonly videos = new Map<string, string[]>();
 
   constructor(
     readonly config: VisionConfig,
@@ -72,8 +81,14 @@ export class VisionPipeline {
     return this.lookUp(imgs, false);
   }
 
+  /** How many frames the video `key` has, when the picture cache still holds every one (a look needs no decoding). */
+  knownVideo(key: string): number | undefined {
+    const frames = this.videos.get(key);
+    return frames?.every((k) => this.pictures.has(k)) ? frames.length : undefined;
+  }
+
   /** Pictures (video frames when `frame`: their preprocessing differs, so their keys do too) from the picture cache, else encoded. */
-  private async lookUp(imgs: readonly RGB8[], frame: boolean): Promise<LookedAtImages> {
+  private async lookUp(imgs: readonly RGB8[], frame: boolean): Promise<LookedAtImages & { keys: (string | undefined)[] }> {
     const t = now();
     // With the cache off there is nothing to look up: no pixels are hashed (every video frame would be).
     const keys = this.pictures.maxBytes === 0 ? imgs.map(() => undefined) : await Promise.all(imgs.map(async (img) => {
@@ -83,7 +98,7 @@ export class VisionPipeline {
     const hashMs = now() - t;
     const pictures: (PrefusionPicture | undefined)[] = keys.map((k) => (k === undefined ? undefined : this.pictures.get(k)));
     const missing = imgs.filter((_, i) => pictures[i] === undefined);
-    if (missing.length === 0) return { pictures: pictures as PrefusionPicture[], hashMs, encoderMs: 0, compressorMs: 0 };
+    if (missing.length === 0) return { pictures: pictures as PrefusionPicture[], keys, hashMs, encoderMs: 0, compressorMs: 0 };
     const e = await this.encode(missing, frame);
     let j = 0;
     pictures.forEach((p, i) => {
@@ -92,7 +107,7 @@ export class VisionPipeline {
       if (keys[i] !== undefined) this.pending.set(f, keys[i] as string);
       pictures[i] = f;
     });
-    return { pictures: pictures as PrefusionPicture[], hashMs, encoderMs: e.encoderMs, compressorMs: e.compressorMs };
+    return { pictures: pictures as PrefusionPicture[], keys, hashMs, encoderMs: e.encoderMs, compressorMs: e.compressorMs };
   }
 
   /** Vision tokens each picture adds to the LLM input (C*C). */
@@ -147,12 +162,31 @@ export class VisionPipeline {
    * Video frames (`count` of them, already decoded one by one) as a stream pre-fusion can read:
    * grouped into batches of `batchSize`, each frame looked up in the picture cache by its pixels
    * and the others through CLIP and the compressor, so memory holds one batch of frames whatever the
-   * video's length. Like `frames`, it can be read once.
+   * video's length. Like `frames`, it can be read once. With the video's `key`: a video whose frames
+   * the picture cache holds from an earlier look is streamed from there, and `frames` is not read
+   * (nothing decoded); one read to its end is remembered under its key.
    */
-  frames(frames: AsyncIterable<RGB8>, count: number, options: { signal?: AbortSignal; onProgress?: ProgressCallback } = {}): FrameStream {
+  frames(frames: AsyncIterable<RGB8>, count: number, options: { signal?: AbortSignal; onProgress?: ProgressCallback; key?: string } = {}): FrameStream {
     const timings: PictureTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0 };
+    const { key } = options;
+    const held = key !== undefined && this.knownVideo(key) !== undefined ? this.videos.get(key)?.map((k) => this.pictures.get(k)) : undefined;
+    if (held?.every((p) => p !== undefined)) {
+      async function* cached(): AsyncGenerator<PrefusionPicture> {
+        yield* held as PicturePrefix[];
+        options.onProgress?.({ task: 'video', done: count, total: count, unit: 'frames' });
+      }
+      return { timings, [Symbol.asyncIterator]: cached };
+    }
+    const frameKeys: (string | undefined)[] = [];
+    const remember = () => {
+      if (key === undefined || frameKeys.length !== count || frameKeys.includes(undefined)) return;
+      this.videos.delete(key);
+      this.videos.set(key, frameKeys as string[]);
+      for (const old of this.videos.keys()) if (this.videos.size > MAX_VIDEOS) this.videos.delete(old);
+    };
     const encode = async (batch: RGB8[], done: number) => {
       const e = await this.lookUp(batch, true);
+      frameKeys.push(...e.keys);
       timings.inputMs += e.hashMs;
       timings.encoderMs += e.encoderMs;
       timings.compressorMs += e.compressorMs;
@@ -176,6 +210,7 @@ export class VisionPipeline {
         waitStart = now();
       }
       if (batch.length) yield* await encode(batch, done + batch.length);
+      remember();
     }
     return { timings, [Symbol.asyncIterator]: stream };
   }
