@@ -26,6 +26,8 @@ if (!HAVE_CHROMIUM) {
 }
 const EXAMPLE = path.resolve(__dirname, '..');
 const CLIP = path.resolve(EXAMPLE, '../assets/shapes.mp4');
+/** Where the screenshots go (page.test.ts's folder). */
+const SHOTS = path.join(EXAMPLE, '.screenshots');
 const COUNT = 'How many shapes are there?';
 const COLOR = 'What color is the square?';
 const MAX_NEW = 16;
@@ -202,6 +204,8 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
       // A follow-up two frames later: the window has moved, the first turn is in the prompt.
       await waitForFrames(page, log, seen.window.frames + 2);
       const next = await askNow(page, log, 2, COLOR);
+      fs.mkdirSync(SHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(SHOTS, 'live-scene.png'), fullPage: true });
       await page.click('#live-stop');
       expect(next.window.to).toBeGreaterThan(seen.window.to);
       // The square is blue in every frame (4 of 4 runs here; the card gives colour follow-ups about pictures 88.9 %).
