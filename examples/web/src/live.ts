@@ -7,10 +7,14 @@ import { SCENE_ABOUT, shapesScene } from './scene.js';
 
 export type LiveSource = 'camera' | 'screen' | 'scene';
 
-/** The frames the page sent lately (the window's and a few more), on `window.llavaLive`: what a test compares with Node. */
+/**
+ * The frames the page sent lately (the window's and a few more), on `window.llavaLive`: what a test
+ * compares with Node. `inWindow`: the worker took the frame into its window (it skips a frame that
+ * comes too soon after the last one taken, and drops one the encoder had no time for).
+ */
 export interface LiveCapture {
   source?: LiveSource;
-  frames: LiveFrame[];
+  frames: (LiveFrame & { inWindow?: boolean })[];
 }
 
 /**
@@ -101,9 +105,11 @@ export function liveMode(hooks: LiveHooks) {
     hooks.stopped();
   }
 
-  /** The worker's counts after each frame: the window a question would see now, and what was dropped. */
+  /** The worker's counts after each frame it took: the window a question would see now, and what was dropped. */
   function stats(m: Extract<FromWorker, { type: 'live-stats' }>): void {
     if (!running) return;
+    const taken = capture.frames.find((f) => f.time === m.time);
+    if (taken) taken.inWindow = true;
     const w = m.window;
     lastStats = `window ${w.frames} frame${w.frames === 1 ? '' : 's'} (${w.from.toFixed(1)}–${w.to.toFixed(1)} s, ${(w.bytes / 1e6).toFixed(1)} MB) · ${m.received} received · ${m.encoded} encoded · ${m.dropped} dropped`;
     hooks.line.textContent = `Live: ${lastStats}`;

@@ -74,7 +74,7 @@ export type FromWorker =
   | { type: 'load-failed'; message: string; retry: boolean }
   | { type: 'token'; text: string }
   | { type: 'answer'; text: string; stopped: boolean; timeToFirstTokenMs: number; tokensPerSecond: number; tokens: number; encoderRuns: number; picturesEncoded: boolean; window?: LiveWindowInfo; ids?: number[]; logprobs?: number[] }
-  /** After each live frame: the window a question would see now, frames received, dropped (the encoder was busy) and encoded. */
-  | { type: 'live-stats'; window: LiveWindowInfo & { bytes: number }; received: number; dropped: number; encoded: number }
+  /** A live frame entered the window (`time`, as the page sent it): the window now, frames received, dropped (the encoder was busy) and encoded. */
+  | { type: 'live-stats'; time: number; window: LiveWindowInfo & { bytes: number }; received: number; dropped: number; encoded: number }
   | { type: 'error'; message: string }
   | { type: 'cache-cleared'; freedBytes: number };

@@ -124,7 +124,13 @@ function startLive(windowSeconds: number): void {
   live?.dispose();
   liveWindowSeconds = windowSeconds;
   // The encoder takes the newest frame when it is free (maxPending 1): the page shows what was dropped.
-  live = model?.live({ windowSeconds });
+  const stream: LiveStream | undefined = model?.live({
+    windowSeconds,
+    onFrame: ({ time, window: { frames, from, to, bytes }, stats: { received, dropped, encoded } }) => {
+      if (stream === live) post({ type: 'live-stats', time, window: { frames, from, to, bytes }, received, dropped, encoded });
+    },
+  });
+  live = stream;
 }
 
 function stopLive(): void {
@@ -134,15 +140,8 @@ function stopLive(): void {
 }
 
 function pushFrame({ width, height, data, time }: LiveFrame): void {
-  const stream = live;
-  if (!stream) return; // the model is still loading: the frame is let go, as a busy encoder's would be
-  const report = () => {
-    if (stream !== live) return;
-    const { frames, from, to, bytes } = stream.window;
-    const { received, dropped, encoded } = stream.stats;
-    post({ type: 'live-stats', window: { frames, from, to, bytes }, received, dropped, encoded });
-  };
-  stream.push({ width, height, data }, time).then(report, (err) => post({ type: 'error', message: (err as Error).message }));
+  // While the model loads there is no stream: the frame is let go, as a busy encoder's would be.
+  live?.push({ width, height, data }, time).catch((err) => post({ type: 'error', message: (err as Error).message }));
 }
 
 /** A new conversation about the picture (the last one's KV cache is let go). */

@@ -120,10 +120,10 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
     });
     const data = await li.evaluate((el) => ({ ...(el as HTMLElement).dataset }));
     const window = { frames: Number(data.windowFrames), from: Number(data.windowFrom), to: Number(data.windowTo) };
-    // The frames the page posted whose times are in the window (exactly the window's when none was dropped).
+    // The frames the page posted that the worker took, from the window's first to its last.
     const frames = await page.evaluate(({ from, to }) => {
-      const kept = (globalThis as unknown as { llavaLive: { frames: { width: number; height: number; data: Uint8Array; time: number }[] } }).llavaLive.frames;
-      return kept.filter((f) => f.time >= from - 1e-6 && f.time <= to + 1e-6).map((f) => ({ width: f.width, height: f.height, time: f.time, data: btoa(Array.from(f.data, (b) => String.fromCharCode(b)).join('')) }));
+      const kept = (globalThis as unknown as { llavaLive: { frames: { width: number; height: number; data: Uint8Array; time: number; inWindow?: boolean }[] } }).llavaLive.frames;
+      return kept.filter((f) => f.inWindow && f.time >= from && f.time <= to).map((f) => ({ width: f.width, height: f.height, time: f.time, data: btoa(Array.from(f.data, (b) => String.fromCharCode(b)).join('')) }));
     }, window);
     return {
       text: (await page.textContent(`#turns li:nth-child(${turn}) .a`)) ?? '',
