@@ -26,6 +26,7 @@ export function readLicense(dir: string): string | undefined {
 }
 
 export function modelCard(manifest: Manifest, source: ConversionSource, license: string | undefined): string {
+  const tower = manifest.config.mm_vision_tower;
   const dtypes = [...new Set(Object.values(manifest.stages).map((s) => s.dtype))].join(', ');
   const from = source.hub ? `[${source.name}](https://huggingface.co/${source.name})` : `\`${source.name}\``;
   const front = ['---', `license: ${license ?? 'other'}`, ...(source.hub ? [`base_model: ${source.name}`] : []), 'library_name: llava-mini', 'tags:', '  - llava-mini', '  - onnx', '---'];
@@ -36,6 +37,10 @@ export function modelCard(manifest: Manifest, source: ConversionSource, license:
     '',
     `LLaVA-Mini converted to ONNX by \`llava-mini convert\` (${manifest.format} ${manifest.version}) from ${from}${source.commit ? ` at commit \`${source.commit}\`` : ''}.`,
     `The weights are the source's, in another format and dtype (${dtypes}); they stay under its license: ${license ? `\`${license}\`` : 'see the source, whose card names none here'}.`,
+    ...(typeof tower === 'string' ? [`The vision tower's weights come from \`${tower}\` (named by the source's \`mm_vision_tower\`), under that repository's own license.`] : []),
+    '',
+    `Each graph's weights are in external-data files beside it (\`<graph>.onnx.data\`, \`.data.1\`, ...), split so that a browser`,
+    'holds no file larger than the chunk the conversion was given (512 MiB unless changed) and no tensor larger than that.',
     '',
     'Load it with `LlavaMini.fromPretrained(...)` from `@llava-mini/pipeline` (this folder, its URL, or its hub id) or',
     '`npx llava-mini ask --model ...`. `manifest.json` lists every file with its size and sha256.',

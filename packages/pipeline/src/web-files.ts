@@ -11,6 +11,7 @@ export interface DownloadOptions {
   onProgress?: ProgressCallback;
   /** Where large files are kept and resumed (OPFS); the files it holds bypass `fetch`'s cache. */
   store?: OpfsStore;
+  logger?: (message: string) => void;
 }
 
 function aborted(signal?: AbortSignal): boolean {

@@ -23,6 +23,8 @@ export interface StoreOptions {
 interface LoadOptions {
   signal?: AbortSignal;
   onProgress?: ProgressCallback;
+  /** Hears why storing stopped (a full quota): the load goes on from memory. */
+  logger?: (message: string) => void;
 }
 
 export const sha256Hex = async (data: Uint8Array): Promise<string> =>
@@ -31,6 +33,9 @@ export const sha256Hex = async (data: Uint8Array): Promise<string> =>
 const segmentName = (i: number) => String(i).padStart(6, '0');
 
 export class OpfsStore {
+  /** Set once a write fails (a full quota): later files are held in memory only. */
+  private failed: string | undefined;
+
   private constructor(
     private readonly root: FileSystemDirectoryHandle,
     private readonly get: FetchFile,
@@ -51,7 +56,7 @@ export class OpfsStore {
   }
 
   holds(entry: FileEntry): boolean {
-    return entry.bytes >= this.minBytes;
+    return !this.failed && entry.bytes >= this.minBytes;
   }
 
   /**
@@ -106,14 +111,17 @@ export class OpfsStore {
     }
     let flushed = at;
     const flush = async () => {
-      while (flushed < at && (at - flushed >= this.segmentBytes || at === out.length)) {
+      while (!this.failed && flushed < at && (at - flushed >= this.segmentBytes || at === out.length)) {
         const end = Math.min(flushed + this.segmentBytes, out.length);
         try {
           const w = await (await dir.getFileHandle(segmentName(flushed / this.segmentBytes), { create: true })).createWritable();
           await w.write(out.subarray(flushed, end) as Uint8Array<ArrayBuffer>);
           await w.close();
         } catch (err) {
-          throw new ModelFilesError(url, `cannot be stored in the browser's private file system: ${(err as Error).message}`, { cause: err });
+          // Storing is what lets a reload skip the download, not what makes this load work: go on.
+          this.failed = (err as Error).message;
+          o.logger?.(`[llava-mini] ${entry.name} and the files after it are not stored (${this.failed}); this load goes on from memory, a reload downloads them again`);
+          break;
         }
         flushed = end;
       }

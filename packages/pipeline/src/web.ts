@@ -1,7 +1,7 @@
 // Browser entry of @llava-mini/pipeline: LlavaMini.fromPretrained(url) on onnxruntime-web (webgpu,
 // wasm). Pictures come from URLs, Blobs, ImageData, <img>/<canvas>/ImageBitmap, or a <video>.
-import { type ModelSource, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
-import { webBackend } from '@llava-mini/core/web';
+import { DeviceUnavailableError, type ModelSource, ModelFilesError, type ProgressCallback } from '@llava-mini/core';
+import { webBackend, webgpuGraphCheck } from '@llava-mini/core/web';
 import { provideGrammarEngine, Tokenizer } from '@llava-mini/llm';
 import { resolveBrowserInput, type WebInput } from './browser-input.js';
 import { GRAPHS, type GraphName, resolveModelDevice } from './formats.js';
@@ -105,7 +105,7 @@ async function openFolder(base: URL, res: Response, options: WebLoadOptions, get
   if (!res.ok) throw new ModelFilesError(manifestUrl, `cannot be fetched: HTTP ${res.status}`);
   const manifest = parseManifest(await res.text(), manifestUrl);
   const store = options.storage === false ? undefined : await OpfsStore.open(options.fetch ?? ((u, init) => fetch(u, init)), options.storage);
-  const download = { fetch: get, signal: options.signal, onProgress: options.onProgress, store };
+  const download = { fetch: get, signal: options.signal, onProgress: options.onProgress, store, logger: options.logger };
   const text = async (name: string) => {
     const entry = manifest.tokenizer.find((f) => f.name === name);
     if (!entry) throw new ModelFilesError(manifestUrl, `lists no ${name}`);
@@ -116,10 +116,14 @@ async function openFolder(base: URL, res: Response, options: WebLoadOptions, get
     tokenizerConfig: await text('tokenizer_config.json'),
     generationConfig: manifest.generationConfig ? JSON.stringify(manifest.generationConfig) : undefined,
   });
-  const graphs = new Map<GraphName, ModelSource>();
-  for (const name of GRAPHS) graphs.set(name, await downloadGraph(manifest.stages[name].model, manifest.stages[name].files, at, download));
+  // The device is settled before the weights are downloaded: a refusal costs the manifest, not gigabytes.
   const backend = await webBackend({ numThreads: options.numThreads, wasmPaths: options.wasmPaths });
   const device = await resolveModelDevice(backend, manifest.target, options.device ?? 'auto', base.href, options.logger);
+  // A GPU target's graphs are float16 throughout; the session would refuse them on this adapter later.
+  const f16 = device === 'webgpu' && manifest.target !== 'cpu' ? await webgpuGraphCheck(true) : undefined;
+  if (f16) throw new DeviceUnavailableError('webgpu', f16.reason, f16.hint);
+  const graphs = new Map<GraphName, ModelSource>();
+  for (const name of GRAPHS) graphs.set(name, await downloadGraph(manifest.stages[name].model, manifest.stages[name].files, at, download));
   const sources = { ...manifestSources(manifest, tokenizer, at), graph: (name: GraphName) => graphs.get(name) as ModelSource };
   return openParts<WebInput>(sources, {
     backend,

@@ -15,6 +15,9 @@ export interface PageResult {
   stages?: StageOutputs;
   /** Load progress events seen: bytes of each file as it downloads. */
   progress?: { item?: string; done: number; total?: number }[];
+  /** Milliseconds fromPretrained took (download, storage, sessions), and the answer after it. */
+  loadMs?: number;
+  answerMs?: number;
   error?: { name: string; code?: string; message: string };
 }
 
@@ -38,6 +41,7 @@ async function hasWebgpuAdapter(): Promise<boolean> {
 
 async function main(webgpuAdapter: boolean): Promise<PageResult> {
   const progress: PageResult['progress'] = [];
+  const t0 = performance.now();
   const model = await LlavaMini.fromPretrained(param('model'), {
     device: param('device') as 'wasm' | 'webgpu',
     // One thread: no SharedArrayBuffer needed, and the run is the same whatever the page's isolation.
@@ -47,9 +51,14 @@ async function main(webgpuAdapter: boolean): Promise<PageResult> {
     // With a hub id for `model`: the local hub of browser-hub.test.ts.
     hubEndpoint: query.get('hub') ?? undefined,
     // browser-store.test.ts: which files go to OPFS, in which segments.
+    logger: (m) => console.log(m),
     storage: query.get('storeMin') ? { minBytes: Number(query.get('storeMin')), segmentBytes: Number(param('segment')) } : undefined,
   });
+  const loadMs = performance.now() - t0;
   try {
+    // browser-release-widths.test.ts: whether every session is created (weights in device buffers), without the answer.
+    if (query.get('loadOnly')) return { ok: true, webgpuAdapter, device: model.parts.llm.device, progress, loadMs };
+    const t1 = performance.now();
     const r = await model.ask(param('image'), param('question'), { maxNewTokens: Number(param('maxNewTokens')) }).done();
     let stages: StageOutputs | undefined;
     if (query.get('stages')) {
@@ -57,7 +66,7 @@ async function main(webgpuAdapter: boolean): Promise<PageResult> {
       if (pictures.kind !== 'images') throw new Error('expected an image');
       stages = await stageOutputs(model, pictures.images[0], r.promptTokenIds, r.ids);
     }
-    return { ok: true, webgpuAdapter, device: model.parts.llm.device, ids: JSON.stringify(r.ids), text: r.text, stages, progress };
+    return { ok: true, webgpuAdapter, device: model.parts.llm.device, ids: JSON.stringify(r.ids), text: r.text, stages, progress, loadMs, answerMs: performance.now() - t1 };
   } finally {
     await model.dispose();
   }

@@ -31,7 +31,7 @@ async function webgpuPrecheck(): Promise<string | undefined> {
  * A float16 graph on an adapter without shader-f16 loads and then computes garbage on
  * onnxruntime-web's WebGPU kernels (zeros, here on SwiftShader): refuse it with the way out.
  */
-async function webgpuGraphCheck(usesFloat16: boolean): Promise<{ reason: string; hint: string } | undefined> {
+export async function webgpuGraphCheck(usesFloat16: boolean): Promise<{ reason: string; hint: string } | undefined> {
   if (!usesFloat16) return undefined;
   const adapter = await gpu()?.requestAdapter().catch(() => null);
   if (adapter?.features?.has('shader-f16')) return undefined;
