@@ -263,6 +263,7 @@ async function main(): Promise<void> {
     }
     await sleep(1000);
   }
+  meter.addOwn(server.cpuSeconds());
   const exit = await server.stop();
   const markdown = [
     '## Clients that misbehave (issue 26)',

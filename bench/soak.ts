@@ -13,8 +13,9 @@
  * Checks: every request settles as one of answered (complete and well-formed), cancelled (only those
  * meant to be), refused (429/503 in OpenAI's error shape) or rejected (400/404, only the malformed);
  * none lost (no connection error, no timeout, no 5xx); the server counted as many requests as were
- * sent; and between rounds (all requests settled), the KV cache is empty and RSS, the JavaScript
- * heaps and the picture cache grow <= 5 % over the second half (medians of its quarters).
+ * sent; and between rounds (all requests settled), the KV cache holds no more than what is kept
+ * across requests (the same every time), and RSS, the JavaScript heaps and the caches grow <= 5 %
+ * over the second half (medians of its quarters).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
   }
   const seconds = (now() - t0) / 1000;
   const final = await scrape(server.url);
+  meter.addOwn(server.cpuSeconds());
   const exit = await server.stop();
   const tmpAfter = temps();
 
@@ -208,19 +210,23 @@ async function main(): Promise<void> {
   const late = samples.slice(half);
   const quarter = Math.max(1, Math.floor(late.length / 2));
   const pct = (a: number, b: number) => (a === b ? 0 : a === 0 ? Number.POSITIVE_INFINITY : (100 * (b - a)) / a);
-  const growth = (pick: (s: Sample) => number) => ({
-    quarters: pct(median(late.slice(0, quarter).map(pick)), median(late.slice(-quarter).map(pick))),
+  // A heap's used size counts garbage not yet collected, so a sample is anywhere above what is live:
+  // for the heaps the quarters are compared by their lowest sample (what survives collections) instead.
+  const lowest = (xs: number[]) => Math.min(...xs);
+  const growth = (pick: (s: Sample) => number, floor = false) => ({
+    quarters: pct((floor ? lowest : median)(late.slice(0, quarter).map(pick)), (floor ? lowest : median)(late.slice(-quarter).map(pick))),
     end: pct(pick(late[0]), pick(late.at(-1) as Sample)),
     max: pct(pick(late[0]), Math.max(...late.map(pick))),
   });
-  const measures: [string, (s: Sample) => number][] = [
+  const measures: [string, (s: Sample) => number, boolean?][] = [
     ['RSS', (s) => s.rss],
-    ['HTTP thread heap', (s) => s.heap],
-    ['worker heap', (s) => s.workerHeap],
+    ['HTTP thread heap (lowest samples)', (s) => s.heap, true],
+    ['worker heap (lowest samples)', (s) => s.workerHeap, true],
+    ['KV cache', (s) => s.kvBytes],
     ['picture cache', (s) => s.pictureBytes],
   ];
-  const growths = measures.map(([name, pick]) => ({ name, ...growth(pick) }));
-  const kvHeld = samples.filter((s) => s.kvBytes !== 0);
+  const growths = measures.map(([name, pick, floor]) => ({ name, ...growth(pick, floor) }));
+  const kv = samples.slice(1).map((s) => s.kvBytes);
   const serverCounted = total(final, 'llava_mini_requests_total');
   // A request given up after 30 ms may be abandoned before it reaches the server (a busy client): those are the only ones it may not count.
   const givenUp = outcomes.get('give-up')?.get('cancelled') ?? 0;
@@ -228,14 +234,14 @@ async function main(): Promise<void> {
   const checks: [string, boolean][] = [
     [`every request settled as answered, cancelled, refused or rejected (${lost} otherwise)`, lost === 0],
     [`the server counted every request (${serverCounted} of ${sent}; ${givenUp} given up after 30 ms may not have reached it)`, serverCounted <= sent && serverCounted >= sent - givenUp],
-    [`the KV cache empty whenever all requests had settled (${kvHeld.length} samples not)`, kvHeld.length === 0],
-    ...growths.map((g): [string, boolean] => [`${g.name} over the second half: ${fmt(g.quarters)} % (medians of its last and first quarters) <= ${GROWTH_LIMIT} %; last sample ${fmt(g.end)} %, highest ${fmt(g.max)} % above the midpoint's`, g.quarters <= GROWTH_LIMIT]),
+    [`the KV cache whenever all requests had settled: ${Math.min(...kv)} to ${Math.max(...kv)} bytes (what caches kept across requests hold, e.g. a video's opening; no conversation's)`, Math.max(...kv) <= Math.min(...kv) * 1.05],
+    ...growths.map((g): [string, boolean] => [`${g.name} over the second half: ${fmt(g.quarters)} % (its last quarter of samples against its first) <= ${GROWTH_LIMIT} %; last sample ${fmt(g.end)} %, highest ${fmt(g.max)} % above the midpoint's`, g.quarters <= GROWTH_LIMIT]),
     [`the server's temporary folders left (inline videos written for ffmpeg): ${tmpAfter - tmpBefore}`, tmpAfter <= tmpBefore],
     [`the server drained and exited 0 on SIGTERM (${exit})`, exit === 0],
   ];
 
   const sum = (o: Outcome) => [...outcomes.values()].reduce((a, m) => a + (m.get(o) ?? 0), 0);
-  const rows = MIX.map(([kind]) => {
+  const rows: (string | number)[][] = MIX.map(([kind]) => {
     const m = outcomes.get(kind) as Map<Outcome, number>;
     return [kind, ...(['answered', 'cancelled', 'refused', 'rejected', 'lost'] as Outcome[]).map((o) => m.get(o) ?? 0)];
   });

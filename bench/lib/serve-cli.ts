@@ -1,6 +1,7 @@
 // `llava-mini serve` as users start it (the built CLI in a child process), for the benches that load a
 // real server: its URL once it says it is ready, its /metrics read as numbers, and a SIGTERM stop.
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from './common.js';
 
@@ -9,6 +10,8 @@ export interface ServeProcess {
   child: ChildProcess;
   /** What the server printed on stderr so far. */
   stderr(): string;
+  /** CPU seconds the server has used so far (Linux: from /proc; 0 elsewhere), for LoadMeter.addOwn. */
+  cpuSeconds(): number;
   /** SIGTERM (a drain), resolved with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -29,6 +32,15 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
     url,
     child,
     stderr: () => err,
+    cpuSeconds: () => {
+      try {
+        // Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): user and system time in clock ticks.
+        const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      } catch {
+        return 0;
+      }
+    },
     stop: () =>
       new Promise((resolve) => {
         child.removeAllListeners('exit');

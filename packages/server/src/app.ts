@@ -92,9 +92,9 @@ export function buildApp(o: ResolvedOptions, pool: WorkerPool, metrics: ServerMe
   });
 
   app.get('/health', async (_req, reply) => {
-    // Serving only while a worker is loaded: with every worker dead and none replaced yet, a load balancer should look elsewhere.
+    // Serving only while a worker is loaded: while the only one is being replaced, or none could be, a load balancer should look elsewhere.
     const serving = pool.state === 'ready' && pool.readyWorkers > 0;
-    const status = pool.state !== 'ready' ? pool.state : serving ? 'ok' : 'no_workers';
+    const status = pool.state !== 'ready' ? pool.state : serving ? 'ok' : pool.hasWorkers ? 'restarting' : 'no_workers';
     return reply.code(serving ? 200 : 503).send({ status, workers: pool.readyWorkers, running: pool.running, queued: pool.queued });
   });
 

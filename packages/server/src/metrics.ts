@@ -48,7 +48,7 @@ export class ServerMetrics {
           this.set(pick(await ask()));
         },
       });
-    gauge('llava_mini_kv_cache_bytes', "Bytes of every conversation's KV cache in the workers (requests running, or not yet freed)", (s) => s.kvBytes);
+    gauge('llava_mini_kv_cache_bytes', "Bytes of the KV caches in the workers: running requests' conversations, and what is kept across requests (a video's opening)", (s) => s.kvBytes);
     gauge('llava_mini_picture_cache_bytes', "Bytes the workers' picture caches hold (bounded; pictures' prefixes kept across requests)", (s) => s.pictureBytes);
     gauge('llava_mini_picture_cache_entries', "Pictures the workers' picture caches hold", (s) => s.pictureEntries);
     gauge('llava_mini_worker_heap_bytes', "JavaScript heap the workers use (the model's weights and caches are native memory)", (s) => s.heapBytes);

@@ -105,8 +105,9 @@ describe('slow clients', () => {
     const all = Promise.all(conns.map((c) => c.closed));
     const served = await wellBehaved(all);
     const closedAt = await all;
-    // Closed after the 1 s headers timeout (Node checks it every 250 ms here), well before the dribble would end.
-    expect(Math.max(...closedAt) - t0).toBeLessThan(3_000);
+    // Closed after the 1 s headers timeout (Node checks it every 250 ms here), well before the dribble
+    // would end (5 s) and before Node's default check (every 30 s) could; the margin is for a busy machine.
+    expect(Math.max(...closedAt) - t0).toBeLessThan(4_500);
     expect(Math.min(...closedAt) - t0).toBeGreaterThan(900);
     expect(conns.every((c) => c.received().startsWith('HTTP/1.1 408'))).toBe(true);
     console.log(`slow headers x150: /health p99 ${served.healthP99.toFixed(1)} ms over ${served.healthChecks}, TTFT ${served.ttft.toFixed(0)} ms`);
@@ -122,7 +123,7 @@ describe('slow clients', () => {
     const all = Promise.all(conns.map((c) => c.closed));
     const served = await wellBehaved(all);
     const closedAt = await all;
-    expect(Math.max(...closedAt) - t0).toBeLessThan(4_000);
+    expect(Math.max(...closedAt) - t0).toBeLessThan(6_000);
     expect(Math.min(...closedAt) - t0).toBeGreaterThan(1_900);
     expect(conns.every((c) => c.received().startsWith('HTTP/1.1 408'))).toBe(true);
     console.log(`slow bodies x150: /health p99 ${served.healthP99.toFixed(1)} ms over ${served.healthChecks}, TTFT ${served.ttft.toFixed(0)} ms`);
@@ -139,9 +140,10 @@ describe('slow clients', () => {
     const closedAt = await Promise.all(idle.map((c) => c.closed));
     const silentClosed = await Promise.all(silent.map((c) => c.closed));
     // The keep-alive ones after ~1 s; of the silent ones, those past the cap at once, the others by the headers timeout.
-    expect(Math.max(...closedAt) - t0).toBeLessThan(3_000);
-    expect(silentClosed.filter((t) => t - t0 < 500).length).toBeGreaterThanOrEqual(50);
-    expect(Math.max(...silentClosed) - t0).toBeLessThan(3_000);
+    expect(Math.max(...closedAt) - t0).toBeLessThan(5_000);
+    // Dropped at once, not at the 1 s headers timeout like the 100 under the cap.
+    expect(silentClosed.filter((t) => t - t0 < 900).length).toBeGreaterThanOrEqual(50);
+    expect(Math.max(...silentClosed) - t0).toBeLessThan(5_000);
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 });
@@ -150,6 +152,8 @@ describe('clients that vanish', () => {
   it('mid-upload: 20 clients send half a body and disconnect; nothing is queued, run or held', async () => {
     const answered = async () => (await (await fetch(`${server.url}/metrics`)).text()).match(/^llava_mini_requests_total\{.*$/gm)?.join() ?? '';
     const before = await answered();
+    // What caches kept across requests hold (a video's opening): no request of this test adds to it.
+    const kept = await metric('llava_mini_kv_cache_bytes');
     const conns = await Promise.all(Array.from({ length: 20 }, () => connect()));
     for (const c of conns) {
       c.socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n');
@@ -160,7 +164,7 @@ describe('clients that vanish', () => {
     await Promise.all(conns.map((c) => c.closed));
     const health = await (await fetch(`${server.url}/health`)).json();
     expect(health).toMatchObject({ status: 'ok', running: 0, queued: 0 });
-    expect(await metric('llava_mini_kv_cache_bytes')).toBe(0);
+    expect(await metric('llava_mini_kv_cache_bytes')).toBe(kept);
     expect(await metric('llava_mini_worker_requests')).toBe(0);
     // None of them reached the handler: no request was counted.
     expect(await answered()).toBe(before);
@@ -168,6 +172,7 @@ describe('clients that vanish', () => {
 
   it('mid-stream: the conversation, its KV cache and its picture are freed at once (the metrics show it)', async () => {
     const cancelledBefore = await metric('llava_mini_generations_cancelled_total');
+    const kept = await metric('llava_mini_kv_cache_bytes');
     const image = `data:image/png;base64,${(await import('node:fs')).readFileSync(`${__dirname}/../../../examples/assets/house.png`).toString('base64')}`;
     const controllers = [new AbortController(), new AbortController()];
     const readers = await Promise.all(
@@ -184,19 +189,19 @@ describe('clients that vanish', () => {
       }),
     );
     // Both generating: their KV caches are held.
-    expect(await metric('llava_mini_kv_cache_bytes')).toBeGreaterThan(0);
+    expect(await metric('llava_mini_kv_cache_bytes')).toBeGreaterThan(kept);
     expect(await metric('llava_mini_worker_requests')).toBe(2);
     const pictures = await metric('llava_mini_picture_cache_entries');
     const t = performance.now();
     for (const c of controllers) c.abort();
     for (const r of readers) await r.cancel().catch(() => {});
-    await until(async () => (await metric('llava_mini_kv_cache_bytes')) === 0 && (await metric('llava_mini_worker_requests')) === 0, 5_000);
+    await until(async () => (await metric('llava_mini_kv_cache_bytes')) === kept && (await metric('llava_mini_worker_requests')) === 0, 5_000);
     const freedMs = performance.now() - t;
     expect(await metric('llava_mini_generations_cancelled_total')).toBe((Number.isNaN(cancelledBefore) ? 0 : cancelledBefore) + 2);
     // The picture cache is a bounded memo across requests (not the conversation's): it keeps the one picture, no more.
     expect(await metric('llava_mini_picture_cache_entries')).toBe(pictures);
     expect(await (await fetch(`${server.url}/health`)).json()).toMatchObject({ running: 0, queued: 0 });
-    console.log(`two streams cut mid-answer: KV cache and worker requests at 0 after ${freedMs.toFixed(0)} ms`);
+    console.log(`two streams cut mid-answer: their KV caches freed and no worker request left after ${freedMs.toFixed(0)} ms`);
   });
 });
 
