@@ -16,6 +16,8 @@ export default defineConfig({
     kv: path.join(root, 'bench', 'kv.ts'),
     'follow-up': path.join(root, 'bench', 'follow-up.ts'),
     structured: path.join(root, 'bench', 'structured.ts'),
+    soak: path.join(root, 'bench', 'soak.ts'),
+    misbehave: path.join(root, 'bench', 'misbehave.ts'),
     live: path.join(root, 'bench', 'live.ts'),
     'browser-release': path.join(root, 'bench', 'browser-release.ts'),
   },
