@@ -194,6 +194,10 @@ export class Grammar {
 
 /** Where one generation is in the grammar: which tokens may come next. */
 export class GrammarMatcher {
+  /** The next token's bitmask, computed after accept() while the decoder runs that token's step. */
+  private next: Promise<Int32Array | undefined> | undefined;
+  private disposed = false;
+
   constructor(
     private readonly matcher: Xgrammar.GrammarMatcher,
     private readonly controls: readonly number[],
@@ -212,8 +216,19 @@ export class GrammarMatcher {
       logits[header.next] = keep;
       return;
     }
-    const bits = await this.matcher.getNextTokenBitmask();
-    for (let i = 0; i < logits.length; i++) if (!((bits[i >>> 5] >>> (i & 31)) & 1)) logits[i] = -Infinity;
+    const ahead = this.next;
+    this.next = undefined;
+    const bits = (await ahead) ?? (await this.matcher.getNextTokenBitmask());
+    // A word at a time: inside a string nearly every word allows all 32 of its tokens, between
+    // fields nearly every word allows none. Ids past the engine's vocabulary (a padded row) are masked.
+    const n = logits.length;
+    for (let w = 0, base = 0; base < n; w++, base += 32) {
+      const word = bits[w] ?? 0;
+      if (word === -1) continue;
+      const end = Math.min(base + 32, n);
+      if (word === 0) logits.fill(-Infinity, base, end);
+      else for (let i = base; i < end; i++) if (!((word >>> (i - base)) & 1)) logits[i] = -Infinity;
+    }
     for (const id of this.controls) if (id < logits.length) logits[id] = -Infinity;
     if (alsoAllow !== undefined) logits[alsoAllow] = keep;
   }
@@ -221,9 +236,16 @@ export class GrammarMatcher {
   /** Move past a generated token (one the mask allowed). */
   accept(id: number): void {
     if (!this.matcher.acceptToken(id)) throw new InternalError(`the grammar refused token ${id}, which its own mask allowed`);
+    // The next mask depends only on the tokens accepted: it is worked out in a later task, which
+    // runs while the decoder (onnxruntime's own threads, or a worker) computes the next logits,
+    // not after them. A failure there (the matcher disposed meanwhile) leaves it to mask().
+    this.next = new Promise((resolve) => setTimeout(resolve, 0))
+      .then(() => (this.disposed ? undefined : this.matcher.getNextTokenBitmask()))
+      .catch(() => undefined);
   }
 
   dispose(): void {
+    this.disposed = true;
     this.matcher.dispose();
   }
 }

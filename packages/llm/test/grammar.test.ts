@@ -134,4 +134,25 @@ it('the real Llama-3 vocabulary (128256 tokens): a schema compiles and masks a l
   } finally {
     matcher.dispose();
   }
+  // Inside a free string (nearly every token allowed) and at the start: the mask is the engine's bitmask, bit by bit, less control characters.
+  const note = await compileFormat(llama, { type: 'json_schema', schema: { type: 'object', properties: { note: { type: 'string' } }, required: ['note'] } });
+  for (const prefix of ['', '{"note":"']) {
+    const [masked, plain] = [await note.matcher(), await note.matcher()];
+    try {
+      for (const id of llama.encode(prefix, { addSpecialTokens: false })) {
+        masked.accept(id);
+        plain.accept(id);
+      }
+      const logits = new Float32Array(size).fill(1);
+      await masked.mask(logits);
+      const bits = await (plain as unknown as { matcher: { getNextTokenBitmask(): Promise<Int32Array> } }).matcher.getNextTokenBitmask();
+      const expected = [...logits.keys()].filter((i) => (bits[i >>> 5] >>> (i & 31)) & 1 && !llama.tokenBytes(i).some((b) => b < 0x20));
+      const allowed = [...logits.keys()].filter((i) => logits[i] > -Infinity);
+      expect(allowed.length, prefix).toBeGreaterThan(prefix ? 100_000 : 0);
+      expect(allowed).toEqual(expected);
+    } finally {
+      masked.dispose();
+      plain.dispose();
+    }
+  }
 }, 60_000);
