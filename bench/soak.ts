@@ -14,8 +14,8 @@
  * meant to be), refused (429/503 in OpenAI's error shape) or rejected (400/404, only the malformed);
  * none lost (no connection error, no timeout, no 5xx); the server counted as many requests as were
  * sent; and between rounds (all requests settled), the KV cache holds no more than what is kept
- * across requests (the same every time), and RSS, the JavaScript heaps and the caches grow <= 5 %
- * over the second half (medians of its quarters).
+ * across requests (the same every time), and RSS and the caches grow <= 5 % over the second half
+ * (medians of its quarters); the JavaScript heaps are shown.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -218,14 +218,15 @@ async function main(): Promise<void> {
     end: pct(pick(late[0]), pick(late.at(-1) as Sample)),
     max: pct(pick(late[0]), Math.max(...late.map(pick))),
   });
-  const measures: [string, (s: Sample) => number, boolean?][] = [
+  // What the issue asks to stay flat; the heaps are shown, not judged: a sample is taken whenever the
+  // round ends, with garbage of any age in it, and moves by 10-20 % from one to the next.
+  const measures: [string, (s: Sample) => number][] = [
     ['RSS', (s) => s.rss],
-    ['HTTP thread heap (lowest samples)', (s) => s.heap, true],
-    ['worker heap (lowest samples)', (s) => s.workerHeap, true],
     ['KV cache', (s) => s.kvBytes],
     ['picture cache', (s) => s.pictureBytes],
   ];
-  const growths = measures.map(([name, pick, floor]) => ({ name, ...growth(pick, floor) }));
+  const growths = measures.map(([name, pick]) => ({ name, ...growth(pick) }));
+  const heaps = ([['HTTP thread heap', (s: Sample) => s.heap], ['worker heap', (s: Sample) => s.workerHeap]] as const).map(([name, pick]) => ({ name, ...growth(pick, true) }));
   const kv = samples.slice(1).map((s) => s.kvBytes);
   const serverCounted = total(final, 'llava_mini_requests_total');
   // A request given up after 30 ms may be abandoned before it reaches the server (a busy client): those are the only ones it may not count.
@@ -261,6 +262,7 @@ async function main(): Promise<void> {
     table(['requests done', 'RSS MB', 'HTTP thread heap MB', 'worker heap MB', 'KV cache bytes', 'picture cache MB', 'pictures held'], sampleRows),
     '',
     ...checks.map(([what, ok]) => `- ${ok ? 'PASS' : 'FAIL'}: ${what}`),
+    ...heaps.map((g) => `- shown only: ${g.name} over the second half, its last quarter's lowest sample against its first's: ${fmt(g.quarters)} %; the last sample ${fmt(g.end)} % above the midpoint's`),
     ...(problems.length ? ['', 'First problems:', '', ...problems.slice(0, 10).map((p) => `- ${p}`)] : []),
   ].join('\n');
   console.log(markdown);

@@ -78,7 +78,8 @@ export function buildApp(o: ResolvedOptions, pool: WorkerPool, metrics: ServerMe
 
   app.addHook('onRequest', async (req) => {
     // Before the body is read: only JSON is parsed (Fastify would also take text/plain as a string).
-    if (req.method !== 'POST') return;
+    // (A POST to a route that does not exist gets its 404, whatever it carries.)
+    if (req.method !== 'POST' || req.routeOptions.url === undefined) return;
     const type = req.headers['content-type'] ?? '';
     if (!/^application\/json\s*(;|$)/i.test(type)) {
       throw httpError(415, 'invalid_request_error', 'unsupported_media_type', `the body must be JSON (content-type: application/json), got ${type ? JSON.stringify(type.slice(0, 100)) : 'no content-type'}`);

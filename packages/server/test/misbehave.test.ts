@@ -260,5 +260,7 @@ describe('bodies that are too much', () => {
     }
     const ok = await post({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 }, 'application/json; charset=utf-8');
     expect(ok.status).toBe(200);
+    // A route that does not exist is a 404 whatever its body.
+    expect((await fetch(`${server.url}/v1/nothing`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status).toBe(404);
   });
 });
