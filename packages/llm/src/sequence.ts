@@ -46,6 +46,8 @@ export interface Sequence {
   dispose(): void;
   /** Protect the cache from eviction while a generation runs; the release says the generation is over. */
   hold(): () => void;
+  /** Mark this sequence a memo (kept to save work, never needed): the KV cap evicts it before any other idle sequence. */
+  makeExpendable(): void;
 }
 
 /** ids as int64, each checked to be in the vocabulary. */
@@ -131,6 +133,10 @@ export class LlamaSequence implements Sequence {
   dispose(): void {
     this.disposed = true;
     this.cache.dispose();
+  }
+
+  makeExpendable(): void {
+    this.cache.expendable = true;
   }
 
   hold(): () => void {

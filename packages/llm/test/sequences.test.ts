@@ -280,6 +280,21 @@ describe('the KV byte cap', () => {
     }
   });
 
+  it('evicts an expendable sequence (a memo) before any other idle one, even one used longer ago', async () => {
+    const model = await openModel(tiny, backend, device, {}, { kvCacheBytes: 2 * oneCache });
+    try {
+      const [older, memo, newcomer] = [model.sequence(), model.sequence(), model.sequence()];
+      await older.prefill(prompts[0]);
+      await memo.prefill(prompts[1]);
+      memo.makeExpendable();
+      await newcomer.prefill(prompts[2]);
+      expect([older.evictions, memo.evictions]).toEqual([0, 1]);
+      expect(older.length).toBe(prompts[0].length);
+    } finally {
+      await model.dispose();
+    }
+  });
+
   it('a fork claims its bytes from the cap: an idle sequence is evicted for it, its own source never', async () => {
     const model = await openModel(tiny, backend, device, {}, { kvCacheBytes: 2 * oneCache });
     try {

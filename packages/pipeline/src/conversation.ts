@@ -1,9 +1,9 @@
 // One conversation's turn, start to end: tokens -> pictures -> fusion -> splice -> prefill -> decode.
 // The conversation owns everything that is not weights: its KV cache (a Sequence of the LLM), its
 // pictures' features, its history. The loaded model (LlavaMini) only lends it sessions.
-import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, toFloat32 } from '@llava-mini/core';
+import { AbortError, DisposedError, InvalidOptionError, now, type ProgressCallback, PromptTooLongError, type Tensor, tensor, toFloat32 } from '@llava-mini/core';
 import { checkChoices, checkGenerateOptions, generateChoices, type GenerateOptions, type GeneratedToken, type Sequence } from '@llava-mini/llm';
-import { buildLlavaPrompt, type ChatTurn, embeddingIds, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
+import { buildLlavaPrompt, type ChatTurn, embeddingIds, IMAGE_TOKEN_INDEX, type LlavaPromptOptions, llmInput, type PicturePrefix, type PrefusionPicture } from '@llava-mini/prefusion';
 import { Answer, TokenChannel } from './answer.js';
 import type { ModelParts, Pictures } from './model-parts.js';
 import { addTimings, type AskChoice, type AskResult, NO_TIME, type StageTimings } from './ask-result.js';
@@ -89,7 +89,8 @@ export function askOnce(conversation: Pick<Conversation, 'ask' | 'dispose'>, que
  * prompt, exactly as it was built.
  */
 export class Conversation<I = unknown> {
-  private readonly sequence: Sequence;
+  /** The LLM's cache of this conversation; swapped once, on a fresh video prompt, for a fork of the model's held opening. */
+  private sequence: Sequence;
   private segments: Segment[] = [];
   private readonly turns: ChatTurn[];
   private readonly options: Omit<ChatOptions, 'history' | 'videoStateBytes'>;
@@ -174,7 +175,7 @@ export class Conversation<I = unknown> {
     if (this.disposal.signal.aborted) throw new DisposedError('the conversation');
     const signal = AbortSignal.any([cancel, this.disposal.signal, ...(options.signal ? [options.signal] : [])]);
     const { onProgress } = options;
-    const unhold = this.sequence.hold();
+    let unhold = this.sequence.hold();
     try {
       // 1. Tokens: the prompt with the history; the cached segments whose text is a prefix of it stay.
       const prompt = this.tokens(question);
@@ -193,9 +194,16 @@ export class Conversation<I = unknown> {
       // 3-4. Fusion (after all the text the cache holds) and splice: the LLM input.
       const input = await this.llmInput(prompt.ids, decoded, this.segments, signal, onProgress);
 
-      // 5-6. Prefill and decode, on this conversation's own cache.
+      // 5-6. Prefill and decode, on this conversation's own cache (a video's opening rows forked from the model's held copy).
+      const opening = await this.openWith(prompt, decoded, input.rows, signal);
+      if (opening.sequence) {
+        unhold();
+        this.sequence.dispose();
+        this.sequence = opening.sequence;
+        unhold = this.sequence.hold();
+      }
       let firstTokenAt = 0;
-      const generations = generateChoices(this.sequence, input.rows, options.n ?? 1, {
+      const generations = generateChoices(this.sequence, opening.rest, options.n ?? 1, {
         ...options,
         signal,
         tokenizer: this.parts.tokenizer,
@@ -240,6 +248,29 @@ export class Conversation<I = unknown> {
     } finally {
       unhold();
     }
+  }
+
+  /**
+   * A fresh video prompt's opening (the fused text before the placeholder, then the vision tokens)
+   * does not depend on the question after it: when the model holds it for this video (a conversation
+   * asked before), a fork of it to take this conversation's place; otherwise the opening is
+   * prefilled here and the model keeps a copy. Returns what is left to prefill.
+   */
+  private async openWith(prompt: TurnPrompt, decoded: Decoded | undefined, rows: Tensor | number[], signal: AbortSignal): Promise<{ sequence?: Sequence; rest: Tensor | number[] }> {
+    const video = decoded?.pictures.kind === 'video' ? decoded.pictures : undefined;
+    if (!video?.key || prompt.segments !== 0 || Array.isArray(rows) || this.parts.openings.max === 0) return { rest: rows };
+    const at = prompt.ids.indexOf(IMAGE_TOKEN_INDEX);
+    const n = at + video.count * this.parts.vision.compressedTokens;
+    const [, S, H] = rows.dims;
+    if (at < 0 || n >= S) return { rest: rows };
+    const part = (from: number, to: number) => tensor(rows.dtype, [1, to - from, H], rows.data.subarray(from * H, to * H) as never);
+    const key = `${video.key}|${prompt.ids.slice(0, at).join(',')}`;
+    const sequence = await this.parts.openings.fork(key, n);
+    if (!sequence) {
+      await this.sequence.prefill(part(0, n), signal);
+      await this.parts.openings.keep(key, this.sequence);
+    }
+    return { sequence, rest: part(n, S) };
   }
 
   /** The turn's prompt: rendered with the history, then cut to the text past the cache segments it reuses. */

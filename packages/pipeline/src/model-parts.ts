@@ -3,6 +3,7 @@
 import type { ProgressCallback } from '@llava-mini/core';
 import type { RGB8 } from '@llava-mini/encoder';
 import type { LlamaModel, Tokenizer } from '@llava-mini/llm';
+import type { LlmOpenings } from './llm-openings.js';
 import type { VisionPipeline } from './vision.js';
 
 /**
@@ -29,6 +30,8 @@ export interface ModelParts<I = unknown> {
   tokenizer: Tokenizer;
   vision: VisionPipeline;
   llm: LlamaModel;
+  /** Video prompts' opening rows held in the LLM's cache, shared by new conversations about the same video. */
+  openings: LlmOpenings;
   resolveInput: InputResolver<I>;
   dispose: () => Promise<void>;
 }

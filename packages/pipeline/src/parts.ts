@@ -7,6 +7,7 @@ import type { GraphName } from './formats.js';
 import type { InputResolver, ModelParts } from './llava-mini.js';
 import { type Manifest, manifestPlan } from './manifest.js';
 import type { ModelPlan } from './plan.js';
+import { LlmOpenings } from './llm-openings.js';
 import { VisionPipeline } from './vision.js';
 
 /** What it takes to open a model, wherever its files are (a folder, URLs, bytes built in memory). */
@@ -53,13 +54,17 @@ export async function openParts<I>(s: ModelSources, o: OpenOptions<I>): Promise<
       { ...common, config: config.llama, maxSequence: s.plan.contextLength, kvCacheBytes: o.kvCacheBytes },
     );
     opened.push(llm);
+    // With the picture cache off nothing is memoized across conversations, the openings neither.
+    const openings = new LlmOpenings(llm, o.pictureCacheBytes === 0 ? 0 : undefined);
     return {
       config: config.json,
       tokenizer: s.tokenizer,
       llm,
       vision: new VisionPipeline(config.vision, encoder, compressor, prefusion, undefined, o.pictureCacheBytes),
+      openings,
       resolveInput: o.resolveInput,
       dispose: async () => {
+        openings.dispose();
         await Promise.all(opened.map((x) => x.dispose()));
       },
     };

@@ -1,6 +1,7 @@
 // A video the model has read to its end is not decoded again: a new conversation or a stateless
 // request about the same file (the same bytes, wherever they are) takes its frames from the picture
-// cache and runs neither ffprobe nor ffmpeg, with the same tokens. ffmpeg's runs are counted through
+// cache and runs neither ffprobe nor ffmpeg, and its prompt's opening rows from the LLM's held copy,
+// with the same tokens. ffmpeg's runs are counted through
 // FFMPEG_PATH / FFPROBE_PATH wrappers that log each call and run the real tools.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -61,11 +62,16 @@ describe.each(['cpu', 'wasm'] as const)('a video read before, on %s', (device) =
       expect(model.vision.encoderRuns, 'no frame encoded').toBe(encoded);
       expect(again.ids).toEqual(first.ids);
       expect(turn1.ids).toEqual(first.ids);
+      // The prompt's opening (text before the video, one vision token per frame) was prefilled once, then forked.
+      expect(model.parts.openings.stats).toMatchObject({ held: 1, hits: 2, misses: 1 });
       // The follow-up, as a replay from its history with the picture cache off, decoding and encoding everything.
       const fresh = await LlavaMini.fromPretrained(f.model, { device, pictureCacheBytes: 0 });
       try {
         const replay = await fresh.ask({ video: VIDEO }, 'And then?', { maxNewTokens: 6, history: [{ user: q, assistant: turn1.text }] }).done();
         expect(turn2.ids).toEqual(replay.ids);
+        // Prefilled whole (nothing held with the cache off), the first question gives the same tokens.
+        expect((await fresh.ask({ video: VIDEO }, q, { maxNewTokens: 6 }).done()).ids).toEqual(first.ids);
+        expect(fresh.parts.openings.stats.held).toBe(0);
       } finally {
         await fresh.dispose();
       }

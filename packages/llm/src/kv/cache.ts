@@ -87,6 +87,8 @@ export abstract class KvCache implements Evictable {
   private evicted = 0;
   private disposed = false;
   private readonly ref: WeakRef<Evictable>;
+  /** A memo's cache: the pool evicts it before any other (Sequence.makeExpendable). */
+  expendable = false;
 
   constructor(
     protected readonly decoder: Decoder,

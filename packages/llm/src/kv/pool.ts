@@ -7,11 +7,13 @@ export interface Evictable {
   readonly idle: boolean;
   /** Drop the buffers; the owner recomputes what they held on its next turn. */
   evict(): void;
+  /** A memo's cache (kept to save work, never needed): evicted before any other. */
+  readonly expendable: boolean;
 }
 
 /**
  * The caches of one model's sequences, under one byte cap. The policy when a cache must grow past
- * the cap: evict idle caches, least recently used first; their owners recompute what they held on
+ * the cap: evict idle caches, memos (`expendable`) first, then least recently used first; their owners recompute what they held on
  * their next turn. When the caches that are running need more than the cap by themselves, the run
  * that asked for more fails with KvCacheFullError (code KV_CACHE_FULL); nothing else is disturbed.
  */
@@ -50,11 +52,14 @@ export class KvPool {
   reserve(cache: Evictable, extra: number): void {
     let total = this.bytes + extra;
     if (total <= this.limitBytes) return;
-    for (const c of this.live()) {
-      if (c === cache || !c.idle || c.bytes === 0) continue;
-      total -= c.bytes;
-      c.evict();
-      if (total <= this.limitBytes) return;
+    // Memos first, then the others; least recently used first within each.
+    for (const expendable of [true, false]) {
+      for (const c of this.live()) {
+        if (c === cache || !c.idle || c.bytes === 0 || c.expendable !== expendable) continue;
+        total -= c.bytes;
+        c.evict();
+        if (total <= this.limitBytes) return;
+      }
     }
     throw new KvCacheFullError(total, this.limitBytes);
   }
