@@ -98,6 +98,8 @@ interface DecodeRow {
   strings: number[];
   sceneTokens: number[];
   stringsTokens: number[];
+  /** CPU ms this process (all its threads) spent per answer token, prefill included: less swayed by other users of the machine than wall time. */
+  cpu: Record<'free' | 'scene' | 'strings', number[]>;
 }
 
 async function run(seq: Sequence, prompt: number[], tokenizer: Tokenizer, responseFormat?: ResponseFormat, maxNewTokens = DECODE): Promise<GenerationResult> {
@@ -110,7 +112,7 @@ async function run(seq: Sequence, prompt: number[], tokenizer: Tokenizer, respon
 }
 
 async function decodeSection(model: LlamaModel, tokenizer: Tokenizer, name: string, prompt: number[]): Promise<{ row: DecodeRow; stringsAnswer: GenerationResult }> {
-  const row: DecodeRow = { format: name, free: [], scene: [], strings: [], sceneTokens: [], stringsTokens: [] };
+  const row: DecodeRow = { format: name, free: [], scene: [], strings: [], sceneTokens: [], stringsTokens: [], cpu: { free: [], scene: [], strings: [] } };
   let stringsAnswer: GenerationResult | undefined;
   // Warm-up: the first steps after loading run slower; the schemas compile here (cached afterwards).
   await run(model.sequence(), prompt, tokenizer, undefined, 8);
@@ -119,7 +121,10 @@ async function decodeSection(model: LlamaModel, tokenizer: Tokenizer, name: stri
   for (let round = 0; round < ROUNDS; round++) {
     const kinds = ['free', 'scene', 'strings'] as const;
     for (const kind of round % 2 ? [...kinds].reverse() : kinds) {
+      const cpu = process.cpuUsage();
       const r = await run(model.sequence(), prompt, tokenizer, kind === 'free' ? undefined : format(kind === 'scene' ? SCENE : STRINGS));
+      const used = process.cpuUsage(cpu);
+      row.cpu[kind].push((used.user + used.system) / 1000 / r.ids.length);
       row[kind].push(r.stats.decodeTokensPerSecond);
       if (kind === 'scene') row.sceneTokens.push(r.ids.length);
       if (kind === 'strings') {
@@ -194,12 +199,14 @@ interface Choices {
   together: number[];
   sequential: number[];
   concurrent: number[];
+  /** CPU ms of this process (all threads) for each, the same runs. */
+  cpu: Record<'together' | 'sequential' | 'concurrent', number[]>;
 }
 
 /** n = 4 from one prefill against four requests, one after another and all at once: wall time to the last token. */
 async function choicesSection(model: LlamaModel, tokenizer: Tokenizer, name: string, prompt: number[]): Promise<Choices> {
   const options = { maxNewTokens: CHOICE_TOKENS, tokenizer, stopIds: [] };
-  const out: Choices = { format: name, together: [], sequential: [], concurrent: [] };
+  const out: Choices = { format: name, together: [], sequential: [], concurrent: [], cpu: { together: [], sequential: [], concurrent: [] } };
   const together = async () => {
     const seq = model.sequence();
     const t = now();
@@ -221,12 +228,17 @@ async function choicesSection(model: LlamaModel, tokenizer: Tokenizer, name: str
   };
   await together(); // warm-up
   for (let round = 0; round < ROUNDS; round++) {
-    const runs: [keyof Omit<Choices, 'format'>, () => Promise<number>][] = [
+    const runs: [keyof Choices['cpu'], () => Promise<number>][] = [
       ['together', together],
       ['sequential', sequential],
       ['concurrent', concurrent],
     ];
-    for (const [kind, f] of round % 2 ? runs.reverse() : runs) out[kind].push(await f());
+    for (const [kind, f] of round % 2 ? runs.reverse() : runs) {
+      const cpu = process.cpuUsage();
+      out[kind].push(await f());
+      const used = process.cpuUsage(cpu);
+      out.cpu[kind].push((used.user + used.system) / 1000);
+    }
     log(`  ${name} round ${round + 1}/${ROUNDS}: n=4 ${fmt(out.together.at(-1)!)} ms, 4 in turn ${fmt(out.sequential.at(-1)!)} ms, 4 at once ${fmt(out.concurrent.at(-1)!)} ms`);
   }
   return out;
@@ -274,6 +286,16 @@ async function main(): Promise<void> {
       }),
     ),
     '',
+    `CPU ms per answer token (this process, all threads; the ${PROMPT}-token prefill included), the same runs:`,
+    '',
+    table(
+      ['weights', 'free', 'scene schema', 'free / scene', 'strings schema', 'free / strings'],
+      decode.map((r) => {
+        const [free, scene, strings] = [median(r.cpu.free), median(r.cpu.scene), median(r.cpu.strings)];
+        return [r.format, fmt(free), fmt(scene), `${fmt((100 * free) / scene)} %`, fmt(strings), `${fmt((100 * free) / strings)} %`];
+      }),
+    ),
+    '',
     '### Grammar compile and mask',
     '',
     table(
@@ -296,11 +318,15 @@ async function main(): Promise<void> {
     `### n = ${CHOICES} from one prefill against ${CHOICES} separate requests (${CHOICE_TOKENS} tokens each; wall time to the last token)`,
     '',
     table(
-      ['weights', `n = ${CHOICES} ms`, `${CHOICES} requests in turn ms`, 'ratio', `${CHOICES} requests at once ms`, 'ratio'],
-      choices.map((c) => {
-        const n = median(c.together);
-        return [c.format, fmt(n), fmt(median(c.sequential)), `${fmt(n / median(c.sequential), 2)}x`, fmt(median(c.concurrent)), `${fmt(n / median(c.concurrent), 2)}x`];
-      }),
+      ['weights', 'measure', `n = ${CHOICES}`, `${CHOICES} requests in turn`, 'ratio', `${CHOICES} requests at once`, 'ratio'],
+      choices.flatMap((c) =>
+        (['wall ms', 'CPU ms'] as const).map((measure) => {
+          const of = (k: keyof Choices['cpu']) => median(measure === 'wall ms' ? c[k] : c.cpu[k]);
+          const n = of('together');
+          return [c.format, measure, fmt(n), fmt(of('sequential')), `${fmt(n / of('sequential'), 2)}x`, fmt(of('concurrent')), `${fmt(n / of('concurrent'), 2)}x`];
+        }),
+      ),
+      [false, false, true, true, true, true, true],
     ),
   ].join('\n');
   console.log(`\n${md}\n`);
