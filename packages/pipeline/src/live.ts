@@ -152,11 +152,12 @@ export class LiveStream<I = unknown> {
     if (!frame || !(frame.width > 0 && frame.height > 0) || frame.data?.length !== frame.width * frame.height * 3) throw new InvalidOptionError('a live frame must be RGB pixels { width, height, data } with width * height * 3 bytes');
     this.latest = time;
     this.counts.received++;
-    // Periods since the first frame; a frame up to a quarter period early still takes its slot (a source's clock jitters).
+    // Periods since the first frame. A frame up to a quarter period early still takes the next slot
+    // (a source's clock jitters); a late one keeps its own, so the next on-time frame is not skipped.
     const start = this.slot?.start ?? time;
     const at = (time - start) * this.fps;
     if (this.slot && at < this.slot.index + 0.75) return Promise.resolve();
-    this.slot = { start, index: this.slot ? Math.max(this.slot.index + 1, Math.round(at)) : 0 };
+    this.slot = { start, index: this.slot ? Math.max(this.slot.index + 1, Math.floor(at)) : 0 };
     this.counts.sampled++;
     return new Promise<void>((settle) => {
       this.waiting.push({ frame, time, settle });

@@ -153,6 +153,16 @@ describe.each(['cpu', 'wasm'] as const)('live streams on %s', (device) => {
     budget.dispose();
   }, SLOW);
 
+  it('samples one frame a period: jittered frames keep their slots, a late one does not push the next on-time one out', async () => {
+    const live = model.live();
+    const times = [0, 0.4, 0.999, 1.5, 1.998, 3.77, 4.0, 4.5, 5.0];
+    for (const t of times) await live.push(strip(frames[0]), t);
+    // 0.4 and 1.5 and 4.5 come between samples; 3.77 is late for its slot (3), 4.0 and 5.0 are on time.
+    expect(live.stats).toMatchObject({ received: 9, sampled: 6 });
+    expect(live.window).toMatchObject({ frames: 6, from: 0, to: 5 });
+    live.dispose();
+  }, SLOW);
+
   it('refuses bad input with typed errors', async () => {
     const live = model.live();
     await expect(live.ask('anything?').done()).rejects.toThrow(/no frames yet/);
