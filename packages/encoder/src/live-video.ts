@@ -1,9 +1,8 @@
 // A live source read through ffmpeg: a file played at its own pace, a network stream, or a camera.
-import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { VideoError } from '@llava-mini/core';
 import { DEFAULT_MAX_PIXELS, type TimedFrame } from './image.js';
-import { ffmpegBinary, inputArgs, lastLine, MISSING } from './video.js';
+import { inputArgs, startFfmpeg } from './video.js';
 
 export interface LiveVideoOptions {
   /** Frames delivered per second of stream time (default 1, the reference's video sampling). */
@@ -64,23 +63,11 @@ export async function* liveVideoFrames(source: string, options: LiveVideoOptions
   if (!(Number.isFinite(fps) && fps > 0)) throw new VideoError(source, `fps must be a number > 0, got ${fps}`);
   const args = ['-v', 'error', '-nostdin', ...(await sourceArgs(source, realtime)), '-map', '0:v:0', '-vf', `fps=${fps}`, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', 'pipe:1'];
   if (signal?.aborted) return;
-  const child = spawn(await ffmpegBinary('ffmpeg'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const onAbort = () => child.kill('SIGKILL');
-  signal?.addEventListener('abort', onAbort, { once: true });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
-  let spawnError: NodeJS.ErrnoException | undefined;
-  const exited = new Promise<number | null>((resolve) => {
-    child.on('close', resolve);
-    child.on('error', (e) => {
-      spawnError = e;
-      resolve(null);
-    });
-  });
+  const ffmpeg = await startFfmpeg(args, source, signal);
   let buf: Buffer = Buffer.alloc(0);
   let index = 0;
   try {
-    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    for await (const chunk of ffmpeg.stdout) {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       for (;;) {
         const header = ppmHeader(buf, source);
@@ -93,13 +80,11 @@ export async function* liveVideoFrames(source: string, options: LiveVideoOptions
         buf = buf.subarray(end);
       }
     }
-    const code = await exited;
+    const { code, message } = await ffmpeg.exit();
     if (signal?.aborted) return;
-    if (spawnError) throw new VideoError(source, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
-    if (code !== 0) throw new VideoError(source, `cannot be read: ${lastLine(stderr)}`);
+    if (code !== 0) throw new VideoError(source, `cannot be read: ${message}`);
     if (index === 0) throw new VideoError(source, 'has no decodable frames');
   } finally {
-    signal?.removeEventListener('abort', onAbort);
-    if (child.exitCode === null) child.kill('SIGKILL');
+    ffmpeg.stop();
   }
 }

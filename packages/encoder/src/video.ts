@@ -62,7 +62,7 @@ export async function ffmpegBinary(kind: 'ffmpeg' | 'ffprobe'): Promise<string> 
 export const VIDEO_DEMUXERS = ['mov', 'matroska', 'avi', 'mpeg', 'mpegts', 'asf', 'flv', 'ogg', 'yuv4mpegpipe'];
 export const inputArgs = (file: string) => ['-protocol_whitelist', 'file', '-format_whitelist', VIDEO_DEMUXERS.join(','), '-i', `file:${resolve(file)}`];
 
-export const MISSING =
+const MISSING =
   'video input needs ffmpeg and ffprobe: run `npm install @ffmpeg-installer/ffmpeg @ffprobe-installer/ffprobe`, install ffmpeg (e.g. `apt-get install ffmpeg`), or set FFMPEG_PATH and FFPROBE_PATH';
 
 function timeoutOf(limits: VideoLimits, source: string): number {
@@ -72,7 +72,7 @@ function timeoutOf(limits: VideoLimits, source: string): number {
 }
 
 /** Kills `child` after `seconds` (0: never); `fired()` says whether it did. */
-export function deadline(child: ChildProcess, seconds: number): { fired(): boolean; clear(): void } {
+function deadline(child: ChildProcess, seconds: number): { fired(): boolean; clear(): void } {
   let fired = false;
   const timer =
     seconds > 0
@@ -109,7 +109,7 @@ function run(cmd: string, args: string[], source: string, seconds: number): Prom
   });
 }
 
-export function lastLine(text: string): string {
+function lastLine(text: string): string {
   return text.trim().split('\n').filter(Boolean).pop() ?? 'no message';
 }
 
@@ -185,10 +185,44 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
   const script = join(dir, 'select.txt');
   // A filter script, not a command-line argument: thousands of indices overflow argv limits.
   writeFileSync(script, `select='${unique.map((i) => `eq(n\\,${i})`).join('+')}'`);
-  const child = spawn(await ffmpegBinary('ffmpeg'), ['-v', 'error', ...inputArgs(file), '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const timer = deadline(child, seconds);
+  const ffmpeg = await startFfmpeg(['-v', 'error', ...inputArgs(file), '-map', '0:v:0', '-filter_script:v', script, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], file, signal);
+  const timer = deadline(ffmpeg.child, seconds);
+  const frameBytes = info.width * info.height * 3;
+  let pending: Buffer[] = [];
+  let have = 0;
+  let emitted = 0;
+  try {
+    for await (const chunk of ffmpeg.stdout) {
+      pending.push(chunk);
+      have += chunk.length;
+      while (have >= frameBytes) {
+        const all = Buffer.concat(pending);
+        const data = new Uint8Array(all.subarray(0, frameBytes));
+        for (let k = 0; k < (repeats[emitted] ?? 1); k++) yield { width: info.width, height: info.height, data: k === 0 ? data : data.slice() };
+        emitted++;
+        pending = [all.subarray(frameBytes)];
+        have -= frameBytes;
+      }
+    }
+    const { code, message } = await ffmpeg.exit();
+    if (signal?.aborted) throw new AbortError('video decoding was aborted');
+    if (timer.fired()) throw new VideoError(file, `decoding took more than ${seconds} s (option timeoutSeconds)`);
+    if (code !== 0) throw new VideoError(file, `cannot be decoded: ${message}`);
+    if (emitted === 0) throw new VideoError(file, 'has no decodable frames');
+  } finally {
+    timer.clear();
+    ffmpeg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * ffmpeg started with `args`, its output on a pipe and killed when `signal` aborts. `exit()` waits
+ * for its end and gives its code with the last line it printed (a failure to start it is a
+ * VideoError about `source`); `stop()` kills it if it still runs and lets go of the signal.
+ */
+export async function startFfmpeg(args: string[], source: string, signal?: AbortSignal) {
+  const child = spawn(await ffmpegBinary('ffmpeg'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const onAbort = () => child.kill('SIGKILL');
   signal?.addEventListener('abort', onAbort, { once: true });
   let stderr = '';
@@ -201,33 +235,17 @@ export async function* decodeFrames(file: string, info: VideoInfo, indices: read
       resolve(null);
     });
   });
-  const frameBytes = info.width * info.height * 3;
-  let pending: Buffer[] = [];
-  let have = 0;
-  let emitted = 0;
-  try {
-    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-      pending.push(chunk);
-      have += chunk.length;
-      while (have >= frameBytes) {
-        const all = Buffer.concat(pending);
-        const data = new Uint8Array(all.subarray(0, frameBytes));
-        for (let k = 0; k < (repeats[emitted] ?? 1); k++) yield { width: info.width, height: info.height, data: k === 0 ? data : data.slice() };
-        emitted++;
-        pending = [all.subarray(frameBytes)];
-        have -= frameBytes;
-      }
-    }
-    const code = await exited;
-    if (spawnError) throw new VideoError(file, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
-    if (signal?.aborted) throw new AbortError('video decoding was aborted');
-    if (timer.fired()) throw new VideoError(file, `decoding took more than ${seconds} s (option timeoutSeconds)`);
-    if (code !== 0) throw new VideoError(file, `cannot be decoded: ${lastLine(stderr)}`);
-    if (emitted === 0) throw new VideoError(file, 'has no decodable frames');
-  } finally {
-    timer.clear();
-    signal?.removeEventListener('abort', onAbort);
-    if (child.exitCode === null) child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return {
+    child,
+    stdout: child.stdout as AsyncIterable<Buffer>,
+    async exit(): Promise<{ code: number | null; message: string }> {
+      const code = await exited;
+      if (spawnError) throw new VideoError(source, spawnError.code === 'ENOENT' ? `no ffmpeg found: ${MISSING}` : `cannot run ffmpeg: ${spawnError.message}`, { cause: spawnError });
+      return { code, message: lastLine(stderr) };
+    },
+    stop(): void {
+      signal?.removeEventListener('abort', onAbort);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
 }
