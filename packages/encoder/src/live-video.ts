@@ -40,7 +40,7 @@ async function sourceArgs(source: string, realtime: boolean): Promise<string[]> 
  * its size and length, or undefined until enough bytes have come. Each frame carries its own size,
  * so a stream that changes resolution mid-way (a camera, an adaptive stream) needs no probe.
  */
-export function ppmHeader(buf: Buffer, source: string): { width: number; height: number; headerBytes: number } | undefined {
+function ppmHeader(buf: Buffer, source: string): { width: number; height: number; headerBytes: number } | undefined {
   const m = /^P6\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(buf.subarray(0, 64).toString('latin1'));
   if (!m) {
     if (buf.length >= 64 || !/^P?6?[\s\d]*$/.test(buf.toString('latin1'))) throw new VideoError(source, 'ffmpeg sent something other than a PPM frame');
