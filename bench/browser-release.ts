@@ -119,7 +119,7 @@ async function main(): Promise<void> {
       const t0 = now();
       try {
         const { result, log: pageLog } = await runPage<PageResult>(browser, o, `${o}/index.html?${query}`, timeoutMs);
-        const outcome = result.ok ? `answered (${result.ids})` : `${result.error?.name}: ${result.error?.message}`;
+        const outcome = !result.ok ? `${result.error?.name}: ${result.error?.message}` : result.ids ? `answered (${result.ids})` : 'loaded: every session made';
         rows.push([model, device, gib(folderBytes(path.join(dir, model))), fmt((result.loadMs ?? now() - t0) / 1000), result.answerMs === undefined ? '-' : fmt(result.answerMs / 1000), gib(peak), byType(peaks), outcome]);
         if (!result.ok) log(pageLog.slice(-5).join('\n'));
       } catch (err) {
