@@ -40,7 +40,7 @@ export function readRepoFolder(dir: string, extra: Record<string, string> = {}):
   const files = fs
     .readdirSync(dir)
     .filter((name) => !name.startsWith('.'))
-    .map((name) => ({ path: name, bytes: fs.readFileSync(path.join(dir, name)), lfs: /\.(safetensors|onnx|data)$/.test(name) }));
+    .map((name) => ({ path: name, bytes: fs.readFileSync(path.join(dir, name)), lfs: /\.(safetensors|onnx|data(\.\d+)?)$/.test(name) }));
   for (const [name, text] of Object.entries(extra)) files.push({ path: name, bytes: Buffer.from(text), lfs: false });
   return files;
 }
