@@ -237,7 +237,9 @@ describe('hub ids', () => {
 
   it('a repository holding a converted folder is loaded as downloaded, with nothing converted', async () => {
     const converted = path.join(root, 'converted-q4');
-    await convertCheckpoint(hf, converted, { clipDir: clip, dtype: 'q4' });
+    // Small chunks, so the repository holds weights in several files per graph as a large model's does.
+    const manifest = await convertCheckpoint(hf, converted, { clipDir: clip, dtype: 'q4', maxChunkBytes: 300_000 });
+    expect(manifest.stages.llm.files.map((f) => f.name)).toContain('llm.onnx.data.1');
     hub.addCommit('someone/llava-mini-tiny-onnx', readRepoFolder(converted));
     const s = settings('onnx-repo');
     const dir = await fetchPretrained({ repo: 'someone/llava-mini-tiny-onnx', revision: 'main' }, { settings: s });

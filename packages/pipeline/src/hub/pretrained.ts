@@ -27,9 +27,9 @@ export interface PretrainedOptions {
 }
 
 // What a LLaVA-Mini checkpoint, a CLIP folder or a converted folder needs: configs, tokenizer files,
-// safetensors weights, ONNX graphs and their external data (not the .bin, .h5 or .msgpack copies
+// safetensors weights, ONNX graphs and their external data in all its chunks (not the .bin, .h5 or .msgpack copies
 // some repositories also hold), and the model card (its license goes into the converted folder's).
-const WANTED = (file: string) => !file.includes('/') && (/\.(json|safetensors|onnx|data)$/.test(file) || file === MODEL_CARD_FILE);
+const WANTED = (file: string) => !file.includes('/') && (/\.(json|safetensors|onnx|data(\.\d+)?)$/.test(file) || file === MODEL_CARD_FILE);
 
 /** Bytes a conversion writes per byte of bf16/fp16 source weights, by dtype, with room to spare. */
 const OUTPUT_PER_SOURCE_BYTE: Record<DtypeName, number> = { fp32: 2.1, fp16: 1.1, q8: 0.6, q4: 0.35 };
