@@ -5,7 +5,7 @@ import { readModelConfig } from './model-config.js';
 import type { ModelPlan } from './plan.js';
 
 export const MANIFEST_FILE = 'manifest.json';
-/** The file each graph is written to in a converted folder (its weights in `<file>.data` beside it). */
+/** The file each graph is written to in a converted folder (its weights in `<file>.data`, `.data.1`, ... beside it). */
 export const GRAPH_FILES: Readonly<Record<GraphName, string>> = {
   encoder: 'encoder.onnx',
   compressor: 'compressor.onnx',
