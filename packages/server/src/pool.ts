@@ -35,6 +35,8 @@ interface Slot {
   askStats?: (s: WorkerStats) => void;
   /** Why the worker stopped, when it threw or ran out of memory. */
   crash?: string;
+  /** Stopping after an error outside any request: takes no more requests, already replaced. */
+  failed?: boolean;
 }
 
 const NO_STATS: WorkerStats = { kvBytes: 0, pictureBytes: 0, pictureEntries: 0, running: 0, heapBytes: 0 };
@@ -184,6 +186,7 @@ export class WorkerPool {
           this.dispatch();
         } else if (m.type === 'load-error') reject(m.error.code ? new LlavaMiniError(m.error.code as ErrorCode, m.error.message) : new Error(m.error.message));
         else if (m.type === 'log') this.log(m.message);
+        else if (m.type === 'fatal') this.failed(slot, m.error.message);
         else if (m.type === 'stats') {
           slot.stats = m.stats;
           slot.askStats?.(m.stats);
@@ -198,13 +201,13 @@ export class WorkerPool {
       });
       worker.on('exit', (code) => {
         this.slots.splice(this.slots.indexOf(slot), 1);
-        for (const job of slot.jobs) this.fail(job, { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request stopped (${slot.crash ?? `exit code ${code}`}); it is being replaced` });
+        for (const job of slot.jobs) this.fail(job, workerExited(slot, `exit code ${code}`));
         if (!slot.ready) {
           reject(new Error(`a worker exited while loading the model (code ${code})`));
           this.failQueuedIfNoWorkers();
         }
-        // A worker that died while serving is replaced, so the pool keeps its size.
-        else if (this.state === 'ready' || this.state === 'draining') {
+        // A worker that died while serving is replaced, so the pool keeps its size (once).
+        else if (!slot.failed && (this.state === 'ready' || this.state === 'draining')) {
           this.onRestart();
           this.replace();
         }
@@ -212,6 +215,20 @@ export class WorkerPool {
         this.dispatch();
       });
     });
+  }
+
+  /** A worker that reported an error outside any request: its requests fail now, a replacement starts, and it exits once idle. */
+  private failed(slot: Slot, reason: string): void {
+    this.log(`worker crashed: ${reason}`);
+    slot.crash = reason;
+    slot.failed = true;
+    slot.ready = false;
+    for (const job of slot.jobs) this.fail(job, workerExited(slot, 'stopping'));
+    if (this.state === 'ready' || this.state === 'draining') {
+      this.onRestart();
+      this.replace();
+    }
+    this.dispatch();
   }
 
   /**
@@ -247,7 +264,7 @@ export class WorkerPool {
       return;
     }
     slot.jobs.delete(job);
-    if (m.type === 'error' && m.error.code === 'ABORTED' && job.settled) this.onCancelled();
+    if (m.type === 'error' && m.error.code === 'ABORTED' && job.settled && !slot.failed) this.onCancelled();
     if (m.type === 'done') {
       if (!job.settled) job.onDone(m.completion);
       job.settled = true;
@@ -299,6 +316,10 @@ export class WorkerPool {
     this.onChange();
     if (this.drained && this.running + this.queue.length === 0) this.drained();
   }
+}
+
+function workerExited(slot: Slot, otherwise: string): ApiError {
+  return { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request stopped (${slot.crash ?? otherwise}); it is being replaced` };
 }
 
 function noWorkers() {

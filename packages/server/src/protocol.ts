@@ -33,6 +33,8 @@ export type FromWorker =
   | { type: 'ready' }
   | { type: 'load-error'; error: SerializedError }
   | { type: 'log'; message: string }
+  /** The worker hit an error outside any request and stops once its graphs are idle: fail its requests, replace it. */
+  | { type: 'fatal'; error: SerializedError }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'chunk'; id: number; chunk: ChatCompletionChunk }
   | { type: 'done'; id: number; completion?: ChatCompletion }

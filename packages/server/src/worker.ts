@@ -30,10 +30,35 @@ loading.then(
 );
 
 const running = new Map<number, AbortController>();
+/** Each running request's promise, settled once its graphs are idle. */
+const settled = new Set<Promise<void>>();
+let failing = false;
+
+function start(id: number, body: Record<string, unknown>): void {
+  const done = run(id, body).finally(() => settled.delete(done));
+  settled.add(done);
+}
+
+// A throw outside any request's own handling (a bug) leaves this worker's state suspect, so it stops;
+// but not at once: a thread torn down while onnxruntime-node runs a session on it aborts the whole
+// process (seen in tests with worker.terminate()). Its requests are stopped between two tokens, the
+// HTTP thread (told first) fails them and starts a replacement, and the worker exits once idle.
+process.on('uncaughtException', (err) => {
+  if (failing) return;
+  failing = true;
+  post({ type: 'fatal', error: serializeError(err) });
+  for (const c of running.values()) c.abort();
+  // A run that never comes back must not keep a dead worker (and its model) for ever.
+  setTimeout(() => process.exit(1), 10_000).unref();
+  void Promise.allSettled([...settled])
+    .then(() => model?.dispose())
+    .finally(() => process.exit(1));
+});
 
 async function run(id: number, body: Record<string, unknown>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
+  if (failing) controller.abort();
   try {
     const signal = controller.signal;
     const request = body as unknown as ChatCompletionCreateParams;
@@ -61,7 +86,7 @@ function stats(): WorkerStats {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') running.get(m.id)?.abort();
-  else if (m.type === 'run') void run(m.id, m.body);
+  else if (m.type === 'run') start(m.id, m.body);
   else if (m.type === 'stats') post({ type: 'stats', stats: stats() });
   // Closed while loading (SIGTERM during load): the load finishes or fails first, then the model is freed.
   else if (m.type === 'close') void loading.then((l) => l.dispose(), () => {}).finally(() => process.exit(0));
