@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import Ajv from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { InvalidOptionError } from '@llava-mini/core';
+import { AbortError, InvalidOptionError } from '@llava-mini/core';
 import { testBackends } from '@llava-mini/core/testing';
 import { compileFormat, generate, type ResponseFormat } from '../src/index.js';
 import { loadTokenizer } from '../src/node.js';
@@ -100,6 +100,23 @@ describe.each(backends)('responseFormat on $label', ({ backend, device }) => {
       await model.dispose();
     }
   });
+});
+
+it('a constrained generation stopped midway (abort, or a loop left early) frees its matcher while its next mask is being worked out; the next one runs', async () => {
+  const { backend, device } = backends[0];
+  const model = await openModel(tiny, backend, device);
+  try {
+    const responseFormat: ResponseFormat = { type: 'json_schema', schema: schemas['numbers and strings'] };
+    const controller = new AbortController();
+    let seen = 0;
+    const aborted = generate(model.sequence(), prompt, { maxNewTokens: MAX, tokenizer, responseFormat, onToken: () => ++seen === 3 && controller.abort(), signal: controller.signal }).done();
+    await expect(aborted).rejects.toBeInstanceOf(AbortError);
+    for await (const token of generate(model.sequence(), prompt, { maxNewTokens: MAX, tokenizer, responseFormat })) if (token.index === 2) break;
+    const whole = await generate(model.sequence(), prompt, { maxNewTokens: MAX, tokenizer, responseFormat: { type: 'json_schema', schema: schemas.enum } }).done();
+    expect(JSON.parse(whole.text)).toHaveProperty('color');
+  } finally {
+    await model.dispose();
+  }
 });
 
 it('greedy tokens under a schema are the same on every backend', async () => {
