@@ -110,7 +110,8 @@ export class LiveStream<I = unknown> {
   private encoding?: Promise<void>;
   private latest = -Infinity;
   private last: Promise<unknown> = Promise.resolve();
-  private disposed = false;
+  /** Aborted by dispose(): stops a running question, and any later call. */
+  private readonly disposal = new AbortController();
   private failure?: unknown;
 
   constructor(
@@ -146,7 +147,7 @@ export class LiveStream<I = unknown> {
    * (a file read faster than real time) awaits it; a live one does not.
    */
   push(frame: RGB8, time: number): Promise<void> {
-    if (this.disposed) throw new DisposedError('the live stream');
+    if (this.disposal.signal.aborted) throw new DisposedError('the live stream');
     if (this.failure) throw this.failure;
     if (!Number.isFinite(time) || time < this.latest) throw new InvalidOptionError(`frame times must be finite and non-decreasing: ${time} after ${this.latest}`);
     if (!frame || !(frame.width > 0 && frame.height > 0) || frame.data?.length !== frame.width * frame.height * 3) throw new InvalidOptionError('a live frame must be RGB pixels { width, height, data } with width * height * 3 bytes');
@@ -177,7 +178,7 @@ export class LiveStream<I = unknown> {
   async follow(frames: AsyncIterable<TimedFrame>, { signal, wait = false }: { signal?: AbortSignal; wait?: boolean } = {}): Promise<void> {
     try {
       for await (const frame of frames) {
-        if (signal?.aborted || this.disposed) break;
+        if (signal?.aborted || this.disposal.signal.aborted) break;
         const taken = this.push(frame, frame.time);
         if (wait) await taken;
       }
@@ -201,7 +202,7 @@ export class LiveStream<I = unknown> {
    */
   ready(frames = 1, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     positive(frames, 'frames', true);
-    if (this.disposed) return Promise.reject(new DisposedError('the live stream'));
+    if (this.disposal.signal.aborted) return Promise.reject(new DisposedError('the live stream'));
     if (this.failure) return Promise.reject(this.failure);
     if (this.kept.length >= frames) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -220,7 +221,7 @@ export class LiveStream<I = unknown> {
 
   /** Ask about the window as it is when the question's turn comes; iterate for tokens or `await answer.done()`. */
   ask(question: string, options: AskOptions = {}): Answer<LiveAskResult> {
-    if (this.disposed) throw new DisposedError('the live stream');
+    if (this.disposal.signal.aborted) throw new DisposedError('the live stream');
     const channel = new TokenChannel();
     const result = this.last.catch(() => {}).then(() => this.turn(question, options, channel));
     this.last = result;
@@ -229,21 +230,21 @@ export class LiveStream<I = unknown> {
 
   /** Stop taking frames and free the window; a running question stops with an error. */
   dispose(): void {
-    this.disposed = true;
+    this.disposal.abort(new DisposedError('the live stream'));
     for (const w of this.waiting.splice(0)) w.settle();
     for (const r of [...this.readers]) r.reject(new DisposedError('the live stream'));
     this.kept.length = 0;
   }
 
   private async turn(question: string, options: AskOptions, channel: TokenChannel): Promise<LiveAskResult> {
-    if (this.disposed) throw new DisposedError('the live stream');
+    if (this.disposal.signal.aborted) throw new DisposedError('the live stream');
     const frames = [...this.kept];
     if (frames.length === 0) throw new InvalidOptionError('the live stream has no frames yet: ask once the first one is in the window');
-    const window: LiveWindow = { frames: frames.length, from: frames[0].time, to: frames[frames.length - 1].time, bytes: frames.reduce((n, f) => n + f.prefix.bytes, 0) };
+    const window = this.window;
     // The whole conversation on exactly these frames, as the reference would run it (no state kept: the window moves on).
     const conversation = new Conversation(this.parts, undefined, { ...this.promptOptions, history: this.turns, videoStateBytes: 0 }, frames.map((f) => f.prefix));
     try {
-      const signal = AbortSignal.any([channel.signal, ...(options.signal ? [options.signal] : [])]);
+      const signal = AbortSignal.any([channel.signal, this.disposal.signal, ...(options.signal ? [options.signal] : [])]);
       const answer = conversation.ask(question, {
         ...options,
         signal,
@@ -266,12 +267,12 @@ export class LiveStream<I = unknown> {
     // as the last look at `waiting`: a frame pushed after that starts a new run.
     await null;
     try {
-      for (let next = this.waiting.shift(); next && !this.disposed; next = this.waiting.shift()) {
+      for (let next = this.waiting.shift(); next && !this.disposal.signal.aborted; next = this.waiting.shift()) {
         try {
           const t = now();
           const { prefix } = await this.parts.vision.framePrefix(next.frame);
           this.counts.encodeMs += now() - t;
-          if (this.disposed) break;
+          if (this.disposal.signal.aborted) break;
           this.counts.encoded++;
           this.keep({ time: next.time, prefix });
           this.onFrame?.({ time: next.time, window: this.window, stats: this.stats });

@@ -180,7 +180,9 @@ describe.each(['cpu', 'wasm'] as const)('live streams on %s', (device) => {
     expect(() => live.push(strip(frames[1]), 4)).toThrow(/non-decreasing/);
     expect(() => model.live({ fps: 0 })).toThrow(/fps/);
     expect(() => model.live({ windowSeconds: -1 })).toThrow(/windowSeconds/);
-    live.dispose();
+    // dispose() stops a question that is running.
+    const running = live.ask('What is going on here?', { maxNewTokens: 40, stopStrings: [], onToken: () => live.dispose() });
+    await expect(running.done()).rejects.toThrow(/abort|disposed/i);
     await expect(ten).rejects.toThrow(DisposedError);
   }, SLOW);
 });
