@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TimedFrame } from '@llava-mini/encoder';
-import { convertCheckpoint, defaultModelDir, LlavaMini } from '@llava-mini/pipeline/node';
+import { convertCheckpoint, DEFAULT_LIVE_BYTES, defaultModelDir, LlavaMini } from '@llava-mini/pipeline/node';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { benchCommand, flag, fmt, listOption, LoadMeter, log, machine, mb, now, RESULTS, replaceMarked, table } from './lib/common.js';
 import { ensureModel, randomImage } from './lib/models.js';
@@ -118,7 +118,7 @@ async function release(): Promise<string> {
       [
         ['ingest, seconds per frame (CLIP + compressor + the frame\'s pre-fusion rows)', ...both((r) => fmt(r.ingestS, 2))],
         ['kept per frame (vision token + 4 layers of keys and values over 577 rows)', ...both((r) => mb(r.bytes, 2))],
-        ['frames the default 1 GiB window budget holds', ...both((r) => String(Math.floor(2 ** 30 / r.bytes)))],
+        [`frames the default window budget (${DEFAULT_LIVE_BYTES / 2 ** 30} GiB) holds`, ...both((r) => String(Math.floor(DEFAULT_LIVE_BYTES / r.bytes)))],
         ['8-frame video: first question TTFT, ms', ...both((r) => fmt(r.firstMs))],
         ['8-frame video: follow-up TTFT, ms (its text rows only, per frame)', ...both((r) => fmt(r.followMs))],
         ['follow-up / first', ...both((r) => fmt(r.followMs / r.firstMs, 3))],

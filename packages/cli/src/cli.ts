@@ -82,7 +82,7 @@ withAnswerOptions(program.command('watch').description('watch a live stream (a f
   .requiredOption('--video <source>', 'a video file, a stream URL (http(s), rtsp, rtmp, srt, udp, tcp) or a camera device (/dev/videoN)')
   .option('--window <duration>', 'how much of the stream a question sees: seconds, or 90s, 2m, 1h', '60s')
   .option('--fps <n>', 'frames kept per second of stream', '1')
-  .option('--max-window-bytes <n>', 'most bytes the window\'s frames may hold; past it the oldest leave early (default 1 GiB)')
+  .option('--max-window-bytes <n>', 'most bytes the window\'s frames may hold; past it the oldest leave early (default 2 GiB)')
   .option('--no-realtime', 'read a file as fast as it decodes (every sampled frame kept) rather than at its own pace')
   .option('--json', 'print one JSON line per answer: question, text, window, stats')
   .action(async (flags) => (await import('./watch.js')).watchCommand(flags));

@@ -16,7 +16,8 @@ export interface LiveOptions extends Omit<ChatOptions, 'history' | 'videoStateBy
   windowSeconds?: number;
   /**
    * Most bytes the window's frames may hold (each frame's vision token and pre-fusion prefix;
-   * default 1 GiB). Past it the oldest frames leave the window early (counted as `evicted`).
+   * default 2 GiB: the default 60 s window of the release's frames on a CPU, 19 MB each). Past it
+   * the oldest frames leave the window early (counted as `evicted`).
    */
   maxBytes?: number;
   /**
@@ -65,7 +66,7 @@ export interface LiveAskResult extends AskResult {
 }
 
 export const DEFAULT_LIVE_WINDOW_SECONDS = 60;
-export const DEFAULT_LIVE_BYTES = 2 ** 30;
+export const DEFAULT_LIVE_BYTES = 2 ** 31;
 
 interface Kept {
   time: number;
