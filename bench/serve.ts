@@ -12,11 +12,11 @@
  *    an image; RSS at each tenth, growth over the second half (after the allocators' warm-up) and overall.
  * 4. Aggregate tokens/s with 1, 4 and 8 concurrent streaming clients, measured in one run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureTinyModel } from '@llava-mini/pipeline/node';
 import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, now, option, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
+import { startServe } from './lib/serve-cli.js';
 
 const QUICK = flag('quick');
 const WORKERS = Number(option('workers') ?? 1);
@@ -24,33 +24,6 @@ const PARALLEL = Number(option('parallel') ?? 1);
 const SOAK = Number(option('requests') ?? (QUICK ? 200 : 1000));
 const QUEUE = 16;
 const IMAGE = `data:image/png;base64,${fs.readFileSync(path.join(ROOT, 'examples/assets/house.png')).toString('base64')}`;
-
-async function startServe(model: string): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const cli = path.join(ROOT, 'packages/cli/dist/cli.js');
-  const child = spawn(process.execPath, [cli, 'serve', '--model', model, '--port', '0', '--workers', String(WORKERS), '--parallel', String(PARALLEL), '--queue', String(QUEUE)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },
-  });
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m && /ready:/.test(err)) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`llava-mini serve exited (${code}): ${err}`)));
-  });
-  return {
-    url,
-    child,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        child.removeAllListeners('exit');
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
-}
 
 const body = (content: unknown, maxTokens: number, stream: boolean) =>
   JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) });
@@ -76,7 +49,7 @@ async function rssOf(url: string): Promise<number> {
 async function main() {
   const meter = new LoadMeter();
   const model = option('model') ?? (await ensureTinyModel(path.join(CACHE, 'serve-tiny')));
-  const server = await startServe(model);
+  const server = await startServe(['--model', model, '--workers', String(WORKERS), '--parallel', String(PARALLEL), '--queue', String(QUEUE)]);
   const { url } = server;
   const md: string[] = [];
   try {
