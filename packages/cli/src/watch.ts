@@ -51,6 +51,8 @@ export async function watchCommand(flags: WatchFlags): Promise<void> {
   };
   const live = model.live({ fps, windowSeconds, maxBytes, onFrame });
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  // Stopped while waiting for a question: stdin is not read to its end.
+  stop.signal.addEventListener('abort', () => rl.close(), { once: true });
   // The stream runs on its own; when it ends the window stays and questions are still answered.
   let failure: unknown;
   const following = live

@@ -1,5 +1,6 @@
 // A live source read through ffmpeg: a file played at its own pace, a network stream, or a camera.
 import { stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { VideoError } from '@llava-mini/core';
 import { DEFAULT_MAX_PIXELS, type TimedFrame } from './image.js';
 import { inputArgs, startFfmpeg } from './video.js';
@@ -27,7 +28,12 @@ async function sourceArgs(source: string, realtime: boolean): Promise<string[]> 
     if (process.platform !== 'linux') throw new VideoError(source, 'camera devices are read through video4linux, on Linux only');
     return ['-f', 'v4l2', '-i', source];
   }
-  const file = source.startsWith('file:') ? new URL(source).pathname : source;
+  let file = source;
+  try {
+    if (source.startsWith('file:')) file = fileURLToPath(source);
+  } catch (err) {
+    throw new VideoError(source, `is not a usable file: URL (${(err as Error).message})`, { cause: err });
+  }
   const s = await stat(file).catch((err: NodeJS.ErrnoException) => {
     throw new VideoError(source, err.code === 'ENOENT' ? 'file not found' : `cannot read: ${err.message}`, { cause: err });
   });
@@ -64,20 +70,31 @@ export async function* liveVideoFrames(source: string, options: LiveVideoOptions
   const args = ['-v', 'error', '-nostdin', ...(await sourceArgs(source, realtime)), '-map', '0:v:0', '-vf', `fps=${fps}`, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', 'pipe:1'];
   if (signal?.aborted) return;
   const ffmpeg = await startFfmpeg(args, source, signal);
-  let buf: Buffer = Buffer.alloc(0);
+  // The pipe's chunks are joined once a frame is complete (not at each chunk: a 4K frame is hundreds of them).
+  let pending: Buffer[] = [];
+  let have = 0;
+  let header: ReturnType<typeof ppmHeader>;
   let index = 0;
   try {
     for await (const chunk of ffmpeg.stdout) {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      pending.push(chunk);
+      have += chunk.length;
       for (;;) {
-        const header = ppmHeader(buf, source);
-        if (!header) break;
+        if (!header) {
+          if (have === 0) break;
+          pending = [Buffer.concat(pending, have)];
+          header = ppmHeader(pending[0], source);
+          if (!header) break;
+          if (header.width * header.height > maxPixels) throw new VideoError(source, `${header.width}x${header.height} = ${header.width * header.height} pixels a frame is more than the limit of ${maxPixels} (option maxPixels)`);
+        }
         const { width, height, headerBytes } = header;
-        if (width * height > maxPixels) throw new VideoError(source, `${width}x${height} = ${width * height} pixels a frame is more than the limit of ${maxPixels} (option maxPixels)`);
         const end = headerBytes + width * height * 3;
-        if (buf.length < end) break;
-        yield { width, height, data: new Uint8Array(buf.subarray(headerBytes, end)), time: index++ / fps };
-        buf = buf.subarray(end);
+        if (have < end) break;
+        const all = Buffer.concat(pending, have);
+        yield { width, height, data: new Uint8Array(all.subarray(headerBytes, end)), time: index++ / fps };
+        pending = [all.subarray(end)];
+        have -= end;
+        header = undefined;
       }
     }
     const { code, message } = await ffmpeg.exit();

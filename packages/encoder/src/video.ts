@@ -225,6 +225,7 @@ export async function startFfmpeg(args: string[], source: string, signal?: Abort
   const child = spawn(await ffmpegBinary('ffmpeg'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const onAbort = () => child.kill('SIGKILL');
   signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort(); // aborted while ffmpeg was being found
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4096)));
   let spawnError: NodeJS.ErrnoException | undefined;

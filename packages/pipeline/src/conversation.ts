@@ -196,14 +196,24 @@ export class Conversation<I = unknown> {
 
       // 5-6. Prefill and decode, on this conversation's own cache (a video's opening rows forked from the model's held copy).
       const opening = await this.openWith(prompt, decoded, input.rows, signal);
+      let rest = opening.rest;
       if (opening.sequence) {
+        if (this.disposal.signal.aborted) {
+          opening.sequence.dispose();
+          throw new DisposedError('the conversation');
+        }
         unhold();
         this.sequence.dispose();
         this.sequence = opening.sequence;
         unhold = this.sequence.hold();
+        // Evicted between the fork and the hold (the cap is shared): prefill it all after all.
+        if (this.sequence.length !== opening.rows) {
+          this.sequence.release();
+          rest = input.rows;
+        }
       }
       let firstTokenAt = 0;
-      const generations = generateChoices(this.sequence, opening.rest, options.n ?? 1, {
+      const generations = generateChoices(this.sequence, rest, options.n ?? 1, {
         ...options,
         signal,
         tokenizer: this.parts.tokenizer,
@@ -256,7 +266,7 @@ export class Conversation<I = unknown> {
    * asked before), a fork of it to take this conversation's place; otherwise the opening is
    * prefilled here and the model keeps a copy. Returns what is left to prefill.
    */
-  private async openWith(prompt: TurnPrompt, decoded: Decoded | undefined, rows: Tensor | number[], signal: AbortSignal): Promise<{ sequence?: Sequence; rest: Tensor | number[] }> {
+  private async openWith(prompt: TurnPrompt, decoded: Decoded | undefined, rows: Tensor | number[], signal: AbortSignal): Promise<{ sequence?: Sequence; rows?: number; rest: Tensor | number[] }> {
     const video = decoded?.pictures.kind === 'video' ? decoded.pictures : undefined;
     if (!video?.key || prompt.segments !== 0 || Array.isArray(rows) || this.parts.openings.max === 0) return { rest: rows };
     const at = prompt.ids.indexOf(IMAGE_TOKEN_INDEX);
@@ -270,7 +280,7 @@ export class Conversation<I = unknown> {
       await this.sequence.prefill(part(0, n), signal);
       await this.parts.openings.keep(key, this.sequence);
     }
-    return { sequence, rest: part(n, S) };
+    return { sequence, rows: n, rest: part(n, S) };
   }
 
   /** The turn's prompt: rendered with the history, then cut to the text past the cache segments it reuses. */
@@ -294,7 +304,8 @@ export class Conversation<I = unknown> {
     if (this.features || this.input === undefined || this.resumable(prompts)) return undefined;
     const t0 = now();
     const vision = this.parts.vision;
-    const pictures = await this.parts.resolveInput(this.input, { signal, onProgress, knownVideo: (key) => vision.knownVideo(key) });
+    const knownVideo = vision.pictures.maxBytes > 0 ? (key: string) => vision.knownVideo(key) : undefined;
+    const pictures = await this.parts.resolveInput(this.input, { signal, onProgress, knownVideo });
     const count = pictures.kind === 'images' ? pictures.images.length : pictures.count;
     if (count === 0) throw new InvalidOptionError('no pictures to look at');
     return { pictures, count, inputMs: now() - t0 };

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ImageError, InvalidOptionError, VideoError } from '@llava-mini/core';
+import { AbortError, ImageError, InvalidOptionError, VideoError } from '@llava-mini/core';
 import { fromImageData, type RGB8 } from '@llava-mini/encoder';
 import { loadImage } from '@llava-mini/encoder/node';
 import type { Pictures, ResolveInputOptions } from './model-parts.js';
@@ -66,11 +66,12 @@ async function checkFile(file: string): Promise<void> {
 }
 
 /** SHA-256 of a file's bytes, read as a stream (a video's identity, far cheaper than decoding it). */
-async function fileDigest(file: string): Promise<string> {
+async function fileDigest(file: string, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
   try {
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    for await (const chunk of createReadStream(file, { signal })) hash.update(chunk as Buffer);
   } catch (err) {
+    if (signal?.aborted) throw new AbortError('reading the video was aborted');
     throw new VideoError(file, `cannot read: ${(err as Error).message}`, { cause: err });
   }
   return hash.digest('hex');
@@ -116,9 +117,10 @@ export async function resolveNodeInput(input: NodeInput, o: ResolveOptions): Pro
     if (/^(data|https?):/.test(videoPath)) throw new InvalidOptionError(`videos are read from files: ${videoPath.slice(0, 40)}... is not a path or file: URL`);
     await checkFile(videoPath);
     const limits = decodeLimits(o);
-    // The file's content and the sampling name its frames: a video the model holds needs no ffprobe or ffmpeg.
-    const key = `${await fileDigest(videoPath)}:${o.maxFrames ?? 'all'}`;
-    const known = o.knownVideo?.(key);
+    // The file's content and the sampling name its frames: a video the model holds needs no ffprobe
+    // or ffmpeg. A model that keeps no pictures (no knownVideo) has no use for the name.
+    const key = o.knownVideo ? `${await fileDigest(videoPath, o.signal)}:${o.maxFrames ?? 'all'}` : undefined;
+    const known = key === undefined ? undefined : o.knownVideo?.(key);
     if (known !== undefined) {
       const later = async function* () {
         const info = await probeVideo(videoPath, limits);

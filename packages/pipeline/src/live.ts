@@ -1,7 +1,7 @@
 // A live stream: frames pushed as they arrive, each one encoded on arrival (CLIP, the compressor and
 // its own pre-fusion rows), kept in a moving window, and questions answered at any moment about the
 // window then, exactly as the reference's video mode answers about those frames.
-import { DisposedError, InvalidOptionError, now } from '@llava-mini/core';
+import { DisposedError, InvalidOptionError, now, VideoError } from '@llava-mini/core';
 import type { RGB8, TimedFrame } from '@llava-mini/encoder';
 import type { ChatTurn, PicturePrefix } from '@llava-mini/prefusion';
 import { Answer, TokenChannel } from './answer.js';
@@ -111,6 +111,8 @@ export class LiveStream<I = unknown> {
   private encoding?: Promise<void>;
   private latest = -Infinity;
   private last: Promise<unknown> = Promise.resolve();
+  /** Why the last source followed ended (its error, or the end of its frames): a wait for frames it can no longer bring fails with it. */
+  private ended?: unknown;
   /** Aborted by dispose(): stops a running question, and any later call. */
   private readonly disposal = new AbortController();
   private failure?: unknown;
@@ -177,18 +179,25 @@ export class LiveStream<I = unknown> {
    * before reading the next, so nothing is dropped (a file, not a live feed).
    */
   async follow(frames: AsyncIterable<TimedFrame>, { signal, wait = false }: { signal?: AbortSignal; wait?: boolean } = {}): Promise<void> {
+    this.ended = undefined;
     try {
       for await (const frame of frames) {
         if (signal?.aborted || this.disposal.signal.aborted) break;
         const taken = this.push(frame, frame.time);
         if (wait) await taken;
       }
+      await this.idle();
     } catch (err) {
-      // The source failed: whoever waits for frames from it hears why.
-      for (const r of [...this.readers]) r.reject(err);
+      this.end(err);
       throw err;
     }
-    await this.idle();
+    this.end(new VideoError('the live stream', `its source ended with ${this.kept.length} frame(s) in the window`));
+  }
+
+  /** The source is done: whoever still waits for frames from it hears why. */
+  private end(reason: unknown): void {
+    this.ended = reason;
+    for (const r of [...this.readers]) r.reject(reason);
   }
 
   /** Resolves once no frame waits for the encoder. */
@@ -199,13 +208,16 @@ export class LiveStream<I = unknown> {
 
   /**
    * Resolves once the window holds `frames` frames (default 1: the stream has started); rejects if
-   * the stream fails, the live stream is disposed, or `signal` aborts first.
+   * the source fails or ends first, the live stream is disposed, or `signal` aborts.
    */
   ready(frames = 1, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     positive(frames, 'frames', true);
+    const room = Math.ceil(this.windowSeconds * this.fps);
+    if (frames > room) return Promise.reject(new InvalidOptionError(`the window holds at most ${room} frames (windowSeconds x fps), not ${frames}`));
     if (this.disposal.signal.aborted) return Promise.reject(new DisposedError('the live stream'));
     if (this.failure) return Promise.reject(this.failure);
     if (this.kept.length >= frames) return Promise.resolve();
+    if (this.ended) return Promise.reject(this.ended);
     return new Promise<void>((resolve, reject) => {
       const reader = { frames, resolve: () => done(resolve), reject: (e: unknown) => done(() => reject(e)) };
       const onAbort = () => reader.reject(signal?.reason ?? new DisposedError('the wait'));
@@ -276,7 +288,11 @@ export class LiveStream<I = unknown> {
           if (this.disposal.signal.aborted) break;
           this.counts.encoded++;
           this.keep({ time: next.time, prefix });
-          this.onFrame?.({ time: next.time, window: this.window, stats: this.stats });
+          try {
+            this.onFrame?.({ time: next.time, window: this.window, stats: this.stats });
+          } catch {
+            // A listener's error is its own: the stream goes on.
+          }
           for (const r of [...this.readers]) if (this.kept.length >= r.frames) r.resolve();
         } catch (err) {
           // Frames were checked when pushed, so a failure here is the model's (a session error): stop taking more.

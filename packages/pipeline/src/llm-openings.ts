@@ -42,18 +42,25 @@ export class LlmOpenings {
     }
     this.held.delete(key);
     this.held.set(key, h);
-    const forked = h.last.catch(() => {}).then(() => h.sequence.fork());
+    // The held copy may be evicted while this waits its turn, or while it is copied: a fork of an
+    // evicted copy is empty, and one of the wrong length would answer without the video.
+    const forked = h.last.catch(() => {}).then(async () => {
+      if (h.sequence.length !== rows) return undefined;
+      const sequence = await h.sequence.fork();
+      if (sequence.length === rows) return sequence;
+      sequence.dispose();
+      return undefined;
+    });
     h.last = forked;
-    try {
-      const sequence = await forked;
-      this.counts.hits++;
-      return sequence;
-    } catch {
-      // Evicted or disposed while waiting: the caller prefills as if it had never been held.
+    // Evicted or disposed meanwhile: the caller prefills as if it had never been held.
+    const sequence = await forked.catch(() => undefined);
+    if (!sequence) {
       this.drop(key);
       this.counts.misses++;
       return undefined;
     }
+    this.counts.hits++;
+    return sequence;
   }
 
   /** Hold a copy of `sequence` (which holds exactly the opening) under `key`. */

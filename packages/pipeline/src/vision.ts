@@ -216,22 +216,17 @@ export class VisionPipeline {
   }
 
   /**
-   * A video frame's pre-fusion prefix, made now and not at a question: from the picture cache when
-   * the model has seen the pixels, else through CLIP, the compressor and pre-fusion's picture rows
-   * (stored in the picture cache). Pre-fusion's picture rows come before the prompt and attend only
-   * to each other, so any later question about the frame runs only its own rows after this.
+   * A video frame's pre-fusion prefix, made now and not at a question: through CLIP, the compressor
+   * and pre-fusion's picture rows. Pre-fusion's picture rows come before the prompt and attend only
+   * to each other, so any later question about the frame runs only its own rows after this. The
+   * picture cache is left alone: a live stream's frames are seen once, and at a frame a second they
+   * would soon push every other picture out of it.
    */
   async framePrefix(img: RGB8): Promise<{ prefix: PicturePrefix; timings: PictureTimings & { prefusionMs: number } }> {
-    const e = await this.lookUp([img], true);
-    const picture = e.pictures[0];
-    const timings = { inputMs: e.hashMs, encoderMs: e.encoderMs, compressorMs: e.compressorMs, prefusionMs: 0 };
-    if ('keys' in picture) return { prefix: picture, timings };
+    const e = await this.encode([img], true);
     const t = now();
-    const prefix = await this.prefusion.prefix(picture);
-    timings.prefusionMs = now() - t;
-    const key = this.pending.get(picture);
-    if (key !== undefined) this.pictures.set(key, prefix);
-    return { prefix, timings };
+    const prefix = await this.prefusion.prefix(e.features[0]);
+    return { prefix, timings: { inputMs: 0, encoderMs: e.encoderMs, compressorMs: e.compressorMs, prefusionMs: now() - t } };
   }
 
   /**

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { DisposedError, InvalidOptionError, VideoError } from '@llava-mini/core';
 import type { TimedFrame } from '@llava-mini/encoder';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,6 +42,13 @@ describe('a live source read through ffmpeg', () => {
     fs.writeFileSync(text, 'not a video');
     await expect(read(text)).rejects.toThrow(/cannot be read/);
     await expect(read(VIDEO, { maxPixels: 1000 })).rejects.toThrow(/maxPixels/);
+    // A file: URL is decoded as a path (a space in a folder name is %20 in the URL).
+    const spaced = path.join(tmp, 'a folder');
+    fs.mkdirSync(spaced, { recursive: true });
+    fs.copyFileSync(VIDEO, path.join(spaced, 'clip.mp4'));
+    let n = 0;
+    for await (const _ of liveVideoFrames(pathToFileURL(path.join(spaced, 'clip.mp4')).href, { realtime: false })) n++;
+    expect(n).toBe(4);
     await expect(read(VIDEO, { fps: 0 })).rejects.toThrow(/fps/);
   });
 
@@ -175,6 +183,18 @@ describe.each(['cpu', 'wasm'] as const)('live streams on %s', (device) => {
     const waiting = broken.ready();
     await expect(broken.follow(liveVideoFrames(path.join(tmp, 'gone.mp4')))).rejects.toThrow(VideoError);
     await expect(waiting).rejects.toThrow(/file not found/);
+    // A source that ends before the window has the frames asked for ends the wait too; so does asking more than the window holds.
+    const short = model.live({ windowSeconds: 10 });
+    const three = short.ready(3);
+    await short.follow(toStream(frames.slice(0, 2)), { wait: true });
+    await expect(three).rejects.toThrow(/ended with 1 frame/);
+    await expect(short.ready(11)).rejects.toThrow(/at most 10 frames/);
+    short.dispose();
+    // A listener that throws does not stop the stream.
+    const noisy = model.live({ onFrame: () => { throw new Error('listener bug'); } });
+    await noisy.follow(toStream(frames.filter((x) => Number.isInteger(x.time))), { wait: true });
+    expect(noisy.stats.encoded).toBe(4);
+    noisy.dispose();
     expect(() => live.push({ width: 2, height: 2, data: new Uint8Array(3) }, 0)).toThrow(InvalidOptionError);
     await live.push(strip(frames[0]), 5);
     expect(() => live.push(strip(frames[1]), 4)).toThrow(/non-decreasing/);

@@ -319,7 +319,7 @@ export class WorkerPool {
 }
 
 function workerExited(slot: Slot, otherwise: string): ApiError {
-  return { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request stopped (${slot.crash ?? otherwise}); it is being replaced` };
+  return { status: 500, type: 'server_error', code: 'worker_exited', param: null, message: `the worker running this request stopped (${(slot.crash ?? otherwise).split('\n')[0].slice(0, 200)}); it is being replaced` };
 }
 
 function noWorkers() {
