@@ -47,11 +47,13 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
   const hf = openHfCheckpoint(checkpointDir, options.clipDir);
   const tmp = partialDir(out);
   let created: string | undefined;
+  let free = Number.NaN;
   try {
     const plan = planConversion(hf.config, hf.weights, options);
     fs.rmSync(tmp, { recursive: true, force: true });
     // The first folder mkdir made: missing parents of --out are removed again if the conversion fails.
     created = makeDirs(tmp);
+    free = freeBytes(tmp);
     const src = withProgress(hf.weights, 'convert', hf.weights.names.length, options.onProgress);
     const stages = {} as Record<GraphName, FileEntry[]>;
     for (const name of GRAPHS) {
@@ -79,8 +81,14 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
     replaceDir(tmp, out);
     return manifest;
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const written = code === 'ENOSPC' || code === 'EDQUOT' ? folderBytes(tmp) : 0;
     // Cleaning up must never hide the error that made it necessary.
     removeQuietly(created ?? tmp);
+    // A write to a full disk names no path (it goes through an open file): say where, and how much.
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw new FileError(out, `no space left on the device: the conversion stopped after ${gb(written)} GB of the converted model, with ${gb(free)} GB free when it started; it needs more (removed, nothing half-written left)`, { cause: err });
+    }
     throw fileSystemError(err) ?? inConfigFile(err, path.join(hf.dir, 'config.json'));
   } finally {
     hf.weights.close();
@@ -90,6 +98,23 @@ export async function convertCheckpoint(checkpointDir: string, outDir: string, o
 /** Where a conversion into `out` writes before the final rename (the pid keeps concurrent runs apart). */
 export function partialDir(out: string, pid = process.pid): string {
   return `${path.resolve(out)}.partial-${pid}`;
+}
+
+const gb = (bytes: number) => (bytes / 1e9).toFixed(2);
+
+/** Bytes free on the disk holding `dir`. */
+function freeBytes(dir: string): number {
+  const s = fs.statfsSync(dir);
+  return s.bavail * s.bsize;
+}
+
+/** Bytes of the files in `dir` (one level: the converter writes no subfolders). */
+function folderBytes(dir: string): number {
+  try {
+    return fs.readdirSync(dir).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  } catch {
+    return 0;
+  }
 }
 
 function removeQuietly(p: string): void {
