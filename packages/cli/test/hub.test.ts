@@ -63,7 +63,10 @@ describe('--model with a hub id', () => {
     const shard = readRepoFolder(path.join(root, 'hf')).find((f) => f.lfs) as { path: string; bytes: Buffer };
     const local = { ...env, HF_HOME: path.join(root, 'killed-home'), LLAVA_MINI_CACHE: path.join(root, 'killed-converted') };
     const blobs = path.join(local.HF_HOME, 'hub', 'models--ICTNLP--llava-mini-llama-3.1-8b', 'blobs');
-    const partial = () => (fs.existsSync(blobs) ? fs.readdirSync(blobs).find((f) => f.endsWith('.incomplete')) : undefined);
+    // The storage serves a blob by its sha256 (the CLIP repository has a model.safetensors too), and
+    // the cache names it so: wait for this shard's partial, not another file's passing by.
+    const oid = createHash('sha256').update(shard.bytes).digest('hex');
+    const partial = () => (fs.existsSync(path.join(blobs, `${oid}.incomplete`)) ? `${oid}.incomplete` : undefined);
     const ask = ['ask', '--model', REPO, '--image', path.join(ASSETS, 'house.png'), '--prompt', 'What is this?', '--max-new-tokens', '2', '--device', 'cpu'];
     hub.slow.add(shard.path);
     const p = spawnCli(ask, { env: local });
@@ -82,8 +85,6 @@ describe('--model with a hub id', () => {
     hub.log.length = 0;
     const p2 = spawnCli(ask, { env: local });
     expect(await p2.exited, p2.stderr()).toBe(0);
-    // The storage serves a blob by its sha256 (the CLIP repository has a model.safetensors too).
-    const oid = createHash('sha256').update(shard.bytes).digest('hex');
     const requests = hub.log.filter((r) => r.server === 'storage' && r.url.startsWith(`/blobs/${oid}`));
     expect(requests.map((r) => r.range)).toEqual([`bytes=${kept}-`]);
     expect(partial()).toBeUndefined();
