@@ -197,6 +197,11 @@ export class LiveStream<I = unknown> {
   /** The source is done: whoever still waits for frames from it hears why. */
   private end(reason: unknown): void {
     this.ended = reason;
+    this.rejectReaders(reason);
+  }
+
+  /** Whoever waits in ready() hears `reason` (each reader leaves the set as it settles). */
+  private rejectReaders(reason: unknown): void {
     for (const r of [...this.readers]) r.reject(reason);
   }
 
@@ -245,7 +250,7 @@ export class LiveStream<I = unknown> {
   dispose(): void {
     this.disposal.abort(new DisposedError('the live stream'));
     for (const w of this.waiting.splice(0)) w.settle();
-    for (const r of [...this.readers]) r.reject(new DisposedError('the live stream'));
+    this.rejectReaders(new DisposedError('the live stream'));
     this.kept.length = 0;
   }
 
@@ -283,7 +288,7 @@ export class LiveStream<I = unknown> {
       for (let next = this.waiting.shift(); next && !this.disposal.signal.aborted; next = this.waiting.shift()) {
         try {
           const t = now();
-          const { prefix } = await this.parts.vision.framePrefix(next.frame);
+          const prefix = await this.parts.vision.framePrefix(next.frame);
           this.counts.encodeMs += now() - t;
           if (this.disposal.signal.aborted) break;
           this.counts.encoded++;
@@ -298,7 +303,7 @@ export class LiveStream<I = unknown> {
           // Frames were checked when pushed, so a failure here is the model's (a session error): stop taking more.
           this.failure = err;
           for (const w of this.waiting.splice(0)) w.settle();
-          for (const r of [...this.readers]) r.reject(err);
+          this.rejectReaders(err);
         } finally {
           next.settle();
         }

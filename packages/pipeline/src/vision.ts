@@ -169,8 +169,9 @@ export class VisionPipeline {
   frames(frames: AsyncIterable<RGB8>, count: number, options: { signal?: AbortSignal; onProgress?: ProgressCallback; key?: string } = {}): FrameStream {
     const timings: PictureTimings = { inputMs: 0, encoderMs: 0, compressorMs: 0 };
     const { key } = options;
-    const held = key !== undefined && this.knownVideo(key) !== undefined ? this.videos.get(key)?.map((k) => this.pictures.get(k)) : undefined;
-    if (held?.every((p) => p !== undefined)) {
+    // knownVideo has just seen every frame held: take them now, before anything can evict them.
+    const held = key !== undefined && this.knownVideo(key) !== undefined ? (this.videos.get(key) as string[]).map((k) => this.pictures.get(k) as PicturePrefix) : undefined;
+    if (held) {
       async function* cached(): AsyncGenerator<PrefusionPicture> {
         yield* held as PicturePrefix[];
         options.onProgress?.({ task: 'video', done: count, total: count, unit: 'frames' });
@@ -222,11 +223,9 @@ export class VisionPipeline {
    * picture cache is left alone: a live stream's frames are seen once, and at a frame a second they
    * would soon push every other picture out of it.
    */
-  async framePrefix(img: RGB8): Promise<{ prefix: PicturePrefix; timings: PictureTimings & { prefusionMs: number } }> {
+  async framePrefix(img: RGB8): Promise<PicturePrefix> {
     const e = await this.encode([img], true);
-    const t = now();
-    const prefix = await this.prefusion.prefix(e.features[0]);
-    return { prefix, timings: { inputMs: 0, encoderMs: e.encoderMs, compressorMs: e.compressorMs, prefusionMs: now() - t } };
+    return this.prefusion.prefix(e.features[0]);
   }
 
   /**
