@@ -43,11 +43,8 @@ export async function watchCommand(flags: WatchFlags): Promise<void> {
   const onSignal = () => (stop.signal.aborted ? process.exit(130) : stop.abort(new AbortError('stopped')));
   for (const s of signals) process.on(s, onSignal);
 
-  let firstFrame!: () => void;
-  const started = new Promise<void>((resolve) => (firstFrame = resolve));
   const onFrame = () => {
     if (live.stats.encoded === 1) err(`watching ${flags.video} (window ${windowSeconds} s at ${fps} fps); ask on stdin, Ctrl-D ends\n`);
-    firstFrame();
   };
   const live = model.live({ fps, windowSeconds, maxBytes, onFrame });
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
@@ -68,8 +65,8 @@ export async function watchCommand(flags: WatchFlags): Promise<void> {
     for await (const line of rl) {
       const question = line.trim();
       if (!question) continue;
-      // The first question waits for the first frame (or the stream's failure).
-      await Promise.race([started, following]);
+      // The first question waits for the first frame (or, when the source ends or fails first, for `following` to say so).
+      await live.ready().catch(() => following);
       if (failure || live.window.frames === 0) break;
       const answer = live.ask(question, { ...options, signal: stop.signal });
       if (flags.json) {
