@@ -276,6 +276,9 @@ class LlamaAttention(nn.Module):
         self.k_proj = Linear(h, self.nkv * self.hd, bias=False)
         self.v_proj = Linear(h, self.nkv * self.hd, bias=False)
         self.o_proj = Linear(self.nh * self.hd, h, bias=False)
+        # Training only: the last call's attention probabilities, for a loss on where a head looks.
+        self.keep_attn = False
+        self.attn = None
 
     def forward(self, x, cos, sin, mask, past=None):
         """x [B, n, h]; cos/sin [B, n, hd]; mask [B, n, n_past + n] True = may attend; past (k, v) [B, nkv, n_past, hd]."""
@@ -295,6 +298,8 @@ class LlamaAttention(nn.Module):
         scores = matmul_nt(q, kr).float() / math.sqrt(self.hd)
         scores = scores.masked_fill(~mask.unsqueeze(1), float('-inf'))
         a = torch.softmax(scores, dim=-1).nan_to_num(0.0).to(vr.dtype)
+        if self.keep_attn:
+            self.attn = a
         return self.o_proj(matmul_nt(a, vr.transpose(-1, -2)).transpose(1, 2).reshape(B, n, -1)), kv
 
 
@@ -368,6 +373,7 @@ class LlavaMini(nn.Module):
         self.aux_head = Linear(cfg['mm_hidden_size'], sum(self.AUX_CLASSES))
         self.aux_locate = Linear(cfg['hidden_size'], 2)
         self.aux_where = Linear(cfg['hidden_size'], 3 * self.AUX_COLORS)
+        self.aux_position = Linear(cfg['hidden_size'], 2)
         hd = cfg['hidden_size'] // cfg['num_attention_heads']
         self.register_buffer('inv_freq', llama3_inv_freq(hd, cfg['rope_theta'], cfg.get('rope_scaling')), persistent=False)
 
@@ -448,7 +454,12 @@ class LlavaMini(nn.Module):
         Each frame is pre-fused with the whole prompt on its own and the fused text averaged over the
         frames (spec 6.2), as the runtime does. Returns logits [Q, M, V] (position i predicts
         tokens[:, i + 1]), the vision features [B*T, patches, dv], the vision tokens the LLM sees
-        [B*T, h] and the pre-fusion output of each question's last prompt row [Q, h].
+        [B*T, h], the pre-fusion output of each question's last prompt row [Q, h], and where the last
+        pre-fusion layer's heads look among the patches: from each frame's vision token ('token',
+        [B*T, heads, patches]) and from each question's last prompt row in each frame ('question',
+        [Q*T, heads, patches]), where the first layer's first head looks from every prompt row of each
+        question ('words', [Q*T, M, patches]) and the projected patches pre-fusion reads ('patches',
+        [B*T, patches, h]).
         """
         T = frames
         feats, zc, g = self.encode(pixels)
@@ -460,7 +471,14 @@ class LlavaMini(nn.Module):
         x = torch.cat([g, zc, e_pre], dim=1)
         valid = torch.cat([torch.ones(BT, nv, dtype=torch.bool), ~pre_pad], dim=1)
         pos = (valid.long().cumsum(1) - 1).masked_fill(~valid, 1)
+        # Where the first and last pre-fusion layers look (none without pre-fusion: the comparison's arms).
+        first_attn, last_attn = (self.model.prefusion_layers[0].self_attn, self.model.prefusion_layers[-1].self_attn) if len(self.model.prefusion_layers) else (None, None)
+        looking = lambda on: last_attn is not None and [setattr(m, 'keep_attn', on) for m in (first_attn, last_attn)]
+        n_patch = g.shape[1]
+        looking(True)
         out, kv_pre = self.run_layers(self.model.prefusion_layers, x, pos, causal_key_mask(0, valid))
+        looks = {'token': last_attn.attn[:, :, nv - 1, :n_patch]} if last_attn else {}
+        looks['patches'] = g
         tokens_seen = out[:, nv - 1]
         vision = g if self.patch_tokens else tokens_seen.view(B, T, -1)
         mean_t = lambda t: t.float().view(-1, T, *t.shape[1:]).mean(1).to(t.dtype)
@@ -481,6 +499,11 @@ class LlavaMini(nn.Module):
         past = [(k[frame], v[frame]) for k, v in kv_pre]
         mask = causal_key_mask(valid.shape[1], torch.cat([valid[frame], rep(s_valid)], dim=1))
         s_out, _ = self.run_layers(self.model.prefusion_layers, rep(e_s), rep(s_pos), mask, past)
+        looking(False)
+        if last_attn:
+            looks['question'] = last_attn.attn[torch.arange(Q * T), :, rep(prompt_len - 1), :n_patch]
+            looks['words'] = first_attn.attn[:, 0, :, :n_patch]
+            first_attn.attn = last_attn.attn = None
         s_out = mean_t(s_out)
         llm_s = torch.where(is_prompt.unsqueeze(-1), torch.where(s_valid.unsqueeze(-1), s_out, e_s), e_s)
         last_row = s_out[torch.arange(Q), prompt_len - 1]
@@ -491,4 +514,4 @@ class LlavaMini(nn.Module):
         past = [(k[img_index], v[img_index]) for k, v in kv_llm]
         mask = causal_key_mask(P, torch.cat([ones[img_index], torch.ones(Q, M, dtype=torch.bool)], dim=1))
         h, _ = self.run_layers(self.model.layers, llm_s, (P + ar).expand(Q, -1), mask, past)
-        return self.lm_head(self.model.norm(h)), feats, tokens_seen, last_row
+        return self.lm_head(self.model.norm(h)), feats, tokens_seen, last_row, looks

@@ -14,6 +14,7 @@ averaged over frames) and conversations of up to four questions.
 """
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from model import LlavaMini  # noqa: E402
 
 TYPES = ('color', 'shape', 'count', 'exists', 'side', 'vertical', 'motion', 'moves')
 COLORS = ('red', 'green', 'blue', 'yellow', 'purple', 'orange')
+KINDS = ('circle', 'square', 'triangle')
 
 
 def parse():
@@ -72,6 +74,10 @@ def parse():
     p.add_argument('--conversations', type=int, default=2, help='conversations per picture or clip in those')
     p.add_argument('--locate-weight', type=float, default=0.5, help='weight of the loss on where the named object is, from the pre-fused question')
     p.add_argument('--where-weight', type=float, default=0.3, help='weight of the loss on where each colour is, from the vision token')
+    p.add_argument('--position-weight', type=float, default=0.0,
+                   help='weight of the loss on each projected patch saying where it is (what pre-fusion can then read off the object it looks at)')
+    p.add_argument('--attend-weight', type=float, default=0.0,
+                   help="weight of the loss on where pre-fusion's last layer looks: one head of a question's last row on the object it names, one head of the vision token on the shapes")
     a = p.parse_args()
     try:
         a.type_weights = {k: float(v) for k, v in (x.split('=') for x in a.type_weights.split(',') if x)}
@@ -157,11 +163,94 @@ def named_shape(rec, q):
     """The one shape a question names (colour and/or kind) when exactly one such shape is there, else None."""
     words = q['question'].rstrip('?').split()
     colors = [w for w in words if w in COLORS]
-    kinds = [w for w in words if w in ('circle', 'square', 'triangle')]
+    kinds = [w for w in words if w in KINDS]
     if not colors and not kinds:
         return None
     these = [s for s in rec['scene']['shapes'] if (not colors or s['color'] == colors[0]) and (not kinds or s['kind'] == kinds[0])]
     return these[0] if len(these) == 1 else None
+
+
+def object_patches(rec, s, xy, grid):
+    """The patches (row-major, grid x grid) a shape centred at xy covers, by its bounding box; the patch
+    holding its centre when the box covers no patch centre."""
+    scene = rec['scene']
+    sx, sy = (scene['width'], scene['height']) if 'clip' in rec else (max(scene['width'], scene['height']),) * 2
+    c = (torch.arange(grid) + 0.5) / grid
+    m = ((c - xy[1]).abs() <= s['ry'] / sy).unsqueeze(1) & ((c - xy[0]).abs() <= s['rx'] / sx).unsqueeze(0)
+    if not m.any():
+        m[min(int(xy[1] * grid), grid - 1), min(int(xy[0] * grid), grid - 1)] = True
+    return m.flatten().float()
+
+
+@functools.lru_cache(maxsize=None)
+def token_pieces(tok_dir):
+    """Each token id's text (byte-level BPE: 'Ġ' is a space), to find a question's words among its rows."""
+    t = json.load(open(os.path.join(tok_dir, 'tokenizer.json')))
+    pieces = {i: w.replace('Ġ', ' ').replace('Ċ', '\n') for w, i in t['model']['vocab'].items()}
+    pieces.update({x['id']: x['content'] for x in t.get('added_tokens', [])})
+    return pieces
+
+
+def word_rows(pieces, prompt, words):
+    """The prompt row of each word's last token, in the word's last occurrence (the question asked)."""
+    text, ends = '', []
+    for t in prompt:
+        text += pieces.get(t, '')
+        ends.append(len(text))
+    rows = {}
+    for w in words:
+        k = text.rfind(' ' + w)
+        if k >= 0:
+            rows[w] = next(r for r, e in enumerate(ends) if e >= k + 1 + len(w))
+    return rows
+
+
+def attend_loss(ds, idxs, img, asked, looks, frames, prompts, pieces):
+    """Where pre-fusion looks among the patches, in every frame. The first layer's first head, from
+    a question's colour word and shape word, on the shapes of that colour or kind (one hop: the word
+    alone says what to look for); the last layer's first head, from the question's last prompt row,
+    on the one object the question names; its second head, from the vision token, on the shapes (not
+    the background). Picking out the named object is what lets its position (in the patch features)
+    reach the answer; each term is -log of the attention mass on its target."""
+    grid = int(round(looks['question'].shape[-1] ** 0.5))
+    rows, masks, wrows, wcols, wmasks = [], [], [], [], []
+    for j, (b, q) in enumerate(zip(img.tolist(), asked)):
+        rec = ds.records[idxs[b]]
+        s = named_shape(rec, q)
+        words = [w for w in q['question'].rstrip('?').split() if w in COLORS or w in KINDS]
+        at = word_rows(pieces, prompts[j], words)
+        for t in range(frames):
+            shapes = frame_shapes(rec, rec['frameIndices'][t] if 'frameIndices' in rec else 0)
+            if s is not None:
+                rows.append(j * frames + t)
+                masks.append(object_patches(rec, s, next(p for u, p in shapes if u is s), grid))
+            for w, r in at.items():
+                these = [object_patches(rec, u, p, grid) for u, p in shapes if w in (u['color'], u['kind'])]
+                if these:
+                    wrows.append(j * frames + t)
+                    wcols.append(r)
+                    wmasks.append(torch.stack(these).amax(0))
+    mass = lambda att, m: -torch.log((att.float() * m).sum(-1) + 1e-4).mean()
+    total = mass(looks['question'][rows, 0], torch.stack(masks)) if rows else torch.zeros(())
+    if wrows:
+        total = total + mass(looks['words'][wrows, wcols], torch.stack(wmasks))
+    union = []
+    for i in idxs:
+        rec = ds.records[i]
+        for t in range(frames):
+            shapes = frame_shapes(rec, rec['frameIndices'][t] if 'frameIndices' in rec else 0)
+            union.append(torch.stack([object_patches(rec, u, p, grid) for u, p in shapes]).amax(0))
+    return total + mass(looks['token'][:, 1], torch.stack(union))
+
+
+def position_loss(model, patches):
+    """Each projected patch says where it is (column, row as fractions): the projector otherwise drops
+    the position the vision tower's features hold, and pre-fusion has nothing to read a side from."""
+    grid = int(round(patches.shape[1] ** 0.5))
+    c = (torch.arange(grid * grid) % grid + 0.5) / grid
+    r = (torch.arange(grid * grid) // grid + 0.5) / grid
+    want = torch.stack([c, r], -1).expand(patches.shape[0], -1, -1)
+    return F.mse_loss(model.aux_position(patches.float()), want) * 10
 
 
 def locate_loss(model, ds, idxs, img, asked, last_row):
@@ -291,7 +380,7 @@ def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
     """One batch's loss: the answers, plus the auxiliary losses; also whether each answer was right."""
     px, tokens, plen, lens, img, _, asked = collate(ds, idxs, qs, rng, a.type_weights, followups)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
-        logits, feats, tokens_seen, last_row = model.forward_train(px, prefix, tokens, plen, img, frames)
+        logits, feats, tokens_seen, last_row, looks = model.forward_train(px, prefix, tokens, plen, img, frames)
     loss, right = lm_loss(logits, tokens, plen, lens)
     total = loss
     if a.aux_weight and not ds.video:
@@ -300,6 +389,11 @@ def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
         total = total + a.locate_weight * locate_loss(model, ds, idxs, img, asked, last_row)
     if a.where_weight:
         total = total + a.where_weight * where_loss(model, ds, idxs, tokens_seen, frames)
+    if a.attend_weight:
+        prompts = [t[:n] for t, n in zip(tokens.tolist(), plen.tolist())]
+        total = total + a.attend_weight * attend_loss(ds, idxs, img, asked, looks, frames, prompts, token_pieces(a.tokenizer or a.data))
+    if a.position_weight:
+        total = total + a.position_weight * position_loss(model, looks['patches'])
     return total, loss, right
 
 
