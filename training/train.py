@@ -76,6 +76,8 @@ def parse():
     p.add_argument('--where-weight', type=float, default=0.3, help='weight of the loss on where each colour is, from the vision token')
     p.add_argument('--position-weight', type=float, default=0.0,
                    help='weight of the loss on each projected patch saying where it is (what pre-fusion can then read off the object it looks at)')
+    p.add_argument('--head-warmup', type=int, default=0,
+                   help='first steps that train only the auxiliary heads: fresh heads start with losses 1000x the answers\', and would otherwise move the shared weights for their own sake')
     p.add_argument('--attend-weight', type=float, default=0.0,
                    help="weight of the loss on where pre-fusion's last layer looks: one head of a question's last row on the object it names, one head of the vision token on the shapes")
     a = p.parse_args()
@@ -490,6 +492,10 @@ def main():
             stats += [floss.item(), fright.float().mean().item()]
         opt.zero_grad()
         total.backward()
+        if step < a.head_warmup:
+            for n, p in model.named_parameters():
+                if not n.startswith('aux_'):
+                    p.grad = None  # AdamW skips a parameter without a gradient (no decay either)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         hist.append(stats)

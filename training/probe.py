@@ -1,0 +1,102 @@
+"""Where a checkpoint keeps the position of things, by linear probes and attention masses:
+
+  /usr/bin/python3 training/probe.py --model models/llava-mini-shapes --data VAL_DIR [--count 150]
+
+- patches: which half of the picture a patch is in, read from the vision tower's features and from
+  the projected patches pre-fusion reads (a projector that drops position leaves pre-fusion nothing
+  to find a side in);
+- the first pre-fusion layer's first head, from a question's colour word: its attention mass on the
+  shapes of that colour, and the named shape's side read from the projected patches it gathers;
+- the last pre-fusion layer's first head, from the question's last prompt row: its mass on the object
+  the question names, against its mass on all the shapes (equal when it looks at every shape alike);
+- the last pre-fused row: the named shape's side read from it (what the LLM is given).
+
+Each probe is least squares fitted on 70 % of the rows and scored on the rest. `--attend-weight` and
+`--position-weight` in train.py are the losses these numbers are about (bench/RESULTS.md).
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checkpoint import Dataset, load_weights  # noqa: E402
+from model import LlavaMini  # noqa: E402
+from train import COLORS, collate, frame_shapes, named_shape, object_patches, token_pieces, word_rows  # noqa: E402
+
+
+def side_probe(rows, x):
+    """Held-out accuracy of a linear read of x > 0.5 (the right half) from rows."""
+    Z, y = torch.stack(rows), torch.tensor(x)
+    n = len(y)
+    cut = int(n * 0.7)
+    A = torch.cat([Z, torch.ones(n, 1)], 1)
+    w = torch.linalg.lstsq(A[:cut], y[:cut].unsqueeze(1), driver='gelsd').solution
+    return float((((A[cut:] @ w).squeeze(1) > 0.5) == (y[cut:] > 0.5)).float().mean())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', required=True)
+    p.add_argument('--data', required=True, help='a picture set written with the model\'s tokenizer (llava-mini-shapes --pixels)')
+    p.add_argument('--count', type=int, default=150)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    model = LlavaMini(json.load(open(os.path.join(a.model, 'config.json'))))
+    load_weights(model, a.model)
+    model.eval()
+    ds = Dataset(a.data)
+    pieces = token_pieces(a.model)
+    rng = random.Random(0)
+    feat_rows, proj_rows, cols = [], [], []
+    word_mass, word_rows_, word_x = [], [], []
+    named_mass, shapes_mass, last_rows, last_x = [], [], [], []
+    with torch.no_grad():
+        for start in range(0, min(a.count, len(ds.records)), 25):
+            idxs = list(range(start, min(start + 25, a.count, len(ds.records))))
+            px, tokens, plen, _, img, _, asked = collate(ds, idxs, 10 ** 6, rng)
+            _, feats, _, last_row, looks = model.forward_train(px, ds.meta['prefix'], tokens, plen, img, 1)
+            g = looks['patches']
+            grid = int(round(g.shape[1] ** 0.5))
+            feat_rows += list(feats.reshape(-1, feats.shape[-1]))
+            proj_rows += list(g.reshape(-1, g.shape[-1]))
+            cols += [(k % grid + 0.5) / grid for _ in idxs for k in range(grid * grid)]
+            for j, (b, q) in enumerate(zip(img.tolist(), asked)):
+                rec = ds.records[idxs[b]]
+                shapes = frame_shapes(rec, 0)
+                s = named_shape(rec, q)
+                if s is None:
+                    continue
+                xy = next(xy for u, xy in shapes if u is s)
+                obj = object_patches(rec, s, xy, grid)
+                every = torch.stack([object_patches(rec, u, p, grid) for u, p in shapes]).amax(0)
+                named_mass.append(float((looks['question'][j, 0] * obj).sum()))
+                shapes_mass.append(float((looks['question'][j, 0] * every).sum()))
+                last_rows.append(last_row[j])
+                last_x.append(xy[0])
+                color = next((w for w in q['question'].rstrip('?').split() if w in COLORS), None)
+                if color is None or sum(u['color'] == color for u, _ in shapes) != 1:
+                    continue
+                r = word_rows(pieces, tokens[j, :plen[j]].tolist(), [color])[color]
+                att = looks['words'][j, r]
+                word_mass.append(float((att * obj).sum()))
+                word_rows_.append((att.unsqueeze(-1) * g[b]).sum(0))
+                word_x.append(xy[0])
+    mean = lambda v: sum(v) / max(len(v), 1)
+    print(json.dumps({
+        'patch side from vision features': round(side_probe(feat_rows, cols), 3),
+        'patch side from projected patches': round(side_probe(proj_rows, cols), 3),
+        'colour word (first layer, head 0): mass on that shape': round(mean(word_mass), 3),
+        'colour word: side from the patches it gathers': round(side_probe(word_rows_, word_x), 3) if len(word_x) > 10 else None,
+        'last row (last layer, head 0): mass on the named object': round(mean(named_mass), 3),
+        'last row: mass on all shapes': round(mean(shapes_mass), 3),
+        'side from the last pre-fused row': round(side_probe(last_rows, last_x), 3),
+        'questions': len(last_x), 'colour questions': len(word_x),
+    }, indent=2))
+
+
+if __name__ == '__main__':
+    main()
