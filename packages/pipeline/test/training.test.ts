@@ -121,6 +121,25 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     }
   });
 
+  it('the losses on where pre-fusion looks move its attention onto the shapes the question names (probe.py)', { timeout: 900_000 }, async () => {
+    const data = path.join(root, 'look-data');
+    fs.mkdirSync(data, { recursive: true });
+    writeShapesTokenizer(data);
+    await writeDataset(data, { count: 24, seed: 7, imageSize: 32, patchSize: 8, pixels: true, tokenizer: loadTokenizer(data) });
+    const small = ['--curriculum', '', '--aux-steps', '0', '--aux-weight', '0', '--steps', '25', '--warmup', '2', '--batch', '4', '--questions', '4', '--followups', '0',
+      '--eval-every', '25', '--val-count', '2', '--width', '64', '--vision-width', '16', '--vision-layers', '2', '--lr', '0.01', '--locate-weight', '0', '--where-weight', '0', '--seed', '3'];
+    const mass = (name: string, extra: string[]) => {
+      python(['training/train.py', '--data', data, '--val', data, '--out', path.join(root, name), ...small, ...extra]);
+      return JSON.parse(python(['training/probe.py', '--model', path.join(root, name), '--data', data, '--count', '24'])) as Record<string, number>;
+    };
+    const plain = mass('look-plain', []);
+    const looked = mass('look-attend', ['--attend-weight', '1', '--position-weight', '1', '--head-warmup', '2']);
+    const word = 'colour word (first layer, head 0): mass on that shape';
+    expect(looked[word]).toBeGreaterThan(plain[word] + 0.2);
+    expect(looked['last row: mass on all shapes']).toBeGreaterThan(plain['last row: mass on all shapes']);
+    for (const v of Object.values(looked)) if (v !== null) expect(v).toBeGreaterThanOrEqual(0);
+  });
+
   it("trains the paper comparison's variants (0 pre-fusion layers, v1.5 style) and compare.py sets them side by side", { timeout: 900_000 }, async () => {
     const data = path.join(root, 'cmp-data');
     fs.mkdirSync(data, { recursive: true });
