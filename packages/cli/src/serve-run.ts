@@ -12,6 +12,7 @@ export interface ServeFlags {
   host: string;
   port: string;
   workers: string;
+  isolation: string;
   parallel?: string;
   device: string;
   queue: string;
@@ -48,6 +49,7 @@ function serveOptions(flags: ServeFlags): ServerOptions {
     host: flags.host,
     port: int(flags.port, '--port'),
     workers: int(flags.workers, '--workers'),
+    isolation: flags.isolation as ServerOptions['isolation'],
     parallel: int(flags.parallel, '--parallel'),
     device: flags.device as ServerOptions['device'],
     queue: int(flags.queue, '--queue'),

@@ -1,6 +1,6 @@
 // `llava-mini serve`: the flags (so `--help` works without the server installed); what they start is
 // ./serve-run.ts over @llava-mini/server, imported only when the command runs.
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { deviceOption } from './flags.js';
 import { loadOptional } from './optional.js';
 
@@ -14,7 +14,8 @@ export function registerServe(program: Command): void {
     .option('--model-id <id>', "the id clients pass as 'model' (default: the folder's name)")
     .option('--host <addr>', 'address to listen on (0.0.0.0 for every interface: put it behind a proxy with TLS)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '8080')
-    .option('--workers <n>', 'worker threads, each with a loaded model', '1')
+    .option('--workers <n>', 'workers, each with a loaded model', '1')
+    .addOption(new Option('--isolation <kind>', "what each worker runs in: 'process' survives a worker's crash in native code or the OOM killer (a Node process per worker)").choices(['thread', 'process']).default('thread'))
     .option('--parallel <n>', 'requests each worker runs at once (their decode steps batched)', '1')
     .addOption(deviceOption('where the workers run', 'cpu'))
     .option('--queue <n>', 'requests waiting for a worker before 429', '16')

@@ -24,8 +24,8 @@ function start(...args: string[]) {
 }
 
 describe('llava-mini serve (CLI)', () => {
-  it('serves, and on SIGTERM finishes the running request, refuses new ones, and exits 0', async () => {
-    const s = start('--model', inject('modelDir'), '--port', '0');
+  it.each([['thread'], ['process']])('serves (%s workers), and on SIGTERM finishes the running request, refuses new ones, and exits 0', async (isolation) => {
+    const s = start('--model', inject('modelDir'), '--port', '0', '--isolation', isolation);
     const url = await s.url;
     await s.ready;
     const res = await fetch(`${url}/v1/chat/completions`, {

@@ -8,6 +8,7 @@ import { WorkerPool } from './pool.js';
 
 export { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 export { errorBody, type ApiError } from './errors.js';
+export type { Isolation } from './worker-handle.js';
 export { hostAllowed, RemoteMediaFetcher, type RemoteMediaPolicy } from './remote-media.js';
 
 export interface ServerHandle {
@@ -37,7 +38,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     metrics.workersReady.set(pool.readyWorkers);
   };
   const pool = new WorkerPool(
-    { model: o.model, device: o.device, maxVideoFrames: o.maxVideoFrames, maxImagePixels: o.maxImagePixels, workers: o.workers, parallel: o.parallel, queue: o.queue },
+    { model: o.model, device: o.device, maxVideoFrames: o.maxVideoFrames, maxImagePixels: o.maxImagePixels, workers: o.workers, parallel: o.parallel, queue: o.queue, isolation: o.isolation },
     (m) => o.logger?.(m),
     () => update(),
     () => metrics.cancelled.inc(),

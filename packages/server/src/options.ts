@@ -2,6 +2,7 @@
 // no remote media and no local files unless asked for.
 import * as path from 'node:path';
 import { InvalidOptionError } from '@llava-mini/core';
+import { type Isolation, ISOLATIONS } from './worker-handle.js';
 
 export interface ServerOptions {
   /** A converted model folder (or a small Hugging Face checkpoint, converted in memory by each worker). */
@@ -12,8 +13,14 @@ export interface ServerOptions {
   host?: string;
   /** Default 8080; 0 picks a free port (see `ServerHandle.url`). */
   port?: number;
-  /** Worker threads, each with its own loaded model (default 1). */
+  /** Workers, each with its own loaded model (default 1). */
   workers?: number;
+  /**
+   * What a worker runs in (default 'thread'). 'process': each worker is a process of its own, so an
+   * abort in native code or the OOM killer takes only that worker, which is replaced; it costs a
+   * Node process per worker and a copy of each request's pictures on the way in.
+   */
+  isolation?: Isolation;
   /**
    * Requests one worker runs at once (default 1): each is its own conversation on the worker's
    * model, and those decoding at the same time share one batched run per step (float32 CPU models).
@@ -77,6 +84,12 @@ function timeouts(o: ServerOptions) {
   return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs: positiveInt(o.keepAliveTimeoutMs, 'keepAliveTimeoutMs', 5_000) };
 }
 
+function isolation(v: Isolation | undefined): Isolation {
+  if (v === undefined) return 'thread';
+  if (!ISOLATIONS.includes(v)) throw new InvalidOptionError(`isolation must be one of ${ISOLATIONS.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 export function resolveOptions(o: ServerOptions): ResolvedOptions {
   if (typeof o.model !== 'string' || o.model === '') throw new InvalidOptionError('a model folder is needed (--model DIR)');
   const port = o.port ?? 8080;
@@ -90,6 +103,7 @@ export function resolveOptions(o: ServerOptions): ResolvedOptions {
     host: o.host ?? '127.0.0.1',
     port,
     workers: positiveInt(o.workers, 'workers', 1),
+    isolation: isolation(o.isolation),
     parallel: positiveInt(o.parallel, 'parallel', 1),
     device: o.device ?? 'cpu',
     queue: positiveInt(o.queue, 'queue', 16, 0),

@@ -1,14 +1,14 @@
-// A pool of worker threads, each with a loaded model and up to `parallel` requests at a time (their
+// A pool of workers (threads, or processes: worker-handle.ts), each with a loaded model and up to `parallel` requests at a time (their
 // conversations decode in one batched run where the model's graph allows it), in front of a
 // bounded FIFO queue. A full queue refuses at once (429); a cancelled request leaves the queue, or
 // is aborted in its worker, and its slot goes to the next one.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { type ErrorCode, LlavaMiniError } from '@llava-mini/core';
 import type { ChatCompletion, ChatCompletionChunk } from '@llava-mini/pipeline';
 import { type ApiError, fromLibraryError, type HttpError, httpError, type SerializedError } from './errors.js';
 import type { FromWorker, ToWorker, WorkerInit, WorkerStats } from './protocol.js';
+import { type Isolation, startWorker, type WorkerHandle } from './worker-handle.js';
 
 export interface JobHandlers {
   onChunk(chunk: ChatCompletionChunk): void;
@@ -27,7 +27,7 @@ interface Job extends JobHandlers {
 }
 
 interface Slot {
-  worker: Worker;
+  worker: WorkerHandle;
   ready: boolean;
   jobs: Set<Job>;
   /** What the worker last reported of its caches (kept if a later ask goes unanswered). */
@@ -63,7 +63,7 @@ export class WorkerPool {
   readonly ready: Promise<void>;
 
   constructor(
-    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number },
+    private readonly init: WorkerInit & { workers: number; parallel: number; queue: number; isolation: Isolation },
     private readonly log: (message: string) => void = () => {},
     private readonly onChange: () => void = () => {},
     /** A worker stopped a generation whose client had gone away. */
@@ -114,7 +114,11 @@ export class WorkerPool {
                 clearTimeout(timer);
                 resolve(stats);
               };
-              s.worker.postMessage({ type: 'stats' } satisfies ToWorker);
+              try {
+                s.worker.post({ type: 'stats' } satisfies ToWorker);
+              } catch {
+                resolve(s.stats); // it is exiting; its exit is on the way
+              }
             }),
         ),
     );
@@ -162,9 +166,13 @@ export class WorkerPool {
       this.slots.map(
         (s) =>
           new Promise<void>((resolve) => {
-            s.worker.once('exit', () => resolve());
-            s.worker.postMessage({ type: 'close' } satisfies ToWorker);
-            setTimeout(() => void s.worker.terminate(), 5000).unref();
+            s.worker.onExit(() => resolve());
+            try {
+              s.worker.post({ type: 'close' } satisfies ToWorker);
+            } catch {
+              // Already exiting.
+            }
+            setTimeout(() => s.worker.kill(), 5000).unref();
           }),
       ),
     );
@@ -174,11 +182,12 @@ export class WorkerPool {
   private spawn(): Promise<void> {
     // No resourceLimits: Node 20 stops a worker at its heap limit only when the heap grows slowly; a
     // fast allocation past it (a large string split) aborts the whole process (docs/reliability.md).
-    const worker = new Worker(workerFile(), { workerData: this.init satisfies WorkerInit });
+    const { model, device, maxVideoFrames, maxImagePixels } = this.init;
+    const worker = startWorker(workerFile(), { model, device, maxVideoFrames, maxImagePixels }, this.init.isolation);
     const slot: Slot = { worker, ready: false, jobs: new Set(), stats: NO_STATS };
     this.slots.push(slot);
     return new Promise<void>((resolve, reject) => {
-      worker.on('message', (m: FromWorker) => {
+      worker.onMessage((m: FromWorker) => {
         if (m.type === 'ready') {
           slot.ready = true;
           this.respawnFailures = 0;
@@ -194,16 +203,16 @@ export class WorkerPool {
         }
         else this.fromWorker(slot, m);
       });
-      worker.on('error', (err) => {
+      worker.onError((err) => {
         if (!slot.ready) reject(err);
         slot.crash = err.message;
         this.log(`worker crashed: ${err.message}`);
       });
-      worker.on('exit', (code) => {
+      worker.onExit((how) => {
         this.slots.splice(this.slots.indexOf(slot), 1);
-        for (const job of slot.jobs) this.fail(job, workerExited(slot, `exit code ${code}`));
+        for (const job of slot.jobs) this.fail(job, workerExited(slot, how));
         if (!slot.ready) {
-          reject(new Error(`a worker exited while loading the model (code ${code})`));
+          reject(new Error(`a worker exited while loading the model (${how})`));
           this.failQueuedIfNoWorkers();
         }
         // A worker that died while serving is replaced, so the pool keeps its size (once).
@@ -289,7 +298,13 @@ export class WorkerPool {
     if (i >= 0) {
       this.queue.splice(i, 1);
       this.dispatch();
-    } else if (job.worker) job.worker.worker.postMessage({ type: 'cancel', id: job.id } satisfies ToWorker);
+    } else if (job.worker) {
+      try {
+        job.worker.worker.post({ type: 'cancel', id: job.id } satisfies ToWorker);
+      } catch {
+        // Its worker is gone: its exit fails the job's slot free.
+      }
+    }
     // A running job keeps its worker until the worker reports it stopped (between two tokens).
   }
 
@@ -306,7 +321,7 @@ export class WorkerPool {
       job.worker = slot;
       job.onStart?.();
       try {
-        slot.worker.postMessage({ type: 'run', id: job.id, body: job.body } satisfies ToWorker, job.transfer);
+        slot.worker.post({ type: 'run', id: job.id, body: job.body } satisfies ToWorker, job.transfer);
       } catch (err) {
         // A body the structured clone refuses fails alone, and gives its slot back at once.
         slot.jobs.delete(job);

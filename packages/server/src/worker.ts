@@ -1,15 +1,20 @@
-// One worker thread: loads the model once, then runs chat-completion requests from the HTTP thread
-// through the in-process API, posting chunks back as they are generated. Graphs run only here.
+// One worker (a thread, or a process with --isolation process): loads the model once, then runs
+// chat-completion requests from the HTTP thread through the in-process API, posting chunks back as
+// they are generated. Graphs run only here.
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type ChatCompletionCreateParams, LlavaMini } from '@llava-mini/pipeline/node';
 import { serializeError } from './errors.js';
 import type { FromWorker, ToWorker, WorkerInit, WorkerStats } from './protocol.js';
+import { WORKER_INIT_ENV } from './worker-handle.js';
 
-const port = parentPort;
-if (!port) throw new Error('worker.js runs as a worker thread of @llava-mini/server');
-const init = workerData as WorkerInit;
-const post = (m: FromWorker) => port.postMessage(m);
+const inProcess = !parentPort && typeof process.send === 'function' && process.env[WORKER_INIT_ENV] !== undefined;
+if (!parentPort && !inProcess) throw new Error('worker.js runs as a worker of @llava-mini/server (a thread, or a process it forks)');
+const init = (inProcess ? JSON.parse(process.env[WORKER_INIT_ENV] as string) : workerData) as WorkerInit;
+const post = (m: FromWorker) => (inProcess ? process.send?.(m) : parentPort?.postMessage(m));
+const onMessage = (f: (m: ToWorker) => void) => (inProcess ? process.on('message', f) : parentPort?.on('message', f));
+// A process whose server is gone (killed, crashed) must not live on holding a model.
+if (inProcess) process.on('disconnect', () => process.exit(0));
 
 const loading = LlavaMini.fromPretrained(init.model, {
   device: init.device,
@@ -84,7 +89,7 @@ function stats(): WorkerStats {
   return { kvBytes: model.parts.llm.cacheBytes, pictureBytes: pictures.bytes, pictureEntries: pictures.entries, running: running.size, heapBytes };
 }
 
-port.on('message', (m: ToWorker) => {
+onMessage((m: ToWorker) => {
   if (m.type === 'cancel') running.get(m.id)?.abort();
   else if (m.type === 'run') start(m.id, m.body);
   else if (m.type === 'stats') post({ type: 'stats', stats: stats() });

@@ -1,13 +1,13 @@
 // Faults under a running server: a worker that fails mid-request (an error thrown outside any
 // request's handling, as a bug would), a model folder that vanishes while loaded, and a full disk
 // under an inline video. Each fails only its own requests, in OpenAI's error shape, and the server
-// goes on serving. (worker.terminate() during a run is not among them: onnxruntime-node aborts the
-// whole process when a thread is torn down under a running session, see docs/reliability.md.)
+// goes on serving. A worker killed outright (SIGKILL, as the OOM killer does) is tested with
+// process workers only: a thread torn down under a running onnxruntime session aborts the whole
+// process (docs/reliability.md), which is what --isolation process is for.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Worker } from 'node:worker_threads';
 import OpenAI, { APIError } from 'openai';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { type ServerHandle, startServer } from '../src/index.js';
@@ -27,10 +27,11 @@ async function serve(options: Partial<Parameters<typeof startServer>[0]> = {}) {
   return { server, client: new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetries: 0 }) };
 }
 
-/** The pool's worker threads and the bodies of the requests each runs (the pool keeps them private). */
+/** The pool's workers and the bodies of the requests each runs (the pool keeps them private). */
+type Slot = { worker: { pid: number; post(m: unknown): void }; jobs: Set<{ body: { messages: { content: string }[] } }> };
 // A message the worker's handler cannot read throws outside any request: what a bug in the worker does.
-const crash = (slot: { worker: Worker } | undefined) => slot?.worker.postMessage(null);
-const workers = (server: ServerHandle) => (server.pool as unknown as { slots: { worker: Worker; jobs: Set<{ body: { messages: { content: string }[] } }> }[] }).slots;
+const crash = (slot: Slot | undefined) => slot?.worker.post(null);
+const workers = (server: ServerHandle) => (server.pool as unknown as { slots: Slot[] }).slots;
 const runningOn = (server: ServerHandle, content: string) => workers(server).find((s) => [...s.jobs].some((j) => j.body.messages[0].content === content));
 
 async function until(check: () => Promise<boolean> | boolean, ms = 20_000) {
@@ -52,8 +53,8 @@ async function metric(s: ServerHandle, name: string): Promise<number> {
 const long = (content: string) => ({ model: 'tiny', messages: [{ role: 'user' as const, content }], max_tokens: 4000, ignore_eos: true }) as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming;
 
 describe('a worker that dies mid-request', () => {
-  it('an error outside any request: fails only its own requests (500 in OpenAI shape, or an error event in a stream), is replaced, and the server goes on', async () => {
-    const { server, client } = await serve({ workers: 2 });
+  it.each(['thread', 'process'] as const)('an error outside any request (%s workers): fails only its own requests (500 in OpenAI shape, or an error event in a stream), is replaced, and the server goes on', async (isolation) => {
+    const { server, client } = await serve({ workers: 2, isolation });
     const stream = await client.chat.completions.create({ ...long('streamed'), stream: true });
     const iterator = stream[Symbol.asyncIterator]();
     await iterator.next();
@@ -78,6 +79,32 @@ describe('a worker that dies mid-request', () => {
     expect(await metric(server, 'llava_mini_worker_restarts_total')).toBe(1);
     const after = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 3 });
     expect(after.choices[0].message.role).toBe('assistant');
+  });
+
+  it('a worker process killed mid-request (SIGKILL, as the OOM killer sends): only its request fails (500 naming the signal), it is replaced, the server goes on', async () => {
+    const { server, client } = await serve({ workers: 2, isolation: 'process' });
+    const killed = client.chat.completions.create(long('killed')).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const other = client.chat.completions.create({ ...long('other'), max_tokens: 300 });
+    await until(() => runningOn(server, 'killed') !== undefined && runningOn(server, 'other') !== undefined);
+    const victim = runningOn(server, 'killed') as Slot;
+    expect(victim).not.toBe(runningOn(server, 'other'));
+    expect(victim.worker.pid).not.toBe(process.pid);
+    process.kill(victim.worker.pid, 'SIGKILL');
+    const err = await killed;
+    expect(err).toBeInstanceOf(APIError);
+    expect((err as APIError).status).toBe(500);
+    expect((err as APIError).error).toMatchObject({ type: 'server_error', code: 'worker_exited', message: expect.stringMatching(/^the worker running this request stopped \(killed by SIGKILL\); it is being replaced$/) });
+    expect((await other).usage?.completion_tokens).toBe(300);
+    await until(async () => (await health(server)).workers === 2);
+    expect(await metric(server, 'llava_mini_worker_restarts_total')).toBe(1);
+    // A picture reaches a process worker as it reaches a thread (decoded pixels, copied over IPC).
+    const house = `data:image/png;base64,${fs.readFileSync(path.join(__dirname, '../../../examples/assets/house.png')).toString('base64')}`;
+    const ask = (c: OpenAI) => c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: house } }, { type: 'text', text: 'What is this?' }] }], max_tokens: 8 });
+    const threaded = await serve({ workers: 1 });
+    expect((await ask(client)).choices[0].message.content).toBe((await ask(threaded.client)).choices[0].message.content);
   });
 });
 
