@@ -1,6 +1,6 @@
-// A pool of workers (threads, or processes: worker-handle.ts), each with a loaded model and up to `parallel` requests at a time (their
-// conversations decode in one batched run where the model's graph allows it), in front of a
-// bounded FIFO queue. A full queue refuses at once (429); a cancelled request leaves the queue, or
+// A pool of workers (threads, or processes: worker-handle.ts), each with a loaded model and up to
+// `parallel` requests at a time (their conversations decode in one batched run where the model's
+// graph allows it), in front of a bounded FIFO queue. A full queue refuses at once (429); a cancelled request leaves the queue, or
 // is aborted in its worker, and its slot goes to the next one.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -302,7 +302,7 @@ export class WorkerPool {
       try {
         job.worker.worker.post({ type: 'cancel', id: job.id } satisfies ToWorker);
       } catch {
-        // Its worker is gone: its exit fails the job's slot free.
+        // Its worker is gone; the worker's exit fails the job.
       }
     }
     // A running job keeps its worker until the worker reports it stopped (between two tokens).
