@@ -1,7 +1,7 @@
 // A pool of workers (threads, or processes: worker-handle.ts), each with a loaded model and up to
 // `parallel` requests at a time (their conversations decode in one batched run where the model's
-// graph allows it), in front of a bounded FIFO queue. A full queue refuses at once (429); a cancelled request leaves the queue, or
-// is aborted in its worker, and its slot goes to the next one.
+// graph allows it), in front of a bounded FIFO queue. A full queue refuses at once (429); a
+// cancelled request leaves the queue, or is aborted in its worker, and its slot goes to the next one.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, LlavaMiniError } from '@llava-mini/core';
