@@ -25,8 +25,9 @@ export function cli(args: string[], { input = '', env = {} }: CliOptions = {}) {
 }
 
 /** `llava-mini ...args` left running (a worker, a server, a run to interrupt), with its output gathered. */
-export function spawnCli(args: string[], { env = {} }: Pick<CliOptions, 'env'> = {}) {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...userEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], { env = {}, detached = false }: Pick<CliOptions, 'env'> & { detached?: boolean } = {}) {
+  // detached: a process group of its own, as a terminal's foreground job (a signal to -pid reaches all of it).
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...userEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));

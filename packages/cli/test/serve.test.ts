@@ -3,14 +3,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { spawnCli } from './fixtures.js';
+import { spawnCli, waitFor } from './fixtures.js';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-cli-serve-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 /** The server's process, with the URL it says it listens on and when it says it is ready. */
 function start(...args: string[]) {
-  const run = spawnCli(['serve', ...args]);
+  return startWith({}, ...args);
+}
+
+function startWith(options: { detached?: boolean }, ...args: string[]) {
+  const run = spawnCli(['serve', ...args], options);
   let onUrl: (u: string) => void;
   let onReady: () => void;
   const url = new Promise<string>((r) => (onUrl = r));
@@ -22,6 +26,24 @@ function start(...args: string[]) {
   });
   return { child: run.child, url, ready, stderr: run.stderr, exit: run.exited };
 }
+
+/** Linux: the processes whose parent is `pid`, and whether a process runs (a zombie does not). */
+const stat = (pid: number | string) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '';
+const childrenOf = (pid: number) =>
+  fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+    try {
+      return Number(stat(d).split(' ')[1]) === pid;
+    } catch {
+      return false;
+    }
+  }).map(Number);
+const alive = (pid: number) => {
+  try {
+    return stat(pid)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+};
 
 describe('llava-mini serve (CLI)', () => {
   it.each([['thread'], ['process']])('serves (%s workers), and on SIGTERM finishes the running request, refuses new ones, and exits 0', async (isolation) => {
@@ -42,6 +64,36 @@ describe('llava-mini serve (CLI)', () => {
     expect(body.trim().endsWith('data: [DONE]')).toBe(true);
     expect(await s.exit).toBe(0);
     expect(s.stderr()).toMatch(/SIGTERM: finishing 1 request\(s\), refusing new ones/);
+  });
+
+  it('process workers: Ctrl-C (SIGINT to the whole process group) drains the running request as with threads', async () => {
+    const s = startWith({ detached: true }, '--model', inject('modelDir'), '--port', '0', '--isolation', 'process');
+    const url = await s.url;
+    await s.ready;
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2000, ignore_eos: true, stream: true }),
+    });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    process.kill(-(s.child.pid as number), 'SIGINT');
+    let body = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) body += new TextDecoder().decode(r.value);
+    expect(body.trim().endsWith('data: [DONE]')).toBe(true);
+    expect(await s.exit).toBe(0);
+    expect(s.stderr()).not.toMatch(/worker crashed|worker_exited/);
+  });
+
+  it.skipIf(!fs.existsSync('/proc/self/stat'))('process workers: a server killed outright (SIGKILL) takes its workers with it', async () => {
+    const s = start('--model', inject('modelDir'), '--port', '0', '--isolation', 'process', '--workers', '2');
+    await s.url;
+    await s.ready;
+    const workers = childrenOf(s.child.pid as number);
+    expect(workers).toHaveLength(2);
+    s.child.kill('SIGKILL');
+    await s.exit;
+    await waitFor('the worker processes to exit', () => workers.every((pid) => !alive(pid)), 20_000);
   });
 
   it('SIGTERM while the workers load the model: a clean exit 0, no error, no file left behind', async () => {

@@ -1,5 +1,5 @@
-// @llava-mini/server: an OpenAI-compatible HTTP server over a pool of worker threads that each hold
-// a loaded model (`llava-mini serve` in @llava-mini/cli starts it).
+// @llava-mini/server: an OpenAI-compatible HTTP server over a pool of workers (threads or
+// processes) that each hold a loaded model (`llava-mini serve` in @llava-mini/cli starts it).
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { ServerMetrics } from './metrics.js';

@@ -228,6 +228,7 @@ export class WorkerPool {
 
   /** A worker that reported an error outside any request: its requests fail now, a replacement starts, and it exits once idle. */
   private failed(slot: Slot, reason: string): void {
+    if (!this.slots.includes(slot)) return; // its exit came first and has replaced it
     this.log(`worker crashed: ${reason}`);
     slot.crash = reason;
     slot.failed = true;

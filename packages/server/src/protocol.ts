@@ -1,4 +1,4 @@
-// Messages between the HTTP thread and its worker threads.
+// Messages between the HTTP thread and its workers (threads, or processes: worker-handle.ts).
 import type { ChatCompletion, ChatCompletionChunk } from '@llava-mini/pipeline';
 import type { SerializedError } from './errors.js';
 

@@ -14,8 +14,8 @@ export const ISOLATIONS: readonly Isolation[] = ['thread', 'process'];
 export const WORKER_INIT_ENV = 'LLAVA_MINI_WORKER_INIT';
 
 export interface WorkerHandle {
-  /** The process the worker runs in: its own for a process worker, the server's for a thread. */
-  readonly pid: number;
+  /** The process the worker runs in: its own for a process worker (undefined if it could not start), the server's for a thread. */
+  readonly pid: number | undefined;
   /** Throws if the worker can no longer be reached. */
   post(m: ToWorker, transfer?: ArrayBuffer[]): void;
   onMessage(f: (m: FromWorker) => void): void;
@@ -44,8 +44,9 @@ function threadWorker(file: URL, init: WorkerInit): WorkerHandle {
 }
 
 function processWorker(file: URL, init: WorkerInit): WorkerHandle {
-  // A fresh Node (no flags of the parent's, such as a test runner's loaders); the advanced
-  // serialization carries the decoded pictures' typed arrays as a thread's messages do (copied).
+  // A fresh Node: no flags of the parent's (a test runner's loaders, but also --max-old-space-size:
+  // NODE_OPTIONS is what reaches a worker process). The advanced serialization carries the decoded
+  // pictures' typed arrays as a thread's messages do (copied).
   const child: ChildProcess = fork(fileURLToPath(file), [], {
     serialization: 'advanced',
     execArgv: [],
@@ -53,14 +54,25 @@ function processWorker(file: URL, init: WorkerInit): WorkerHandle {
     env: { ...process.env, [WORKER_INIT_ENV]: JSON.stringify(init) },
   });
   return {
-    pid: child.pid ?? -1,
+    pid: child.pid,
     post: (m) => {
       if (!child.connected) throw new Error('the worker process has exited');
-      child.send(m);
+      // A send that fails (the process died meanwhile) is answered by its exit, not by an error event.
+      child.send(m, () => {});
     },
     onMessage: (f) => void child.on('message', (m) => f(m as FromWorker)),
     onError: (f) => void child.on('error', f),
-    onExit: (f) => void child.once('exit', (code, signal) => f(signal ? `killed by ${signal}` : `exit code ${code}`)),
+    onExit: (f) => {
+      let told = false;
+      const once = (how: string) => {
+        if (!told) f(how);
+        told = true;
+      };
+      // 'close' comes after the IPC channel has delivered everything the process sent ('exit' may
+      // come before its last messages); a process that never started only emits 'error'.
+      child.once('close', (code, signal) => once(signal ? `killed by ${signal}` : `exit code ${code}`));
+      child.once('error', (err) => child.pid === undefined && once(`could not start: ${err.message}`));
+    },
     kill: () => void child.kill('SIGKILL'),
   };
 }

@@ -13,8 +13,14 @@ if (!parentPort && !inProcess) throw new Error('worker.js runs as a worker of @l
 const init = (inProcess ? JSON.parse(process.env[WORKER_INIT_ENV] as string) : workerData) as WorkerInit;
 const post = (m: FromWorker) => (inProcess ? process.send?.(m) : parentPort?.postMessage(m));
 const onMessage = (f: (m: ToWorker) => void) => (inProcess ? process.on('message', f) : parentPort?.on('message', f));
-// A process whose server is gone (killed, crashed) must not live on holding a model.
-if (inProcess) process.on('disconnect', () => process.exit(0));
+if (inProcess) {
+  // A process whose server is gone (killed, crashed) must not live on holding a model.
+  process.on('disconnect', () => process.exit(0));
+  // Ctrl-C in a terminal (and a service manager's stop) signals the whole process group: the server
+  // drains and then closes its workers, so a worker does not stop on its own before that.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
+}
 
 const loading = LlavaMini.fromPretrained(init.model, {
   device: init.device,
