@@ -472,8 +472,12 @@ class LlavaMini(nn.Module):
         valid = torch.cat([torch.ones(BT, nv, dtype=torch.bool), ~pre_pad], dim=1)
         pos = (valid.long().cumsum(1) - 1).masked_fill(~valid, 1)
         # Where the first and last pre-fusion layers look (none without pre-fusion: the comparison's arms).
-        first_attn, last_attn = (self.model.prefusion_layers[0].self_attn, self.model.prefusion_layers[-1].self_attn) if len(self.model.prefusion_layers) else (None, None)
-        looking = lambda on: last_attn is not None and [setattr(m, 'keep_attn', on) for m in (first_attn, last_attn)]
+        prefusion = self.model.prefusion_layers
+        first_attn, last_attn = (prefusion[0].self_attn, prefusion[-1].self_attn) if len(prefusion) else (None, None)
+
+        def looking(on):
+            for m in (first_attn, last_attn) if last_attn else ():
+                m.keep_attn = on
         n_patch = g.shape[1]
         looking(True)
         out, kv_pre = self.run_layers(self.model.prefusion_layers, x, pos, causal_key_mask(0, valid))

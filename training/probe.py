@@ -6,9 +6,12 @@
   the projected patches pre-fusion reads (a projector that drops position leaves pre-fusion nothing
   to find a side in);
 - the first pre-fusion layer's first head, from a question's colour word: its attention mass on the
-  shapes of that colour, and the named shape's side read from the projected patches it gathers;
+  shape of that colour, and that shape's side read from the projected patches it gathers; from a
+  question's shape word: its mass on the shapes of that kind;
 - the last pre-fusion layer's first head, from the question's last prompt row: its mass on the object
-  the question names, against its mass on all the shapes (equal when it looks at every shape alike);
+  the question names, its mass on all the shapes, and how much its pattern changes between two
+  questions about one picture that name different shapes (total variation: 0 when the head looks
+  the same whatever is asked);
 - the last pre-fused row: the named shape's side read from it (what the LLM is given).
 
 Each probe is least squares fitted on 70 % of the rows and scored on the rest. `--attend-weight` and
@@ -25,7 +28,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import Dataset, load_weights  # noqa: E402
 from model import LlavaMini  # noqa: E402
-from train import COLORS, collate, frame_shapes, named_shape, object_patches, token_pieces, word_rows  # noqa: E402
+from train import collate  # noqa: E402
+from where import COLORS, KINDS, frame_shapes, named_shape, object_patches, token_pieces, word_rows  # noqa: E402
 
 
 def side_probe(rows, x):
@@ -52,8 +56,8 @@ def main():
     pieces = token_pieces(a.model)
     rng = random.Random(0)
     feat_rows, proj_rows, cols = [], [], []
-    word_mass, word_rows_, word_x = [], [], []
-    named_mass, shapes_mass, last_rows, last_x = [], [], [], []
+    word_mass, word_rows_, word_x, kind_mass = [], [], [], []
+    named_mass, shapes_mass, last_rows, last_x, changes = [], [], [], [], []
     with torch.no_grad():
         for start in range(0, min(a.count, len(ds.records)), 25):
             idxs = list(range(start, min(start + 25, a.count, len(ds.records))))
@@ -64,12 +68,22 @@ def main():
             feat_rows += list(feats.reshape(-1, feats.shape[-1]))
             proj_rows += list(g.reshape(-1, g.shape[-1]))
             cols += [(k % grid + 0.5) / grid for _ in idxs for k in range(grid * grid)]
+            seen = {}  # picture -> (named shape, the head's pattern) of its first question naming one
             for j, (b, q) in enumerate(zip(img.tolist(), asked)):
                 rec = ds.records[idxs[b]]
                 shapes = frame_shapes(rec, 0)
                 s = named_shape(rec, q)
+                kind = next((w for w in q['question'].rstrip('?').split() if w in KINDS), None)
+                r = word_rows(pieces, tokens[j, :plen[j]].tolist(), [kind]).get(kind) if kind else None
+                these = [object_patches(rec, u, p, grid) for u, p in shapes if u['kind'] == kind]
+                if r is not None and these:
+                    kind_mass.append(float((looks['words'][j, r] * torch.stack(these).amax(0)).sum()))
                 if s is None:
                     continue
+                pattern = looks['question'][j, 0]
+                if b in seen and seen[b][0] is not s:
+                    changes.append(float((pattern - seen[b][1]).abs().sum() / 2))
+                seen.setdefault(b, (s, pattern))
                 xy = next(xy for u, xy in shapes if u is s)
                 obj = object_patches(rec, s, xy, grid)
                 every = torch.stack([object_patches(rec, u, p, grid) for u, p in shapes]).amax(0)
@@ -80,7 +94,9 @@ def main():
                 color = next((w for w in q['question'].rstrip('?').split() if w in COLORS), None)
                 if color is None or sum(u['color'] == color for u, _ in shapes) != 1:
                     continue
-                r = word_rows(pieces, tokens[j, :plen[j]].tolist(), [color])[color]
+                r = word_rows(pieces, tokens[j, :plen[j]].tolist(), [color]).get(color)
+                if r is None:
+                    continue
                 att = looks['words'][j, r]
                 word_mass.append(float((att * obj).sum()))
                 word_rows_.append((att.unsqueeze(-1) * g[b]).sum(0))
@@ -91,8 +107,10 @@ def main():
         'patch side from projected patches': round(side_probe(proj_rows, cols), 3),
         'colour word (first layer, head 0): mass on that shape': round(mean(word_mass), 3),
         'colour word: side from the patches it gathers': round(side_probe(word_rows_, word_x), 3) if len(word_x) > 10 else None,
+        'shape word (first layer, head 0): mass on shapes of that kind': round(mean(kind_mass), 3),
         'last row (last layer, head 0): mass on the named object': round(mean(named_mass), 3),
         'last row: mass on all shapes': round(mean(shapes_mass), 3),
+        'last row: change between questions naming different shapes': round(mean(changes), 3),
         'side from the last pre-fused row': round(side_probe(last_rows, last_x), 3),
         'questions': len(last_x), 'colour questions': len(word_x),
     }, indent=2))

@@ -121,7 +121,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     }
   });
 
-  it('the losses on where pre-fusion looks move its attention onto the shapes the question names (probe.py)', { timeout: 900_000 }, async () => {
+  it("the losses on where pre-fusion looks move the colour word's head onto its shape and the last row's onto the shapes (probe.py)", { timeout: 900_000 }, async () => {
     const data = path.join(root, 'look-data');
     fs.mkdirSync(data, { recursive: true });
     writeShapesTokenizer(data);
@@ -135,9 +135,10 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     const plain = mass('look-plain', []);
     const looked = mass('look-attend', ['--attend-weight', '1', '--position-weight', '1', '--head-warmup', '2']);
     const word = 'colour word (first layer, head 0): mass on that shape';
+    const shapes = 'last row: mass on all shapes';
+    // Measured: 0.02 -> 0.42 and 0.002 -> 0.83 (one thread, seed 3: the same every run).
     expect(looked[word]).toBeGreaterThan(plain[word] + 0.2);
-    expect(looked['last row: mass on all shapes']).toBeGreaterThan(plain['last row: mass on all shapes']);
-    for (const v of Object.values(looked)) if (v !== null) expect(v).toBeGreaterThanOrEqual(0);
+    expect(looked[shapes]).toBeGreaterThan(plain[shapes] + 0.3);
   });
 
   it("trains the paper comparison's variants (0 pre-fusion layers, v1.5 style) and compare.py sets them side by side", { timeout: 900_000 }, async () => {
