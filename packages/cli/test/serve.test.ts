@@ -27,6 +27,25 @@ function startWith(options: { detached?: boolean }, ...args: string[]) {
   return { child: run.child, url, ready, stderr: run.stderr, exit: run.exited };
 }
 
+/** A long streamed request, once its first token is out (it is running); `rest()` reads it to its end. */
+async function runningStream(url: string) {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2000, ignore_eos: true, stream: true }),
+  });
+  expect(res.status).toBe(200);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  await reader.read();
+  return {
+    async rest() {
+      let body = '';
+      for (let r = await reader.read(); !r.done; r = await reader.read()) body += new TextDecoder().decode(r.value);
+      return body;
+    },
+  };
+}
+
 /** Linux: the processes whose parent is `pid`, and whether a process runs (a zombie does not). */
 const stat = (pid: number | string) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '';
 const childrenOf = (pid: number) =>
@@ -50,18 +69,9 @@ describe('llava-mini serve (CLI)', () => {
     const s = start('--model', inject('modelDir'), '--port', '0', '--isolation', isolation);
     const url = await s.url;
     await s.ready;
-    const res = await fetch(`${url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2000, ignore_eos: true, stream: true }),
-    });
-    expect(res.status).toBe(200);
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    await reader.read(); // the first token is out: the request is running
+    const stream = await runningStream(url);
     s.child.kill('SIGTERM');
-    let body = '';
-    for (let r = await reader.read(); !r.done; r = await reader.read()) body += new TextDecoder().decode(r.value);
-    expect(body.trim().endsWith('data: [DONE]')).toBe(true);
+    expect((await stream.rest()).trim().endsWith('data: [DONE]')).toBe(true);
     expect(await s.exit).toBe(0);
     expect(s.stderr()).toMatch(/SIGTERM: finishing 1 request\(s\), refusing new ones/);
   });
@@ -70,17 +80,9 @@ describe('llava-mini serve (CLI)', () => {
     const s = startWith({ detached: true }, '--model', inject('modelDir'), '--port', '0', '--isolation', 'process');
     const url = await s.url;
     await s.ready;
-    const res = await fetch(`${url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2000, ignore_eos: true, stream: true }),
-    });
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    await reader.read();
+    const stream = await runningStream(url);
     process.kill(-(s.child.pid as number), 'SIGINT');
-    let body = '';
-    for (let r = await reader.read(); !r.done; r = await reader.read()) body += new TextDecoder().decode(r.value);
-    expect(body.trim().endsWith('data: [DONE]')).toBe(true);
+    expect((await stream.rest()).trim().endsWith('data: [DONE]')).toBe(true);
     expect(await s.exit).toBe(0);
     expect(s.stderr()).not.toMatch(/worker crashed|worker_exited/);
   });
