@@ -39,7 +39,7 @@ async function checkpoint(): Promise<{ dir: string; config: LlamaConfig }> {
 }
 
 function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: KvCacheMode): { model: string; embeddings: string } {
-  const dir = path.join(DIR, `${format}-${kvCache}-v3`); // v3: the manifest version of the graph format
+  const dir = path.join(DIR, `${format}-${kvCache}-v3p`); // v3: the manifest version of the graph format; p: with the prompt kernel
   const done = path.join(dir, 'done');
   if (!fs.existsSync(done)) {
     log(`building ${format} ${kvCache} graphs (once)...`);

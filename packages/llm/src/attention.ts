@@ -13,6 +13,25 @@ export interface RowsAttentionInputs {
   sinCache: Value;
 }
 
+/** What the prompt kernel (GroupQueryAttention) is told instead, derived from the position ids of a single sequence. */
+export interface PromptAttentionInputs {
+  /** int32 [1]: the last new row's position (total length - 1). */
+  seqlensK: Value;
+  /** int32 scalar: the total length. */
+  totalLength: Value;
+  /** int64 [1] each: the new rows' first position and one past the last. */
+  firstPosition: Value;
+  endPosition: Value;
+}
+
+/**
+ * Runs of more query rows than this (a prompt, a follow-up's prompt, a video's frame rows) go
+ * through GroupQueryAttention, whose kernel computes each head's scores in one buffer in place;
+ * rowsAttention's concatenated, masked and sliced score tensors cost more than its copy of the
+ * cache once a run has a few dozen rows (bench/RESULTS.md, "Long contexts").
+ */
+export const PROMPT_KERNEL_MIN_ROWS = 33;
+
 const INT64_MAX = Number.MAX_SAFE_INTEGER;
 
 /**
@@ -58,4 +77,20 @@ export function rowsAttention(g: Graph, c: LlamaConfig, io: RowsAttentionInputs,
   // [B, K, G, S, D] -> [B, S, K, G, D] -> [B, S, N*D]
   const out = g.reshape(g.transpose(g.reshape(rows, [0, 0, G, -1, D]), [0, 3, 1, 2, 4]), [0, 0, N * D]);
   return { out, newKey, newValue };
+}
+
+/**
+ * The same attention for a run of many new rows of one sequence, through onnxruntime's
+ * GroupQueryAttention: RoPE inside the op at positions total-S .. total-1, causal over the held and
+ * new rows. The op returns the cache with the new rows written after the held ones (a copy of the
+ * held rows, which a long run amortizes); the new rows are sliced back out, so both kernels have the
+ * same outputs.
+ */
+export function promptAttention(g: Graph, c: LlamaConfig, io: RowsAttentionInputs & PromptAttentionInputs, pastKey: Value, pastValue: Value, q: Value, k: Value, v: Value): { out: Value; newKey: Value; newValue: Value } {
+  const [out, presentKey, presentValue] = g.groupQueryAttention(
+    { query: q, key: k, value: v, pastKey, pastValue, seqlensK: io.seqlensK, totalSequenceLength: io.totalLength, cosCache: io.cosCache, sinCache: io.sinCache },
+    { numHeads: c.numHeads, kvNumHeads: c.numKvHeads },
+  );
+  const newRows = (present: Value) => g.op('Slice', [present, io.firstPosition, io.endPosition, g.int64s([2])]); // [1, K, S, D]
+  return { out, newKey: newRows(presentKey), newValue: newRows(presentValue) };
 }

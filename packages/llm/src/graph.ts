@@ -11,7 +11,7 @@ import {
   type WeightSource,
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
-import { rowsAttention } from './attention.js';
+import { PROMPT_KERNEL_MIN_ROWS, promptAttention, rowsAttention } from './attention.js';
 import { type BlockQuant, type EmbeddingGraphOptions, floatTensor, shapeNote, tokenEmbeddings } from './embedding.js';
 import { LLAMA_IO } from './io.js';
 import { llamaLayer } from './layer.js';
@@ -83,17 +83,28 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
 
   let layerAttention: (l: number) => (q: Value, k: Value, v: Value) => Value;
   if (mode === 'rows') {
+    const positionIds = g.input(LLAMA_IO.positionIds, 'int64', [B, 'sequence']);
     const io = {
-      positionIds: g.input(LLAMA_IO.positionIds, 'int64', [B, 'sequence']),
+      positionIds,
       pastBias: g.input(LLAMA_IO.pastBias, dtype, [B, 1, 1, 1, 'capacity']),
       causalBias: g.input(LLAMA_IO.causalBias, dtype, ['sequence', 'sequence']),
       cosCache,
       sinCache,
+      ...promptInputs(g, positionIds),
     };
+    // A prompt of one sequence runs through the kernel made for many rows, a decode step (or a
+    // batch of them) through the one that only reads the cache; both branches share the weights.
+    const dims = g.shape(positionIds);
+    const one = (i: number) => g.gather(dims, g.int64(i));
+    const isPrompt = g.op('And', [g.equal(one(0), g.int64(1)), g.op('Greater', [one(1), g.int64(PROMPT_KERNEL_MIN_ROWS - 1)])]);
     layerAttention = (l) => (q, k, v) => {
       const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
       const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
-      const { out, newKey, newValue } = rowsAttention(g, c, io, pastKey, pastValue, q, k, v);
+      const rows = (kernel: typeof promptAttention) => (b: Graph) => {
+        const r = kernel(b, c, io, pastKey, pastValue, q, k, v);
+        return [r.out, r.newKey, r.newValue];
+      };
+      const [out, newKey, newValue] = g.ifElse(isPrompt, [dtype, dtype, dtype], rows(promptAttention), rows(rowsAttention));
       g.output(newKey, LLAMA_IO.newKey(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
       g.output(newValue, LLAMA_IO.newValue(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
       return out;
@@ -125,6 +136,15 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
   const logits32 = dtype === 'float32' ? logits : g.cast(logits, 'float32');
   g.output(g.reshape(logits32, [-1, c.vocabSize]), LLAMA_IO.logits, 'float32', [B, c.vocabSize]);
   return g;
+}
+
+/** GroupQueryAttention's view of a single sequence's run, from its position ids [1, S]. */
+function promptInputs(g: Graph, positionIds: Value) {
+  const flat = g.reshape(positionIds, [-1]);
+  const firstPosition = g.slice(flat, [0], [1], [0]);
+  const last = g.slice(flat, [-1], [INT64_MAX], [0]);
+  const seqlensK = g.cast(last, 'int32');
+  return { seqlensK, totalLength: g.reshape(g.add(seqlensK, g.int32(1)), []), firstPosition, endPosition: g.add(last, g.int64(1)) };
 }
 
 function headWeight(src: WeightSource, c: LlamaConfig): Tensor {

@@ -4,6 +4,7 @@ import { argmax as refArgmax, RefLlama, refLlamaConfig } from '@llava-mini/refer
 import type { TinyOptions } from '@llava-mini/tiny';
 import { numel, type Tensor, tensor } from '@llava-mini/core';
 import { buildLlamaGraph, LLAMA_IO, LlamaModel } from '../src/index.js';
+import { PROMPT_KERNEL_MIN_ROWS } from '../src/attention.js';
 import { openModel, tinyLlm, type TinyLlm } from './helpers.js';
 
 const backends = await testBackends();
@@ -71,6 +72,43 @@ describe.each(CASES)('backbone: $name', ({ options }) => {
       expect(cached).toEqual(refTokens);
     } finally {
       await model.dispose();
+    }
+  });
+});
+
+describe('backbone: the prompt kernel', () => {
+  // Runs of PROMPT_KERNEL_MIN_ROWS rows or more go through GroupQueryAttention, fewer through rowsAttention.
+  const long = (n: number, seed: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 53 + seed) % vocab);
+
+  it.each(backends)('a long prompt, a long follow-up and the steps after them match the plain-TS reference on $label', async ({ backend, device }) => {
+    const tiny = await tinyLlm({ seed: 25, std: 0.1 });
+    const [first, second] = [long(PROMPT_KERNEL_MIN_ROWS + 7, 3, tiny.config.vocabSize), long(PROMPT_KERNEL_MIN_ROWS + 2, 11, tiny.config.vocabSize)];
+    const ref = new RefLlama(tiny.src, refLlamaConfig(tiny.json));
+    const expected = [ref.step(ref.embed(first)), ref.step(ref.embed(second)), ref.step(ref.embed([9]))];
+    const model = await openModel(tiny, backend, device);
+    try {
+      const seq = model.sequence();
+      const got = [await seq.prefill(await model.embed(first)), await seq.prefill(await model.embed(second)), await seq.step(9)];
+      got.forEach((logits, i) => expect(maxAbsDiff(logits, expected[i])).toBeLessThanOrEqual(1e-4));
+      expect(Math.max(...expected[1]) - Math.min(...expected[1])).toBeGreaterThan(0.5);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it.each(backends)('gives the cache rows the decode kernel gives on $label', async ({ backend, device }) => {
+    const tiny = await tinyLlm({ seed: 26, std: 0.1 });
+    const ids = long(3 * PROMPT_KERNEL_MIN_ROWS, 7, tiny.config.vocabSize);
+    const prompt = await openModel(tiny, backend, device, {}, { prefillChunk: 512 });
+    const rows = await openModel(tiny, backend, device, {}, { prefillChunk: PROMPT_KERNEL_MIN_ROWS - 1 });
+    try {
+      const [a, b] = [prompt.sequence(), rows.sequence()];
+      expect(maxAbsDiff(await a.prefill(await prompt.embed(ids)), await b.prefill(await rows.embed(ids)))).toBeLessThanOrEqual(1e-5);
+      // The steps read the rows each kernel wrote.
+      for (const id of [4, 17, 2]) expect(maxAbsDiff(await a.step(id), await b.step(id))).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await prompt.dispose();
+      await rows.dispose();
     }
   });
 });

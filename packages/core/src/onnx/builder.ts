@@ -4,6 +4,7 @@ import {
   ATTRIBUTE_TYPE,
   type AttributeProtoJson,
   encodeModel,
+  type GraphProtoJson,
   type NodeProtoJson,
   ONNX_DATA_TYPE,
   type TensorProtoJson,
@@ -43,10 +44,15 @@ export class Value {
 }
 
 /** Attribute values: integers become INT(S), other numbers FLOAT(S); `attr.*` forces a type. */
-export type AttrValue = number | string | number[] | string[] | Tensor | TypedAttr;
+export type AttrValue = number | string | number[] | string[] | Tensor | TypedAttr | GraphAttr;
 export interface TypedAttr {
   readonly kind: 'float' | 'floats' | 'int' | 'ints';
   readonly value: number | number[];
+}
+/** A subgraph attribute (an If's branch), made by `GraphCore.branch`. */
+export interface GraphAttr {
+  readonly kind: 'graph';
+  readonly value: GraphProtoJson;
 }
 export const attr = {
   float: (value: number): TypedAttr => ({ kind: 'float', value }),
@@ -72,6 +78,14 @@ export interface GraphOptions {
   metadata?: Record<string, string>;
 }
 
+/** What a branch graph shares with the graph it belongs to. */
+interface Scope {
+  parent: GraphCore;
+  names: Set<string>;
+  domains: Set<string>;
+  scopes: string[];
+}
+
 const encoder = new TextEncoder();
 
 /**
@@ -88,17 +102,37 @@ export class GraphCore {
   private readonly initializers: TensorProtoJson[] = [];
   private readonly inputs: ValueInfoProtoJson[] = [];
   private readonly outputs: ValueInfoProtoJson[] = [];
-  private readonly names = new Set<string>();
-  private readonly domains = new Set<string>();
-  private readonly scopes: string[] = [];
+  // A branch shares these with its parent: onnxruntime refuses a subgraph value that shadows an
+  // outer one, and the model's opset imports must cover the branches' domains.
+  private readonly names: Set<string>;
+  private readonly domains: Set<string>;
+  private readonly scopes: string[];
+  private readonly parent?: GraphCore;
   private counter = 0;
 
-  constructor(options: GraphOptions = {}) {
-    this.opset = options.opset ?? 21;
+  constructor(options: GraphOptions = {}, scope?: Scope) {
+    this.opset = scope?.parent.opset ?? options.opset ?? 21;
     this.graphName = options.name ?? 'main';
-    this.weights = options.weights;
+    this.weights = scope?.parent.weights ?? options.weights;
     this.producer = options.producer ?? 'llava-mini';
     this.metadata = options.metadata ?? {};
+    this.parent = scope?.parent;
+    this.names = scope?.names ?? new Set();
+    this.domains = scope?.domains ?? new Set();
+    this.scopes = scope?.scopes ?? [];
+  }
+
+  /**
+   * A branch of this graph (an If's then or else): `make` builds an empty graph of the caller's
+   * class that may read this graph's values, `body` fills it and returns its outputs, which are
+   * named afresh and typed `dtypes`.
+   */
+  protected branch<G extends GraphCore>(name: string, make: (options: GraphOptions, scope: Scope) => G, body: (g: G) => Value[], dtypes: DType[]): GraphAttr {
+    const g = make({ name }, { parent: this, names: this.names, domains: this.domains, scopes: [...this.scopes] });
+    const outs = body(g);
+    if (outs.length !== dtypes.length) throw new GraphError(`branch '${name}' returned ${outs.length} values, not ${dtypes.length}`);
+    outs.forEach((v, i) => g.output(v, g.fresh(`${name}_out`), dtypes[i]));
+    return { kind: 'graph', value: g.graphProto() };
   }
 
   /** Run `body` with names prefixed by `prefix/`, so a layer's nodes are easy to find in a viewer. */
@@ -179,7 +213,6 @@ export class GraphCore {
 
   /** Serialize to an ONNX ModelProto. Weights placed in a sink are referenced, not copied. */
   toBytes(): Uint8Array {
-    if (this.outputs.length === 0) throw new GraphError(`graph '${this.graphName}' has no outputs`);
     const opsetImport = [...this.domains].map((domain) => ({ domain, version: domain === '' ? this.opset : 1 }));
     if (!this.domains.has('')) opsetImport.push({ domain: '', version: this.opset });
     return encodeModel({
@@ -187,15 +220,14 @@ export class GraphCore {
       opset_import: opsetImport,
       producer_name: this.producer,
       producer_version: '0.1.0',
-      graph: {
-        name: this.graphName,
-        node: this.nodes,
-        initializer: this.initializers,
-        input: this.inputs,
-        output: this.outputs,
-      },
+      graph: this.graphProto(),
       metadata_props: Object.entries(this.metadata).map(([key, value]) => ({ key, value })),
     });
+  }
+
+  private graphProto(): GraphProtoJson {
+    if (this.outputs.length === 0) throw new GraphError(`graph '${this.graphName}' has no outputs`);
+    return { name: this.graphName, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs };
   }
 
   private fresh(hint: string): string {
@@ -213,8 +245,11 @@ export class GraphCore {
     return new Value(name, this);
   }
 
+  /** Its own values and, in a branch, those of the graphs around it. */
   private own(v: Value): Value {
-    if (!(v instanceof Value) || v.owner !== this) {
+    let g: GraphCore | undefined = this;
+    while (g && v instanceof Value && v.owner !== g) g = g.parent;
+    if (!(v instanceof Value) || !g) {
       throw new GraphError(`value '${(v as Value)?.name}' does not belong to graph '${this.graphName}'`);
     }
     return v;
@@ -250,6 +285,8 @@ function attributeProto(name: string, v: AttrValue): AttributeProtoJson {
   }
   if ('kind' in v) {
     switch (v.kind) {
+      case 'graph':
+        return { name, type: ATTRIBUTE_TYPE.GRAPH, g: v.value };
       case 'float':
         return { name, type: ATTRIBUTE_TYPE.FLOAT, f: v.value as number };
       case 'floats':

@@ -27,6 +27,19 @@ export class Graph extends GraphCore {
     return this.constant(tensor('float32', dims, values));
   }
 
+  // ---- control flow --------------------------------------------------------------------------
+  /**
+   * ONNX If: the values of `then` when the boolean scalar `cond` holds, else those of `otherwise`.
+   * Each branch is a graph of its own that may read this graph's values; only the chosen one runs,
+   * and both read the same weights (one copy in memory).
+   */
+  ifElse(cond: Value, dtypes: DType[], then: (g: Graph) => Value[], otherwise: (g: Graph) => Value[], o?: OpOptions): Value[] {
+    const make = (options: ConstructorParameters<typeof Graph>[0], scope: ConstructorParameters<typeof Graph>[1]) => new Graph(options, scope);
+    const thenBranch = this.branch('then', make, then, dtypes);
+    const elseBranch = this.branch('else', make, otherwise, dtypes);
+    return this.opN('If', [cond], dtypes.length, { then_branch: thenBranch, else_branch: elseBranch }, o);
+  }
+
   // ---- elementwise ---------------------------------------------------------------------------
   add(a: Value, b: Value, o?: OpOptions): Value { return this.op('Add', [a, b], {}, o); }
   sub(a: Value, b: Value, o?: OpOptions): Value { return this.op('Sub', [a, b], {}, o); }

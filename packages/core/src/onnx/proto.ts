@@ -141,6 +141,7 @@ export const ATTRIBUTE_TYPE = {
   INT: 2,
   STRING: 3,
   TENSOR: 4,
+  GRAPH: 5,
   FLOATS: 6,
   INTS: 7,
   STRINGS: 8,
@@ -166,6 +167,7 @@ export interface AttributeProtoJson {
   floats?: number[];
   ints?: number[];
   strings?: Uint8Array[];
+  g?: GraphProtoJson;
 }
 
 export interface NodeProtoJson {
@@ -182,18 +184,20 @@ export interface ValueInfoProtoJson {
   type: { tensor_type: { elem_type: number; shape?: { dim: { dim_value?: number; dim_param?: string }[] } } };
 }
 
+export interface GraphProtoJson {
+  name: string;
+  node: NodeProtoJson[];
+  initializer: TensorProtoJson[];
+  input: ValueInfoProtoJson[];
+  output: ValueInfoProtoJson[];
+}
+
 export interface ModelProtoJson {
   ir_version: number;
   opset_import: { domain: string; version: number }[];
   producer_name: string;
   producer_version: string;
-  graph: {
-    name: string;
-    node: NodeProtoJson[];
-    initializer: TensorProtoJson[];
-    input: ValueInfoProtoJson[];
-    output: ValueInfoProtoJson[];
-  };
+  graph: GraphProtoJson;
   metadata_props: { key: string; value: string }[];
 }
 
