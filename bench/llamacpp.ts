@@ -46,12 +46,12 @@ interface LlamaCppSequence {
 const PAIRS: Record<FormatName, GgufWeights> = { fp32: 'F32', fp16: 'F16', q8: 'Q8_0', q4: 'Q4_0' };
 const GGUF_DIR = path.join(CACHE, 'llamacpp');
 
-async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp | string> {
+async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
   let entry: string;
   try {
     entry = createRequire(path.join(ROOT, 'bench', 'package.json')).resolve('node-llama-cpp');
   } catch {
-    return 'node-llama-cpp is not installed: run `npm ci --prefix bench` (bench/package.json pins node-llama-cpp 3.21.1; about 700 MB of prebuilt binaries), then this command again.';
+    throw new Error('node-llama-cpp is not installed: run `npm ci --prefix bench` (bench/package.json pins node-llama-cpp 3.21.1; about 700 MB of prebuilt binaries), then this command again.');
   }
   return (await import(pathToFileURL(entry).href)) as NodeLlamaCpp;
 }
@@ -121,7 +121,6 @@ export interface LlamaCppOptions {
 
 export async function llamacpp(o: LlamaCppOptions): Promise<{ markdown: string; plots: string[] }> {
   const lib = await loadNodeLlamaCpp();
-  if (typeof lib === 'string') return { markdown: lib, plots: [] };
   const threadCounts = o.threads ?? [os.cpus().length];
   const formats = (o.formats ?? ['fp32', 'q8', 'q4']) as FormatName[];
   for (const f of formats) if (!(f in PAIRS)) throw new Error(`--formats: unknown format ${f} (known: ${Object.keys(PAIRS).join(', ')})`);

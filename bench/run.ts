@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     const t = now();
     let body: string;
     let plots: string[] = [];
+    let failed = false;
     try {
       const r = await s.run();
       body = r.markdown;
@@ -111,13 +112,15 @@ async function main(): Promise<void> {
       if ('childCpuSeconds' in r) meter.addOwn(r.childCpuSeconds as number);
     } catch (err) {
       body = `This table failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+      failed = true;
       log(body);
     }
     const images = plots.map((p) => `![${path.basename(p, '.png')}](${path.relative(path.join(ROOT, 'bench'), p)})`);
     const run = `<sub>Run: \`${command}\`, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${QUICK ? 'quick' : 'full'} mode, ${((now() - t) / 1000).toFixed(0)} s; load: ${meter.report()}.</sub>`;
     const section = [`### ${s.title}`, '', run, '', body, '', ...images].join('\n');
     console.log(`\n${section}\n`);
-    if (record) replaceMarked(RESULTS, `suite-${s.id}`, section);
+    // A failed run keeps the table recorded before it: a stack trace is no result.
+    if (record && !failed) replaceMarked(RESULTS, `suite-${s.id}`, section);
   }
   if (record) {
     const reading = readingFile();
