@@ -46,7 +46,7 @@ interface LlamaCppSequence {
 const PAIRS: Record<FormatName, GgufWeights> = { fp32: 'F32', fp16: 'F16', q8: 'Q8_0', q4: 'Q4_0' };
 const GGUF_DIR = path.join(CACHE, 'llamacpp');
 
-async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
+export async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
   let entry: string;
   try {
     entry = createRequire(path.join(ROOT, 'bench', 'package.json')).resolve('node-llama-cpp');

@@ -12,6 +12,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeBackend } from '@llava-mini/core/node';
@@ -22,6 +23,7 @@ import { CACHE, decoderStepBytes, fmt, log, now, table } from './lib/common.js';
 import { gemvBandwidth, matmulRate } from './hardware.js';
 import { randomImage } from './lib/models.js';
 import { RELEASE, RELEASE_SMALL } from './lib/shapes.js';
+import { llamaCppQuestions, PATCH_ROWS, type VersusResult, type VersusRows, versusTable, writeReleaseGguf } from './versus.js';
 
 const CONTEXT = 4096;
 const SELF = fileURLToPath(import.meta.url);
@@ -66,6 +68,7 @@ interface Answer {
   loadSeconds: number;
   rssAfterLoad: number;
   image: { ttft: number; inputMs: number; encoderMs: number; compressorMs: number; prefusionMs: number; embedMs: number; prefillMs: number; decode: number; tokens: number; rows: number };
+  followUp: { ttft: number; rows: number; prefusionMs: number };
   video?: { ttft: number; encoderMs: number; compressorMs: number; prefusionMs: number; decode: number; tokens: number; rows: number; totalMs: number };
   peakRssAnswering: number;
   peakRss: number;
@@ -73,7 +76,7 @@ interface Answer {
 
 /** The child's side of each step. */
 export async function releaseChild(step: string, json: string): Promise<void> {
-  const a = JSON.parse(json) as { hf: string; out: string; options: TinyOptions; dtype: 'q4' | 'q8'; videoFrames: number };
+  const a = JSON.parse(json) as { hf: string; out: string; options: TinyOptions; dtype: 'q4' | 'q8'; videoFrames: number; gguf: string; rows: VersusRows; vocab: number };
   const t0 = now();
   let result: unknown;
   if (step === 'write') {
@@ -97,8 +100,10 @@ export async function releaseChild(step: string, json: string): Promise<void> {
           ? { kind: 'video', count: a.videoFrames, frames: (async function* () { for (let i = 0; i < a.videoFrames; i++) yield randomImage(100 + i); })() }
           : { kind: 'images', images: [randomImage(1)] },
     } as never);
-    const img = await model.ask('image', 'What is shown in this picture? Describe the scene in detail.', { maxNewTokens: 16 }).done();
+    const chat = model.chat('image');
+    const img = await chat.ask('What is shown in this picture? Describe the scene in detail.', { maxNewTokens: 16 }).done();
     const it = img.timings;
+    const fu = await chat.ask('And what colour is the largest object?', { maxNewTokens: 4 }).done();
     // --video-frames=0 skips the video question (its pre-fusion over every frame is most of the run).
     const vid = a.videoFrames > 0 ? await model.ask('video', 'What happens in this video?', { maxNewTokens: 8 }).done() : undefined;
     const vt = vid?.timings;
@@ -108,11 +113,16 @@ export async function releaseChild(step: string, json: string): Promise<void> {
       loadSeconds,
       rssAfterLoad,
       image: { ttft: it.timeToFirstTokenMs, inputMs: it.inputMs, encoderMs: it.encoderMs, compressorMs: it.compressorMs, prefusionMs: it.prefusionMs, embedMs: it.embedMs, prefillMs, decode: it.decodeTokensPerSecond, tokens: img.ids.length, rows: img.llmInputTokens },
+      followUp: { ttft: fu.timings.timeToFirstTokenMs, rows: fu.llmInputTokens, prefusionMs: fu.timings.prefusionMs },
       video: vid && vt ? { ttft: vt.timeToFirstTokenMs, encoderMs: vt.encoderMs, compressorMs: vt.compressorMs, prefusionMs: vt.prefusionMs, decode: vt.decodeTokensPerSecond, tokens: vid.ids.length, rows: vid.llmInputTokens, totalMs: vt.totalMs } : undefined,
       peakRssAnswering: peak,
       peakRss: process.resourceUsage().maxRSS * 1024,
     } satisfies Answer;
     await parts.dispose();
+  } else if (step === 'gguf') {
+    result = writeReleaseGguf(a.hf, a.gguf);
+  } else if (step === 'llamacpp') {
+    result = await llamaCppQuestions(a.gguf, a.rows, a.vocab);
   } else {
     throw new Error(`unknown release step ${step}`);
   }
@@ -125,6 +135,8 @@ export interface ReleaseOptions {
   dtypes: ('q4' | 'q8')[];
   /** Frames of the video question (0: no video question). */
   videoFrames: number;
+  /** Also ask llama.cpp the same questions LLaVA-1.5 style, on the same LLM at Q4_0 (issue 25). */
+  versus: boolean;
 }
 
 export async function release(o: ReleaseOptions): Promise<{ markdown: string; plots: string[] }> {
@@ -134,7 +146,8 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
   // Disk: the bf16/fp32 checkpoint, plus one converted model at a time (deleted before the next), plus 10 %.
   const checkpointBytes = 2 * (p.llm + p.embed + p.head + p.prefusion) + 4 * p.clip;
   const convertedBytes = (p.llm + p.head + p.embed + p.prefusion) * (o.dtypes.includes('q8') ? 1.13 : 0.63) + 4 * p.clip; // blocks of 32 with fp32 scales; CLIP stays fp32
-  const need = 1.1 * (checkpointBytes + convertedBytes);
+  const ggufBytes = o.versus ? (p.llm + p.embed + p.head) * (18 / 32) : 0; // Q4_0: 18 bytes per block of 32
+  const need = 1.1 * (checkpointBytes + convertedBytes + ggufBytes);
   fs.mkdirSync(CACHE, { recursive: true });
   const st = fs.statfsSync(CACHE);
   const free = st.bavail * st.bsize;
@@ -149,6 +162,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
   const hf = path.join(work, 'hf');
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
+  const versus: string[] = [];
   // Interrupted (Ctrl-C, a timeout's SIGTERM): the running step ends and the work folder goes too.
   const onSignal = (signal: NodeJS.Signals) => {
     running?.kill('SIGKILL');
@@ -165,6 +179,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
       const out = path.join(work, dtype);
       const c = await child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
       const a = await child<Answer>('answer', { out, videoFrames: o.videoFrames });
+      if (o.versus && dtype === 'q4') versus.push(await versusSection(a, hf, path.join(work, 'llm-q4_0.gguf'), o.videoFrames, options));
       const stepBytes = decoderStepBytes({ model: path.join(out, GRAPH_FILES.llm), embeddings: path.join(out, GRAPH_FILES.embeddings) });
       const bound = bandwidth / stepBytes;
       const prefillFlops = 2 * p.llm; // per token, the lm_head excluded (only the last row's logits)
@@ -202,6 +217,30 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
     '',
     ...notes.map((n) => `- ${n}`),
     `- The work folder ${o.keep ? `was kept: ${work}` : 'was removed after the run'}.`,
+    ...versus,
   ].join('\n');
   return { markdown, plots: [] };
+}
+
+/** llama.cpp asked the same questions as the q4 answer step `a`, LLaVA-1.5 style, on the same LLM. */
+async function versusSection(a: Answer, hf: string, gguf: string, frames: number, options: TinyOptions): Promise<string> {
+  if (!a.video) throw new Error('--versus needs the video question (--video-frames above 0)');
+  const g = await child<{ seconds: number; bytes: number }>('gguf', { hf, gguf });
+  // Their rows: our text rows (each question's rows less one per picture) plus 576 per picture.
+  const rows: VersusRows = { image: a.image.rows - 1 + PATCH_ROWS, followUp: a.followUp.rows, video: a.video.rows - frames + frames * PATCH_ROWS };
+  const vocab = (JSON.parse(fs.readFileSync(path.join(hf, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size;
+  const theirs = await child<VersusResult>('llamacpp', { gguf, rows, vocab });
+  fs.rmSync(gguf, { force: true });
+  const ours = {
+    image: { ttft: a.image.ttft, encoderMs: a.image.encoderMs, rows: a.image.rows, decode: a.image.decode },
+    followUp: { ttft: a.followUp.ttft, rows: a.followUp.rows },
+    video: { ttft: a.video.ttft, encoderMs: a.video.encoderMs, rows: a.video.rows },
+    peakRss: a.peakRssAnswering,
+  };
+  return [
+    '',
+    `**Against llama.cpp, LLaVA-1.5 style (issue 25).** The same LLM (these shapes, the same random weights) as a Q4_0 GGUF (${fmt(g.bytes / 1e9, 2)} GB, written in ${fmt(g.seconds, 0)} s) in node-llama-cpp 3.21.1's CPU build, ${os.cpus().length} threads, loaded in ${fmt(theirs.loadSeconds, 1)} s; ours the q4 folder above. Each picture is 576 rows of its prompt, which go through all ${options.numHiddenLayers} layers; its CLIP time is ours (the same encoder). Times to the first token, one run each, in one sitting.`,
+    '',
+    versusTable(ours, theirs, rows, frames, { llm: options.numHiddenLayers as number, prefusion: options.prefusionLayers as number }),
+  ].join('\n');
 }

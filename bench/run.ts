@@ -75,7 +75,7 @@ const SECTIONS: Section[] = [
     id: 'release',
     title: "7. The release's shapes end to end (8B + CLIP-L, random weights)",
     optional: true,
-    run: () => release({ scale: option('scale') === 'small' ? 'small' : 'full', keep: flag('keep'), dtypes: listOption('dtypes', ['q4', 'q8']) as ('q4' | 'q8')[], videoFrames: videoFrames() }),
+    run: () => release({ scale: option('scale') === 'small' ? 'small' : 'full', keep: flag('keep'), dtypes: listOption('dtypes', ['q4', 'q8']) as ('q4' | 'q8')[], videoFrames: videoFrames(), versus: flag('versus') }),
   },
 ];
 
