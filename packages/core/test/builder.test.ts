@@ -135,6 +135,24 @@ describe('graph builder: the same graph gives the same result on node CPU and we
       23,
     );
   });
+
+  it('If: each branch reads the outer values and its own constants, and only the chosen one gives the result', async () => {
+    const x = f([2, 3], 33);
+    const flag = (on: boolean) => tensor('bool', [], Uint8Array.of(on ? 1 : 0));
+    const run = (cond: Tensor) =>
+      runBoth({ x, cond } as Record<string, Tensor>, (g, v) => {
+        const doubled = g.add(v.x, v.x); // computed outside, read inside
+        const [y] = g.ifElse(
+          v.cond,
+          ['float32'],
+          (b) => [b.mul(doubled, b.float(3))],
+          (b) => [b.sigmoid(b.slice(doubled, [0], [1], [0]))], // another shape: branches may differ
+        );
+        return y;
+      });
+    expect(maxAbsDiff(await run(flag(true)), x.data.map((a) => 6 * a))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(await run(flag(false)), x.data.subarray(0, 3).map((a) => 1 / (1 + Math.exp(-2 * a))))).toBeLessThan(1e-6);
+  });
 });
 
 describe('graph builder: structure and errors', () => {
@@ -154,6 +172,22 @@ describe('graph builder: structure and errors', () => {
     expect(() => b.sigmoid(x)).toThrow(GraphError);
     expect(() => a.input('x', 'float32', [1])).toThrow(/already used/);
     expect(() => b.toBytes()).toThrow(/no outputs/);
+  });
+  it('keeps a branch to its own and its outer graphs: a sibling branch\'s value is refused, names stay unique across both', () => {
+    const g = new Graph();
+    const x = g.input('x', 'float32', [1]);
+    let leaked: Value | undefined;
+    g.ifElse(
+      g.input('c', 'bool', []),
+      ['float32'],
+      (b) => [(leaked = b.neg(x, { name: 'inner' }))],
+      (b) => {
+        expect(() => b.sigmoid(leaked as Value)).toThrow(GraphError);
+        expect(() => b.neg(x, { name: 'inner' })).toThrow(/already used/);
+        return [x];
+      },
+    );
+    expect(() => g.sigmoid(leaked as Value)).toThrow(GraphError);
   });
 });
 
