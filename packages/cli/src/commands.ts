@@ -69,6 +69,7 @@ export interface ConvertFlags {
   target: string;
   clip?: string;
   context?: string;
+  blockSize?: string;
   force?: boolean;
   encoderDtype?: string;
   compressorDtype?: string;
@@ -91,6 +92,7 @@ export async function convertCommand(checkpoint: string, flags: ConvertFlags): P
       stageDtypes,
       clipDir: flags.clip,
       contextLength: flags.context === undefined ? undefined : int(flags.context, '--context'),
+      blockSize: flags.blockSize === undefined ? undefined : Number(flags.blockSize),
       force: flags.force === true,
     }, view);
     view.stop();

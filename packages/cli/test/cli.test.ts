@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { decodeModel } from '@llava-mini/core';
 import { ASSETS, cli as run } from './fixtures.js';
 
 const IMAGE = path.join(ASSETS, 'house.png');
@@ -48,6 +49,14 @@ describe('llava-mini CLI', () => {
     expect(c.code).toBe(0);
     expect(c.stdout).toMatch(/llm q8/);
     expect(cli('ask', '--model', out, '--image', IMAGE, '--prompt', 'Hi', '--json', '--max-new-tokens', '2').code).toBe(0);
+    // --block-size reaches the LLM's MatMulNBits nodes.
+    const q4 = path.join(root, 'converted-q4-128');
+    expect(cli('convert', hf, '--out', q4, '--dtype', 'q4', '--block-size', '128').code).toBe(0);
+    const blocks = decodeModel(new Uint8Array(fs.readFileSync(path.join(q4, 'llm.onnx'))))
+      .graph.node.filter((n) => n.op_type === 'MatMulNBits')
+      .map((n) => n.attribute.find((a) => a.name === 'block_size')?.i);
+    expect(blocks.length).toBeGreaterThan(0);
+    expect(new Set(blocks)).toEqual(new Set([128]));
   });
 
   it('bad input: a one-line message and a non-zero exit', () => {
@@ -61,6 +70,7 @@ describe('llava-mini CLI', () => {
       [['ask', '--model', model, '--image', IMAGE, '--prompt', 'x', '--temperature', '-1'], 1, /^llava-mini: INVALID_OPTION: temperature/],
       [['convert', model, '--out', path.join(root, 'x')], 1, /^llava-mini: MODEL_FILES: .*no model.safetensors or model.safetensors.index.json/],
       [['ask', '--model', model, '--prompt', 'x', '--dtype', 'int3'], 2, /^error: option .* argument 'int3' is invalid/],
+      [['convert', model, '--out', path.join(root, 'x'), '--block-size', '100'], 2, /^error: option .* argument '100' is invalid/],
     ];
     for (const [args, code, message] of cases) {
       const r = cli(...args);
