@@ -14,6 +14,7 @@ export default defineConfig({
     batch: path.join(root, 'bench', 'batch.ts'),
     serve: path.join(root, 'bench', 'serve.ts'),
     kv: path.join(root, 'bench', 'kv.ts'),
+    'quant-prefill': path.join(root, 'bench', 'quant-prefill.ts'),
     'follow-up': path.join(root, 'bench', 'follow-up.ts'),
     structured: path.join(root, 'bench', 'structured.ts'),
     soak: path.join(root, 'bench', 'soak.ts'),
