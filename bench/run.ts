@@ -35,7 +35,7 @@ import { peer } from './peer.js';
 import { release, releaseChild } from './release.js';
 
 /** Benches that are programs of their own: each reads its own options and records its own RESULTS.md section. */
-const PROGRAMS = ['llm', 'kv', 'quant-prefill', 'prefusion', 'convert-memory', 'batch', 'serve', 'follow-up', 'structured', 'live', 'browser-release', 'soak', 'misbehave'];
+const PROGRAMS = ['llm', 'kv', 'quant-prefill', 'prefusion', 'convert-memory', 'batch', 'serve', 'follow-up', 'structured', 'live', 'browser-release', 'soak', 'misbehave', 'isolation'];
 /** `stages`: the benches packages own (llm's, prefusion's, pipeline's and batch's `npm run bench` each run theirs). */
 const STAGES = ['llm', 'prefusion', 'convert-memory', 'batch'];
 

@@ -15,6 +15,7 @@ export default defineConfig({
     serve: path.join(root, 'bench', 'serve.ts'),
     kv: path.join(root, 'bench', 'kv.ts'),
     'quant-prefill': path.join(root, 'bench', 'quant-prefill.ts'),
+    isolation: path.join(root, 'bench', 'isolation.ts'),
     'follow-up': path.join(root, 'bench', 'follow-up.ts'),
     structured: path.join(root, 'bench', 'structured.ts'),
     soak: path.join(root, 'bench', 'soak.ts'),
