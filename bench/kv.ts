@@ -41,14 +41,15 @@ async function checkpoint(): Promise<{ dir: string; config: LlamaConfig }> {
   return { dir, config: readLlamaConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))) };
 }
 
-function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: KvCacheMode): { model: string; embeddings: string } {
-  const dir = path.join(DIR, `${format}-${kvCache}-v3p`); // v3: the manifest version of the graph format; p: with the prompt kernel
+function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: KvCacheMode, promptKernel = true): { model: string; embeddings: string } {
+  // v3: the manifest version of the graph format; p: with the prompt kernel, n: without it
+  const dir = path.join(DIR, `${format}-${kvCache}-v3${promptKernel ? 'p' : 'n'}`);
   const done = path.join(dir, 'done');
   if (!fs.existsSync(done)) {
     log(`building ${format} ${kvCache} graphs (once)...`);
     const src = Checkpoint.open(ck);
     try {
-      writeLlamaModel(dir, src, config, { format: FORMAT_OPTIONS[format], maxPositions: MAX_SEQUENCE, kvCache });
+      writeLlamaModel(dir, src, config, { format: FORMAT_OPTIONS[format], maxPositions: MAX_SEQUENCE, kvCache, promptKernel });
     } finally {
       src.close();
     }
@@ -184,26 +185,56 @@ async function ratioSection(ck: { dir: string; config: LlamaConfig }, out: (s?: 
   out('');
 }
 
-/** Issue 25's goal: ~100 against ~8,000 positions, the default 'rows' decoder, per weight format. */
+/** Prompt tokens/s of a fresh sequence given `n` rows, per model (models alternate within each of `rounds`; medians). */
+async function prefillRates(models: LlamaModel[], n: number, rounds: number): Promise<number[]> {
+  const times: number[][] = models.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, model] of models.entries()) {
+      const seq = model.sequence();
+      const ids = fillerIds(n, model.config.vocabSize, r);
+      const t = now();
+      await seq.prefill(await model.embed(ids));
+      times[i].push(now() - t);
+      seq.dispose();
+    }
+  }
+  return times.map((t) => n / (median(t) / 1000));
+}
+
+/**
+ * Issue 25's goals for the default 'rows' decoder, per weight format: decode at ~8,000 against ~100
+ * positions, and a long prompt with the prompt kernel (GroupQueryAttention) against without it.
+ */
 async function goalSection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
   const c = ck.config;
   const [t] = await cpuTargets(BACKENDS);
   const rows: (string | number)[][] = [];
+  const prefill: (string | number)[][] = [];
+  const PROMPT = QUICK ? 1024 : 4096;
   for (const format of FORMATS) {
-    const model = await LlamaModel.create(t.backend, graphs(ck.dir, c, format, 'rows'), { config: c, device: t.device, maxSequence: MAX_SEQUENCE });
+    const open = (promptKernel: boolean) => LlamaModel.create(t.backend, graphs(ck.dir, c, format, 'rows', promptKernel), { config: c, device: t.device, maxSequence: MAX_SEQUENCE });
+    const [model, without] = [await open(true), await open(false)];
     try {
       const r = await alternating(model, 100, 8000);
       const [bs, bl] = r.lengths.map((L) => stepBytes(c, L, layerWeightBytes(c, format)));
       const ratio = r.long / r.short;
       rows.push([format, r.lengths.join(' / '), fmt(r.short), fmt(r.long), `${fmt(ratio, 2)}x`, `${fmt((bl.weights + bl.kv) / (bs.weights + bs.kv), 2)}x`, fmt(bl.kv / 1e6, 0), ratio <= 1.6 ? 'met' : 'not met']);
       log(`  goal ${format}: ${fmt(r.short)} vs ${fmt(r.long)} ms`);
+      const [withKernel, withoutKernel] = await prefillRates([model, without], PROMPT, QUICK ? 1 : 2);
+      prefill.push([format, fmt(withKernel), fmt(withoutKernel), `${fmt(withKernel / withoutKernel, 2)}x`]);
+      log(`  prefill ${format}: ${fmt(withKernel)} vs ${fmt(withoutKernel)} tok/s`);
     } finally {
       await model.dispose();
+      await without.dispose();
     }
   }
   out(`**${t.label}: long-context decode, the goal row** (the default 'rows' decoder; a ~100-position and a ~8,000-position sequence stepping alternately, ${2 * STEPS} steps each after 6 warm-up; medians; the KV cache is float32 in every format). Goal: <= 1.6x.`);
   out('');
   out(table(['weights', 'cached positions', 'short ms', 'long ms', 'long / short', 'predicted (weights + KV bytes)', 'KV MB read at ~8,000', 'goal'], rows));
+  out('');
+  out(`**${t.label}: a ${PROMPT}-token prompt** (chunks of 512 rows; medians of alternating runs), the graph with the prompt kernel (each chunk through GroupQueryAttention) against the same graph without it (every chunk through the decode kernel, as before).`);
+  out('');
+  out(table(['weights', 'prompt kernel tok/s', 'decode kernel only tok/s', 'speed-up'], prefill));
   out('');
 }
 

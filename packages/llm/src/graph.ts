@@ -31,6 +31,12 @@ export interface LlamaGraphOptions extends EmbeddingGraphOptions {
    * share one buffer, written in place, and the present (the whole cache) is an output.
    */
   kvCache?: KvCacheMode;
+  /**
+   * 'rows' mode: a run of one sequence with PROMPT_KERNEL_MIN_ROWS rows or more goes through
+   * GroupQueryAttention (default true); false leaves every run to the decode kernel, as graphs
+   * written before it did (the benches compare the two).
+   */
+  promptKernel?: boolean;
 }
 
 export type KvCacheMode = 'rows' | 'shared';
@@ -90,21 +96,23 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
       causalBias: g.input(LLAMA_IO.causalBias, dtype, ['sequence', 'sequence']),
       cosCache,
       sinCache,
-      ...promptInputs(g, positionIds),
     };
     // A prompt of one sequence runs through the kernel made for many rows, a decode step (or a
     // batch of them) through the one that only reads the cache; both branches share the weights.
-    const dims = g.shape(positionIds);
-    const one = (i: number) => g.gather(dims, g.int64(i));
-    const isPrompt = g.op('And', [g.equal(one(0), g.int64(1)), g.op('Greater', [one(1), g.int64(PROMPT_KERNEL_MIN_ROWS - 1)])]);
+    const prompt = o.promptKernel === false ? undefined : { io: { ...io, ...promptInputs(g, positionIds) }, when: isPromptRun(g, positionIds) };
     layerAttention = (l) => (q, k, v) => {
       const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
       const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
-      const rows = (kernel: typeof promptAttention) => (b: Graph) => {
-        const r = kernel(b, c, io, pastKey, pastValue, q, k, v);
+      const decode = (b: Graph) => {
+        const r = rowsAttention(b, c, io, pastKey, pastValue, q, k, v);
         return [r.out, r.newKey, r.newValue];
       };
-      const [out, newKey, newValue] = g.ifElse(isPrompt, [dtype, dtype, dtype], rows(promptAttention), rows(rowsAttention));
+      const [out, newKey, newValue] = !prompt
+        ? decode(g)
+        : g.ifElse(prompt.when, [dtype, dtype, dtype], (b) => {
+            const r = promptAttention(b, c, prompt.io, pastKey, pastValue, q, k, v);
+            return [r.out, r.newKey, r.newValue];
+          }, decode);
       g.output(newKey, LLAMA_IO.newKey(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
       g.output(newValue, LLAMA_IO.newValue(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
       return out;
@@ -136,6 +144,13 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
   const logits32 = dtype === 'float32' ? logits : g.cast(logits, 'float32');
   g.output(g.reshape(logits32, [-1, c.vocabSize]), LLAMA_IO.logits, 'float32', [B, c.vocabSize]);
   return g;
+}
+
+/** Whether a run is one sequence's run of PROMPT_KERNEL_MIN_ROWS rows or more, from its position ids [B, S]. */
+function isPromptRun(g: Graph, positionIds: Value): Value {
+  const dims = g.shape(positionIds);
+  const dim = (i: number) => g.gather(dims, g.int64(i));
+  return g.op('And', [g.equal(dim(0), g.int64(1)), g.op('Greater', [dim(1), g.int64(PROMPT_KERNEL_MIN_ROWS - 1)])]);
 }
 
 /** GroupQueryAttention's view of a single sequence's run, from its position ids [1, S]. */

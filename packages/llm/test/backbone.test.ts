@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
 import { argmax as refArgmax, RefLlama, refLlamaConfig } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
-import { numel, type Tensor, tensor } from '@llava-mini/core';
+import { modelNodes, numel, type Tensor, tensor } from '@llava-mini/core';
 import { buildLlamaGraph, LLAMA_IO, LlamaModel } from '../src/index.js';
 import { PROMPT_KERNEL_MIN_ROWS } from '../src/attention.js';
 import { openModel, tinyLlm, type TinyLlm } from './helpers.js';
@@ -94,6 +94,17 @@ describe('backbone: the prompt kernel', () => {
     } finally {
       await model.dispose();
     }
+  });
+
+  it('is one If per layer over shared weights, and promptKernel: false leaves it out', async () => {
+    const tiny = await tinyLlm({ seed: 27 });
+    const ops = (promptKernel?: boolean) => modelNodes(buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 64, promptKernel }).toBytes()).map((n) => n.opType);
+    const withKernel = ops();
+    expect(withKernel.filter((op) => op === 'If')).toHaveLength(tiny.config.numLayers);
+    expect(ops(false)).not.toContain('If');
+    // The branches hold no weights of their own: the graph with both kernels is no bigger in weights.
+    const bytes = (promptKernel?: boolean) => buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 64, promptKernel }).toBytes().length;
+    expect(bytes() - bytes(false)).toBeLessThan(64 * 1024);
   });
 
   it.each(backends)('gives the cache rows the decode kernel gives on $label', async ({ backend, device }) => {
