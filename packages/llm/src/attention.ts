@@ -1,6 +1,8 @@
 import { attr, type Graph, type Value } from '@llava-mini/core';
 import type { LlamaConfig } from './config.js';
 
+const INT64_MAX = Number.MAX_SAFE_INTEGER;
+
 /** Values every layer's cache-reading attention shares (graph inputs and the RoPE tables). */
 export interface RowsAttentionInputs {
   /** int64 [B, S]: the position of each new row (its sequence's cached length + its index). */
@@ -13,26 +15,40 @@ export interface RowsAttentionInputs {
   sinCache: Value;
 }
 
-/** What the prompt kernel (GroupQueryAttention) is told instead, derived from the position ids of a single sequence. */
-export interface PromptAttentionInputs {
-  /** int32 [1]: the last new row's position (total length - 1). */
-  seqlensK: Value;
-  /** int32 scalar: the total length. */
-  totalLength: Value;
-  /** int64 [1] each: the new rows' first position and one past the last. */
-  firstPosition: Value;
-  endPosition: Value;
-}
-
 /**
- * Runs of more query rows than this (a prompt, a follow-up's prompt, a video's frame rows) go
+ * Runs of this many query rows or more (a prompt, a follow-up's prompt, a video's frame rows) go
  * through GroupQueryAttention, whose kernel computes each head's scores in one buffer in place;
  * rowsAttention's concatenated, masked and sliced score tensors cost more than its copy of the
- * cache once a run has a few dozen rows (bench/RESULTS.md, "Long contexts").
+ * cache once a run has a few dozen rows (bench/RESULTS.md, "Long contexts": the crossover table).
  */
 export const PROMPT_KERNEL_MIN_ROWS = 33;
 
-const INT64_MAX = Number.MAX_SAFE_INTEGER;
+/**
+ * What GroupQueryAttention is told instead of the biases, derived from the position ids of a run of
+ * one sequence [1, S]. It assumes what the cache strategies do: the held rows are the cache's first
+ * rows (past_bias is not read) and the new rows' positions run on from them, so the last position
+ * + 1 is the total length and the new rows land at total - S .. total - 1.
+ */
+export interface PromptAttentionInputs {
+  /** bool scalar: a run of one sequence with PROMPT_KERNEL_MIN_ROWS rows or more. */
+  isPrompt: Value;
+  /** int32 [1]: total length - 1. */
+  seqlensK: Value;
+  /** int32 scalar: the total length. */
+  totalLength: Value;
+  /** int64 [1] each: where the new rows are in GroupQueryAttention's present, and one past them. */
+  firstRow: Value;
+  endRow: Value;
+}
+
+export function promptAttentionInputs(g: Graph, positionIds: Value): PromptAttentionInputs {
+  const dims = g.shape(positionIds); // [B, S]
+  const dim = (i: number) => g.slice(dims, [i], [i + 1], [0]);
+  const isPrompt = g.reshape(g.and(g.equal(dim(0), g.int64s([1])), g.greater(dim(1), g.int64s([PROMPT_KERNEL_MIN_ROWS - 1]))), []);
+  const endRow = g.add(g.slice(g.reshape(positionIds, [-1]), [-1], [INT64_MAX], [0]), g.int64s([1]));
+  const seqlensK = g.cast(g.sub(endRow, g.int64s([1])), 'int32');
+  return { isPrompt, seqlensK, totalLength: g.reshape(g.cast(endRow, 'int32'), []), firstRow: g.sub(endRow, dim(1)), endRow };
+}
 
 /**
  * Attention of S new rows over a KV cache the graph only reads, for runtimes whose fetched
@@ -86,11 +102,11 @@ export function rowsAttention(g: Graph, c: LlamaConfig, io: RowsAttentionInputs,
  * held rows, which a long run amortizes); the new rows are sliced back out, so both kernels have the
  * same outputs.
  */
-export function promptAttention(g: Graph, c: LlamaConfig, io: RowsAttentionInputs & PromptAttentionInputs, pastKey: Value, pastValue: Value, q: Value, k: Value, v: Value): { out: Value; newKey: Value; newValue: Value } {
+export function promptAttention(g: Graph, c: LlamaConfig, io: Pick<RowsAttentionInputs, 'cosCache' | 'sinCache'> & PromptAttentionInputs, pastKey: Value, pastValue: Value, q: Value, k: Value, v: Value): { out: Value; newKey: Value; newValue: Value } {
   const [out, presentKey, presentValue] = g.groupQueryAttention(
     { query: q, key: k, value: v, pastKey, pastValue, seqlensK: io.seqlensK, totalSequenceLength: io.totalLength, cosCache: io.cosCache, sinCache: io.sinCache },
     { numHeads: c.numHeads, kvNumHeads: c.numKvHeads },
   );
-  const newRows = (present: Value) => g.op('Slice', [present, io.firstPosition, io.endPosition, g.int64s([2])]); // [1, K, S, D]
+  const newRows = (present: Value) => g.op('Slice', [present, io.firstRow, io.endRow, g.int64s([2])]); // [1, K, S, D]
   return { out, newKey: newRows(presentKey), newValue: newRows(presentValue) };
 }

@@ -11,7 +11,7 @@ import {
   type WeightSource,
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
-import { PROMPT_KERNEL_MIN_ROWS, promptAttention, rowsAttention } from './attention.js';
+import { promptAttention, promptAttentionInputs, rowsAttention } from './attention.js';
 import { type BlockQuant, type EmbeddingGraphOptions, floatTensor, shapeNote, tokenEmbeddings } from './embedding.js';
 import { LLAMA_IO } from './io.js';
 import { llamaLayer } from './layer.js';
@@ -58,7 +58,10 @@ const INT64_MAX = Number.MAX_SAFE_INTEGER;
  * - 'rows': `past_key_values.*` are inputs only; `position_ids` [B, S], `past_bias` [B, 1, 1, 1,
  *   capacity] (0 for held rows, -inf beyond) and `causal_bias` [S, S] say what each new row sees;
  *   the outputs `new_key_values.{l}.*` [B, kvHeads, S, headDim] are the new rows, which the caller
- *   writes into its cache. B > 1 decodes several sequences in one run.
+ *   writes into its cache. B > 1 decodes several sequences in one run. A run of one sequence with
+ *   PROMPT_KERNEL_MIN_ROWS rows or more takes GroupQueryAttention, which reads neither bias: the
+ *   held rows must be the cache's first rows and the positions must run on from them (the cache
+ *   strategies feed exactly that).
  * - 'shared' (B = 1): the caller passes the same tensor as `past_key_values.{l}.key` and as the
  *   fetch for `present.{l}.key`, so GroupQueryAttention writes the S new rows in place at positions
  *   total-S .. total-1. `seqlens_k` = [total - 1], `total_sequence_length` = total.
@@ -99,7 +102,7 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
     };
     // A prompt of one sequence runs through the kernel made for many rows, a decode step (or a
     // batch of them) through the one that only reads the cache; both branches share the weights.
-    const prompt = o.promptKernel === false ? undefined : { io: { ...io, ...promptInputs(g, positionIds) }, when: isPromptRun(g, positionIds) };
+    const prompt = o.promptKernel === false ? undefined : { ...io, ...promptAttentionInputs(g, positionIds) };
     layerAttention = (l) => (q, k, v) => {
       const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
       const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
@@ -109,8 +112,8 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
       };
       const [out, newKey, newValue] = !prompt
         ? decode(g)
-        : g.ifElse(prompt.when, [dtype, dtype, dtype], (b) => {
-            const r = promptAttention(b, c, prompt.io, pastKey, pastValue, q, k, v);
+        : g.ifElse(prompt.isPrompt, [dtype, dtype, dtype], (b) => {
+            const r = promptAttention(b, c, prompt, pastKey, pastValue, q, k, v);
             return [r.out, r.newKey, r.newValue];
           }, decode);
       g.output(newKey, LLAMA_IO.newKey(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
@@ -144,22 +147,6 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
   const logits32 = dtype === 'float32' ? logits : g.cast(logits, 'float32');
   g.output(g.reshape(logits32, [-1, c.vocabSize]), LLAMA_IO.logits, 'float32', [B, c.vocabSize]);
   return g;
-}
-
-/** Whether a run is one sequence's run of PROMPT_KERNEL_MIN_ROWS rows or more, from its position ids [B, S]. */
-function isPromptRun(g: Graph, positionIds: Value): Value {
-  const dims = g.shape(positionIds);
-  const dim = (i: number) => g.gather(dims, g.int64(i));
-  return g.op('And', [g.equal(dim(0), g.int64(1)), g.op('Greater', [dim(1), g.int64(PROMPT_KERNEL_MIN_ROWS - 1)])]);
-}
-
-/** GroupQueryAttention's view of a single sequence's run, from its position ids [1, S]. */
-function promptInputs(g: Graph, positionIds: Value) {
-  const flat = g.reshape(positionIds, [-1]);
-  const firstPosition = g.slice(flat, [0], [1], [0]);
-  const last = g.slice(flat, [-1], [INT64_MAX], [0]);
-  const seqlensK = g.cast(last, 'int32');
-  return { seqlensK, totalLength: g.reshape(g.add(seqlensK, g.int32(1)), []), firstPosition, endPosition: g.add(last, g.int64(1)) };
 }
 
 function headWeight(src: WeightSource, c: LlamaConfig): Tensor {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
 import { argmax as refArgmax, RefLlama, refLlamaConfig } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
-import { modelNodes, numel, type Tensor, tensor } from '@llava-mini/core';
+import { decodeModel, numel, type Tensor, tensor } from '@llava-mini/core';
 import { buildLlamaGraph, LLAMA_IO, LlamaModel } from '../src/index.js';
 import { PROMPT_KERNEL_MIN_ROWS } from '../src/attention.js';
 import { openModel, tinyLlm, type TinyLlm } from './helpers.js';
@@ -96,15 +96,52 @@ describe('backbone: the prompt kernel', () => {
     }
   });
 
-  it('is one If per layer over shared weights, and promptKernel: false leaves it out', async () => {
+  it('is one If per layer whose branches hold no weights, and promptKernel: false leaves it out', async () => {
     const tiny = await tinyLlm({ seed: 27 });
-    const ops = (promptKernel?: boolean) => modelNodes(buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 64, promptKernel }).toBytes()).map((n) => n.opType);
-    const withKernel = ops();
-    expect(withKernel.filter((op) => op === 'If')).toHaveLength(tiny.config.numLayers);
-    expect(ops(false)).not.toContain('If');
-    // The branches hold no weights of their own: the graph with both kernels is no bigger in weights.
-    const bytes = (promptKernel?: boolean) => buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 64, promptKernel }).toBytes().length;
-    expect(bytes() - bytes(false)).toBeLessThan(64 * 1024);
+    const model = (promptKernel?: boolean) => decodeModel(buildLlamaGraph(tiny.src, tiny.config, { maxPositions: 64, promptKernel }).toBytes());
+    const ifs = model().graph.node.filter((n) => n.op_type === 'If');
+    expect(ifs).toHaveLength(tiny.config.numLayers);
+    for (const node of ifs) {
+      const branches = node.attribute.map((a) => a.g).filter((g) => g !== undefined);
+      expect(branches).toHaveLength(2);
+      // Only shape and index constants: the weights (and the RoPE tables) stay in the outer graph, read once.
+      for (const b of branches) for (const t of b.initializer) expect(t.raw_data?.length ?? 0).toBeLessThanOrEqual(64); // 8 int64s at most
+    }
+    expect(model(false).graph.node.map((n) => n.op_type)).not.toContain('If');
+  });
+
+  // GroupQueryAttention reads no past_bias (it takes the held rows from the positions), so a held row
+  // masked by past_bias is seen by a run that takes the prompt kernel and hidden from one that does not.
+  it.each(backends)('runs exactly where it should: one sequence of PROMPT_KERNEL_MIN_ROWS rows, not fewer, not a batch, on $label', async ({ backend, device }) => {
+    const tiny = await tinyLlm({ seed: 28, std: 0.1 });
+    const c = tiny.config;
+    const session = await backend.createSession(buildLlamaGraph(tiny.src, c, { maxPositions: 128 }).toBytes(), { device });
+    const run = async (B: number, S: number, masked: boolean) => {
+      const cap = 1 + S;
+      const kv = [B, c.numKvHeads, cap, c.headDim];
+      const feeds: Record<string, Tensor> = {
+        [LLAMA_IO.inputsEmbeds]: tensor('float32', [B, 0, c.hiddenSize], new Float32Array(0)),
+        [LLAMA_IO.inputIds]: tensor('int64', [B, S], BigInt64Array.from({ length: B * S }, (_, i) => BigInt((i * 7 + 3) % c.vocabSize))),
+        [LLAMA_IO.positionIds]: tensor('int64', [B, S], BigInt64Array.from({ length: B * S }, (_, i) => BigInt(1 + (i % S)))),
+        // Row 0 held (or masked), the rest of the capacity unheld.
+        [LLAMA_IO.pastBias]: tensor('float32', [B, 1, 1, 1, cap], Float32Array.from({ length: B * cap }, (_, i) => (i % cap === 0 && !masked ? 0 : -Infinity))),
+        [LLAMA_IO.causalBias]: tensor('float32', [S, S], Float32Array.from({ length: S * S }, (_, i) => (i % S <= Math.floor(i / S) ? 0 : -Infinity))),
+      };
+      for (let l = 0; l < c.numLayers; l++) {
+        feeds[LLAMA_IO.pastKey(l)] = tensor('float32', kv, Float32Array.from({ length: numel(kv) }, (_, i) => Math.sin(i + l)));
+        feeds[LLAMA_IO.pastValue(l)] = tensor('float32', kv, Float32Array.from({ length: numel(kv) }, (_, i) => Math.cos(i * 3 + l)));
+      }
+      return (await session.run(feeds, [LLAMA_IO.logits]))[LLAMA_IO.logits].data as Float32Array;
+    };
+    try {
+      const effect = async (B: number, S: number) => maxAbsDiff(await run(B, S, true), await run(B, S, false));
+      expect(await effect(1, PROMPT_KERNEL_MIN_ROWS)).toBe(0);
+      expect(await effect(1, PROMPT_KERNEL_MIN_ROWS + 20)).toBe(0);
+      expect(await effect(1, PROMPT_KERNEL_MIN_ROWS - 1)).toBeGreaterThan(1e-3);
+      expect(await effect(2, PROMPT_KERNEL_MIN_ROWS + 7)).toBeGreaterThan(1e-3);
+    } finally {
+      await session.dispose();
+    }
   });
 
   it.each(backends)('gives the cache rows the decode kernel gives on $label', async ({ backend, device }) => {

@@ -54,6 +54,8 @@ export class Graph extends GraphCore {
   tanh(x: Value, o?: OpOptions): Value { return this.op('Tanh', [x], {}, o); }
   sigmoid(x: Value, o?: OpOptions): Value { return this.op('Sigmoid', [x], {}, o); }
   equal(a: Value, b: Value, o?: OpOptions): Value { return this.op('Equal', [a, b], {}, o); }
+  greater(a: Value, b: Value, o?: OpOptions): Value { return this.op('Greater', [a, b], {}, o); }
+  and(a: Value, b: Value, o?: OpOptions): Value { return this.op('And', [a, b], {}, o); }
   where(cond: Value, a: Value, b: Value, o?: OpOptions): Value { return this.op('Where', [cond, a, b], {}, o); }
   cast(x: Value, to: DType, o?: OpOptions): Value { return this.op('Cast', [x], { to: ONNX_DATA_TYPE[to] }, o); }
   identity(x: Value, o?: OpOptions): Value { return this.op('Identity', [x], {}, o); }
