@@ -78,7 +78,9 @@ export function webgpuPrecheck(probeModel: Uint8Array): Promise<string | undefin
 
 /**
  * Provider options for a WebGPU session of `model`: its attention nodes go to the CPU, unless the
- * caller keeps every call under the query limit (the LLM, whose prompt is chunked).
+ * caller keeps every call under the query limit (the LLM, whose prompt is chunked; its attention
+ * nodes are inside If branches, which modelNodes does not list, and the chunks stay below the rows
+ * that take its GroupQueryAttention branch).
  */
 export async function webgpuProviderOptions(model: Uint8Array | string, options: SessionOptions): Promise<Record<string, unknown>> {
   if (options.chunksAttention) return {};

@@ -102,7 +102,7 @@ export interface NodeInfo {
   domain: string;
 }
 
-/** Name, operator and domain of every top-level node, in graph order. */
+/** Name, operator and domain of every top-level node, in graph order (the nodes inside an If's branches are not listed). */
 export function modelNodes(model: Uint8Array): NodeInfo[] {
   const graph = graphRange(model);
   if (!graph) return [];
