@@ -4,7 +4,7 @@
  *   npm run bench -- isolation [--quick] [--workers=N] [--model=DIR] [--record]
  *
  * Each round starts the real CLI's server once per kind, alternating, and measures the time to
- * ready, the resident memory of the server and every process it started (from /proc), the latency
+ * ready, the memory of the server and every process it started (PSS, from /proc), the latency
  * of picture questions asked one after another, and the time a SIGTERM takes to end it. Medians
  * over the rounds; the ratios are process / thread.
  */
@@ -20,32 +20,44 @@ const REQUESTS = QUICK ? 10 : 30;
 const WORKERS = Number(option('workers') ?? 2);
 const IMAGE = `data:image/png;base64,${fs.readFileSync(path.join(ROOT, 'examples/assets/house.png')).toString('base64')}`;
 
-/** Resident bytes of `pid` and all its descendants (Linux /proc; 0 elsewhere). */
-function treeRss(pid: number): number {
-  let procs: { pid: number; ppid: number; rss: number }[];
+/** `pid` and its descendants (Linux /proc; just `pid` elsewhere). */
+function processTree(pid: number): number[] {
+  let parents: [number, number][];
   try {
-    procs = fs
-      .readdirSync('/proc')
-      .filter((d) => /^\d+$/.test(d))
-      .flatMap((d) => {
-        try {
-          const status = fs.readFileSync(`/proc/${d}/status`, 'utf8');
-          const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
-          return [{ pid: Number(d), ppid: field('PPid'), rss: field('VmRSS') * 1024 }];
-        } catch {
-          return []; // gone meanwhile
-        }
-      });
+    parents = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d): [number, number][] => {
+      try {
+        return [[Number(d), Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'))?.[1])]];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
   } catch {
-    return 0;
+    return [pid];
   }
   const tree = new Set([pid]);
   for (let grew = true; grew; ) {
     grew = false;
-    for (const p of procs) if (!tree.has(p.pid) && tree.has(p.ppid)) grew = tree.add(p.pid) !== undefined;
+    for (const [p, pp] of parents) if (!tree.has(p) && tree.has(pp)) grew = tree.add(p) !== undefined;
   }
-  return procs.filter((p) => tree.has(p.pid)).reduce((n, p) => n + p.rss, 0);
+  return [...tree];
 }
+
+/** Sum over processes of a /proc reading (0 for one that cannot be read). */
+const sum = (pids: number[], read: (pid: number) => number) =>
+  pids.reduce((n, pid) => {
+    try {
+      return n + read(pid);
+    } catch {
+      return n;
+    }
+  }, 0);
+/** Proportional set size: pages shared between processes (Node, onnxruntime's library) counted once in all. */
+const pss = (pid: number) => 1024 * Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+/** User + system CPU seconds (fields 14 and 15 of /proc/PID/stat). */
+const cpu = (pid: number) => {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
 
 async function ask(url: string, i: number): Promise<number> {
   const t = now();
@@ -66,15 +78,17 @@ interface Round {
   stop: number;
 }
 
-async function round(model: string, isolation: 'thread' | 'process'): Promise<Round> {
+async function round(model: string, isolation: 'thread' | 'process', meter: LoadMeter): Promise<Round> {
   const t0 = now();
   const server = await startServe(['--model', model, '--workers', String(WORKERS), '--isolation', isolation]);
   const ready = now() - t0;
   try {
-    await ask(server.url, -1); // warm-up: a worker's first picture
+    await Promise.all(Array.from({ length: WORKERS }, (_, i) => ask(server.url, -1 - i))); // warm-up: each worker's first picture
     const latencies: number[] = [];
     for (let i = 0; i < REQUESTS; i++) latencies.push(await ask(server.url, i));
-    const rss = treeRss(server.child.pid as number);
+    const tree = processTree(server.child.pid as number);
+    const rss = sum(tree, pss);
+    meter.addOwn(sum(tree, cpu)); // the servers are this bench's work, not other load
     const t1 = now();
     await server.stop();
     return { ready, rss, latency: median(latencies), stop: now() - t1 };
@@ -91,7 +105,7 @@ async function main(): Promise<void> {
   for (let r = 0; r < ROUNDS; r++) {
     for (const kind of ['thread', 'process'] as const) {
       log(`round ${r + 1}/${ROUNDS}: ${kind}`);
-      got[kind].push(await round(model, kind));
+      got[kind].push(await round(model, kind, meter));
     }
   }
   const m = (kind: 'thread' | 'process', k: keyof Round) => median(got[kind].map((x) => x[k]));
@@ -99,7 +113,7 @@ async function main(): Promise<void> {
   const ms = (x: number) => fmt(x, 0);
   const rows = [
     line('start to ready, ms', 'ready', ms),
-    line('resident memory of the server and its processes, MB', 'rss', (x) => fmt(x / 1e6, 0)),
+    line('memory of the server and its processes (PSS: shared pages split between them), MB', 'rss', (x) => fmt(x / 1e6, 0)),
     line('a picture question, one at a time, ms (median)', 'latency', (x) => fmt(x, 1)),
     line('SIGTERM to exit, ms', 'stop', ms),
   ];

@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Checkpoint } from '@llava-mini/core/node';
-import { argmax, type KvCacheMode, type LlamaConfig, LlamaModel, llamaModelPaths, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
+import { argmax, type KvCacheMode, type LlamaConfig, LlamaModel, llamaModelPaths, PROMPT_KERNEL_MIN_ROWS, readLlamaConfig, type Sequence, writeLlamaModel } from '@llava-mini/llm/node';
 import { benchCommand, CACHE, cpuTargets, flag, fmt, listOption, LoadMeter, log, machine, median, now, RESULTS, replaceMarked, table } from './lib/common.js';
 import { FORMAT_OPTIONS, type FormatName } from './lib/llm-model.js';
 import { KV, seededCheckpoint } from './lib/shapes.js';
@@ -42,8 +42,8 @@ async function checkpoint(): Promise<{ dir: string; config: LlamaConfig }> {
 }
 
 function graphs(ck: string, config: LlamaConfig, format: FormatName, kvCache: KvCacheMode, promptKernel = true): { model: string; embeddings: string } {
-  // v3: the manifest version of the graph format; p: with the prompt kernel, n: without it
-  const dir = path.join(DIR, `${format}-${kvCache}-v3${promptKernel ? 'p' : 'n'}`);
+  // v3: the manifest version of the graph format; p2: with the prompt kernel and its input, n: without it
+  const dir = path.join(DIR, `${format}-${kvCache}-v3${promptKernel ? 'p2' : 'n'}`);
   const done = path.join(dir, 'done');
   if (!fs.existsSync(done)) {
     log(`building ${format} ${kvCache} graphs (once)...`);
@@ -185,16 +185,16 @@ async function ratioSection(ck: { dir: string; config: LlamaConfig }, out: (s?: 
   out('');
 }
 
-/** Prompt tokens/s of a fresh sequence given `n` rows, per model (models alternate within each of `rounds`; medians). */
+/** Prompt tokens/s of a fresh sequence given `n` rows, per model (models alternate within each of `rounds`, after one untimed round; medians). */
 async function prefillRates(models: LlamaModel[], n: number, rounds: number): Promise<number[]> {
   const times: number[][] = models.map(() => []);
-  for (let r = 0; r < rounds; r++) {
+  for (let r = 0; r <= rounds; r++) {
     for (const [i, model] of models.entries()) {
       const seq = model.sequence();
-      const ids = fillerIds(n, model.config.vocabSize, r);
+      const embeds = await model.embed(fillerIds(n, model.config.vocabSize, r));
       const t = now();
-      await seq.prefill(await model.embed(ids));
-      times[i].push(now() - t);
+      await seq.prefill(embeds);
+      if (r > 0) times[i].push(now() - t);
       seq.dispose();
     }
   }
@@ -202,15 +202,45 @@ async function prefillRates(models: LlamaModel[], n: number, rounds: number): Pr
 }
 
 /**
+ * ms to run `rows` new rows (1: a decode step) on top of `held` cached ones, per model and size: each
+ * model holds one sequence, which runs the rows and is truncated back; models alternate (medians).
+ */
+async function crossover(models: LlamaModel[], held: number, sizes: number[], rounds: number): Promise<number[][]> {
+  const seqs = models.map((m) => m.sequence());
+  try {
+    for (const [i, s] of seqs.entries()) await s.prefill(await models[i].embed(fillerIds(held, models[i].config.vocabSize)));
+    const times = sizes.map(() => models.map(() => [] as number[]));
+    for (let r = 0; r <= rounds; r++) {
+      for (const [k, rows] of sizes.entries()) {
+        for (const [i, s] of seqs.entries()) {
+          const ids = fillerIds(rows, models[i].config.vocabSize, r + 1);
+          const embeds = rows === 1 ? undefined : await models[i].embed(ids);
+          const t = now();
+          await (embeds ? s.prefill(embeds) : s.step(ids[0]));
+          if (r > 0) times[k][i].push(now() - t);
+          s.truncate(held);
+        }
+      }
+    }
+    return times.map((perModel) => perModel.map(median));
+  } finally {
+    seqs.forEach((s) => s.dispose());
+  }
+}
+
+/**
  * Issue 25's goals for the default 'rows' decoder, per weight format: decode at ~8,000 against ~100
- * positions, and a long prompt with the prompt kernel (GroupQueryAttention) against without it.
+ * positions, and prompts with the prompt kernel (GroupQueryAttention) against without it.
  */
 async function goalSection(ck: { dir: string; config: LlamaConfig }, out: (s?: string) => void): Promise<void> {
   const c = ck.config;
   const [t] = await cpuTargets(BACKENDS);
   const rows: (string | number)[][] = [];
   const prefill: (string | number)[][] = [];
+  const cross: (string | number)[][] = [];
   const PROMPT = QUICK ? 1024 : 4096;
+  const HELD = 3584;
+  const SIZES = [1, 16, 32, 33, 48, 64, 128, 512];
   for (const format of FORMATS) {
     const open = (promptKernel: boolean) => LlamaModel.create(t.backend, graphs(ck.dir, c, format, 'rows', promptKernel), { config: c, device: t.device, maxSequence: MAX_SEQUENCE });
     const [model, without] = [await open(true), await open(false)];
@@ -220,9 +250,13 @@ async function goalSection(ck: { dir: string; config: LlamaConfig }, out: (s?: s
       const ratio = r.long / r.short;
       rows.push([format, r.lengths.join(' / '), fmt(r.short), fmt(r.long), `${fmt(ratio, 2)}x`, `${fmt((bl.weights + bl.kv) / (bs.weights + bs.kv), 2)}x`, fmt(bl.kv / 1e6, 0), ratio <= 1.6 ? 'met' : 'not met']);
       log(`  goal ${format}: ${fmt(r.short)} vs ${fmt(r.long)} ms`);
-      const [withKernel, withoutKernel] = await prefillRates([model, without], PROMPT, QUICK ? 1 : 2);
+      const [withKernel, withoutKernel] = await prefillRates([model, without], PROMPT, QUICK ? 1 : 3);
       prefill.push([format, fmt(withKernel), fmt(withoutKernel), `${fmt(withKernel / withoutKernel, 2)}x`]);
       log(`  prefill ${format}: ${fmt(withKernel)} vs ${fmt(withoutKernel)} tok/s`);
+      if (format === FORMATS[0]) {
+        const ms = await crossover([model, without], HELD, SIZES, QUICK ? 2 : 5);
+        SIZES.forEach((n, k) => cross.push([n === 1 ? '1 (a decode step)' : n, fmt(ms[k][0], 1), fmt(ms[k][1], 1), `${fmt(ms[k][1] / ms[k][0], 2)}x`, n >= PROMPT_KERNEL_MIN_ROWS ? 'GroupQueryAttention' : 'the decode kernel']));
+      }
     } finally {
       await model.dispose();
       await without.dispose();
@@ -232,9 +266,13 @@ async function goalSection(ck: { dir: string; config: LlamaConfig }, out: (s?: s
   out('');
   out(table(['weights', 'cached positions', 'short ms', 'long ms', 'long / short', 'predicted (weights + KV bytes)', 'KV MB read at ~8,000', 'goal'], rows));
   out('');
-  out(`**${t.label}: a ${PROMPT}-token prompt** (chunks of 512 rows; medians of alternating runs), the graph with the prompt kernel (each chunk through GroupQueryAttention) against the same graph without it (every chunk through the decode kernel, as before).`);
+  out(`**${t.label}: a ${PROMPT}-token prompt** (chunks of 512 rows; medians of ${QUICK ? 1 : 3} alternating runs after an untimed one each), the graph with the prompt kernel (each chunk through GroupQueryAttention) against the same graph without it (every chunk through the decode kernel, as before).`);
   out('');
   out(table(['weights', 'prompt kernel tok/s', 'decode kernel only tok/s', 'speed-up'], prefill));
+  out('');
+  out(`**${t.label}, ${FORMATS[0]}: where the kernels cross** (a run of N new rows on top of ${HELD} cached ones, then rolled back; both graphs alternate, medians of ${QUICK ? 2 : 5}). Below ${PROMPT_KERNEL_MIN_ROWS} rows both graphs take the decode kernel, so those rows compare a graph with itself.`);
+  out('');
+  out(table(['new rows', 'with the prompt kernel ms', 'decode kernel only ms', 'speed-up', 'kernel taken by the graph with both'], cross));
   out('');
 }
 

@@ -73,7 +73,7 @@ async function prepare(ck: string, c: LlamaConfig): Promise<{ ours: { model: str
   const stamp = path.join(DIR, 'source.txt');
   const ours = path.join(DIR, 'ours');
   const theirs = path.join(DIR, 'transformers-js', 'llama');
-  const source = `${ck}\npositions ${MAX_POSITIONS}\ngraphs v3p`; // v3p: ours with the prompt kernel
+  const source = `${ck}\npositions ${MAX_POSITIONS}\ngraphs v3p2`; // v3p2: ours with the prompt kernel and its input
   if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === source) return { ours: llamaModelPaths(ours), theirs };
   fs.rmSync(DIR + '/ours', { recursive: true, force: true });
   fs.rmSync(path.dirname(theirs), { recursive: true, force: true });

@@ -14,6 +14,7 @@
  */
 import { Graph, type InferenceSession, linear, type Tensor, tensor, type Value, type WeightFormat } from '@llava-mini/core';
 import { nodeBackend } from '@llava-mini/core/node';
+import { seededFloats } from '@llava-mini/core/testing';
 import { benchCommand, flag, fmt, LoadMeter, log, machine, median, now, RESULTS, replaceMarked, table } from './lib/common.js';
 
 const QUICK = flag('quick');
@@ -21,17 +22,7 @@ const RUNS = QUICK ? 3 : 7;
 const [H, I, REPS, S] = [1024, 2816, 4, 512];
 const ERROR_ROWS = 16;
 
-function seeded(n: number, seed: number, scale: number): Float32Array {
-  const a = new Float32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    a[i] = (x / 2147483648 - 0.5) * scale;
-  }
-  return a;
-}
-
-const weights = Array.from({ length: REPS }, (_, r) => ({ up: seeded(I * H, 2 * r + 1, 0.06), down: seeded(H * I, 2 * r + 2, 0.06) }));
+const weights = Array.from({ length: REPS }, (_, r) => ({ up: seededFloats(I * H, 2 * r + 1, 0.03), down: seededFloats(H * I, 2 * r + 2, 0.03) }));
 
 /** y = x W^T with W [N, K] quantized to int8 per output column, through DynamicQuantizeMatMul. */
 function dynamicInt8(g: Graph, x: Value, name: string, w: Float32Array, N: number, K: number): Value {
@@ -107,9 +98,9 @@ const relError = (got: Float32Array, want: Float64Array) => {
 async function main(): Promise<void> {
   const meter = new LoadMeter();
   const backend = await nodeBackend();
-  const prompt = tensor('float32', [1, S, H], seeded(S * H, 99, 1));
-  const decode = tensor('float32', [1, 1, H], seeded(H, 98, 1));
-  const plain = seeded(ERROR_ROWS * H, 97, 2);
+  const prompt = tensor('float32', [1, S, H], seededFloats(S * H, 99, 0.5));
+  const decode = tensor('float32', [1, 1, H], seededFloats(H, 98, 0.5));
+  const plain = seededFloats(ERROR_ROWS * H, 97, 1);
   const outliers = plain.map((a, i) => (i % H < 4 ? 100 * a : a));
   const [plainExact, outlierExact] = [exact(plain, ERROR_ROWS), exact(outliers, ERROR_ROWS)];
   const sessions: InferenceSession[] = [];

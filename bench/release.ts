@@ -68,7 +68,7 @@ interface Answer {
   loadSeconds: number;
   rssAfterLoad: number;
   image: { ttft: number; inputMs: number; encoderMs: number; compressorMs: number; prefusionMs: number; embedMs: number; prefillMs: number; decode: number; tokens: number; rows: number };
-  followUp: { ttft: number; rows: number; prefusionMs: number };
+  followUp: { ttft: number; rows: number };
   video?: { ttft: number; encoderMs: number; compressorMs: number; prefusionMs: number; decode: number; tokens: number; rows: number; totalMs: number };
   peakRssAnswering: number;
   peakRss: number;
@@ -113,7 +113,7 @@ export async function releaseChild(step: string, json: string): Promise<void> {
       loadSeconds,
       rssAfterLoad,
       image: { ttft: it.timeToFirstTokenMs, inputMs: it.inputMs, encoderMs: it.encoderMs, compressorMs: it.compressorMs, prefusionMs: it.prefusionMs, embedMs: it.embedMs, prefillMs, decode: it.decodeTokensPerSecond, tokens: img.ids.length, rows: img.llmInputTokens },
-      followUp: { ttft: fu.timings.timeToFirstTokenMs, rows: fu.llmInputTokens, prefusionMs: fu.timings.prefusionMs },
+      followUp: { ttft: fu.timings.timeToFirstTokenMs, rows: fu.llmInputTokens },
       video: vid && vt ? { ttft: vt.timeToFirstTokenMs, encoderMs: vt.encoderMs, compressorMs: vt.compressorMs, prefusionMs: vt.prefusionMs, decode: vt.decodeTokensPerSecond, tokens: vid.ids.length, rows: vid.llmInputTokens, totalMs: vt.totalMs } : undefined,
       peakRssAnswering: peak,
       peakRss: process.resourceUsage().maxRSS * 1024,
@@ -140,6 +140,7 @@ export interface ReleaseOptions {
 }
 
 export async function release(o: ReleaseOptions): Promise<{ markdown: string; plots: string[] }> {
+  if (o.versus && (!o.dtypes.includes('q4') || o.videoFrames === 0)) throw new Error('--versus compares the q4 model and asks a video question: keep q4 in --dtypes and --video-frames above 0');
   const options: TinyOptions = o.scale === 'full' ? RELEASE : RELEASE_SMALL;
   const work = path.join(CACHE, `release-${o.scale}`);
   const p = params(options);
@@ -224,7 +225,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
 
 /** llama.cpp asked the same questions as the q4 answer step `a`, LLaVA-1.5 style, on the same LLM. */
 async function versusSection(a: Answer, hf: string, gguf: string, frames: number, options: TinyOptions): Promise<string> {
-  if (!a.video) throw new Error('--versus needs the video question (--video-frames above 0)');
+  if (!a.video) throw new Error('the video question was not asked');
   const g = await child<{ seconds: number; bytes: number }>('gguf', { hf, gguf });
   // Their rows: our text rows (each question's rows less one per picture) plus 576 per picture.
   const rows: VersusRows = { image: a.image.rows - 1 + PATCH_ROWS, followUp: a.followUp.rows, video: a.video.rows - frames + frames * PATCH_ROWS };
@@ -232,7 +233,7 @@ async function versusSection(a: Answer, hf: string, gguf: string, frames: number
   const theirs = await child<VersusResult>('llamacpp', { gguf, rows, vocab });
   fs.rmSync(gguf, { force: true });
   const ours = {
-    image: { ttft: a.image.ttft, encoderMs: a.image.encoderMs, rows: a.image.rows, decode: a.image.decode },
+    image: { ttft: a.image.ttft, encoderMs: a.image.encoderMs, rows: a.image.rows, decode: a.image.decode, tokens: a.image.tokens },
     followUp: { ttft: a.followUp.ttft, rows: a.followUp.rows },
     video: { ttft: a.video.ttft, encoderMs: a.video.encoderMs, rows: a.video.rows },
     peakRss: a.peakRssAnswering,

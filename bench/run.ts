@@ -113,6 +113,7 @@ async function main(): Promise<void> {
     } catch (err) {
       body = `This table failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
       failed = true;
+      process.exitCode = 1;
       log(body);
     }
     const images = plots.map((p) => `![${path.basename(p, '.png')}](${path.relative(path.join(ROOT, 'bench'), p)})`);

@@ -29,7 +29,7 @@ export async function midCheckpoint(): Promise<{ dir: string; config: LlamaConfi
 /** Our graphs of the checkpoint in `name`'s format for contexts up to `maxSequence` (built once). */
 export function llmGraphs(checkpoint: string, config: LlamaConfig, name: FormatName, maxSequence: number): { model: string; embeddings: string } {
   const q = (FORMAT_OPTIONS[name] as { quant?: { accuracyLevel?: number; symmetric?: boolean } }).quant;
-  const dir = path.join(LLM_CACHE, `mid-${name}${q ? `-acc${q.accuracyLevel ?? 0}${q.symmetric ? '-sym' : ''}` : ''}-${maxSequence}-v3p`); // v3: the manifest version of the graph format; p: with the prompt kernel
+  const dir = path.join(LLM_CACHE, `mid-${name}${q ? `-acc${q.accuracyLevel ?? 0}${q.symmetric ? '-sym' : ''}` : ''}-${maxSequence}-v3p2`); // v3: the manifest version of the graph format; p2: with the prompt kernel and its input
   const done = path.join(dir, 'done');
   if (!fs.existsSync(done)) {
     log(`building the ${name} graphs in ${dir} (once)...`);

@@ -105,6 +105,12 @@ export interface RuntimeCapabilities {
    * the session copies each result into them (counted in RunTraffic.copiedBytes).
    */
   readonly preallocatedOutputs: boolean;
+  /**
+   * GroupQueryAttention is the faster kernel for a prompt's many rows (the LLM's prompt kernel).
+   * false where its kernel is slower than attention written out in plain ops (onnxruntime-web's
+   * WASM: 0.47x on a 1,024-token prompt, bench/RESULTS.md "Long contexts").
+   */
+  readonly promptAttention: boolean;
 }
 
 export interface RunOptions {

@@ -81,6 +81,13 @@ describe('sessions', () => {
       await s.dispose();
     }
   });
+
+  it("says where GroupQueryAttention is the LLM's prompt kernel: node's CPU, not WASM (bench/RESULTS.md, 'Long contexts')", async () => {
+    const cpu = await (await nodeBackend()).createSession(addModel(), { device: 'cpu' });
+    const wasm = await (await webBackend()).createSession(addModel(), { device: 'wasm' });
+    expect([cpu.capabilities.promptAttention, wasm.capabilities.promptAttention]).toEqual([true, false]);
+    await Promise.all([cpu.dispose(), wasm.dispose()]);
+  });
 });
 
 describe('probe model', () => {

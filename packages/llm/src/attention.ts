@@ -30,7 +30,7 @@ export const PROMPT_KERNEL_MIN_ROWS = 33;
  * + 1 is the total length and the new rows land at total - S .. total - 1.
  */
 export interface PromptAttentionInputs {
-  /** bool scalar: a run of one sequence with PROMPT_KERNEL_MIN_ROWS rows or more. */
+  /** bool scalar: a run of one sequence with at least the minimum rows. */
   isPrompt: Value;
   /** int32 [1]: total length - 1. */
   seqlensK: Value;
@@ -41,10 +41,11 @@ export interface PromptAttentionInputs {
   endRow: Value;
 }
 
-export function promptAttentionInputs(g: Graph, positionIds: Value): PromptAttentionInputs {
+/** `minRows` int64 [1]: the fewest rows that take the prompt kernel (a graph input). */
+export function promptAttentionInputs(g: Graph, positionIds: Value, minRows: Value): PromptAttentionInputs {
   const dims = g.shape(positionIds); // [B, S]
   const dim = (i: number) => g.slice(dims, [i], [i + 1], [0]);
-  const isPrompt = g.reshape(g.and(g.equal(dim(0), g.int64s([1])), g.greater(dim(1), g.int64s([PROMPT_KERNEL_MIN_ROWS - 1]))), []);
+  const isPrompt = g.reshape(g.and(g.equal(dim(0), g.int64s([1])), g.greater(dim(1), g.sub(minRows, g.int64s([1])))), []);
   const endRow = g.add(g.slice(g.reshape(positionIds, [-1]), [-1], [INT64_MAX], [0]), g.int64s([1]));
   const seqlensK = g.cast(g.sub(endRow, g.int64s([1])), 'int32');
   return { isPrompt, seqlensK, totalLength: g.reshape(g.cast(endRow, 'int32'), []), firstRow: g.sub(endRow, dim(1)), endRow };

@@ -59,7 +59,8 @@ const INT64_MAX = Number.MAX_SAFE_INTEGER;
  *   capacity] (0 for held rows, -inf beyond) and `causal_bias` [S, S] say what each new row sees;
  *   the outputs `new_key_values.{l}.*` [B, kvHeads, S, headDim] are the new rows, which the caller
  *   writes into its cache. B > 1 decodes several sequences in one run. A run of one sequence with
- *   PROMPT_KERNEL_MIN_ROWS rows or more takes GroupQueryAttention, which reads neither bias: the
+ *   `prompt_kernel_min_rows` rows or more (int64 [1]; LlamaModel feeds PROMPT_KERNEL_MIN_ROWS)
+ *   takes GroupQueryAttention, which reads neither bias: the
  *   held rows must be the cache's first rows and the positions must run on from them (the cache
  *   strategies feed exactly that).
  * - 'shared' (B = 1): the caller passes the same tensor as `past_key_values.{l}.key` and as the
@@ -102,7 +103,10 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
     };
     // A prompt of one sequence runs through the kernel made for many rows, a decode step (or a
     // batch of them) through the one that only reads the cache; both branches share the weights.
-    const prompt = o.promptKernel === false ? undefined : { ...io, ...promptAttentionInputs(g, positionIds) };
+    // The fewest rows that take the prompt kernel is an input, so a runtime whose GroupQueryAttention
+    // is the slower kernel (RuntimeCapabilities.promptAttention) keeps every run on the decode kernel.
+    const minRows = () => g.input(LLAMA_IO.promptKernelMinRows, 'int64', [1]);
+    const prompt = o.promptKernel === false ? undefined : { ...io, ...promptAttentionInputs(g, positionIds, minRows()) };
     layerAttention = (l) => (q, k, v) => {
       const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
       const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);

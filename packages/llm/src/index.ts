@@ -4,6 +4,7 @@ export { readLlamaConfig, ropeCaches, ropeInverseFrequencies, type LlamaConfig, 
 export { llamaLayer, type AttentionFn } from './layer.js';
 export { LLAMA_FILES } from './io.js';
 export { buildLlamaGraph, LLAMA_IO, type BlockQuant, type KvCacheMode, type LlamaGraphOptions } from './graph.js';
+export { PROMPT_KERNEL_MIN_ROWS } from './attention.js';
 export { buildEmbeddingsGraph, type EmbeddingGraphOptions } from './embedding.js';
 export { DEFAULT_KV_CACHE_BYTES, LlamaModel, type LlamaModelFiles, type LlamaModelOptions, type RunProfile } from './model.js';
 export type { Sequence, SequenceModel } from './sequence.js';

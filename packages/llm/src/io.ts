@@ -7,6 +7,7 @@ export const LLAMA_IO = {
   positionIds: 'position_ids',
   pastBias: 'past_bias',
   causalBias: 'causal_bias',
+  promptKernelMinRows: 'prompt_kernel_min_rows',
   logits: 'logits',
   pastKey: (l: number) => `past_key_values.${l}.key`,
   pastValue: (l: number) => `past_key_values.${l}.value`,

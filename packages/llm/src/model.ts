@@ -17,6 +17,7 @@ import {
   type Tensor,
   tensor,
 } from '@llava-mini/core';
+import { PROMPT_KERNEL_MIN_ROWS } from './attention.js';
 import type { LlamaConfig } from './config.js';
 import { LLAMA_IO } from './io.js';
 import { type BatchStats, type Decoder, type KvLayout, KvPool, kvLayout, type KvStrategy, kvStrategy } from './kv/index.js';
@@ -96,12 +97,16 @@ export class LlamaModel {
       throw new SessionError(`the decoder graph has no ${LLAMA_IO.inputIds} input (made before token embeddings moved into it): convert the model again`);
     }
     this.pool = new KvPool(kvCacheBytes);
+    // Where the runtime's GroupQueryAttention is the slower kernel, no run takes the graph's prompt
+    // kernel (graphs converted before it have no such input and no such kernel).
+    const minRows = session.capabilities.promptAttention ? PROMPT_KERNEL_MIN_ROWS : Number.MAX_SAFE_INTEGER;
+    const promptKernel: Record<string, Tensor> = hasInput(session, LLAMA_IO.promptKernelMinRows) ? { [LLAMA_IO.promptKernelMinRows]: tensor('int64', [1], BigInt64Array.of(BigInt(minRows))) } : {};
     const decoder: Decoder = {
       layout: this.kv,
       hiddenSize: config.hiddenSize,
       vocabSize: config.vocabSize,
       maxSequence,
-      run: (feeds, fetches, options) => this.run(this.session, feeds, fetches, options),
+      run: (feeds, fetches, options) => this.run(this.session, { ...feeds, ...promptKernel }, fetches, options),
     };
     this.strategy = kvStrategy(decoder);
   }

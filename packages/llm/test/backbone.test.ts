@@ -3,8 +3,7 @@ import { maxAbsDiff, testBackends } from '@llava-mini/core/testing';
 import { argmax as refArgmax, RefLlama, refLlamaConfig } from '@llava-mini/reference';
 import type { TinyOptions } from '@llava-mini/tiny';
 import { decodeModel, numel, type Tensor, tensor } from '@llava-mini/core';
-import { buildLlamaGraph, LLAMA_IO, LlamaModel } from '../src/index.js';
-import { PROMPT_KERNEL_MIN_ROWS } from '../src/attention.js';
+import { buildLlamaGraph, LLAMA_IO, LlamaModel, PROMPT_KERNEL_MIN_ROWS } from '../src/index.js';
 import { openModel, tinyLlm, type TinyLlm } from './helpers.js';
 
 const backends = await testBackends();
@@ -116,7 +115,7 @@ describe('backbone: the prompt kernel', () => {
     const tiny = await tinyLlm({ seed: 28, std: 0.1 });
     const c = tiny.config;
     const session = await backend.createSession(buildLlamaGraph(tiny.src, c, { maxPositions: 128 }).toBytes(), { device });
-    const run = async (B: number, S: number, masked: boolean) => {
+    const run = async (B: number, S: number, masked: boolean, minRows = PROMPT_KERNEL_MIN_ROWS) => {
       const cap = 1 + S;
       const kv = [B, c.numKvHeads, cap, c.headDim];
       const feeds: Record<string, Tensor> = {
@@ -126,6 +125,7 @@ describe('backbone: the prompt kernel', () => {
         // Row 0 held (or masked), the rest of the capacity unheld.
         [LLAMA_IO.pastBias]: tensor('float32', [B, 1, 1, 1, cap], Float32Array.from({ length: B * cap }, (_, i) => (i % cap === 0 && !masked ? 0 : -Infinity))),
         [LLAMA_IO.causalBias]: tensor('float32', [S, S], Float32Array.from({ length: S * S }, (_, i) => (i % S <= Math.floor(i / S) ? 0 : -Infinity))),
+        [LLAMA_IO.promptKernelMinRows]: tensor('int64', [1], BigInt64Array.of(BigInt(minRows))),
       };
       for (let l = 0; l < c.numLayers; l++) {
         feeds[LLAMA_IO.pastKey(l)] = tensor('float32', kv, Float32Array.from({ length: numel(kv) }, (_, i) => Math.sin(i + l)));
@@ -134,11 +134,14 @@ describe('backbone: the prompt kernel', () => {
       return (await session.run(feeds, [LLAMA_IO.logits]))[LLAMA_IO.logits].data as Float32Array;
     };
     try {
-      const effect = async (B: number, S: number) => maxAbsDiff(await run(B, S, true), await run(B, S, false));
+      const effect = async (B: number, S: number, minRows?: number) => maxAbsDiff(await run(B, S, true, minRows), await run(B, S, false, minRows));
       expect(await effect(1, PROMPT_KERNEL_MIN_ROWS)).toBe(0);
       expect(await effect(1, PROMPT_KERNEL_MIN_ROWS + 20)).toBe(0);
       expect(await effect(1, PROMPT_KERNEL_MIN_ROWS - 1)).toBeGreaterThan(1e-3);
       expect(await effect(2, PROMPT_KERNEL_MIN_ROWS + 7)).toBeGreaterThan(1e-3);
+      // The minimum is an input: it moves the line both ways.
+      expect(await effect(1, PROMPT_KERNEL_MIN_ROWS + 20, Number.MAX_SAFE_INTEGER)).toBeGreaterThan(1e-3);
+      expect(await effect(1, 8, 8)).toBe(0);
     } finally {
       await session.dispose();
     }
