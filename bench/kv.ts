@@ -242,7 +242,8 @@ async function goalSection(ck: { dir: string; config: LlamaConfig }, out: (s?: s
   const HELD = 3584;
   const SIZES = [1, 16, 32, 33, 48, 64, 128, 512];
   for (const format of FORMATS) {
-    const open = (promptKernel: boolean) => LlamaModel.create(t.backend, graphs(ck.dir, c, format, 'rows', promptKernel), { config: c, device: t.device, maxSequence: MAX_SEQUENCE });
+    // promptKernel: true, so the comparison runs where the runtime would not choose it too (WASM).
+    const open = (promptKernel: boolean) => LlamaModel.create(t.backend, graphs(ck.dir, c, format, 'rows', promptKernel), { config: c, device: t.device, maxSequence: MAX_SEQUENCE, promptKernel: true });
     const [model, without] = [await open(true), await open(false)];
     try {
       const r = await alternating(model, 100, 8000);

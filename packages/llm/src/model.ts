@@ -54,6 +54,11 @@ export interface LlamaModelOptions {
    * sequences generating right now need more than the cap, the run fails with KvCacheFullError.
    */
   kvCacheBytes?: number;
+  /**
+   * Whether a prompt's runs take the graph's prompt kernel (GroupQueryAttention); default: where
+   * the runtime's is the faster kernel (`capabilities.promptAttention`). The benches force it.
+   */
+  promptKernel?: boolean;
   /** Passed to both sessions (threads, optimization level). */
   session?: Omit<SessionOptions, 'device'>;
 }
@@ -91,22 +96,23 @@ export class LlamaModel {
     readonly maxSequence: number,
     readonly prefillChunk: number,
     kvCacheBytes: number,
+    promptKernel: boolean,
   ) {
     this.kv = kvLayout(session);
     if (!hasInput(session, LLAMA_IO.inputIds)) {
       throw new SessionError(`the decoder graph has no ${LLAMA_IO.inputIds} input (made before token embeddings moved into it): convert the model again`);
     }
     this.pool = new KvPool(kvCacheBytes);
-    // Where the runtime's GroupQueryAttention is the slower kernel, no run takes the graph's prompt
-    // kernel (graphs converted before it have no such input and no such kernel).
-    const minRows = session.capabilities.promptAttention ? PROMPT_KERNEL_MIN_ROWS : Number.MAX_SAFE_INTEGER;
-    const promptKernel: Record<string, Tensor> = hasInput(session, LLAMA_IO.promptKernelMinRows) ? { [LLAMA_IO.promptKernelMinRows]: tensor('int64', [1], BigInt64Array.of(BigInt(minRows))) } : {};
+    // Without the prompt kernel (by default where the runtime's GroupQueryAttention is the slower
+    // kernel) no run reaches the minimum. Graphs converted before it have no such input nor kernel.
+    const minRows = promptKernel ? PROMPT_KERNEL_MIN_ROWS : Number.MAX_SAFE_INTEGER;
+    const minRowsFeed: Record<string, Tensor> = hasInput(session, LLAMA_IO.promptKernelMinRows) ? { [LLAMA_IO.promptKernelMinRows]: tensor('int64', [1], BigInt64Array.of(BigInt(minRows))) } : {};
     const decoder: Decoder = {
       layout: this.kv,
       hiddenSize: config.hiddenSize,
       vocabSize: config.vocabSize,
       maxSequence,
-      run: (feeds, fetches, options) => this.run(this.session, { ...feeds, ...promptKernel }, fetches, options),
+      run: (feeds, fetches, options) => this.run(this.session, { ...feeds, ...minRowsFeed }, fetches, options),
     };
     this.strategy = kvStrategy(decoder);
   }
@@ -130,7 +136,7 @@ export class LlamaModel {
     const loadEmbeddings = embeddings === undefined ? undefined : () => backend.createSession(embeddings, { ...sessionOptions, device: session.device });
     const chunk = Math.min(prefillChunk, session.capabilities.attentionQueryLimit);
     try {
-      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes);
+      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes, options.promptKernel ?? session.capabilities.promptAttention);
     } catch (err) {
       await session.dispose();
       throw err;
