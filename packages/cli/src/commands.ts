@@ -83,11 +83,15 @@ export async function convertCommand(checkpoint: string, flags: ConvertFlags): P
     const v = flags[`${stage}Dtype`];
     if (v !== undefined) stageDtypes[stage] = checkDtype(v, `--${stage}-dtype`);
   }
+  const dtype = checkDtype(flags.dtype, '--dtype');
+  if (flags.blockSize !== undefined && ![dtype, ...Object.values(stageDtypes)].some((d) => d === 'q8' || d === 'q4')) {
+    throw new InvalidOptionError(`--block-size applies to q8 and q4 weights, and no stage is quantized (--dtype ${dtype})`);
+  }
   const view = new ProgressView();
   const t0 = performance.now();
   try {
     const manifest = await convertInWorker(checkpoint, flags.out, {
-      dtype: checkDtype(flags.dtype, '--dtype'),
+      dtype,
       target: checkTarget(flags.target),
       stageDtypes,
       clipDir: flags.clip,

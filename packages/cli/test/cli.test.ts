@@ -71,6 +71,7 @@ describe('llava-mini CLI', () => {
       [['convert', model, '--out', path.join(root, 'x')], 1, /^llava-mini: MODEL_FILES: .*no model.safetensors or model.safetensors.index.json/],
       [['ask', '--model', model, '--prompt', 'x', '--dtype', 'int3'], 2, /^error: option .* argument 'int3' is invalid/],
       [['convert', model, '--out', path.join(root, 'x'), '--block-size', '100'], 2, /^error: option .* argument '100' is invalid/],
+      [['convert', model, '--out', path.join(root, 'x'), '--block-size', '128'], 1, /^llava-mini: INVALID_OPTION: --block-size applies to q8 and q4 weights/],
     ];
     for (const [args, code, message] of cases) {
       const r = cli(...args);
