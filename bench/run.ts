@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       log(body);
     }
     const images = plots.map((p) => `![${path.basename(p, '.png')}](${path.relative(path.join(ROOT, 'bench'), p)})`);
-    const run = `<sub>Run: \`${command}\`, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${QUICK ? 'quick' : 'full'} mode, ${((now() - t) / 1000).toFixed(0)} s; load: ${meter.report()}.</sub>`;
+    const run = `<sub>Run: \`${command}\`, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ${QUICK ? 'quick' : 'full'} mode, ${((now() - t) / 1000).toFixed(0)} s; ${machine()}; load: ${meter.report()}.</sub>`;
     const section = [`### ${s.title}`, '', run, '', body, '', ...images].join('\n');
     console.log(`\n${section}\n`);
     // A failed run keeps the table recorded before it: a stack trace is no result.
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
     const head = [
       '## Suite (issue 6)',
       '',
-      `Machine: ${machine()}, onnxruntime 1.30 (node CPU and web WASM). Each table below names the command, date and machine load of the run that wrote it.`,
+      `onnxruntime 1.30 (node CPU and web WASM). Each table below names the command, date, machine and machine load of the run that wrote it (tables recorded before 2026-12-07 name none: those of 2026-12-01 ran on an AMD EPYC with 2 cores and AVX2, those of 2026-11-21 on the host the reading's first paragraph describes).`,
       '',
       ...(reading ? [reading] : []),
     ];
