@@ -107,8 +107,9 @@ export interface RuntimeCapabilities {
   readonly preallocatedOutputs: boolean;
   /**
    * GroupQueryAttention is the faster kernel for a prompt's many rows (the LLM's prompt kernel).
-   * false where its kernel is slower than attention written out in plain ops (onnxruntime-web's
-   * WASM: 0.47x on a 1,024-token prompt, bench/RESULTS.md "Long contexts").
+   * true only where measured so: onnxruntime-node's CPU (1.7x on a 4,096-token prompt). On
+   * onnxruntime-web's WASM it is the slower one (0.47x); WebGPU and CUDA are not measured.
+   * bench/RESULTS.md, "Long contexts".
    */
   readonly promptAttention: boolean;
 }

@@ -55,10 +55,11 @@ export interface LlamaModelOptions {
    */
   kvCacheBytes?: number;
   /**
-   * Whether a prompt's runs take the graph's prompt kernel (GroupQueryAttention); default: where
-   * the runtime's is the faster kernel (`capabilities.promptAttention`). The benches force it.
+   * The fewest rows of a run that take the graph's prompt kernel (GroupQueryAttention); Infinity:
+   * none. Default: PROMPT_KERNEL_MIN_ROWS where the runtime's is the faster kernel
+   * (`capabilities.promptAttention`), else Infinity. The benches set it to compare the kernels.
    */
-  promptKernel?: boolean;
+  promptKernelMinRows?: number;
   /** Passed to both sessions (threads, optimization level). */
   session?: Omit<SessionOptions, 'device'>;
 }
@@ -96,17 +97,16 @@ export class LlamaModel {
     readonly maxSequence: number,
     readonly prefillChunk: number,
     kvCacheBytes: number,
-    promptKernel: boolean,
+    promptKernelMinRows: number,
   ) {
     this.kv = kvLayout(session);
     if (!hasInput(session, LLAMA_IO.inputIds)) {
       throw new SessionError(`the decoder graph has no ${LLAMA_IO.inputIds} input (made before token embeddings moved into it): convert the model again`);
     }
     this.pool = new KvPool(kvCacheBytes);
-    // Without the prompt kernel (by default where the runtime's GroupQueryAttention is the slower
-    // kernel) no run reaches the minimum. Graphs converted before it have no such input nor kernel.
-    const minRows = promptKernel ? PROMPT_KERNEL_MIN_ROWS : Number.MAX_SAFE_INTEGER;
-    const minRowsFeed: Record<string, Tensor> = hasInput(session, LLAMA_IO.promptKernelMinRows) ? { [LLAMA_IO.promptKernelMinRows]: tensor('int64', [1], BigInt64Array.of(BigInt(minRows))) } : {};
+    // Graphs converted before the prompt kernel have no such input (nor kernel).
+    const minRows = BigInt(Math.min(promptKernelMinRows, Number.MAX_SAFE_INTEGER));
+    const minRowsFeed: Record<string, Tensor> = hasInput(session, LLAMA_IO.promptKernelMinRows) ? { [LLAMA_IO.promptKernelMinRows]: tensor('int64', [1], BigInt64Array.of(minRows)) } : {};
     const decoder: Decoder = {
       layout: this.kv,
       hiddenSize: config.hiddenSize,
@@ -136,7 +136,9 @@ export class LlamaModel {
     const loadEmbeddings = embeddings === undefined ? undefined : () => backend.createSession(embeddings, { ...sessionOptions, device: session.device });
     const chunk = Math.min(prefillChunk, session.capabilities.attentionQueryLimit);
     try {
-      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes, options.promptKernel ?? session.capabilities.promptAttention);
+      const given = options.promptKernelMinRows;
+      const minRows = given === undefined ? (session.capabilities.promptAttention ? PROMPT_KERNEL_MIN_ROWS : Infinity) : given === Infinity ? given : positiveInt('promptKernelMinRows', given);
+      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes, minRows);
     } catch (err) {
       await session.dispose();
       throw err;

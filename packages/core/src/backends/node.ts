@@ -38,7 +38,7 @@ export function nodeBackend(): Promise<Backend> {
     (ort as unknown as { env: { logLevel?: string } }).env.logLevel = process.env.ORT_LOG_LEVEL ?? 'fatal';
     return new OrtBackend('onnxruntime-node', ort, [
       { device: 'cuda', executionProvider: 'cuda', hint: CUDA_HINT },
-      { device: 'cpu', executionProvider: 'cpu', hint: 'The CPU provider ships inside onnxruntime-node; reinstall it.' },
+      { device: 'cpu', executionProvider: 'cpu', capabilities: { promptAttention: true }, hint: 'The CPU provider ships inside onnxruntime-node; reinstall it.' },
       {
         device: 'webgpu',
         executionProvider: 'webgpu',

@@ -132,7 +132,7 @@ export class OrtBackend implements Backend {
     if (externalData) ortOptions.externalData = externalData;
     if (options.intraOpNumThreads !== undefined) ortOptions.intraOpNumThreads = options.intraOpNumThreads;
     if (options.graphOptimizationLevel) ortOptions.graphOptimizationLevel = ORT_OPT_LEVEL[options.graphOptimizationLevel];
-    const capabilities: RuntimeCapabilities = { attentionQueryLimit: Infinity, kvCacheInPlace: true, deviceMemory: false, promptAttention: true, ...this.features, ...spec.capabilities };
+    const capabilities: RuntimeCapabilities = { attentionQueryLimit: Infinity, kvCacheInPlace: true, deviceMemory: false, promptAttention: false, ...this.features, ...spec.capabilities };
     const deviceOutputs = new Set(capabilities.deviceMemory ? (options.deviceOutputs ?? []) : []);
     if (deviceOutputs.size) ortOptions.preferredOutputLocation = Object.fromEntries([...deviceOutputs].map((n) => [n, 'gpu-buffer']));
     let session: OrtSession;

@@ -96,7 +96,7 @@ export function webBackend(options: WebBackendOptions = {}): Promise<Backend> {
     return new OrtBackend('onnxruntime-web', ort, [
       // Its WebGPU GroupQueryAttention returns past + new rows rather than filling a shared buffer.
       { device: 'webgpu', executionProvider: 'webgpu', precheck: webgpuPrecheck, graphCheck: webgpuGraphCheck, capabilities: { kvCacheInPlace: false, deviceMemory: true }, hint: WEBGPU_HINT },
-      { device: 'wasm', executionProvider: 'wasm', capabilities: { promptAttention: false }, hint: 'The WASM backend ships inside onnxruntime-web; check that its .wasm files are served (env.wasm.wasmPaths).' },
+      { device: 'wasm', executionProvider: 'wasm', hint: 'The WASM backend ships inside onnxruntime-web; check that its .wasm files are served (env.wasm.wasmPaths).' },
     ], { preallocatedOutputs: false }, withExternalData);
   })();
   return backend;
