@@ -128,7 +128,7 @@ async function main(): Promise<void> {
     const head = [
       '## Suite (issue 6)',
       '',
-      `onnxruntime 1.30 (node CPU and web WASM). Each table below names the command, date, machine and machine load of the run that wrote it (tables recorded before 2026-12-07 name none: those of 2026-12-01 ran on an AMD EPYC with 2 cores and AVX2, those of 2026-11-21 on the host the reading's first paragraph describes).`,
+      `onnxruntime 1.30 (node CPU and web WASM). Each table below names the command, date, machine and machine load of the run that wrote it (tables recorded before 2026-12-07 name none: those of 2026-12-01 ran on an AMD EPYC with 2 cores and AVX2, those of 2026-11-21 on an AMD EPYC with 2 cores and AVX-512 VNNI).`,
       '',
       ...(reading ? [reading] : []),
     ];
