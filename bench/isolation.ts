@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensureTinyModel } from '@llava-mini/pipeline/node';
 import { benchCommand, CACHE, flag, fmt, LoadMeter, log, machine, median, now, option, RESULTS, replaceMarked, ROOT, table } from './lib/common.js';
-import { startServe } from './lib/serve-cli.js';
+import { cpuSecondsOf, startServe } from './lib/serve-cli.js';
 
 const QUICK = flag('quick');
 const ROUNDS = QUICK ? 2 : 4;
@@ -53,11 +53,6 @@ const sum = (pids: number[], read: (pid: number) => number) =>
   }, 0);
 /** Proportional set size: pages shared between processes (Node, onnxruntime's library) counted once in all. */
 const pss = (pid: number) => 1024 * Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-/** User + system CPU seconds (fields 14 and 15 of /proc/PID/stat). */
-const cpu = (pid: number) => {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 async function ask(url: string, i: number): Promise<number> {
   const t = now();
@@ -88,7 +83,7 @@ async function round(model: string, isolation: 'thread' | 'process', meter: Load
     for (let i = 0; i < REQUESTS; i++) latencies.push(await ask(server.url, i));
     const tree = processTree(server.child.pid as number);
     const rss = sum(tree, pss);
-    meter.addOwn(sum(tree, cpu)); // the servers are this bench's work, not other load
+    meter.addOwn(sum(tree, cpuSecondsOf)); // the servers are this bench's work, not other load
     const t1 = now();
     await server.stop();
     return { ready, rss, latency: median(latencies), stop: now() - t1 };

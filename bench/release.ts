@@ -68,7 +68,8 @@ interface Answer {
   loadSeconds: number;
   rssAfterLoad: number;
   image: { ttft: number; inputMs: number; encoderMs: number; compressorMs: number; prefusionMs: number; embedMs: number; prefillMs: number; decode: number; tokens: number; rows: number };
-  followUp: { ttft: number; rows: number };
+  /** With --versus: a follow-up in the image question's conversation. */
+  followUp?: { ttft: number; rows: number };
   video?: { ttft: number; encoderMs: number; compressorMs: number; prefusionMs: number; decode: number; tokens: number; rows: number; totalMs: number };
   peakRssAnswering: number;
   peakRss: number;
@@ -76,7 +77,7 @@ interface Answer {
 
 /** The child's side of each step. */
 export async function releaseChild(step: string, json: string): Promise<void> {
-  const a = JSON.parse(json) as { hf: string; out: string; options: TinyOptions; dtype: 'q4' | 'q8'; videoFrames: number; gguf: string; rows: VersusRows; vocab: number };
+  const a = JSON.parse(json) as { hf: string; out: string; options: TinyOptions; dtype: 'q4' | 'q8'; videoFrames: number; followUp: boolean; gguf: string; rows: VersusRows; vocab: number };
   const t0 = now();
   let result: unknown;
   if (step === 'write') {
@@ -103,7 +104,7 @@ export async function releaseChild(step: string, json: string): Promise<void> {
     const chat = model.chat('image');
     const img = await chat.ask('What is shown in this picture? Describe the scene in detail.', { maxNewTokens: 16 }).done();
     const it = img.timings;
-    const fu = await chat.ask('And what colour is the largest object?', { maxNewTokens: 4 }).done();
+    const fu = a.followUp ? await chat.ask('And what colour is the largest object?', { maxNewTokens: 4 }).done() : undefined;
     // --video-frames=0 skips the video question (its pre-fusion over every frame is most of the run).
     const vid = a.videoFrames > 0 ? await model.ask('video', 'What happens in this video?', { maxNewTokens: 8 }).done() : undefined;
     const vt = vid?.timings;
@@ -113,7 +114,7 @@ export async function releaseChild(step: string, json: string): Promise<void> {
       loadSeconds,
       rssAfterLoad,
       image: { ttft: it.timeToFirstTokenMs, inputMs: it.inputMs, encoderMs: it.encoderMs, compressorMs: it.compressorMs, prefusionMs: it.prefusionMs, embedMs: it.embedMs, prefillMs, decode: it.decodeTokensPerSecond, tokens: img.ids.length, rows: img.llmInputTokens },
-      followUp: { ttft: fu.timings.timeToFirstTokenMs, rows: fu.llmInputTokens },
+      followUp: fu && { ttft: fu.timings.timeToFirstTokenMs, rows: fu.llmInputTokens },
       video: vid && vt ? { ttft: vt.timeToFirstTokenMs, encoderMs: vt.encoderMs, compressorMs: vt.compressorMs, prefusionMs: vt.prefusionMs, decode: vt.decodeTokensPerSecond, tokens: vid.ids.length, rows: vid.llmInputTokens, totalMs: vt.totalMs } : undefined,
       peakRssAnswering: peak,
       peakRss: process.resourceUsage().maxRSS * 1024,
@@ -179,7 +180,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
     for (const dtype of o.dtypes) {
       const out = path.join(work, dtype);
       const c = await child<{ seconds: number; bytes: number; peakRss: number }>('convert', { hf, out, dtype });
-      const a = await child<Answer>('answer', { out, videoFrames: o.videoFrames });
+      const a = await child<Answer>('answer', { out, videoFrames: o.videoFrames, followUp: o.versus });
       if (o.versus && dtype === 'q4') versus.push(await versusSection(a, hf, path.join(work, 'llm-q4_0.gguf'), o.videoFrames, options));
       const stepBytes = decoderStepBytes({ model: path.join(out, GRAPH_FILES.llm), embeddings: path.join(out, GRAPH_FILES.embeddings) });
       const bound = bandwidth / stepBytes;
@@ -225,7 +226,7 @@ export async function release(o: ReleaseOptions): Promise<{ markdown: string; pl
 
 /** llama.cpp asked the same questions as the q4 answer step `a`, LLaVA-1.5 style, on the same LLM. */
 async function versusSection(a: Answer, hf: string, gguf: string, frames: number, options: TinyOptions): Promise<string> {
-  if (!a.video) throw new Error('the video question was not asked');
+  if (!a.video || !a.followUp) throw new Error('the video question or the follow-up was not asked');
   const g = await child<{ seconds: number; bytes: number }>('gguf', { hf, gguf });
   // Their rows: our text rows (each question's rows less one per picture) plus 576 per picture.
   const rows: VersusRows = { image: a.image.rows - 1 + PATCH_ROWS, followUp: a.followUp.rows, video: a.video.rows - frames + frames * PATCH_ROWS };

@@ -34,9 +34,7 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
     stderr: () => err,
     cpuSeconds: () => {
       try {
-        // Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): user and system time in clock ticks.
-        const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-        return (Number(fields[11]) + Number(fields[12])) / 100;
+        return cpuSecondsOf(child.pid as number);
       } catch {
         return 0;
       }
@@ -48,6 +46,12 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** User + system CPU seconds of a process: fields 14 and 15 of /proc/PID/stat (after the parenthesised name), in clock ticks. */
+export function cpuSecondsOf(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Every sample of /metrics as `name{labels}` -> value. */

@@ -3,6 +3,9 @@ import type { LlamaConfig } from './config.js';
 
 const INT64_MAX = Number.MAX_SAFE_INTEGER;
 
+/** A layer's attention over its cache (past key and value) and the new rows' q, k, v: the output and the new rows to cache. */
+export type AttentionKernel<I> = (g: Graph, c: LlamaConfig, io: I, pastKey: Value, pastValue: Value, q: Value, k: Value, v: Value) => { out: Value; newKey: Value; newValue: Value };
+
 /** Values every layer's cache-reading attention shares (graph inputs and the RoPE tables). */
 export interface RowsAttentionInputs {
   /** int64 [B, S]: the position of each new row (its sequence's cached length + its index). */

@@ -11,7 +11,7 @@ import {
   type WeightSource,
 } from '@llava-mini/core';
 import { type LlamaConfig, ropeCaches } from './config.js';
-import { promptAttention, promptAttentionInputs, rowsAttention } from './attention.js';
+import { type AttentionKernel, promptAttention, promptAttentionInputs, rowsAttention } from './attention.js';
 import { type BlockQuant, type EmbeddingGraphOptions, floatTensor, shapeNote, tokenEmbeddings } from './embedding.js';
 import { LLAMA_IO } from './io.js';
 import { llamaLayer } from './layer.js';
@@ -105,21 +105,17 @@ export function buildLlamaGraph(src: WeightSource, c: LlamaConfig, o: LlamaGraph
     // batch of them) through the one that only reads the cache; both branches share the weights.
     // The fewest rows that take the prompt kernel is an input, so a runtime whose GroupQueryAttention
     // is the slower kernel (RuntimeCapabilities.promptAttention) keeps every run on the decode kernel.
-    const minRows = () => g.input(LLAMA_IO.promptKernelMinRows, 'int64', [1]);
-    const prompt = o.promptKernel === false ? undefined : { ...io, ...promptAttentionInputs(g, positionIds, minRows()) };
+    const prompt = o.promptKernel === false ? undefined : { ...io, ...promptAttentionInputs(g, positionIds, g.input(LLAMA_IO.promptKernelMinRows, 'int64', [1])) };
     layerAttention = (l) => (q, k, v) => {
       const pastKey = g.input(LLAMA_IO.pastKey(l), dtype, kvShape);
       const pastValue = g.input(LLAMA_IO.pastValue(l), dtype, kvShape);
-      const decode = (b: Graph) => {
-        const r = rowsAttention(b, c, io, pastKey, pastValue, q, k, v);
+      const kernel = <I>(attend: AttentionKernel<I>, kio: I) => (b: Graph) => {
+        const r = attend(b, c, kio, pastKey, pastValue, q, k, v);
         return [r.out, r.newKey, r.newValue];
       };
-      const [out, newKey, newValue] = !prompt
-        ? decode(g)
-        : g.ifElse(prompt.isPrompt, [dtype, dtype, dtype], (b) => {
-            const r = promptAttention(b, c, prompt, pastKey, pastValue, q, k, v);
-            return [r.out, r.newKey, r.newValue];
-          }, decode);
+      const [out, newKey, newValue] = prompt
+        ? g.ifElse(prompt.isPrompt, [dtype, dtype, dtype], kernel(promptAttention, prompt), kernel(rowsAttention, io))
+        : kernel(rowsAttention, io)(g);
       g.output(newKey, LLAMA_IO.newKey(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
       g.output(newValue, LLAMA_IO.newValue(l), dtype, [B, c.numKvHeads, 'sequence', c.headDim]);
       return out;

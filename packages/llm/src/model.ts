@@ -75,6 +75,12 @@ function positiveInt(name: string, v: unknown): number {
   return v;
 }
 
+/** The option, checked; by default PROMPT_KERNEL_MIN_ROWS where the runtime's GroupQueryAttention is the faster kernel, else Infinity (no run takes it). */
+function promptKernelMinRows(given: number | undefined, session: InferenceSession): number {
+  if (given === undefined) return session.capabilities.promptAttention ? PROMPT_KERNEL_MIN_ROWS : Infinity;
+  return given === Infinity ? given : positiveInt('promptKernelMinRows', given);
+}
+
 /**
  * A loaded LLaMA backbone: the decoder and token-embedding sessions, and nothing that belongs to
  * a conversation. Each sequence (`model.sequence()`) owns its KV cache, made by the strategy for
@@ -136,9 +142,7 @@ export class LlamaModel {
     const loadEmbeddings = embeddings === undefined ? undefined : () => backend.createSession(embeddings, { ...sessionOptions, device: session.device });
     const chunk = Math.min(prefillChunk, session.capabilities.attentionQueryLimit);
     try {
-      const given = options.promptKernelMinRows;
-      const minRows = given === undefined ? (session.capabilities.promptAttention ? PROMPT_KERNEL_MIN_ROWS : Infinity) : given === Infinity ? given : positiveInt('promptKernelMinRows', given);
-      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes, minRows);
+      return new LlamaModel(c, session, loadEmbeddings, maxSequence, chunk, kvCacheBytes, promptKernelMinRows(options.promptKernelMinRows, session));
     } catch (err) {
       await session.dispose();
       throw err;
