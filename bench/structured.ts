@@ -36,7 +36,7 @@ const meter = new LoadMeter();
 const COLORS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'];
 /** One field: what a colour question asks for. */
 const SMALL = { type: 'object', properties: { answer: { enum: COLORS } }, required: ['answer'] };
-/** examples/node-json's whole-scene schema: enums, a bounded array of objects, a bounded integer. */
+/** A whole-scene schema like examples/node-json/scene.schema.json (wider bounds): enums, a bounded array of objects, a bounded integer. */
 const SCENE = {
   type: 'object',
   properties: {

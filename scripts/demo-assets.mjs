@@ -1,6 +1,6 @@
 // (Re)writes the demo model's bundled media from the shapes world, so they stay what the model was
 // taught on (the examples, the browser page and its test ask about them):
-//   examples/assets/shapes.png  demoScene(): a red circle left, a blue square right, a green triangle bottom middle
+//   examples/assets/shapes.png  demoScene(): a red circle left, a blue square right, a green triangle bottom right
 //   examples/assets/shapes.mp4  demoClip(): a red circle moving right past a blue square that stays, 6 frames at 1 fps
 //   node scripts/demo-assets.mjs            (after a build: it imports @llava-mini/shapes' dist)
 // examples/assets/clip.mp4 is another clip (tests decode it) and is not written here.

@@ -42,15 +42,28 @@ def followup_order(record):
 
 
 @torch.no_grad()
-def batched_greedy(model, ds, prefix, records, prompts, stops, max_new=16):
+def header_of(ds):
+    """The assistant header a trained model writes before its answer: what every target starts with."""
+    targets = [q['target'] for r in ds.records[:50] for q in r['questions']]
+    return os.path.commonprefix(targets)
+
+
+def answer_length(ids, header):
+    """The tokens the runtime's maxNewTokens counts: a header the model wrote is outside the budget."""
+    lead = len(os.path.commonprefix([ids, header]))
+    return len(ids) - lead
+
+
+def batched_greedy(model, ds, prefix, records, prompts, stops, max_new):
     """Greedy decoding of every (record index, prompt ids after the prefix) of `prompts` at once, the
     records all of one frame count: each step re-runs the training path on prompt + tokens so far and
-    takes the argmax after the last one."""
+    takes the argmax after the last one. `max_new` counts answer tokens, as the runtime does."""
+    header = header_of(ds)
     T = records[0].get('frames', 1)
     px = ds.image([r['id'] for r in records])
     out = [[] for _ in prompts]
     done = [False] * len(prompts)
-    for _ in range(max_new):
+    while not all(done):
         seqs = [pr + o for (_, pr), o in zip(prompts, out)]
         M = max(len(x) for x in seqs)
         tokens = torch.zeros(len(seqs), M, dtype=torch.long)
@@ -63,17 +76,15 @@ def batched_greedy(model, ds, prefix, records, prompts, stops, max_new=16):
             if not done[j]:
                 t = int(logits[j, len(x) - 1].argmax())
                 out[j].append(t)
-                done[j] = t in stops
-        if all(done):
-            break
+                done[j] = t in stops or answer_length(out[j], header) >= max_new
     return out
 
 
-def answer_batch(model, ds, prefix, records, stops, followups):
+def answer_batch(model, ds, prefix, records, stops, followups, max_new):
     """Lines for every question of `records`, then (with `followups`) their conversations turn by turn."""
     prompts = [(b, q['suffix']) for b, r in enumerate(records) for q in r['questions']]
     asked = [(r, q, []) for r in records for q in r['questions']]
-    lines = [(r, q, h, ids) for (r, q, h), ids in zip(asked, batched_greedy(model, ds, prefix, records, prompts, stops))]
+    lines = [(r, q, h, ids) for (r, q, h), ids in zip(asked, batched_greedy(model, ds, prefix, records, prompts, stops, max_new))]
     if followups:
         convs = [(b, followup_order(r)) for b, r in enumerate(records)]
         convs = [(b, c) for b, c in convs if c]
@@ -90,7 +101,7 @@ def answer_batch(model, ds, prefix, records, stops, followups):
                 for k, (q, ids) in enumerate(h):
                     pr += (q['suffix'] if k == 0 else q['turn']) + ids
                 prompts.append((b, pr + c[turn]['turn']))
-            for (b, c, h), ids in zip(active, batched_greedy(model, ds, prefix, records, prompts, stops)):
+            for (b, c, h), ids in zip(active, batched_greedy(model, ds, prefix, records, prompts, stops, max_new)):
                 lines.append((records[b], c[turn], [q['question'] for q, _ in h], ids))
                 h.append((c[turn], ids))
     return lines
@@ -106,6 +117,8 @@ def main():
     p.add_argument('--one-by-one', action='store_true', help='the reference inference path, one question at a time')
     p.add_argument('--batch', type=int, default=20, help='records per batch')
     p.add_argument('--followups', action='store_true', help='also answer each record\'s conversation (followup_order)')
+    p.add_argument('--max-new', type=int, default=72,
+                   help='answer tokens at most, a header the model writes not counted (the runtime\'s maxNewTokens; 72: llava-mini eval\'s)')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load(a.model)
@@ -128,7 +141,7 @@ def main():
             for r in records:
                 px = ds.image([r['id']])
                 for q in r['questions']:
-                    write(f, r, q, [], model.greedy(px, prefix + q['suffix'], stops))
+                    write(f, r, q, [], model.greedy(px, prefix + q['suffix'], stops, a.max_new, header_of(ds)))
                 done += 1
                 print(f'\ranswered {done}/{len(records)} records', end='', file=sys.stderr, flush=True)
         else:
@@ -139,7 +152,7 @@ def main():
             for group in groups.values():
                 for s in range(0, len(group), a.batch):
                     batch = group[s:s + a.batch]
-                    lines += answer_batch(model, ds, prefix, batch, stops, a.followups)
+                    lines += answer_batch(model, ds, prefix, batch, stops, a.followups, a.max_new)
                     done += len(batch)
                     print(f'\ranswered {done}/{len(records)} records', end='', file=sys.stderr, flush=True)
             # Data set order: every record's first questions, then its conversation's later turns.

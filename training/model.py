@@ -433,13 +433,16 @@ class LlavaMini(nn.Module):
         return self.lm_head(self.model.norm(h)).float()
 
     @torch.no_grad()
-    def greedy(self, pixels, ids, stop_ids, max_new=16):
+    def greedy(self, pixels, ids, stop_ids, max_new=72, header=()):
+        """Greedy answer ids; `max_new` counts the answer's tokens, a `header` the model writes first
+        not included (the runtime's maxNewTokens)."""
         x = self.prompt_embeddings(pixels, ids)
         out = []
-        for _ in range(max_new):
+        while True:
             t = int(self.llm_logits(x)[0, -1].argmax())
             out.append(t)
-            if t in stop_ids:
+            lead = next((k for k, (a, b) in enumerate(zip(out, header)) if a != b), min(len(out), len(header)))
+            if t in stop_ids or len(out) - lead >= max_new:
                 break
             x = torch.cat([x, self.model.embed_tokens(torch.tensor([[t]])).to(x.dtype)], dim=1)
         return out

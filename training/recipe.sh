@@ -4,7 +4,8 @@
 # writes the data sets (both cores, ~15 min), trains the first edition's picture model (68 min),
 # fine-tunes it on clips, conversations, left/right and top/bottom (38 min), and releases the result
 # into models/llava-mini-shapes with its measured accuracy (training/release.sh). Needs
-# `npm run build` first and Debian's python3-torch.
+# `npm run build` first and Debian's python3-torch. The whole-scene JSON question came after this
+# edition: the data sets have it, and `--type-weights scene=0` leaves it out, as the edition was trained.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 w=${1:?usage: bash training/recipe.sh WORKDIR}
@@ -18,9 +19,9 @@ node --input-type=module -e "const t = await import('@llava-mini/tiny'); t.write
 wait
 # Stage 1: pictures, one question at a time (the first edition: colour, shape, count, existence).
 $PY training/train.py --data "$w/train" --val "$w/val" --tokenizer "$w/tok" --out "$w/base" --lr 2e-3 --minutes 68 \
-  --followups 0 --locate-weight 0 --where-weight 0
+  --followups 0 --locate-weight 0 --where-weight 0 --type-weights scene=0
 # Stage 2: clips through the video path, conversations, and the spatial questions drawn twice as often.
 $PY training/train.py --data "$w/train" --val "$w/val" --video-data "$w/trainv" --video-val "$w/valv" --tokenizer "$w/tok" \
   --init "$w/base" --aux-steps 0 --aux-weight 0 --curriculum '' --minutes 38 --warmup 50 --eval-every 100 --lr 1e-3 --seed 4 \
-  --type-weights side=2,vertical=2,motion=2 --locate-weight 0.02 --where-weight 0.01 --out "$w/model"
+  --type-weights side=2,vertical=2,motion=2,scene=0 --locate-weight 0.02 --where-weight 0.01 --out "$w/model"
 bash training/release.sh "$w/model"

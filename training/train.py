@@ -30,7 +30,7 @@ from checkpoint import Dataset, load_weights, model_config, save_checkpoint, spe
 from model import LlavaMini  # noqa: E402
 from where import attend_loss, locate_loss, position_loss, token_pieces, where_loss  # noqa: E402
 
-TYPES = ('color', 'shape', 'count', 'exists', 'side', 'vertical', 'motion', 'moves')
+TYPES = ('color', 'shape', 'count', 'exists', 'side', 'vertical', 'scene', 'motion', 'moves')
 
 
 def parse():
@@ -60,7 +60,7 @@ def parse():
     p.add_argument('--variant', choices=('mini', 'v15'), default='mini',
                    help='v15: the LLaVA-v1.5-style baseline (every patch spliced into the LLM, no compressor or pre-fusion)')
     p.add_argument('--init', help='start from this checkpoint (a fine-tune: pair it with --aux-steps 0 --aux-weight 0, as the auxiliary head is not saved)')
-    p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3 (default 1 each)')
+    p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3,scene=0 (default 1 each; 0: never asked)')
     p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
     p.add_argument('--tokenizer', help='folder with the tokenizer files the data sets were written with (default: DATA)')
     p.add_argument('--video-data', help='clips to train on (llava-mini-shapes --clips --pixels)')
@@ -84,8 +84,8 @@ def parse():
     except ValueError:
         p.error(f'--type-weights: expected TYPE=WEIGHT[,TYPE=WEIGHT...], got {a.type_weights!r}')
     for t, w in a.type_weights.items():
-        if t not in TYPES or not w > 0:
-            p.error(f'--type-weights: {t}={w}: the type must be one of {", ".join(TYPES)} and the weight above 0')
+        if t not in TYPES or not w >= 0:
+            p.error(f'--type-weights: {t}={w}: the type must be one of {", ".join(TYPES)} and the weight 0 (never asked) or more')
     return a
 
 
@@ -107,15 +107,16 @@ def collate(ds, idxs, qs_per_image, rng, type_weights=None, followups=0.0):
     first question's `suffix`, each answer's `target`, each later question's `turn`). Training asks
     conversations in batches of their own (followups=1), so short questions are not padded to them."""
     toks, plen, img, types, asked = [], [], [], [], []
+    weights = type_weights or {}
     for b, i in enumerate(idxs):
-        qs = ds.records[i]['questions']
+        qs = [q for q in ds.records[i]['questions'] if weights.get(q['type'], 1.0) > 0]
         by_type = {}
         for q in qs:
             by_type.setdefault(q['type'], []).append(q)
         chosen = []
         for _ in range(min(qs_per_image, len(qs))):
             left = [t for t in by_type if by_type[t]]
-            t = rng.choices(left, [(type_weights or {}).get(t, 1.0) for t in left])[0]
+            t = rng.choices(left, [weights.get(t, 1.0) for t in left])[0]
             chosen.append(by_type[t].pop(rng.randrange(len(by_type[t]))))
         for q in chosen:
             others = [o for o in qs if o is not q]

@@ -16,7 +16,7 @@ const PUBLIC_MODELS = path.resolve(here, '../public/models');
 const DEMO = path.resolve(here, '../../../models/llava-mini-shapes');
 /**
  * The demo model's world, offered by the page as its samples (scripts/demo-assets.mjs writes both):
- * a picture (a red circle left, a blue square right, a green triangle bottom middle) and a clip (a
+ * a picture (a red circle left, a blue square right, a green triangle bottom right) and a clip (a
  * red circle moving right past a blue square that stays, 6 frames at 1 fps).
  */
 const SAMPLE = path.resolve(here, '../../assets/shapes.png');

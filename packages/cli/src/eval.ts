@@ -24,8 +24,6 @@ export interface EvalFlags {
   followups: boolean;
 }
 
-/** The longest answer the shapes world expects is one word; a few more tokens show what a wrong answer rambles into. */
-const MAX_NEW_TOKENS = 16;
 
 const int = (v: string, flag: string, min = 0): number => integerOption(v, flag, min);
 
@@ -88,10 +86,10 @@ function evalModel(model: LlavaMini): shapes.EvalModel {
     return { text: r.text, ids: r.ids };
   };
   return {
-    ask: (input, question) => answer(model.ask(input, question, { maxNewTokens: MAX_NEW_TOKENS })),
+    ask: (input, question) => answer(model.ask(input, question, { maxNewTokens: shapes.MAX_ANSWER_TOKENS })),
     chat: (input) => {
       const conversation = model.chat(input);
-      return { ask: (question) => answer(conversation.ask(question, { maxNewTokens: MAX_NEW_TOKENS })), dispose: () => conversation.dispose() };
+      return { ask: (question) => answer(conversation.ask(question, { maxNewTokens: shapes.MAX_ANSWER_TOKENS })), dispose: () => conversation.dispose() };
     },
   };
 }

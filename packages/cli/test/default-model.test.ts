@@ -70,7 +70,7 @@ describe('the default model', () => {
     expect(Object.keys(report.sections)).toEqual(['pictures', 'video', 'followups']);
     const { pictures, video, followups } = report.sections;
     // overall, perType and questions at the top are the pictures section's, as before there were sections.
-    expect(Object.keys(report.perType)).toEqual(['color', 'shape', 'count', 'exists', 'side', 'vertical']);
+    expect(Object.keys(report.perType)).toEqual(['color', 'shape', 'count', 'exists', 'side', 'vertical', 'scene']);
     expect(report.overall).toEqual(pictures.overall);
     expect(report.questions).toBe(pictures.questions);
     expect(pictures.overall.total).toBe(pictures.questions);

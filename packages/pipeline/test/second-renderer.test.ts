@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createCanvas } from '@napi-rs/canvas';
-import { type Answerer, evalItems, evaluate, type EvalItem, type EvalReport, formatReport, readScenes, type Scene, writeDataset } from '@llava-mini/shapes';
+import { type Answerer, evalItems, evaluate, type EvalItem, type EvalReport, formatReport, MAX_ANSWER_TOKENS, readScenes, type Scene, writeDataset } from '@llava-mini/shapes';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultModelDir, LlavaMini } from '../src/node.js';
@@ -86,7 +86,7 @@ beforeAll(async () => {
   const model = await LlavaMini.fromPretrained(MODEL, { device: 'cpu', dtype: 'fp32' });
   try {
     const answer: Answerer = async (image, question) => {
-      const r = await model.ask(image, question, { maxNewTokens: 16 }).done();
+      const r = await model.ask(image, question, { maxNewTokens: MAX_ANSWER_TOKENS }).done();
       return { text: r.text, ids: r.ids };
     };
     ours = await evaluate(items, answer);

@@ -16,6 +16,7 @@ import {
   type EvalReport,
   followupConversations,
   formatSections,
+  MAX_ANSWER_TOKENS,
   type SectionScore,
   type SectionsReport,
   writeDataset,
@@ -48,17 +49,16 @@ let subset: EvalItem[] = [];
 const subsetMedia = new Set<string>();
 let fp32: SectionsReport;
 
-const MAX_NEW_TOKENS = 16;
 const asModel = (model: LlavaMini): EvalModel => {
   const answer = async (stream: ReturnType<LlavaMini['ask']>) => {
     const r = await stream.done();
     return { text: r.text, ids: r.ids };
   };
   return {
-    ask: (input, question) => answer(model.ask(input, question, { maxNewTokens: MAX_NEW_TOKENS })),
+    ask: (input, question) => answer(model.ask(input, question, { maxNewTokens: MAX_ANSWER_TOKENS })),
     chat: (input) => {
       const chat = model.chat(input);
-      return { ask: (question) => answer(chat.ask(question, { maxNewTokens: MAX_NEW_TOKENS })), dispose: () => chat.dispose() };
+      return { ask: (question) => answer(chat.ask(question, { maxNewTokens: MAX_ANSWER_TOKENS })), dispose: () => chat.dispose() };
     },
   };
 };
@@ -164,7 +164,7 @@ describe('the bundled shapes model', () => {
     fs.writeFileSync(path.join(site, 'questions.json'), JSON.stringify(asked));
     const browser = await launchChromium();
     try {
-      const query = new URLSearchParams({ model: `${o}/model/`, wasm: `${o}/ort/`, questions: `${o}/questions.json`, device: 'wasm' });
+      const query = new URLSearchParams({ model: `${o}/model/`, wasm: `${o}/ort/`, questions: `${o}/questions.json`, device: 'wasm', maxNewTokens: String(MAX_ANSWER_TOKENS) });
       const { result, log, offsite } = await runPage<EvalPageResult>(browser, o, `${o}/index.html?${query}`, 600_000);
       expect(result.error, `page log:\n${log.join('\n')}`).toBeUndefined();
       expect(result.device).toBe('wasm');

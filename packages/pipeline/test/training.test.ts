@@ -44,13 +44,13 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     expect(config).toMatchObject({ model_type: 'llava_mini_llama', compressor_size: 1, prefusion_layer_num: 2, mm_vision_select_layer: -2 });
 
     const answers = path.join(root, 'answers.jsonl');
-    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--out', answers]);
+    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--max-new', '16', '--out', answers]);
     const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
     const torchAnswers = read(answers);
     expect(torchAnswers.length).toBeGreaterThan(2);
     // The reference's inference path (one question at a time) gives the batched training path's tokens.
     const oneByOne = path.join(root, 'answers-one.jsonl');
-    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--one-by-one', '--out', oneByOne]);
+    python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--max-new', '16', '--one-by-one', '--out', oneByOne]);
     expect(read(oneByOne)).toEqual(torchAnswers);
 
     const onnx = path.join(root, 'onnx');
@@ -92,7 +92,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
         [data, (file: string) => path.join(data, file)],
       ] as const) {
         const out = path.join(set, 'answers.jsonl');
-        python(['training/answer.py', '--model', ckpt, '--data', set, '--limit', '2', '--followups', '--out', out]);
+        python(['training/answer.py', '--model', ckpt, '--data', set, '--limit', '2', '--max-new', '16', '--followups', '--out', out]);
         const lines = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[]; history?: string[] });
         const first = lines.filter((l) => !l.history);
         const later = lines.filter((l) => l.history);
@@ -164,8 +164,8 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     // The v1.5-style baseline's batched training path and its one-question inference path agree.
     const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const [batched, one] = [path.join(root, 'v15-b.jsonl'), path.join(root, 'v15-1.jsonl')];
-    python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--out', batched]);
-    python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--one-by-one', '--out', one]);
+    python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--max-new', '16', '--out', batched]);
+    python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--max-new', '16', '--one-by-one', '--out', one]);
     expect(read(one)).toEqual(read(batched));
     const table = python(['training/compare.py', '--data', data, '--runs', '1', `Mini0=${path.join(root, 'mini0')}`, `V15=${path.join(root, 'v15')}`]);
     // 32 px pictures in 8 px patches: 16 patch tokens for v1.5, one vision token for LLaVA-Mini.

@@ -8,6 +8,13 @@ import { PICTURE_QUESTION_TYPES, QUESTION_TYPES, type QuestionType, VIDEO_QUESTI
 export const EVAL_SECTIONS = ['pictures', 'video', 'followups'] as const;
 export type EvalSection = (typeof EVAL_SECTIONS)[number];
 
+/**
+ * The answer budget an evaluation gives (maxNewTokens; the assistant header the model writes is
+ * outside it): the longest answer the shapes world expects is the whole-scene JSON, 55 tokens and
+ * <|eot_id|> for four shapes; the rest shows what a wrong answer rambles into.
+ */
+export const MAX_ANSWER_TOKENS = 72;
+
 /** Questions a conversation about one picture or clip asks: the first scores nothing, the rest are its follow-ups. */
 export const FOLLOWUP_TURNS = 3;
 
@@ -133,7 +140,7 @@ export function evalInput(item: { image?: string; video?: string }): EvalInput {
   throw new InvalidOptionError('an evaluation item needs an image or a video');
 }
 
-/** Whether a generated answer is the expected word: case, surrounding space and a final full stop do not count. */
+/** Whether a generated answer is the expected one (a word, or the scene's JSON): case, surrounding space and a final full stop do not count. */
 export function isCorrect(text: string, expected: string): boolean {
   return text.trim().replace(/\.$/, '').toLowerCase() === expected;
 }

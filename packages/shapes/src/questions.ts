@@ -2,7 +2,7 @@ import type { Clip } from './clip.js';
 import { COLORS, type Rng, type Scene, SHAPES } from './scene.js';
 
 /** The question types asked about a picture. */
-export const PICTURE_QUESTION_TYPES = ['color', 'shape', 'count', 'exists', 'side', 'vertical'] as const;
+export const PICTURE_QUESTION_TYPES = ['color', 'shape', 'count', 'exists', 'side', 'vertical', 'scene'] as const;
 /** The question types asked about a clip (count: the shapes in it). */
 export const VIDEO_QUESTION_TYPES = ['motion', 'moves', 'count'] as const;
 export const QUESTION_TYPES = [...PICTURE_QUESTION_TYPES, 'motion', 'moves'] as const;
@@ -11,8 +11,30 @@ export type QuestionType = (typeof QUESTION_TYPES)[number];
 export interface Question {
   type: QuestionType;
   question: string;
-  /** One lowercase word. */
+  /** One lowercase word; for 'scene', the JSON object `sceneAnswer` writes. */
   answer: string;
+}
+
+/** The question whose answer is the whole scene as JSON (`sceneAnswer`). */
+export const SCENE_QUESTION = 'List the shapes as JSON.';
+
+/** A scene shape as the JSON answer lists it. */
+export interface SceneShapeJson {
+  color: string;
+  shape: string;
+  side: 'left' | 'right';
+}
+
+/**
+ * The whole scene as one JSON object, `{"shapes":[{"color","shape","side"}...],"count":N}`, the
+ * shapes from left to right, written compactly: what a program asking with a JSON schema of that
+ * shape wants back, in the key order such a schema's grammar enforces.
+ */
+export function sceneAnswer(scene: Scene): string {
+  const shapes: SceneShapeJson[] = [...scene.shapes]
+    .sort((a, b) => a.cx - b.cx)
+    .map((s) => ({ color: s.color, shape: s.kind, side: s.cx < scene.width / 2 ? 'left' : 'right' }));
+  return JSON.stringify({ shapes, count: shapes.length });
 }
 
 /** How far (fraction of the width or height) a centre must be from the middle for a left/right or top/bottom question. */
@@ -22,8 +44,8 @@ export const SIDE_MARGIN = 0.1;
  * Every question the scene answers unambiguously: the colour of each shape kind present once
  * (asked with "color" or "colour"), the kind of each colour present once, the count, one yes and
  * one no existence question per shape (the no chosen near the truth: same colour or same kind),
- * and left/right (top/bottom) for each colour-and-kind pair present once whose centre is clearly
- * off the middle horizontally (vertically).
+ * left/right (top/bottom) for each colour-and-kind pair present once whose centre is clearly
+ * off the middle horizontally (vertically), and the whole scene as JSON when every shape's side is clear.
  */
 export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
   const out: Question[] = [];
@@ -68,6 +90,10 @@ export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
     if (twins.length === 1 && Math.abs(y - 0.5) > SIDE_MARGIN) {
       out.push({ type: 'vertical', question: `Is the ${s.color} ${s.kind} at the top or at the bottom?`, answer: y < 0.5 ? 'top' : 'bottom' });
     }
+  }
+  // The whole scene, when every shape's side is clear (a shape near the middle has no right answer).
+  if (shapes.every((s) => Math.abs(s.cx / scene.width - 0.5) > SIDE_MARGIN)) {
+    out.push({ type: 'scene', question: SCENE_QUESTION, answer: sceneAnswer(scene) });
   }
   return out;
 }

@@ -135,7 +135,7 @@ export function insideShape(s: SceneShape, x: number, y: number): boolean {
 
 /**
  * The bundled example picture (examples/assets/shapes.png): a red circle on the left, a blue square
- * on the right, a green triangle at the bottom middle, on white.
+ * on the right, a green triangle at the bottom right of the middle (clear of it, so every shape has a side), on white.
  */
 export function demoScene(): Scene {
   const shape = (kind: SceneShape['kind'], color: ColorName, cx: number, cy: number, r: number): SceneShape => ({
@@ -152,7 +152,7 @@ export function demoScene(): Scene {
     height: 240,
     background: [255, 255, 255],
     noise: 0,
-    shapes: [shape('circle', 'red', 70, 80, 38), shape('square', 'blue', 245, 85, 35), shape('triangle', 'green', 160, 180, 40)],
+    shapes: [shape('circle', 'red', 70, 80, 38), shape('square', 'blue', 245, 85, 35), shape('triangle', 'green', 205, 180, 40)],
     crisp: false,
     format: 'png',
     quality: 90,

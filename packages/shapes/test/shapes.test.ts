@@ -1,5 +1,9 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadTokenizer } from '@llava-mini/llm/node';
 import { describe, expect, it } from 'vitest';
-import { COLORS, demoScene, insideShape, patchLabels, randomScene, Rng, sceneQuestions, SHAPES } from '../src/index.js';
+import { COLORS, demoScene, DIRECTIONS, insideShape, patchLabels, randomScene, Rng, SCENE_QUESTION, sceneAnswer, sceneQuestions, SHAPES, SIDE_MARGIN, writeShapesTokenizer } from '../src/index.js';
 
 describe('the shapes world', () => {
   it('is a pure function of the seed', () => {
@@ -52,9 +56,48 @@ describe('the shapes world', () => {
           expect(these).toHaveLength(1);
           expect(Math.abs(these[0].cy / s.height - 0.5)).toBeGreaterThan(0.1);
           expect(q.answer).toBe(these[0].cy < s.height / 2 ? 'top' : 'bottom');
+        } else if (q.question === SCENE_QUESTION) {
+          // Every shape once, left to right, each with its side; asked only when no side is in doubt.
+          const answer = JSON.parse(q.answer) as { shapes: { color: string; shape: string; side: string }[]; count: number };
+          expect(Object.keys(answer)).toEqual(['shapes', 'count']);
+          expect(answer.count).toBe(s.shapes.length);
+          const byX = [...s.shapes].sort((a, b) => a.cx - b.cx);
+          expect(answer.shapes).toEqual(byX.map((x) => ({ color: x.color, shape: x.kind, side: x.cx < s.width / 2 ? 'left' : 'right' })));
+          for (const x of s.shapes) expect(Math.abs(x.cx / s.width - 0.5)).toBeGreaterThan(SIDE_MARGIN);
+          expect(q.answer).not.toMatch(/\s/);
+          continue;
         } else throw new Error(`unexpected question ${q.question}`);
         expect(COLORS.includes(q.answer as never) || SHAPES.includes(q.answer as never) || /^(yes|no|left|right|top|bottom|[1-4])$/.test(q.answer)).toBe(true);
       }
+    }
+  });
+
+  it('asks for the whole scene exactly when every side is clear of the middle', () => {
+    const rng = new Rng(3);
+    let asked = 0;
+    for (let i = 0; i < 300; i++) {
+      const s = randomScene(rng);
+      const clear = s.shapes.every((x) => Math.abs(x.cx / s.width - 0.5) > SIDE_MARGIN);
+      const scene = sceneQuestions(s, rng).filter((q) => q.type === 'scene');
+      expect(scene.length).toBe(clear ? 1 : 0);
+      asked += scene.length;
+    }
+    // About half the pictures: enough to learn from, none with a side in doubt.
+    expect(asked).toBeGreaterThan(90);
+    expect(asked).toBeLessThan(240);
+  });
+
+  it("has a tokenizer in which every answer word and every run of the scene JSON's punctuation is one token", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shapes-tok-'));
+    try {
+      writeShapesTokenizer(dir);
+      const tok = loadTokenizer(dir);
+      const pieces = (text: string) => tok.encode(text, { addSpecialTokens: false }).map((id) => tok.decode([id]));
+      for (const w of [...COLORS, ...SHAPES, ...DIRECTIONS, 'yes', 'no', 'top', 'bottom']) expect(pieces(w)).toEqual([w]);
+      const two = sceneAnswer({ width: 100, shapes: [{ color: 'red', kind: 'circle', cx: 20 }, { color: 'blue', kind: 'square', cx: 80 }] } as never);
+      expect(pieces(two)).toEqual(['{"', 'shapes', '":[{"', 'color', '":"', 'red', '","', 'shape', '":"', 'circle', '","', 'side', '":"', 'left', '"},{"', 'color', '":"', 'blue', '","', 'shape', '":"', 'square', '","', 'side', '":"', 'right', '"}],"', 'count', '":', '2', '}']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
