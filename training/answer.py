@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import Dataset, load_weights  # noqa: E402
-from model import LlavaMini  # noqa: E402
+from model import answer_length, LlavaMini  # noqa: E402
 
 
 def load(model_dir):
@@ -41,19 +41,14 @@ def followup_order(record):
     return [qs[(record['id'] + k) % n] for k in range(min(3, n))] if n >= 2 else []
 
 
-@torch.no_grad()
 def header_of(ds):
-    """The assistant header a trained model writes before its answer: what every target starts with."""
+    """The assistant header a trained model writes before its answer: what every target (header,
+    answer, <|eot_id|>) starts with, over enough questions that their answers differ."""
     targets = [q['target'] for r in ds.records[:50] for q in r['questions']]
     return os.path.commonprefix(targets)
 
 
-def answer_length(ids, header):
-    """The tokens the runtime's maxNewTokens counts: a header the model wrote is outside the budget."""
-    lead = len(os.path.commonprefix([ids, header]))
-    return len(ids) - lead
-
-
+@torch.no_grad()
 def batched_greedy(model, ds, prefix, records, prompts, stops, max_new):
     """Greedy decoding of every (record index, prompt ids after the prefix) of `prompts` at once, the
     records all of one frame count: each step re-runs the training path on prompt + tokens so far and

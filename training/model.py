@@ -67,6 +67,12 @@ def linear(x, w, b=None):
     return y if b is None else y + b
 
 
+def answer_length(ids, header):
+    """The generated tokens the runtime's maxNewTokens counts: a header the model wrote first is outside the budget."""
+    lead = next((k for k, (a, b) in enumerate(zip(ids, header)) if a != b), min(len(ids), len(header)))
+    return len(ids) - lead
+
+
 class Linear(nn.Linear):
     def forward(self, x):
         return linear(x, self.weight, self.bias)
@@ -441,8 +447,7 @@ class LlavaMini(nn.Module):
         while True:
             t = int(self.llm_logits(x)[0, -1].argmax())
             out.append(t)
-            lead = next((k for k, (a, b) in enumerate(zip(out, header)) if a != b), min(len(out), len(header)))
-            if t in stop_ids or len(out) - lead >= max_new:
+            if t in stop_ids or answer_length(out, header) >= max_new:
                 break
             x = torch.cat([x, self.model.embed_tokens(torch.tensor([[t]])).to(x.dtype)], dim=1)
         return out

@@ -24,7 +24,6 @@ export interface EvalFlags {
   followups: boolean;
 }
 
-
 const int = (v: string, flag: string, min = 0): number => integerOption(v, flag, min);
 
 function checkFolderOf(file: string): void {

@@ -101,6 +101,16 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
           const r = await model.ask(input(a.image), a.question, { maxNewTokens: 16 }).done();
           expect(r.ids, a.question).toEqual(a.ids);
         }
+        // A budget of one answer token: both sides write the assistant header outside it, then stop at the same place.
+        const one = path.join(set, 'answers-1.jsonl');
+        python(['training/answer.py', '--model', ckpt, '--data', set, '--limit', '2', '--max-new', '1', '--out', one]);
+        const cut = fs.readFileSync(one, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
+        for (const a of cut) {
+          const r = await model.ask(input(a.image), a.question, { maxNewTokens: 1 }).done();
+          expect(r.ids, a.question).toEqual(a.ids);
+          expect(r.ids.length - r.headerTokens, a.question).toBeLessThanOrEqual(1);
+        }
+        expect(cut.some((a) => a.ids.length > 1)).toBe(true);
         // Each conversation once, in one chat: the longest history of a record names its turns.
         for (const a of later.filter((l) => !later.some((o) => o.image === l.image && o.history!.length > l.history!.length))) {
           const chat = model.chat(input(a.image));
