@@ -1,7 +1,7 @@
 """Greedy answers of a trained checkpoint on a shapes data set, from this file's own implementation
 of the model (model.py), for checking the TypeScript runtime against it.
 
-    python3 training/answer.py --model CKPT --data DATA [--limit N] [--followups] --out answers.jsonl
+    python3 training/answer.py --model CKPT --data DATA [--limit N] [--followups] [--max-new N] --out answers.jsonl
 
 Writes one line per question: {"image", "question", "ids"} (generated token ids without the stop
 token, as the runtime reports them; "image" is the picture's or the clip's file). Pixels come from
@@ -41,19 +41,12 @@ def followup_order(record):
     return [qs[(record['id'] + k) % n] for k in range(min(3, n))] if n >= 2 else []
 
 
-def header_of(ds):
-    """The assistant header a trained model writes before its answer: what every target (header,
-    answer, <|eot_id|>) starts with, over enough questions that their answers differ."""
-    targets = [q['target'] for r in ds.records[:50] for q in r['questions']]
-    return os.path.commonprefix(targets)
-
-
 @torch.no_grad()
 def batched_greedy(model, ds, prefix, records, prompts, stops, max_new):
     """Greedy decoding of every (record index, prompt ids after the prefix) of `prompts` at once, the
     records all of one frame count: each step re-runs the training path on prompt + tokens so far and
     takes the argmax after the last one. `max_new` counts answer tokens, as the runtime does."""
-    header = header_of(ds)
+    header = ds.meta['header']
     T = records[0].get('frames', 1)
     px = ds.image([r['id'] for r in records])
     out = [[] for _ in prompts]
@@ -112,8 +105,8 @@ def main():
     p.add_argument('--one-by-one', action='store_true', help='the reference inference path, one question at a time')
     p.add_argument('--batch', type=int, default=20, help='records per batch')
     p.add_argument('--followups', action='store_true', help='also answer each record\'s conversation (followup_order)')
-    p.add_argument('--max-new', type=int, default=72,
-                   help='answer tokens at most, a header the model writes not counted (the runtime\'s maxNewTokens; 72: llava-mini eval\'s)')
+    p.add_argument('--max-new', type=int, default=200,
+                   help='answer tokens at most, a header the model writes not counted (the runtime\'s maxNewTokens; 200: llava-mini eval\'s, MAX_ANSWER_TOKENS)')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model, cfg = load(a.model)
@@ -136,7 +129,7 @@ def main():
             for r in records:
                 px = ds.image([r['id']])
                 for q in r['questions']:
-                    write(f, r, q, [], model.greedy(px, prefix + q['suffix'], stops, a.max_new, header_of(ds)))
+                    write(f, r, q, [], model.greedy(px, prefix + q['suffix'], stops, a.max_new, ds.meta['header']))
                 done += 1
                 print(f'\ranswered {done}/{len(records)} records', end='', file=sys.stderr, flush=True)
         else:

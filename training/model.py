@@ -68,9 +68,11 @@ def linear(x, w, b=None):
 
 
 def answer_length(ids, header):
-    """The generated tokens the runtime's maxNewTokens counts: a header the model wrote first is outside the budget."""
-    lead = next((k for k, (a, b) in enumerate(zip(ids, header)) if a != b), min(len(ids), len(header)))
-    return len(ids) - lead
+    """The generated tokens the runtime's maxNewTokens counts: a header the model writes first is
+    outside the budget, while it is being written too; one it breaks off is no header at all."""
+    header = list(header)
+    n = min(len(ids), len(header))
+    return len(ids) - n if list(ids[:n]) == header[:n] else len(ids)
 
 
 class Linear(nn.Linear):
@@ -439,7 +441,7 @@ class LlavaMini(nn.Module):
         return self.lm_head(self.model.norm(h)).float()
 
     @torch.no_grad()
-    def greedy(self, pixels, ids, stop_ids, max_new=72, header=()):
+    def greedy(self, pixels, ids, stop_ids, max_new=200, header=()):
         """Greedy answer ids; `max_new` counts the answer's tokens, a `header` the model writes first
         not included (the runtime's maxNewTokens)."""
         x = self.prompt_embeddings(pixels, ids)

@@ -5,7 +5,8 @@
 # fine-tunes it on clips, conversations, left/right and top/bottom (38 min), and releases the result
 # into models/llava-mini-shapes with its measured accuracy (training/release.sh). Needs
 # `npm run build` first and Debian's python3-torch. The whole-scene JSON question came after this
-# edition: the data sets have it, and `--type-weights scene=0` leaves it out, as the edition was trained.
+# edition: the data sets have it, and `--type-weights scene=0` leaves it out of training, as the edition
+# was trained (validation still asks it, so the step kept can differ from the original run's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 w=${1:?usage: bash training/recipe.sh WORKDIR}

@@ -130,6 +130,8 @@ def collate(ds, idxs, qs_per_image, rng, type_weights=None, followups=0.0):
             img.append(b)
             types.append(q['type'] if not history else 'followup:' + q['type'])
             asked.append(q)
+    if not toks:
+        raise ValueError('no question in this batch: every question these pictures have is of a type --type-weights gives 0')
     M = max(len(t) for t in toks)
     tokens = torch.zeros(len(toks), M, dtype=torch.long)
     for j, t in enumerate(toks):

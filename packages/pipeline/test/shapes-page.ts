@@ -22,7 +22,7 @@ async function main(): Promise<EvalPageResult> {
   try {
     const answers: EvalPageResult['answers'] = [];
     for (const q of questions) {
-      const r = await model.ask(q.image, q.question, { maxNewTokens: Number(query.get('maxNewTokens')) }).done();
+      const r = await model.ask(q.image, q.question, { maxNewTokens: Number(query.get('maxNewTokens') ?? 16) }).done();
       answers.push({ text: r.text, ids: r.ids });
     }
     return { device: model.parts.llm.device, answers };

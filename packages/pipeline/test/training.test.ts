@@ -131,6 +131,11 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     }
   });
 
+  it("the training code counts an answer's tokens as the runtime's maxNewTokens does: a header written, or being written, is outside; a broken-off one is not a header", () => {
+    const script = 'import sys; sys.path.insert(0, "training"); from model import answer_length as n; h = [1, 2, 3]; print([n([1, 2, 3, 7], h), n([1, 2], h), n([1, 9, 5], h), n([7, 8], h)])';
+    expect(JSON.parse(python(['-c', script]))).toEqual([1, 0, 3, 2]);
+  });
+
   it("the losses on where pre-fusion looks move the colour word's head onto its shape and the last row's onto the shapes (probe.py)", { timeout: 900_000 }, async () => {
     const data = path.join(root, 'look-data');
     fs.mkdirSync(data, { recursive: true });

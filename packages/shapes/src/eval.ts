@@ -10,10 +10,10 @@ export type EvalSection = (typeof EVAL_SECTIONS)[number];
 
 /**
  * The answer budget an evaluation gives (maxNewTokens; the assistant header the model writes is
- * outside it): the longest answer the shapes world expects is the whole-scene JSON, 55 tokens and
- * <|eot_id|> for four shapes; the rest shows what a wrong answer rambles into.
+ * outside it): the longest answer the shapes world expects is a four-shape scene as JSON, 55 tokens
+ * in the shapes tokenizer and up to 194 in the bundled model's (`@llava-mini/tiny`'s), then <|eot_id|>.
  */
-export const MAX_ANSWER_TOKENS = 72;
+export const MAX_ANSWER_TOKENS = 200;
 
 /** Questions a conversation about one picture or clip asks: the first scores nothing, the rest are its follow-ups. */
 export const FOLLOWUP_TURNS = 3;
@@ -199,7 +199,7 @@ async function askEach(items: readonly EvalItem[], answer: Answerer, tally: Tall
 
 /**
  * Ask every question on its own and score the answers per question type (exact match of the
- * one-word answer). The items are one section's (as evalItems gives them).
+ * answer). The items are one section's (as evalItems gives them).
  */
 export async function evaluate(items: readonly EvalItem[], answer: Answerer, options: RunOptions = {}): Promise<EvalReport> {
   const answers = await askEach(items, answer, new Tally(items.length, options));

@@ -1,5 +1,5 @@
 import type { Clip } from './clip.js';
-import { COLORS, type Rng, type Scene, SHAPES } from './scene.js';
+import { type ColorName, COLORS, type Rng, type Scene, type SceneShape, SHAPES, type ShapeKind } from './scene.js';
 
 /** The question types asked about a picture. */
 export const PICTURE_QUESTION_TYPES = ['color', 'shape', 'count', 'exists', 'side', 'vertical', 'scene'] as const;
@@ -20,8 +20,8 @@ export const SCENE_QUESTION = 'List the shapes as JSON.';
 
 /** A scene shape as the JSON answer lists it. */
 export interface SceneShapeJson {
-  color: string;
-  shape: string;
+  color: ColorName;
+  shape: ShapeKind;
   side: 'left' | 'right';
 }
 
@@ -30,15 +30,21 @@ export interface SceneShapeJson {
  * shapes from left to right, written compactly: what a program asking with a JSON schema of that
  * shape wants back, in the key order such a schema's grammar enforces.
  */
-export function sceneAnswer(scene: Scene): string {
+export function sceneAnswer(scene: { width: number; shapes: readonly Pick<SceneShape, 'color' | 'kind' | 'cx'>[] }): string {
   const shapes: SceneShapeJson[] = [...scene.shapes]
     .sort((a, b) => a.cx - b.cx)
-    .map((s) => ({ color: s.color, shape: s.kind, side: s.cx < scene.width / 2 ? 'left' : 'right' }));
+    .map((s) => ({ color: s.color, shape: s.kind, side: sideOf(scene, s).side }));
   return JSON.stringify({ shapes, count: shapes.length });
 }
 
 /** How far (fraction of the width or height) a centre must be from the middle for a left/right or top/bottom question. */
 export const SIDE_MARGIN = 0.1;
+
+/** Which half of the picture a shape's centre is in, and whether it is clear of the middle (`SIDE_MARGIN`), so a side question has one answer. */
+function sideOf(scene: Pick<Scene, 'width'>, s: Pick<SceneShape, 'cx'>): { side: 'left' | 'right'; clear: boolean } {
+  const x = s.cx / scene.width;
+  return { side: x < 0.5 ? 'left' : 'right', clear: Math.abs(x - 0.5) > SIDE_MARGIN };
+}
 
 /**
  * Every question the scene answers unambiguously: the colour of each shape kind present once
@@ -82,9 +88,9 @@ export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
   }
   for (const s of shapes) {
     const twins = shapes.filter((o) => o.color === s.color && o.kind === s.kind);
-    const x = s.cx / scene.width;
-    if (twins.length === 1 && Math.abs(x - 0.5) > SIDE_MARGIN) {
-      out.push({ type: 'side', question: `Is the ${s.color} ${s.kind} on the left or on the right?`, answer: x < 0.5 ? 'left' : 'right' });
+    const { side, clear } = sideOf(scene, s);
+    if (twins.length === 1 && clear) {
+      out.push({ type: 'side', question: `Is the ${s.color} ${s.kind} on the left or on the right?`, answer: side });
     }
     const y = s.cy / scene.height;
     if (twins.length === 1 && Math.abs(y - 0.5) > SIDE_MARGIN) {
@@ -92,7 +98,7 @@ export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
     }
   }
   // The whole scene, when every shape's side is clear (a shape near the middle has no right answer).
-  if (shapes.every((s) => Math.abs(s.cx / scene.width - 0.5) > SIDE_MARGIN)) {
+  if (shapes.every((s) => sideOf(scene, s).clear)) {
     out.push({ type: 'scene', question: SCENE_QUESTION, answer: sceneAnswer(scene) });
   }
   return out;

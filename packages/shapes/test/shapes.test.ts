@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadTokenizer } from '@llava-mini/llm/node';
 import { describe, expect, it } from 'vitest';
-import { COLORS, demoScene, DIRECTIONS, insideShape, patchLabels, randomScene, Rng, SCENE_QUESTION, sceneAnswer, sceneQuestions, SHAPES, SIDE_MARGIN, writeShapesTokenizer } from '../src/index.js';
+import { writeTinyTokenizer } from '@llava-mini/tiny';
+import { COLORS, demoScene, DIRECTIONS, insideShape, MAX_ANSWER_TOKENS, patchLabels, randomScene, Rng, SCENE_QUESTION, sceneAnswer, sceneQuestions, SHAPES, SIDE_MARGIN, writeShapesTokenizer } from '../src/index.js';
 
 describe('the shapes world', () => {
   it('is a pure function of the seed', () => {
@@ -94,8 +95,35 @@ describe('the shapes world', () => {
       const tok = loadTokenizer(dir);
       const pieces = (text: string) => tok.encode(text, { addSpecialTokens: false }).map((id) => tok.decode([id]));
       for (const w of [...COLORS, ...SHAPES, ...DIRECTIONS, 'yes', 'no', 'top', 'bottom']) expect(pieces(w)).toEqual([w]);
-      const two = sceneAnswer({ width: 100, shapes: [{ color: 'red', kind: 'circle', cx: 20 }, { color: 'blue', kind: 'square', cx: 80 }] } as never);
+      const two = sceneAnswer({ width: 100, shapes: [{ color: 'red', kind: 'circle', cx: 20 }, { color: 'blue', kind: 'square', cx: 80 }] });
       expect(pieces(two)).toEqual(['{"', 'shapes', '":[{"', 'color', '":"', 'red', '","', 'shape', '":"', 'circle', '","', 'side', '":"', 'left', '"},{"', 'color', '":"', 'blue', '","', 'shape', '":"', 'square', '","', 'side', '":"', 'right', '"}],"', 'count', '":', '2', '}']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("leaves an evaluation's answer budget room for the longest whole-scene answer, in this tokenizer and in the bundled model's", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shapes-tok-'));
+    try {
+      for (const name of ['shapes', 'tiny']) fs.mkdirSync(path.join(dir, name));
+      writeShapesTokenizer(path.join(dir, 'shapes'));
+      writeTinyTokenizer(path.join(dir, 'tiny'));
+      for (const [name, budget] of [['shapes', 55], ['tiny', 194]] as const) {
+        const tok = loadTokenizer(path.join(dir, name));
+        let longest = 0;
+        // Four shapes, each of the longest colour and kind; 0-4 of them on the left.
+        for (const color of COLORS) {
+          for (const kind of SHAPES) {
+            for (let left = 0; left <= 4; left++) {
+              const four = sceneAnswer({ width: 100, shapes: [0, 1, 2, 3].map((j) => ({ color, kind, cx: j < left ? 10 + j : 90 + j })) });
+              longest = Math.max(longest, tok.encode(four, { addSpecialTokens: false }).length);
+            }
+          }
+        }
+        // The figure the budget's comment gives, and room for <|eot_id|> after it.
+        expect(longest, name).toBe(budget);
+        expect(longest + 1, name).toBeLessThanOrEqual(MAX_ANSWER_TOKENS);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
