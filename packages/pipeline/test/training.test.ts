@@ -19,6 +19,10 @@ if (!HAVE_TORCH) console.warn(`[training.test] skipped: ${PYTHON} cannot import 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'llava-train-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
+/** answer.py's lines: one question each, with the earlier questions of its conversation for a follow-up. */
+type TorchAnswer = { image: string; question: string; ids: number[]; history?: string[] };
+const readAnswers = (file: string) => fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TorchAnswer);
+
 function python(args: string[]): string {
   const r = spawnSync(PYTHON, args, { cwd: REPO, encoding: 'utf8', timeout: 600_000 });
   if (r.status !== 0) throw new Error(`${PYTHON} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
@@ -45,13 +49,12 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
 
     const answers = path.join(root, 'answers.jsonl');
     python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--max-new', '16', '--out', answers]);
-    const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
-    const torchAnswers = read(answers);
+    const torchAnswers = readAnswers(answers);
     expect(torchAnswers.length).toBeGreaterThan(2);
     // The reference's inference path (one question at a time) gives the batched training path's tokens.
     const oneByOne = path.join(root, 'answers-one.jsonl');
     python(['training/answer.py', '--model', ckpt, '--data', data, '--limit', '2', '--max-new', '16', '--one-by-one', '--out', oneByOne]);
-    expect(read(oneByOne)).toEqual(torchAnswers);
+    expect(readAnswers(oneByOne)).toEqual(torchAnswers);
 
     const onnx = path.join(root, 'onnx');
     await convertCheckpoint(ckpt, onnx);
@@ -93,7 +96,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
       ] as const) {
         const out = path.join(set, 'answers.jsonl');
         python(['training/answer.py', '--model', ckpt, '--data', set, '--limit', '2', '--max-new', '16', '--followups', '--out', out]);
-        const lines = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[]; history?: string[] });
+        const lines = readAnswers(out);
         const first = lines.filter((l) => !l.history);
         const later = lines.filter((l) => l.history);
         expect(later.length).toBeGreaterThan(0);
@@ -104,7 +107,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
         // A budget of one answer token: both sides write the assistant header outside it, then stop at the same place.
         const one = path.join(set, 'answers-1.jsonl');
         python(['training/answer.py', '--model', ckpt, '--data', set, '--limit', '2', '--max-new', '1', '--out', one]);
-        const cut = fs.readFileSync(one, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { image: string; question: string; ids: number[] });
+        const cut = readAnswers(one);
         for (const a of cut) {
           const r = await model.ask(input(a.image), a.question, { maxNewTokens: 1 }).done();
           expect(r.ids, a.question).toEqual(a.ids);
@@ -177,11 +180,10 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     // The runtime does not run the baseline, and says so rather than running it as a LLaVA-Mini.
     await expect(convertCheckpoint(path.join(root, 'v15'), path.join(root, 'v15-onnx'))).rejects.toThrow(/model_type.*llava_mini_llama/);
     // The v1.5-style baseline's batched training path and its one-question inference path agree.
-    const read = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const [batched, one] = [path.join(root, 'v15-b.jsonl'), path.join(root, 'v15-1.jsonl')];
     python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--max-new', '16', '--out', batched]);
     python(['training/answer.py', '--model', path.join(root, 'v15'), '--data', data, '--limit', '2', '--max-new', '16', '--one-by-one', '--out', one]);
-    expect(read(one)).toEqual(read(batched));
+    expect(readAnswers(one)).toEqual(readAnswers(batched));
     const table = python(['training/compare.py', '--data', data, '--runs', '1', `Mini0=${path.join(root, 'mini0')}`, `V15=${path.join(root, 'v15')}`]);
     // 32 px pictures in 8 px patches: 16 patch tokens for v1.5, one vision token for LLaVA-Mini.
     expect(table).toMatch(/\| Mini0 \| 1 \|/);
