@@ -139,6 +139,21 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     expect(JSON.parse(python(['-c', script]))).toEqual([1, 0, 3, 2]);
   });
 
+  it('under --bf16 the matmuls run in bf16 through autocast (not the fp32 oneDNN path) and give the fp32 results to bf16 precision', () => {
+    const script = [
+      'import sys, json, torch; sys.path.insert(0, "training"); from model import linear, matmul_nt',
+      'torch.manual_seed(0); x, w, b = torch.randn(300, 96), torch.randn(288, 96), torch.randn(288); q, k = torch.randn(2, 4, 40, 32), torch.randn(2, 4, 50, 32)',
+      'ref = [linear(x, w, b), matmul_nt(q, k)]',
+      'with torch.autocast("cpu", dtype=torch.bfloat16): got = [linear(x, w, b), matmul_nt(q, k)]',
+      'print(json.dumps([[str(g.dtype), ((g.float() - r).abs().max() / r.abs().max()).item()] for g, r in zip(got, ref)]))',
+    ].join('\n');
+    const [lin, mm] = JSON.parse(python(['-c', script])) as [string, number][];
+    for (const [dtype, err] of [lin, mm]) {
+      expect(dtype).toBe('torch.bfloat16');
+      expect(err).toBeLessThan(2e-2);
+    }
+  });
+
   it("the losses on where pre-fusion looks move the colour word's head onto its shape and the last row's onto the shapes (probe.py)", { timeout: 900_000 }, async () => {
     const data = path.join(root, 'look-data');
     fs.mkdirSync(data, { recursive: true });
