@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
 # The bundled demo model (models/llava-mini-shapes) from nothing, on a 2-core CPU machine:
 #   bash training/recipe.sh WORKDIR
-# writes the data sets (both cores, ~15 min), trains the first edition's picture model (68 min),
-# fine-tunes it on clips, conversations, left/right and top/bottom (38 min), and releases the result
-# into models/llava-mini-shapes with its measured accuracy (training/release.sh). Needs
-# `npm run build` first and Debian's python3-torch. The whole-scene JSON question came after this
-# edition: the data sets have it, and `--type-weights scene=0` leaves it out of training, as the edition
-# was trained (validation still asks it, so the step kept can differ from the original run's).
+# writes the data sets with the shapes tokenizer (both cores, ~15 min), trains the picture model
+# (colour, shape, count, existence, left/right, top/bottom, the whole-scene JSON) for 41 minutes of an
+# 88-minute schedule, fine-tunes it on clips through the video path and conversations, two seeds side
+# by side (45 min, one thread each), keeps the one with the better validation score, and releases it into models/llava-mini-shapes
+# with its measured accuracy (training/release.sh). Needs `npm run build` first and Debian's
+# python3-torch. `--bf16` runs the matmuls in bf16, which doubles the steps on a CPU with AMX (the
+# machine this edition was trained on); elsewhere leave it out (BF16=) and expect fewer steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 w=${1:?usage: bash training/recipe.sh WORKDIR}
 PY=${PYTHON:-/usr/bin/python3}
+BF16=${BF16---bf16}
 shapes() { node packages/shapes/dist/cli.js "$@"; }
 mkdir -p "$w/tok"
-# The model keeps the byte-level tokenizer of @llava-mini/tiny it was first trained with.
-node --input-type=module -e "const t = await import('@llava-mini/tiny'); t.writeTinyTokenizer(process.argv[1]);" "$w/tok"
+node --input-type=module -e "const s = await import('@llava-mini/shapes'); s.writeShapesTokenizer(process.argv[1]);" "$w/tok"
 (shapes --out "$w/train" --count 16000 --seed 1 --pixels --tokenizer "$w/tok" && shapes --out "$w/val" --count 400 --seed 2 --pixels --tokenizer "$w/tok") &
 (shapes --out "$w/trainv" --count 4500 --seed 3 --pixels --clips --tokenizer "$w/tok" && shapes --out "$w/valv" --count 300 --seed 4 --pixels --clips --tokenizer "$w/tok") &
 wait
-# Stage 1: pictures, one question at a time (the first edition: colour, shape, count, existence).
-$PY training/train.py --data "$w/train" --val "$w/val" --tokenizer "$w/tok" --out "$w/base" --lr 2e-3 --minutes 68 \
-  --followups 0 --locate-weight 0 --where-weight 0 --type-weights scene=0
-# Stage 2: clips through the video path, conversations, and the spatial questions drawn twice as often.
-$PY training/train.py --data "$w/train" --val "$w/val" --video-data "$w/trainv" --video-val "$w/valv" --tokenizer "$w/tok" \
-  --init "$w/base" --aux-steps 0 --aux-weight 0 --curriculum '' --minutes 38 --warmup 50 --eval-every 100 --lr 1e-3 --seed 4 \
-  --type-weights side=2,vertical=2,motion=2,scene=0 --locate-weight 0.02 --where-weight 0.01 --out "$w/model"
-bash training/release.sh "$w/model"
+# Stage 1: pictures, one question at a time, left/right drawn twice as often and the JSON half as often.
+$PY training/train.py --data "$w/train" --val "$w/val" --tokenizer "$w/tok" --out "$w/pictures" $BF16 --steps 100000 --minutes 88 --stop-after 41 \
+  --val-count 100 --eval-every 250 --lr 2e-3 --followups 0 --locate-weight 0 --where-weight 0 --type-weights side=2,scene=0.5 --seed 0
+# Stage 2: clips (one vision token per frame, the fused text averaged over the frames) and conversations join.
+finetune() {
+  $PY training/train.py --data "$w/train" --val "$w/val" --video-data "$w/trainv" --video-val "$w/valv" --tokenizer "$w/tok" $BF16 \
+    --init "$w/pictures" --aux-steps 0 --aux-weight 0 --curriculum '' --warmup 30 --lr 1e-3 --steps 100000 --minutes 45 \
+    --val-count 100 --eval-every 150 --locate-weight 0 --where-weight 0 --type-weights side=2,vertical=2,motion=2,scene=0.5 "$@"
+}
+finetune --seed 7 --out "$w/a" > "$w/a.log" 2>&1 &
+finetune --seed 8 --out "$w/b" > "$w/b.log" 2>&1 &
+wait
+best=$($PY -c "import json; s={d: json.load(open(f'$w/{d}/training_state.json'))['val_score'] for d in 'ab'}; print(max(s, key=s.get))")
+echo "kept $w/$best"
+bash training/release.sh "$w/$best"

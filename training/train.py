@@ -43,6 +43,7 @@ def parse():
     p.add_argument('--aux-steps', type=int, default=200, help='vision-only steps (ViT + per-patch head)')
     p.add_argument('--curriculum', default='1:0.12,2:0.3,3:0.45', help='max shapes per picture until this fraction of the run')
     p.add_argument('--minutes', type=float, default=1e9, help='stop after this much wall time (the schedule follows whichever of steps and time runs out first)')
+    p.add_argument('--stop-after', type=float, default=None, help='stop after this many minutes of the main stage, the schedule still that of --minutes (the checkpoint a longer run had kept by then)')
     p.add_argument('--batch', type=int, default=24, help='pictures per step')
     p.add_argument('--questions', type=int, default=8, help='questions per picture per step')
     p.add_argument('--lr', type=float, default=2e-3)
@@ -306,7 +307,7 @@ def main():
     t1 = time.time()
     for step in range(a.steps):
         progress = max(step / a.steps, (time.time() - t1) / (a.minutes * 60))
-        if progress >= 1:
+        if progress >= 1 or (a.stop_after is not None and time.time() - t1 >= a.stop_after * 60):
             print(f'time limit reached at step {step}', flush=True)
             break
         lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
