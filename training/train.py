@@ -51,7 +51,7 @@ def parse():
     p.add_argument('--aux-weight', type=float, default=0.3)
     p.add_argument('--eval-every', type=int, default=150)
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--bf16', action='store_true', help='bf16 autocast: matmuls in bf16, weights and norms in fp32 (pays on CPUs with AMX or AVX512-BF16: twice the steps per second on a Xeon with AMX; elsewhere the fp32 path through oneDNN is as fast)')
+    p.add_argument('--bf16', action='store_true', help='bf16 autocast: matmuls in bf16, weights and norms in fp32 (for CPUs with AMX: twice the steps per second on a Xeon with AMX; elsewhere leave it off, the fp32 matmuls go through oneDNN)')
     p.add_argument('--val-count', type=int, default=150, help='validation pictures used')
     p.add_argument('--vision-width', type=int, default=96)
     p.add_argument('--vision-layers', type=int, default=4)
