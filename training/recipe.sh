@@ -29,8 +29,12 @@ finetune() {
     --val-count 100 --eval-every 150 --locate-weight 0 --where-weight 0 --type-weights side=2,vertical=2,motion=2,scene=0.5 "$@"
 }
 finetune --seed 7 --out "$w/a" > "$w/a.log" 2>&1 &
+a=$!
 finetune --seed 8 --out "$w/b" > "$w/b.log" 2>&1 &
-wait
+b=$!
+# Each run waited for by its id, so a failed one stops the recipe (a bare wait returns 0).
+wait "$a"
+wait "$b"
 best=$($PY -c "import json; s={d: json.load(open(f'$w/{d}/training_state.json'))['val_score'] for d in 'ab'}; print(max(s, key=s.get))")
 echo "kept $w/$best"
 bash training/release.sh "$w/$best"

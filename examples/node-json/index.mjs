@@ -20,7 +20,7 @@ for (const [question, file] of [
   ['List the shapes as JSON.', './scene.schema.json'],
   ['What color is the circle?', './color.schema.json'],
 ]) {
-  // Four shapes take 55 tokens in the shapes tokenizer and up to 194 in the bundled model's.
+  // Four shapes take 55 tokens in the bundled model's (shapes) tokenizer, up to 194 in @llava-mini/tiny's.
   const r = await model.ask(image, question, { maxNewTokens: 200, responseFormat: { type: 'json_schema', schema: schema(file) } }).done();
   const free = await model.ask(image, question, { maxNewTokens: 200 }).done();
   // 'stop': the JSON is complete and parses; 'length': the budget cut it short (no claim of validity).

@@ -11,7 +11,7 @@ export type EvalSection = (typeof EVAL_SECTIONS)[number];
 /**
  * The answer budget an evaluation gives (maxNewTokens; the assistant header the model writes is
  * outside it): the longest answer the shapes world expects is a four-shape scene as JSON, 55 tokens
- * in the shapes tokenizer and up to 194 in the bundled model's (`@llava-mini/tiny`'s), then <|eot_id|>.
+ * in the shapes tokenizer (the bundled model's) and up to 194 in `@llava-mini/tiny`'s, then <|eot_id|>.
  */
 export const MAX_ANSWER_TOKENS = 200;
 

@@ -102,7 +102,7 @@ describe('the shapes world', () => {
     }
   });
 
-  it("leaves an evaluation's answer budget room for the longest whole-scene answer, in this tokenizer and in the bundled model's", () => {
+  it("leaves an evaluation's answer budget room for the longest whole-scene answer, in this tokenizer and in @llava-mini/tiny's", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shapes-tok-'));
     try {
       for (const name of ['shapes', 'tiny']) fs.mkdirSync(path.join(dir, name));
