@@ -40,10 +40,15 @@ export function sceneAnswer(scene: { width: number; shapes: readonly Pick<SceneS
 /** How far (fraction of the width or height) a centre must be from the middle for a left/right or top/bottom question. */
 export const SIDE_MARGIN = 0.1;
 
-/** Which half of the picture a shape's centre is in, and whether it is clear of the middle (`SIDE_MARGIN`), so a side question has one answer. */
+/** Whether a centre at `at` along a side of length `size` is in its first half, and clear of the middle (`SIDE_MARGIN`), so a side question has one answer. */
+function halfOf(at: number, size: number): { first: boolean; clear: boolean } {
+  const f = at / size;
+  return { first: f < 0.5, clear: Math.abs(f - 0.5) > SIDE_MARGIN };
+}
+
 function sideOf(scene: Pick<Scene, 'width'>, s: Pick<SceneShape, 'cx'>): { side: 'left' | 'right'; clear: boolean } {
-  const x = s.cx / scene.width;
-  return { side: x < 0.5 ? 'left' : 'right', clear: Math.abs(x - 0.5) > SIDE_MARGIN };
+  const { first, clear } = halfOf(s.cx, scene.width);
+  return { side: first ? 'left' : 'right', clear };
 }
 
 /**
@@ -92,9 +97,9 @@ export function sceneQuestions(scene: Scene, rng: Rng): Question[] {
     if (twins.length === 1 && clear) {
       out.push({ type: 'side', question: `Is the ${s.color} ${s.kind} on the left or on the right?`, answer: side });
     }
-    const y = s.cy / scene.height;
-    if (twins.length === 1 && Math.abs(y - 0.5) > SIDE_MARGIN) {
-      out.push({ type: 'vertical', question: `Is the ${s.color} ${s.kind} at the top or at the bottom?`, answer: y < 0.5 ? 'top' : 'bottom' });
+    const y = halfOf(s.cy, scene.height);
+    if (twins.length === 1 && y.clear) {
+      out.push({ type: 'vertical', question: `Is the ${s.color} ${s.kind} at the top or at the bottom?`, answer: y.first ? 'top' : 'bottom' });
     }
   }
   // The whole scene, when every shape's side is clear (a shape near the middle has no right answer).
