@@ -6,13 +6,15 @@
 # 88-minute schedule, fine-tunes it on clips through the video path and conversations, two seeds side
 # by side (45 min, one thread each), keeps the one with the better validation score, and releases it into models/llava-mini-shapes
 # with its measured accuracy (training/release.sh). Needs `npm run build` first and Debian's
-# python3-torch. `--bf16` runs the matmuls in bf16, which doubles the steps on a CPU with AMX (the
-# machine this edition was trained on); elsewhere leave it out (BF16=) and expect fewer steps.
+# python3-torch. The matmuls run in bf16 where the CPU has bf16 instructions (`--bf16 auto`: AMX or
+# AVX512-BF16, which doubled the steps on the Xeon this edition was trained on) and in fp32 elsewhere,
+# where bf16 would be emulated and several times slower; BF16=on or BF16=off decides instead. Fewer
+# steps fit in the fixed minutes on a slower CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 w=${1:?usage: bash training/recipe.sh WORKDIR}
 PY=${PYTHON:-/usr/bin/python3}
-BF16=${BF16---bf16}
+BF16=${BF16:-auto}
 shapes() { node packages/shapes/dist/cli.js "$@"; }
 mkdir -p "$w/tok"
 node --input-type=module -e "const s = await import('@llava-mini/shapes'); s.writeShapesTokenizer(process.argv[1]);" "$w/tok"
@@ -20,11 +22,11 @@ node --input-type=module -e "const s = await import('@llava-mini/shapes'); s.wri
 (shapes --out "$w/trainv" --count 4500 --seed 3 --pixels --clips --tokenizer "$w/tok" && shapes --out "$w/valv" --count 300 --seed 4 --pixels --clips --tokenizer "$w/tok") &
 wait
 # Stage 1: pictures, one question at a time, left/right drawn twice as often and the JSON half as often.
-$PY training/train.py --data "$w/train" --val "$w/val" --tokenizer "$w/tok" --out "$w/pictures" $BF16 --steps 100000 --minutes 88 --stop-after 41 \
+$PY training/train.py --data "$w/train" --val "$w/val" --tokenizer "$w/tok" --out "$w/pictures" --bf16 "$BF16" --steps 100000 --minutes 88 --stop-after 41 \
   --val-count 100 --eval-every 250 --lr 2e-3 --followups 0 --locate-weight 0 --where-weight 0 --type-weights side=2,scene=0.5 --seed 0
 # Stage 2: clips (one vision token per frame, the fused text averaged over the frames) and conversations join.
 finetune() {
-  $PY training/train.py --data "$w/train" --val "$w/val" --video-data "$w/trainv" --video-val "$w/valv" --tokenizer "$w/tok" $BF16 \
+  $PY training/train.py --data "$w/train" --val "$w/val" --video-data "$w/trainv" --video-val "$w/valv" --tokenizer "$w/tok" --bf16 "$BF16" \
     --init "$w/pictures" --aux-steps 0 --aux-weight 0 --curriculum '' --warmup 30 --lr 1e-3 --steps 100000 --minutes 45 \
     --val-count 100 --eval-every 150 --locate-weight 0 --where-weight 0 --type-weights side=2,vertical=2,motion=2,scene=0.5 "$@"
 }

@@ -51,7 +51,10 @@ def parse():
     p.add_argument('--aux-weight', type=float, default=0.3)
     p.add_argument('--eval-every', type=int, default=150)
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--bf16', action='store_true', help='bf16 autocast: matmuls in bf16, weights and norms in fp32 (for CPUs with AMX: twice the steps per second on a Xeon with AMX; elsewhere leave it off, the fp32 matmuls go through oneDNN)')
+    p.add_argument('--bf16', nargs='?', const='on', default='off', choices=('on', 'off', 'auto'),
+                   help='bf16 autocast: matmuls in bf16, weights and norms in fp32. Twice the steps per second on a Xeon with AMX; '
+                        'on a CPU without bf16 instructions autocast emulates them, several times slower than the fp32 oneDNN path. '
+                        'auto: on where the CPU has them (AMX or AVX512-BF16)')
     p.add_argument('--val-count', type=int, default=150, help='validation pictures used')
     p.add_argument('--vision-width', type=int, default=96)
     p.add_argument('--vision-layers', type=int, default=4)
@@ -87,7 +90,20 @@ def parse():
     for t, w in a.type_weights.items():
         if t not in TYPES or not w >= 0:
             p.error(f'--type-weights: {t}={w}: the type must be one of {", ".join(TYPES)} and the weight 0 (never asked) or more')
+    a.bf16 = a.bf16 == 'on' or (a.bf16 == 'auto' and native_bf16())
+    if a.bf16 and not native_bf16():
+        print('train.py: --bf16 on a CPU without bf16 instructions (no AMX or AVX512-BF16): autocast emulates them, '
+              'several times slower than fp32; --bf16 auto turns it on only where they are', file=sys.stderr, flush=True)
     return a
+
+
+def native_bf16():
+    """Whether this CPU multiplies bf16 in hardware (Linux's cpuinfo flags)."""
+    try:
+        flags = set(open('/proc/cpuinfo').read().split())
+    except OSError:
+        return False
+    return bool(flags & {'amx_bf16', 'avx512_bf16'})
 
 
 def architecture(a, meta):

@@ -154,6 +154,19 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     }
   });
 
+  it('--bf16 alone is on, --bf16 off and no flag are off, --bf16 auto follows the CPU, and asking for it on a CPU without bf16 instructions says so', () => {
+    const script = [
+      'import sys, json, contextlib, io; sys.path.insert(0, "training"); import train',
+      'def run(*flags):',
+      '    sys.argv = ["train.py", "--data", "d", "--val", "v", "--out", "o", *flags]; err = io.StringIO()',
+      '    with contextlib.redirect_stderr(err): a = train.parse()',
+      '    return [a.bf16, "emulates" in err.getvalue()]',
+      'print(json.dumps({"native": train.native_bf16(), "runs": [run(), run("--bf16"), run("--bf16", "off"), run("--bf16", "auto"), run("--bf16", "--seed", "1")]}))',
+    ].join('\n');
+    const { native, runs } = JSON.parse(python(['-c', script])) as { native: boolean; runs: [boolean, boolean][] };
+    expect(runs).toEqual([[false, false], [true, !native], [false, false], [native, false], [true, !native]]);
+  });
+
   it("the losses on where pre-fusion looks move the colour word's head onto its shape and the last row's onto the shapes (probe.py)", { timeout: 900_000 }, async () => {
     const data = path.join(root, 'look-data');
     fs.mkdirSync(data, { recursive: true });

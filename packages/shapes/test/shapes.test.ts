@@ -111,7 +111,7 @@ describe('the shapes world', () => {
       for (const [name, budget] of [['shapes', 55], ['tiny', 194]] as const) {
         const tok = loadTokenizer(path.join(dir, name));
         let longest = 0;
-        // Four shapes, each of the longest colour and kind; 0-4 of them on the left.
+        // Four shapes of one colour and kind, every colour and kind tried, 0-4 of them on the left: the longest is what counts.
         for (const color of COLORS) {
           for (const kind of SHAPES) {
             for (let left = 0; left <= 4; left++) {
