@@ -12,7 +12,10 @@
   the question names, its mass on all the shapes, and how much its pattern changes between two
   questions about one picture that name different shapes (total variation: 0 when the head looks
   the same whatever is asked);
-- the last pre-fused row: the named shape's side read from it (what the LLM is given).
+- the last pre-fused row: the named shape's side read from it (what the LLM is given);
+- with --clips CLIPS_DIR: each colour's x and y read from a frame's vision token (R^2), and the
+  direction each moving shape goes, read as the larger change of those between its first and last
+  frames: whether the vision tokens the LLM compares carry the motion it is asked about.
 
 Each probe is least squares fitted on 70 % of the rows and scored on the rest. `--attend-weight` and
 `--position-weight` in train.py are the losses these numbers are about (bench/RESULTS.md).
@@ -28,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import Dataset, load_weights  # noqa: E402
 from model import LlavaMini  # noqa: E402
-from train import collate  # noqa: E402
+from train import batches_by_frames, collate  # noqa: E402
 from where import COLORS, KINDS, frame_shapes, named_shape, object_patches, token_pieces, word_rows  # noqa: E402
 
 
@@ -42,11 +45,72 @@ def side_probe(rows, x):
     return float((((A[cut:] @ w).squeeze(1) > 0.5) == (y[cut:] > 0.5)).float().mean())
 
 
+def fit(rows, targets, train, ridge=0.1):
+    """Ridge regression from rows to targets on the `train` mask (standardized rows; a clip's frames are
+    nearly alike, so plain least squares overfits them); the predictions for every row."""
+    Z = torch.stack(rows).double()
+    Z = (Z - Z[train].mean(0)) / Z[train].std(0).clamp(min=1e-6)
+    Y = torch.tensor(targets, dtype=torch.float64)
+    mu = Y[train].mean(0)
+    A = Z[train]
+    w = torch.linalg.solve(A.T @ A + ridge * len(A) * torch.eye(A.shape[1], dtype=A.dtype), A.T @ (Y[train] - mu))
+    return (Z @ w + mu).float()
+
+
+def clip_probe(model, ds, count):
+    """Per colour, a linear read of its centre (x, y) from a frame's vision token, fitted on the frames
+    of 70 % of the clips; on the rest, R^2 of x and y, and each moving shape's direction taken as the
+    larger change of the read centre between its first and last frames."""
+    rng = random.Random(0)
+    rows, where, keys = [], [], []  # a frame's vision token, (colour, x, y), (clip, frame, colour)
+    with torch.no_grad():
+        for T, idxs in batches_by_frames(ds, range(min(count, len(ds.records))), 25):
+            px, tokens, plen, _, img, _, _ = collate(ds, idxs, 1, rng)
+            seen = model.forward_train(px, ds.meta['prefix'], tokens, plen, img, T)[2].float()
+            for b, i in enumerate(idxs):
+                rec = ds.records[i]
+                for t in range(T):
+                    shapes = frame_shapes(rec, rec['frameIndices'][t])
+                    for c in COLORS:
+                        these = [xy for u, xy in shapes if u['color'] == c]
+                        if len(these) == 1:
+                            rows.append(seen[b * T + t])
+                            where.append(these[0])
+                            keys.append((i, t, c))
+    held = set(sorted({k[0] for k in keys})[int(0.7 * len({k[0] for k in keys})):])
+    read, r2 = {}, {}
+    for c in COLORS:
+        mine = [j for j, k in enumerate(keys) if k[2] == c]
+        train = torch.tensor([keys[j][0] not in held for j in mine])
+        pred = fit([rows[j] for j in mine], [where[j] for j in mine], train)
+        for j, q in zip(mine, pred.tolist()):
+            read[keys[j]] = q
+    test = [j for j, k in enumerate(keys) if k[0] in held]
+    got, want = torch.tensor([read[keys[j]] for j in test]), torch.tensor([where[j] for j in test])
+    for d, name in enumerate('xy'):
+        r2[name] = 1 - float(((got[:, d] - want[:, d]) ** 2).sum() / ((want[:, d] - want[:, d].mean()) ** 2).sum())
+    right, moves = 0, 0
+    for i in sorted(held):
+        rec = ds.records[i]
+        last = len(rec['frameIndices']) - 1
+        for m in rec['clip']['moves']:
+            c = rec['scene']['shapes'][m['shape']]['color']
+            if (i, 0, c) not in read or (i, last, c) not in read:
+                continue
+            dx, dy = (b - a for a, b in zip(read[(i, 0, c)], read[(i, last, c)]))
+            guess = ('right' if dx > 0 else 'left') if abs(dx) > abs(dy) else ('down' if dy > 0 else 'up')
+            right += guess == m['direction']
+            moves += 1
+    return {'clip frames: x from the vision token (R^2)': round(r2['x'], 3), 'clip frames: y from the vision token (R^2)': round(r2['y'], 3),
+            'moving shapes: direction from the first and last vision tokens': round(right / max(moves, 1), 3), 'moving shapes': moves}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', required=True)
     p.add_argument('--data', required=True, help='a picture set written with the model\'s tokenizer (llava-mini-shapes --pixels)')
     p.add_argument('--count', type=int, default=150)
+    p.add_argument('--clips', help='a clip set (llava-mini-shapes --pixels --clips): also probe motion in the vision tokens')
     a = p.parse_args()
     torch.set_num_threads(1)
     model = LlavaMini(json.load(open(os.path.join(a.model, 'config.json'))))
@@ -102,7 +166,8 @@ def main():
                 word_rows_.append((att.unsqueeze(-1) * g[b]).sum(0))
                 word_x.append(xy[0])
     mean = lambda v: sum(v) / max(len(v), 1)
-    print(json.dumps({
+    clips = clip_probe(model, Dataset(a.clips), a.count) if a.clips else {}
+    print(json.dumps({**clips, 
         'patch side from vision features': round(side_probe(feat_rows, cols), 3),
         'patch side from projected patches': round(side_probe(proj_rows, cols), 3),
         'colour word (first layer, head 0): mass on that shape': round(mean(word_mass), 3),
