@@ -154,6 +154,16 @@ def locate_loss(model, ds, idxs, img, asked, last_row):
     return F.mse_loss(pred, torch.tensor(want, dtype=torch.float32)) * 10
 
 
+def quiet_where_head(model):
+    """Zero the where-head (presence 1/2, every centre in the middle) for a fine-tune: fresh on a
+    trained body, a random head starts at losses in the thousands (the vision tokens' scale) that
+    swamp the answers' gradient; a zero one starts near 1 and moves the body only as fast as it learns."""
+    with torch.no_grad():
+        model.aux_where.weight.zero_()
+        model.aux_where.bias.zero_()
+        model.aux_where.bias[model.AUX_COLORS:] = 0.5
+
+
 def where_loss(model, ds, idxs, tokens_seen, frames=1):
     """Each vision token the LLM sees says, per colour, whether one shape of that colour is in its
     frame and where (colours with two shapes are left out): what motion across frames is read from."""
