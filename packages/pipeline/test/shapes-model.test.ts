@@ -127,6 +127,7 @@ describe('the bundled shapes model', () => {
       compared++;
       if (ids.length === a.ids.length && ids.every((t, i) => t === a.ids[i])) same++;
     }
+    console.log(`[shapes-model] the runtime's greedy tokens equal PyTorch's on ${same} / ${compared} questions`);
     expect(compared).toBe(TORCH.length);
     expect(same / compared).toBeGreaterThanOrEqual(0.99);
   });
