@@ -29,6 +29,17 @@ function python(args: string[]): string {
   return r.stdout;
 }
 
+/** A tiny picture set and clip set (32 px, the shapes tokenizer, written beside the pictures), [count, seed] each. */
+async function picturesAndClips(name: string, [pictureCount, pictureSeed]: [number, number], [clipCount, clipSeed]: [number, number]): Promise<[string, string]> {
+  const [data, clips] = [path.join(root, `${name}-pictures`), path.join(root, `${name}-clips`)];
+  for (const d of [data, clips]) fs.mkdirSync(d, { recursive: true });
+  writeShapesTokenizer(data);
+  const tok = loadTokenizer(data);
+  await writeDataset(data, { count: pictureCount, seed: pictureSeed, imageSize: 32, patchSize: 8, pixels: true, tokenizer: tok });
+  await writeDataset(clips, { count: clipCount, seed: clipSeed, imageSize: 32, patchSize: 8, pixels: true, clips: true, tokenizer: tok });
+  return [data, clips];
+}
+
 describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
   it('trains a few steps, writes an HF checkpoint the converter takes, and agrees with the runtime token for token', { timeout: 900_000 }, async () => {
     const data = path.join(root, 'data');
@@ -70,12 +81,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
   });
 
   it('trains on clips and conversations, and the runtime gives the training code\'s tokens for videos and follow-ups', { timeout: 900_000 }, async () => {
-    const [data, clips] = [path.join(root, 'v-pictures'), path.join(root, 'v-clips')];
-    for (const d of [data, clips]) fs.mkdirSync(d, { recursive: true });
-    writeShapesTokenizer(data);
-    const tok = loadTokenizer(data);
-    await writeDataset(data, { count: 6, seed: 5, imageSize: 32, patchSize: 8, pixels: true, tokenizer: tok });
-    await writeDataset(clips, { count: 4, seed: 6, imageSize: 32, patchSize: 8, pixels: true, clips: true, tokenizer: tok });
+    const [data, clips] = await picturesAndClips('v', [6, 5], [4, 6]);
     const ckpt = path.join(root, 'v-ckpt');
     const log = python([
       'training/train.py', '--data', data, '--val', data, '--video-data', clips, '--video-val', clips, '--val-count', '2', '--out', ckpt,
@@ -168,12 +174,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
   });
 
   it("a fine-tune's fresh where-head starts at zero (loss near 1, no gradient into the trained body), and probe.py --clips scores what the vision tokens say of motion", { timeout: 900_000 }, async () => {
-    const [data, clips] = [path.join(root, 'w-pictures'), path.join(root, 'w-clips')];
-    for (const d of [data, clips]) fs.mkdirSync(d, { recursive: true });
-    writeShapesTokenizer(data);
-    const tok = loadTokenizer(data);
-    await writeDataset(data, { count: 4, seed: 8, imageSize: 32, patchSize: 8, pixels: true, tokenizer: tok });
-    await writeDataset(clips, { count: 12, seed: 9, imageSize: 32, patchSize: 8, pixels: true, clips: true, tokenizer: tok });
+    const [data, clips] = await picturesAndClips('w', [4, 8], [12, 9]);
     const ckpt = path.join(root, 'w-ckpt');
     python(['training/train.py', '--data', data, '--val', data, '--val-count', '2', '--out', ckpt, '--curriculum', '', '--aux-steps', '0', '--aux-weight', '0', '--steps', '2',
       '--batch', '2', '--questions', '2', '--followups', '0', '--eval-every', '2', '--width', '64', '--vision-width', '16', '--vision-layers', '2']);
