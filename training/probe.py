@@ -1,6 +1,6 @@
 """Where a checkpoint keeps the position of things, by linear probes and attention masses:
 
-  /usr/bin/python3 training/probe.py --model models/llava-mini-shapes --data VAL_DIR [--count 150]
+  /usr/bin/python3 training/probe.py --model models/llava-mini-shapes --data VAL_DIR [--count 150] [--clips CLIPS_DIR --clip-count 300]
 
 - patches: which half of the picture a patch is in, read from the vision tower's features and from
   the projected patches pre-fusion reads (a projector that drops position leaves pre-fusion nothing
@@ -13,11 +13,13 @@
   questions about one picture that name different shapes (total variation: 0 when the head looks
   the same whatever is asked);
 - the last pre-fused row: the named shape's side read from it (what the LLM is given);
-- with --clips CLIPS_DIR: each colour's x and y read from a frame's vision token (R^2), and the
-  direction each moving shape goes, read as the larger change of those between its first and last
-  frames: whether the vision tokens the LLM compares carry the motion it is asked about.
+- with --clips CLIPS_DIR (alone or with --data): each colour's x and y read from a frame's vision
+  token (R^2), and the direction each moving shape goes, read as the larger change of those between
+  its first and last frames: whether the vision tokens the LLM compares carry the motion it is asked
+  about.
 
-Each probe is least squares fitted on 70 % of the rows and scored on the rest. `--attend-weight` and
+Each probe is fitted on 70 % of the rows (of the clips, for --clips) and scored on the rest: least
+squares, ridge for the clips. `--attend-weight` and
 `--position-weight` in train.py are the losses these numbers are about (bench/RESULTS.md).
 """
 import argparse
@@ -81,11 +83,13 @@ def clip_probe(model, ds, count):
     read, r2 = {}, {}
     for c in COLORS:
         mine = [j for j, k in enumerate(keys) if k[2] == c]
-        train = torch.tensor([keys[j][0] not in held for j in mine])
+        train = torch.tensor([keys[j][0] not in held for j in mine], dtype=torch.bool)
+        if int(train.sum()) < 2:
+            continue  # too few frames of this colour to fit; its shapes go unread
         pred = fit([rows[j] for j in mine], [where[j] for j in mine], train)
         for j, q in zip(mine, pred.tolist()):
             read[keys[j]] = q
-    test = [j for j, k in enumerate(keys) if k[0] in held]
+    test = [j for j, k in enumerate(keys) if k[0] in held and k in read]
     got, want = torch.tensor([read[keys[j]] for j in test]), torch.tensor([where[j] for j in test])
     for d, name in enumerate('xy'):
         r2[name] = 1 - float(((got[:, d] - want[:, d]) ** 2).sum() / ((want[:, d] - want[:, d].mean()) ** 2).sum())
@@ -108,23 +112,32 @@ def clip_probe(model, ds, count):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', required=True)
-    p.add_argument('--data', required=True, help='a picture set written with the model\'s tokenizer (llava-mini-shapes --pixels)')
-    p.add_argument('--count', type=int, default=150)
-    p.add_argument('--clips', help='a clip set (llava-mini-shapes --pixels --clips): also probe motion in the vision tokens')
+    p.add_argument('--data', help='a picture set written with the model\'s tokenizer (llava-mini-shapes --pixels)')
+    p.add_argument('--count', type=int, default=150, help='pictures probed')
+    p.add_argument('--clips', help='a clip set (llava-mini-shapes --pixels --clips): probe motion in the vision tokens')
+    p.add_argument('--clip-count', type=int, default=300, help='clips probed')
     a = p.parse_args()
+    if not a.data and not a.clips:
+        p.error('give --data, --clips or both')
     torch.set_num_threads(1)
     model = LlavaMini(json.load(open(os.path.join(a.model, 'config.json'))))
     load_weights(model, a.model)
     model.eval()
-    ds = Dataset(a.data)
-    pieces = token_pieces(a.model)
+    out = clip_probe(model, Dataset(a.clips), a.clip_count) if a.clips else {}
+    if a.data:
+        out.update(picture_probe(model, Dataset(a.data), a.count, token_pieces(a.model)))
+    print(json.dumps(out, indent=2))
+
+
+def picture_probe(model, ds, count, pieces):
+    """The picture probes of the module's list, on the first `count` records of `ds`."""
     rng = random.Random(0)
     feat_rows, proj_rows, cols = [], [], []
     word_mass, word_rows_, word_x, kind_mass = [], [], [], []
     named_mass, shapes_mass, last_rows, last_x, changes = [], [], [], [], []
     with torch.no_grad():
-        for start in range(0, min(a.count, len(ds.records)), 25):
-            idxs = list(range(start, min(start + 25, a.count, len(ds.records))))
+        for start in range(0, min(count, len(ds.records)), 25):
+            idxs = list(range(start, min(start + 25, count, len(ds.records))))
             px, tokens, plen, _, img, _, asked = collate(ds, idxs, 10 ** 6, rng)
             _, feats, _, last_row, looks = model.forward_train(px, ds.meta['prefix'], tokens, plen, img, 1)
             g = looks['patches']
@@ -166,8 +179,7 @@ def main():
                 word_rows_.append((att.unsqueeze(-1) * g[b]).sum(0))
                 word_x.append(xy[0])
     mean = lambda v: sum(v) / max(len(v), 1)
-    clips = clip_probe(model, Dataset(a.clips), a.count) if a.clips else {}
-    print(json.dumps({**clips, 
+    return {
         'patch side from vision features': round(side_probe(feat_rows, cols), 3),
         'patch side from projected patches': round(side_probe(proj_rows, cols), 3),
         'colour word (first layer, head 0): mass on that shape': round(mean(word_mass), 3),
@@ -178,7 +190,7 @@ def main():
         'last row: change between questions naming different shapes': round(mean(changes), 3),
         'side from the last pre-fused row': round(side_probe(last_rows, last_x), 3),
         'questions': len(last_x), 'colour questions': len(word_x),
-    }, indent=2))
+    }
 
 
 if __name__ == '__main__':

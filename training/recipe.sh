@@ -8,7 +8,7 @@
 # once more (75 min), and releases it into models/llava-mini-shapes with its measured accuracy
 # (training/release.sh): about 3 1/4 hours. Needs `npm run build` first and Debian's
 # python3-torch. The matmuls run in bf16 where the CPU has bf16 instructions (`--bf16 auto`: AMX or
-# AVX512-BF16, which doubled the steps on the Xeon this edition was trained on) and in fp32 elsewhere,
+# AVX512-BF16, which doubled the steps on the Xeon stages 1 and 2 were trained on) and in fp32 elsewhere,
 # where bf16 would be emulated and several times slower; BF16=on or BF16=off decides instead. Fewer
 # steps fit in the fixed minutes on a slower CPU.
 set -euo pipefail

@@ -208,7 +208,7 @@ describe.skipIf(!HAVE_CHROMIUM)('examples/web live mode in headless Chromium', (
       await page.screenshot({ path: path.join(SHOTS, 'live-scene.png'), fullPage: true });
       await page.click('#live-stop');
       expect(next.window.to).toBeGreaterThan(seen.window.to);
-      // The square is blue in every frame (4 of 4 runs here; the card gives colour follow-ups about pictures 88.9 %).
+      // The square is blue in every frame (colour follow-ups: 100 % in the model card, 8 questions).
       expect(next.text).toBe('blue');
       await expectNodeTokens(next, COLOR, { history: [{ user: COUNT, assistant: seen.text }] });
     } finally {
