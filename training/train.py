@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import Dataset, load_weights, model_config, save_checkpoint, special_ids  # noqa: E402
 from model import LlavaMini  # noqa: E402
-from where import attend_loss, locate_loss, position_loss, quiet_where_head, token_pieces, where_loss  # noqa: E402
+from where import attend_loss, locate_loss, position_loss, quiet_heads, token_pieces, where_loss  # noqa: E402
 
 TYPES = ('color', 'shape', 'count', 'exists', 'side', 'vertical', 'scene', 'motion', 'moves')
 
@@ -284,7 +284,7 @@ def main():
         load_weights(model, a.init)
         init_config = json.load(open(os.path.join(a.init, 'config.json')))
         assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
-        quiet_where_head(model)
+        quiet_heads(model)
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
     print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures, {len(vds.records) if vds else 0} clips; val {len(val.records)}', flush=True)
 

@@ -154,14 +154,18 @@ def locate_loss(model, ds, idxs, img, asked, last_row):
     return F.mse_loss(pred, torch.tensor(want, dtype=torch.float32)) * 10
 
 
-def quiet_where_head(model):
-    """Zero the where-head (presence 1/2, every centre in the middle) for a fine-tune: fresh on a
-    trained body, a random head starts at losses in the thousands (the vision tokens' scale) that
-    swamp the answers' gradient; a zero one starts near 1 and moves the body only as fast as it learns."""
+def quiet_heads(model):
+    """Zero the auxiliary heads a fine-tune adds to a trained body (where, locate, position: presence
+    1/2, every centre in the middle; the per-patch classes uniform). Fresh and random, they start at
+    losses in the thousands (the hidden states' scale) that swamp the answers' gradient through the
+    global clip; at zero, their losses start at 1-2 and no gradient reaches the body until they learn."""
     with torch.no_grad():
-        model.aux_where.weight.zero_()
-        model.aux_where.bias.zero_()
+        for head in (model.aux_head, model.aux_where, model.aux_locate, model.aux_position):
+            head.weight.zero_()
+            head.bias.zero_()
         model.aux_where.bias[model.AUX_COLORS:] = 0.5
+        model.aux_locate.bias[:] = 0.5
+        model.aux_position.bias[:] = 0.5
 
 
 def where_loss(model, ds, idxs, tokens_seen, frames=1):
