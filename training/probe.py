@@ -79,7 +79,8 @@ def clip_probe(model, ds, count):
                             rows.append(seen[b * T + t])
                             where.append(these[0])
                             keys.append((i, t, c))
-    held = set(sorted({k[0] for k in keys})[int(0.7 * len({k[0] for k in keys})):])
+    clips = sorted({k[0] for k in keys})
+    held = set(clips[int(0.7 * len(clips)):])
     read, r2 = {}, {}
     for c in COLORS:
         mine = [j for j, k in enumerate(keys) if k[2] == c]

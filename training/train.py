@@ -90,8 +90,9 @@ def parse():
     for t, w in a.type_weights.items():
         if t not in TYPES or not w >= 0:
             p.error(f'--type-weights: {t}={w}: the type must be one of {", ".join(TYPES)} and the weight 0 (never asked) or more')
-    a.bf16 = a.bf16 == 'on' or (a.bf16 == 'auto' and native_bf16())
-    if a.bf16 and not native_bf16():
+    native = native_bf16()
+    a.bf16 = a.bf16 == 'on' or (a.bf16 == 'auto' and native)
+    if a.bf16 and not native:
         print('train.py: --bf16 on a CPU without bf16 instructions (no AMX or AVX512-BF16): autocast emulates them, '
               'several times slower than fp32; --bf16 auto turns it on only where they are', file=sys.stderr, flush=True)
     return a
