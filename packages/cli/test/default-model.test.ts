@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeDataset } from '@llava-mini/shapes';
+import { demoScene, SCENE_QUESTION, sceneAnswer, writeDataset } from '@llava-mini/shapes';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ASSETS, cli as run } from './fixtures.js';
 
@@ -51,6 +51,14 @@ describe('the default model', () => {
       expect(bad.code).toBe(1);
       expect(bad.stderr.split('\n').filter((line) => message.test(line))).toHaveLength(1);
     }
+  });
+
+  it('ask --json-schema with the node-json example\'s scene schema: the whole scene of the picture, right (issue 24, item 5)', () => {
+    const schema = path.join(ASSETS, '..', 'node-json', 'scene.schema.json');
+    const r = cli('ask', '--image', IMAGE, '--prompt', SCENE_QUESTION, '--json-schema', schema, '--max-new-tokens', '200', '--device', 'cpu');
+    expect(r.code, r.stderr).toBe(0);
+    // The truth comes from the scene the picture was drawn from, not from a model's answer.
+    expect(JSON.parse(r.stdout)).toEqual(JSON.parse(sceneAnswer(demoScene())));
   });
 
   it("ask with the default device ('auto') says nothing about CUDA", () => {
