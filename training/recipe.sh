@@ -32,6 +32,9 @@ finetune() {
     --aux-steps 0 --aux-weight 0 --curriculum '' --warmup 30 --steps 100000 \
     --val-count 100 --eval-every 150 --locate-weight 0 --where-weight 0 "$@"
 }
+# A run that fails stops the recipe (set -e); its twin running beside it (python, a child of the
+# background job's subshell) stops too.
+trap 'for j in $(jobs -p); do pkill -P "$j"; kill "$j"; done 2>/dev/null || true' EXIT
 # The folder, of those given, whose run kept the better validation score.
 better() { $PY -c "import json, sys; print(max(sys.argv[1:], key=lambda d: json.load(open(d + '/training_state.json'))['val_score']))" "$@"; }
 # Stage 2: clips and conversations join; two seeds side by side, one thread each, each run waited for
@@ -49,7 +52,8 @@ echo "stage 2 kept $kept"
 # 1.5 times, at a lower LR (one run).
 finetune --init "$kept" --lr 7e-4 --minutes 75 --type-weights side=2,vertical=2,motion=2,scene=2,count=1.5 --seed 9 --out "$w/more"
 # Stage 4: twice more side by side for 80 minutes at LR 5e-4, the JSON drawn 3 or 4 times as often,
-# one with twice the picture conversations; the better is the fifth edition.
+# one with twice the picture conversations; the better is the fifth edition (stage 3's checkpoint
+# stays if neither beats it on validation).
 stage4=(--init "$w/more" --lr 5e-4 --minutes 80)
 finetune "${stage4[@]}" --type-weights side=2,vertical=2,motion=2,scene=3,count=2 --followups 16 --seed 10 --out "$w/e" > "$w/e.log" 2>&1 &
 e=$!
@@ -57,6 +61,6 @@ finetune "${stage4[@]}" --type-weights side=2,vertical=2,motion=2,scene=4,count=
 f=$!
 wait "$e"
 wait "$f"
-kept=$(better "$w/e" "$w/f")
+kept=$(better "$w/more" "$w/e" "$w/f")
 echo "stage 4 kept $kept"
 bash training/release.sh "$kept"

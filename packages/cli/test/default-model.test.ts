@@ -1,6 +1,6 @@
 // The CLI without --model: the bundled shapes model answers about the bundled picture (on the default
-// device, 'auto', without a word about CUDA), and `llava-mini eval` prints accuracy per question type
-// (pictures, video, follow-ups) as JSON and as tables.
+// device, 'auto', without a word about CUDA; freely and under a JSON schema), and `llava-mini eval`
+// prints accuracy per question type (pictures, video, follow-ups) as JSON and as tables.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
