@@ -6,8 +6,8 @@
 # 88-minute schedule, fine-tunes it on clips through the video path and conversations, two seeds side
 # by side (45 min, one thread each), keeps the one with the better validation score, fine-tunes that
 # once more (75 min), then twice more side by side (80 min), and releases the better into
-# models/llava-mini-shapes with its measured accuracy (training/release.sh): about 4 1/2 hours. Needs `npm run build` first and Debian's
-# python3-torch. The matmuls run in bf16 where the CPU has bf16 instructions (`--bf16 auto`: AMX or
+# models/llava-mini-shapes with its measured accuracy (training/release.sh): about 4 1/2 hours.
+# Needs `npm run build` first and Debian's python3-torch. The matmuls run in bf16 where the CPU has bf16 instructions (`--bf16 auto`: AMX or
 # AVX512-BF16, which doubled the steps on the Xeon stages 1 and 2 were trained on) and in fp32 elsewhere,
 # where bf16 would be emulated and several times slower; BF16=on or BF16=off decides instead. Fewer
 # steps fit in the fixed minutes on a slower CPU.
