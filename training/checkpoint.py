@@ -151,6 +151,9 @@ def save_checkpoint(model, config, tokenizer_dir, out_dir, extra_files=None):
     shutil.rmtree(old, ignore_errors=True)
 
 
+OPPOSITE = {'left': 'right', 'right': 'left', 'up': 'down', 'down': 'up'}
+
+
 class Dataset:
     """A data set written by `llava-mini-shapes --pixels` (pictures, or clips with --clips): meta.json,
     scenes.jsonl, pixels.u8 (every picture, or every sampled frame of every clip, in record order)."""
@@ -167,10 +170,30 @@ class Dataset:
         self.pixels = np.memmap(os.path.join(d, 'pixels.u8'), dtype=np.uint8, mode='r').reshape(-1, 3, S, S)
         frames = sum(r.get('frames', 1) for r in self.records)
         assert len(self.pixels) == frames, 'pixels.u8 and scenes.jsonl disagree'
+        # Each motion answer's target (assistant header, the answer's ids, <|eot_id|>) under the
+        # tokenizer the set was written with: what a clip played backwards answers instead.
+        targets = {q['answer']: q['target'] for r in self.records for q in r['questions'] if q['type'] == 'motion'}
+        self._turned = {d: targets[o] for d, o in OPPOSITE.items() if o in targets}
 
     def image(self, idxs):
-        """Pixels of the records `idxs` (every frame of each, in order) as [frames, 3, S, S]."""
-        rows = [r for i in idxs for r in range(self.records[i].get('pixel', i), self.records[i].get('pixel', i) + self.records[i].get('frames', 1))]
+        """Pixels of the records `idxs` (every frame of each, in order; a clip `backwards` from its
+        last frame) as [frames, 3, S, S]."""
+        rows = [r for i in idxs for r in self.frame_rows(self.records[i], i)]
         px = self.pixels[np.asarray(rows)].astype(np.float32) / 255.0
         # The runtime's normalisation: (v / 255 - mean) / std in float32.
         return torch.from_numpy((px - self.MEAN) / self.STD)
+
+    @staticmethod
+    def frame_rows(rec, i):
+        first = rec.get('pixel', i)
+        rows = range(first, first + rec.get('frames', 1))
+        return reversed(rows) if rec.get('backwards') else rows
+
+    def backwards(self, i):
+        """Record i's clip played backwards: another clip, whose every moving shape goes the other way
+        (its motion answers turned round; whether a shape moves and how many there are stay)."""
+        rec = self.records[i]
+        turn = lambda q: dict(q, answer=OPPOSITE[q['answer']], target=self._turned[q['answer']]) if q['type'] == 'motion' else q
+        # frameIndices still names the file's frame each shown frame is, so where a shape is in
+        # each of them (where.frame_shapes) stays right.
+        return dict(rec, backwards=True, questions=[turn(q) for q in rec['questions']], frameIndices=rec['frameIndices'][::-1])

@@ -73,6 +73,8 @@ def parse():
     p.add_argument('--video-questions', type=int, default=4, help='questions per clip per step')
     p.add_argument('--followups', type=int, default=8, help='pictures per step asked conversations (2-4 questions, the last one scored)')
     p.add_argument('--video-followups', type=int, default=3, help='clips per step asked conversations')
+    p.add_argument('--reverse-clips', type=float, default=0.0,
+                   help='share of training clips played backwards, their motion answers turned round: a direction then has to be read from the order of the frames')
     p.add_argument('--conversations', type=int, default=2, help='conversations per picture or clip in those')
     p.add_argument('--locate-weight', type=float, default=0.5, help='weight of the loss on where the named object is, from the pre-fused question')
     p.add_argument('--where-weight', type=float, default=0.3, help='weight of the loss on where each colour is, from the vision token')
@@ -239,6 +241,12 @@ def score_all(model, sets, prefix, bf16, followup_records=60):
 
 def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
     """One batch's loss: the answers, plus the auxiliary losses; also whether each answer was right."""
+    if ds.video and a.reverse_clips:
+        ds = copy.copy(ds)
+        ds.records = list(ds.records)
+        for i in idxs:
+            if rng.random() < a.reverse_clips:
+                ds.records[i] = ds.backwards(i)
     px, tokens, plen, lens, img, _, asked = collate(ds, idxs, qs, rng, a.type_weights, followups)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
         logits, feats, tokens_seen, last_row, looks = model.forward_train(px, prefix, tokens, plen, img, frames)

@@ -202,6 +202,44 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     for (const k of ['clip frames: x from the vision token (R^2)', 'moving shapes: direction from the first and last vision tokens']) expect(Number.isFinite(r.probe[k]), k).toBe(true);
   });
 
+  it('--reverse-clips plays a clip backwards: its frames in reverse, each moving shape going the way its turned answer says, the rest of its answers kept', { timeout: 900_000 }, async () => {
+    const [data, clips] = await picturesAndClips('r', [4, 10], [12, 11]);
+    const script = [
+      'import sys, json, torch; sys.path.insert(0, "training")',
+      'from checkpoint import Dataset; import where',
+      'ds = Dataset(sys.argv[1]); out = []',
+      'for i, rec in enumerate(ds.records):',
+      '    back = ds.backwards(i); view = Dataset.__new__(Dataset); view.__dict__.update(ds.__dict__, records=[back])',
+      '    same = torch.equal(view.image([0]), ds.image([i]).flip(0))',
+      // Which way each named shape goes across the frames as shown: from where.frame_shapes, the
+      // positions the where-loss trains on, not from the answers.
+      '    def goes(s):',
+      '        (x0, y0), (x1, y1) = [[p for t, p in where.frame_shapes(back, f) if t is s][0] for f in (back["frameIndices"][0], back["frameIndices"][-1])]',
+      '        return ("right" if x1 > x0 else "left") if abs(x1 - x0) > abs(y1 - y0) else ("down" if y1 > y0 else "up")',
+      '    for q, b in zip(rec["questions"], back["questions"]):',
+      '        s = next((s for s in rec["scene"]["shapes"] if f"{s[\'color\']} {s[\'kind\']}" in q["question"]), None)',
+      '        out.append({"type": q["type"], "was": q["answer"], "now": b["answer"], "goes": goes(s) if q["type"] == "motion" else None, "target": b["target"], "frames": same})',
+      'print(json.dumps(out))',
+    ].join('\n');
+    const rows = JSON.parse(python(['-c', script, clips])) as { type: string; was: string; now: string; goes: string | null; target: number[]; frames: boolean }[];
+    const motion = rows.filter((r) => r.type === 'motion');
+    expect(motion.length).toBeGreaterThan(3);
+    const targets = new Map(readScenes(clips).flatMap((r) => r.questions.map((q) => [q.answer, q.target] as const)));
+    for (const r of rows) {
+      expect(r.frames).toBe(true);
+      if (r.type !== 'motion') expect(r.now).toBe(r.was);
+      else {
+        expect(r.now).toBe(r.goes);
+        expect(r.now).not.toBe(r.was);
+      }
+      // The turned answer's ids are those the generator wrote for that answer.
+      if (targets.has(r.now)) expect(r.target).toEqual(targets.get(r.now));
+    }
+    python(['training/train.py', '--data', data, '--val', data, '--video-data', clips, '--video-val', clips, '--val-count', '2', '--out', path.join(root, 'r-ckpt'),
+      '--reverse-clips', '0.5', '--where-weight', '0.3', '--curriculum', '', '--aux-steps', '0', '--aux-weight', '0', '--steps', '2', '--batch', '2', '--questions', '2',
+      '--followups', '0', '--video-batch', '4', '--video-followups', '2', '--eval-every', '2', '--width', '64', '--vision-width', '16', '--vision-layers', '2']);
+  });
+
   it("the losses on where pre-fusion looks move the colour word's head onto its shape and the last row's onto the shapes (probe.py)", { timeout: 900_000 }, async () => {
     const data = path.join(root, 'look-data');
     fs.mkdirSync(data, { recursive: true });
