@@ -170,10 +170,9 @@ class Dataset:
         self.pixels = np.memmap(os.path.join(d, 'pixels.u8'), dtype=np.uint8, mode='r').reshape(-1, 3, S, S)
         frames = sum(r.get('frames', 1) for r in self.records)
         assert len(self.pixels) == frames, 'pixels.u8 and scenes.jsonl disagree'
-        # Each motion answer's target (assistant header, the answer's ids, <|eot_id|>) under the
+        # Each direction's target (assistant header, the answer's ids, <|eot_id|>) under the
         # tokenizer the set was written with: what a clip played backwards answers instead.
-        targets = {q['answer']: q['target'] for r in self.records for q in r['questions'] if q['type'] == 'motion'}
-        self._turned = {d: targets[o] for d, o in OPPOSITE.items() if o in targets}
+        self.motion_targets = {q['answer']: q['target'] for r in self.records for q in r['questions'] if q['type'] == 'motion'}
 
     def image(self, idxs):
         """Pixels of the records `idxs` (every frame of each, in order; a clip `backwards` from its
@@ -193,7 +192,7 @@ class Dataset:
         """Record i's clip played backwards: another clip, whose every moving shape goes the other way
         (its motion answers turned round; whether a shape moves and how many there are stay)."""
         rec = self.records[i]
-        turn = lambda q: dict(q, answer=OPPOSITE[q['answer']], target=self._turned[q['answer']]) if q['type'] == 'motion' else q
+        turn = lambda q: dict(q, answer=OPPOSITE[q['answer']], target=self.motion_targets[OPPOSITE[q['answer']]]) if q['type'] == 'motion' else q
         # frameIndices still names the file's frame each shown frame is, so where a shape is in
         # each of them (where.frame_shapes) stays right.
         return dict(rec, backwards=True, questions=[turn(q) for q in rec['questions']], frameIndices=rec['frameIndices'][::-1])

@@ -65,6 +65,8 @@ def parse():
                    help='v15: the LLaVA-v1.5-style baseline (every patch spliced into the LLM, no compressor or pre-fusion)')
     p.add_argument('--init', help='start from this checkpoint (a fine-tune: pair it with --aux-steps 0 --aux-weight 0, as the auxiliary head is not saved)')
     p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3,scene=0 (default 1 each; 0: never asked)')
+    p.add_argument('--keep-by', help="keep the checkpoint with the best validation score of this one entry (e.g. video.motion, as the eval lines name them) instead of the overall score")
+    p.add_argument('--train-only', default='', help='only the parameters whose names start with one of these comma-separated prefixes train, e.g. model.layers,model.norm,lm_head (the LLM alone)')
     p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
     p.add_argument('--tokenizer', help='folder with the tokenizer files the data sets were written with (default: DATA)')
     p.add_argument('--video-data', help='clips to train on (llava-mini-shapes --clips --pixels)')
@@ -294,6 +296,12 @@ def main():
         init_config = json.load(open(os.path.join(a.init, 'config.json')))
         assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
         quiet_heads(model)
+    if a.train_only:
+        prefixes = tuple(x for x in a.train_only.split(',') if x)
+        for n, p in model.named_parameters():
+            p.requires_grad_(p.requires_grad and n.startswith(prefixes))
+        if not any(p.requires_grad for p in model.parameters()):
+            sys.exit(f'train.py: --train-only {a.train_only}: no parameter name starts with these')
     params = sum(p.numel() for k, p in model.checkpoint_state().items())
     print(f'model: {params / 1e6:.2f} M parameters; data {len(ds.records)} pictures, {len(vds.records) if vds else 0} clips; val {len(val.records)}', flush=True)
 
@@ -378,14 +386,17 @@ def main():
         if (step + 1) % a.eval_every == 0 or step == a.steps - 1 or (time.time() - t1) >= a.minutes * 60:
             overall, per = score_all(model, sets, prefix, a.bf16)
             print(f'eval {step + 1} score {overall:.3f} ' + ' '.join(f'{t} {v:.3f}' for t, v in per.items()), flush=True)
-            if overall > best:
-                best = overall
+            if a.keep_by and a.keep_by not in per:
+                sys.exit(f'train.py: --keep-by {a.keep_by}: validation has no such entry (it has {", ".join(per)})')
+            kept = per[a.keep_by] if a.keep_by else overall
+            if kept > best:
+                best = kept
                 info = {'step': step + 1, 'val_score': overall, 'val_per_type': per, 'minutes': (time.time() - t0) / 60, 'args': vars(a)}
                 if a.test:
                     best_state = copy.deepcopy(model.state_dict())  # scored on the test set at the end
                 save_checkpoint(model, config, tok_dir, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
                 print(f'saved {a.out} (val {overall:.3f})', flush=True)
-    print(f'done in {(time.time() - t0) / 60:.1f} min; best val score {best:.3f}', flush=True)
+    print(f'done in {(time.time() - t0) / 60:.1f} min; best {a.keep_by or "val score"} {best:.3f}', flush=True)
     if a.test:
         model.load_state_dict(best_state)
         test = Dataset(a.test)

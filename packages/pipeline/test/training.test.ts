@@ -202,7 +202,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     for (const k of ['clip frames: x from the vision token (R^2)', 'moving shapes: direction from the first and last vision tokens']) expect(Number.isFinite(r.probe[k]), k).toBe(true);
   });
 
-  it('--reverse-clips plays a clip backwards: its frames in reverse, each moving shape going the way its turned answer says, the rest of its answers kept', { timeout: 900_000 }, async () => {
+  it('--reverse-clips plays a clip backwards (frames reversed, each move the way its turned answer says, other answers kept); --train-only, --keep-by and motion.py', { timeout: 900_000 }, async () => {
     const [data, clips] = await picturesAndClips('r', [4, 10], [12, 11]);
     const script = [
       'import sys, json, torch; sys.path.insert(0, "training")',
@@ -235,9 +235,29 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
       // The turned answer's ids are those the generator wrote for that answer.
       if (targets.has(r.now)) expect(r.target).toEqual(targets.get(r.now));
     }
-    python(['training/train.py', '--data', data, '--val', data, '--video-data', clips, '--video-val', clips, '--val-count', '2', '--out', path.join(root, 'r-ckpt'),
-      '--reverse-clips', '0.5', '--where-weight', '0.3', '--curriculum', '', '--aux-steps', '0', '--aux-weight', '0', '--steps', '2', '--batch', '2', '--questions', '2',
-      '--followups', '0', '--video-batch', '4', '--video-followups', '2', '--eval-every', '2', '--width', '64', '--vision-width', '16', '--vision-layers', '2']);
+    const [first, second] = [path.join(root, 'r-ckpt'), path.join(root, 'r-llm')];
+    const run = (out: string, extra: string[]) =>
+      python(['training/train.py', '--data', data, '--val', data, '--video-data', clips, '--video-val', clips, '--val-count', '2', '--out', out, '--curriculum', '', '--aux-steps', '0',
+        '--aux-weight', '0', '--steps', '2', '--batch', '2', '--questions', '2', '--followups', '0', '--video-batch', '4', '--video-followups', '2', '--eval-every', '2', '--width', '64',
+        '--vision-width', '16', '--vision-layers', '2', '--lr', '0.01', ...extra]);
+    run(first, ['--reverse-clips', '0.5', '--where-weight', '0.3']);
+    // --train-only: the LLM alone moves; --keep-by: the kept step is the one best on that entry.
+    const log = run(second, ['--init', first, '--train-only', 'model.layers,model.norm,lm_head', '--keep-by', 'video.motion', '--where-weight', '0']);
+    expect(log).toMatch(/best video\.motion [0-9.]+/);
+    const moved = JSON.parse(python(['-c', [
+      'import sys, json; sys.path.insert(0, "training"); from checkpoint import load_weights; from model import LlavaMini',
+      'def weights(d):',
+      '    m = LlavaMini(json.load(open(d + "/config.json"))); load_weights(m, d); return m.checkpoint_state()',
+      'a, b = weights(sys.argv[1]), weights(sys.argv[2])',
+      'print(json.dumps(sorted({k.split(".")[1] if k.startswith("model.") else k.split(".")[0] for k in a if not a[k].equal(b[k])})))',
+    ].join('\n'), first, second])) as string[];
+    expect(moved).toEqual(['layers', 'lm_head', 'norm']);
+    // motion.py: every motion question answered on the clip and backwards, as fractions.
+    const report = python(['training/motion.py', '--model', first, '--clips', clips]);
+    const r = JSON.parse(report.slice(report.indexOf('{'))) as Record<string, number>;
+    expect(r['motion questions']).toBe(motion.length);
+    expect(r['opposite answer when played backwards'] + r['same answer when played backwards']).toBeLessThanOrEqual(1);
+    expect(report).toMatch(/truth \\ said +left +right +up +down +other/);
   });
 
   it("the losses on where pre-fusion looks move the colour word's head onto its shape and the last row's onto the shapes (probe.py)", { timeout: 900_000 }, async () => {
