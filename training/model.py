@@ -469,8 +469,9 @@ class LlavaMini(nn.Module):
         pre-fusion layer's heads look among the patches: from each frame's vision token ('token',
         [B*T, heads, patches]) and from each question's last prompt row in each frame ('question',
         [Q*T, heads, patches]), where the first layer's first head looks from every prompt row of each
-        question ('words', [Q*T, M, patches]) and the projected patches pre-fusion reads ('patches',
-        [B*T, patches, h]).
+        question ('words', [Q*T, M, patches]), the projected patches pre-fusion reads ('patches',
+        [B*T, patches, h]) and each LLM head's attention mass on the vision tokens from every question
+        row ('vision', [layers, Q, heads, M]).
         """
         T = frames
         feats, zc, g = self.encode(pixels)
@@ -528,5 +529,11 @@ class LlavaMini(nn.Module):
         h_pre, kv_llm = self.run_layers(self.model.layers, llm_pre, torch.arange(P).unsqueeze(0).expand(B, -1), causal_key_mask(0, ones))
         past = [(k[img_index], v[img_index]) for k, v in kv_llm]
         mask = causal_key_mask(P, torch.cat([ones[img_index], torch.ones(Q, M, dtype=torch.bool)], dim=1))
+        for layer in self.model.layers:
+            layer.self_attn.keep_attn = True
         h, _ = self.run_layers(self.model.layers, llm_s, (P + ar).expand(Q, -1), mask, past)
+        # How much of each LLM head's attention, from every question row, falls on the vision tokens.
+        looks['vision'] = torch.stack([layer.self_attn.attn[..., p:p + vision.shape[1]].sum(-1) for layer in self.model.layers])
+        for layer in self.model.layers:
+            layer.self_attn.keep_attn, layer.self_attn.attn = False, None
         return self.lm_head(self.model.norm(h)), feats, tokens_seen, last_row, looks

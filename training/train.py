@@ -65,6 +65,8 @@ def parse():
                    help='v15: the LLaVA-v1.5-style baseline (every patch spliced into the LLM, no compressor or pre-fusion)')
     p.add_argument('--init', help='start from this checkpoint (a fine-tune: pair it with --aux-steps 0 --aux-weight 0, as the auxiliary head is not saved)')
     p.add_argument('--type-weights', default='', help='how often each question type is drawn, e.g. side=3,scene=0 (default 1 each; 0: never asked)')
+    p.add_argument('--look-weight', type=float, default=0.0,
+                   help="weight of the loss that makes each LLM layer's first head look at the vision tokens from the row that predicts a clip answer (the LLM otherwise learns to read everything from the fused text, which holds no order of the frames)")
     p.add_argument('--keep-by', help="keep the checkpoint with the best validation score of this one entry (e.g. video.motion, as the eval lines name them) instead of the overall score")
     p.add_argument('--train-only', default='', help='only the parameters whose names start with one of these comma-separated prefixes train, e.g. model.layers,model.norm,lm_head (the LLM alone)')
     p.add_argument('--test', help='a held-out set: the kept checkpoint is scored on it at the end (training_state.json)')
@@ -189,6 +191,14 @@ def aux_loss(model, feats, ds, idxs):
     return total
 
 
+def look_loss(vision, plen, header):
+    """-log of the attention mass each LLM layer's first head puts on the vision tokens, from the row
+    that predicts an answer's first word (after the assistant header, which every target starts with)."""
+    rows = plen - 1 + header
+    mass = vision[:, torch.arange(len(rows)), 0, rows]
+    return -torch.log(mass.float() + 1e-6).mean()
+
+
 def batches_by_frames(ds, idxs, batch):
     """Records grouped so every batch holds clips of one frame count (a step runs T frames per clip)."""
     groups = {}
@@ -265,6 +275,8 @@ def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
         total = total + a.attend_weight * attend_loss(ds, idxs, img, asked, looks, frames, prompts, token_pieces(a.tokenizer or a.data))
     if a.position_weight:
         total = total + a.position_weight * position_loss(model, looks['patches'])
+    if a.look_weight and ds.video:
+        total = total + a.look_weight * look_loss(looks['vision'], plen, len(ds.meta['header']))
     return total, loss, right
 
 

@@ -202,7 +202,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
     for (const k of ['clip frames: x from the vision token (R^2)', 'moving shapes: direction from the first and last vision tokens']) expect(Number.isFinite(r.probe[k]), k).toBe(true);
   });
 
-  it('--reverse-clips plays a clip backwards (frames reversed, each move the way its turned answer says, other answers kept); --train-only, --keep-by and motion.py', { timeout: 900_000 }, async () => {
+  it('--reverse-clips plays a clip backwards (frames reversed, each move the way its turned answer says, other answers kept); --train-only, --keep-by, --look-weight and motion.py', { timeout: 900_000 }, async () => {
     const [data, clips] = await picturesAndClips('r', [4, 10], [12, 11]);
     const script = [
       'import sys, json, torch; sys.path.insert(0, "training")',
@@ -252,6 +252,22 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
       'print(json.dumps(sorted({k.split(".")[1] if k.startswith("model.") else k.split(".")[0] for k in a if not a[k].equal(b[k])})))',
     ].join('\n'), first, second])) as string[];
     expect(moved).toEqual(['layers', 'lm_head', 'norm']);
+    // --look-weight: the LLM's first heads look at the vision tokens from the row that predicts a clip answer.
+    const looked = path.join(root, 'r-look');
+    run(looked, ['--init', first, '--train-only', 'model.layers', '--look-weight', '1', '--where-weight', '0', '--steps', '8', '--warmup', '1', '--eval-every', '8', '--video-followups', '0']);
+    const mass = JSON.parse(python(['-c', [
+      'import sys, json, random, torch; sys.path.insert(0, "training")',
+      'from checkpoint import Dataset, load_weights; from model import LlavaMini; from train import collate',
+      'ds = Dataset(sys.argv[3]); T = ds.records[0]["frames"]; idxs = [i for i, r in enumerate(ds.records) if r["frames"] == T]; H = len(ds.meta["header"])',
+      'def mass(d):',
+      '    m = LlavaMini(json.load(open(d + "/config.json"))); load_weights(m, d); m.eval()',
+      '    px, tokens, plen, _, img, _, _ = collate(ds, idxs, 10 ** 6, random.Random(0))',
+      '    with torch.no_grad(): v = m.forward_train(px, ds.meta["prefix"], tokens, plen, img, T)[4]["vision"]',
+      '    return v[:, torch.arange(len(plen)), 0, plen - 1 + H].mean().item()',
+      'print(json.dumps([mass(sys.argv[1]), mass(sys.argv[2])]))',
+    ].join('\n'), first, looked, clips])) as [number, number];
+    console.log(`[training.test] LLM first heads' mass on the vision tokens: ${mass[0].toFixed(3)} -> ${mass[1].toFixed(3)} under --look-weight`);
+    expect(mass[1]).toBeGreaterThan(mass[0] + 0.1);
     // motion.py: every motion question answered on the clip and backwards, as fractions.
     const report = python(['training/motion.py', '--model', first, '--clips', clips]);
     const r = JSON.parse(report.slice(report.indexOf('{'))) as Record<string, number>;
