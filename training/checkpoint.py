@@ -1,5 +1,6 @@
 """Read a shapes data set and write the release's Hugging Face layout (config.json, safetensors,
 tokenizer files) without the `safetensors` or `transformers` packages (Debian has neither)."""
+import copy
 import json
 import os
 import shutil
@@ -188,11 +189,24 @@ class Dataset:
         rows = range(first, first + rec.get('frames', 1))
         return reversed(rows) if rec.get('backwards') else rows
 
+    def played_backwards(self, idxs, share, rng):
+        """A view of this set in which each of the clips `idxs` is, with probability `share`, played
+        backwards (the records themselves are left as they are)."""
+        view = copy.copy(self)
+        view.records = list(self.records)
+        for i in idxs:
+            if rng.random() < share:
+                view.records[i] = self.backwards(i)
+        return view
+
     def backwards(self, i):
         """Record i's clip played backwards: another clip, whose every moving shape goes the other way
         (its motion answers turned round; whether a shape moves and how many there are stay)."""
         rec = self.records[i]
+        missing = [d for d in OPPOSITE if d not in self.motion_targets]
+        if missing:
+            raise ValueError(f'{self.dir}: no clip answers {", ".join(missing)}, so a clip cannot be played backwards (a larger set has every direction)')
         turn = lambda q: dict(q, answer=OPPOSITE[q['answer']], target=self.motion_targets[OPPOSITE[q['answer']]]) if q['type'] == 'motion' else q
         # frameIndices still names the file's frame each shown frame is, so where a shape is in
         # each of them (where.frame_shapes) stays right.
-        return dict(rec, backwards=True, questions=[turn(q) for q in rec['questions']], frameIndices=rec['frameIndices'][::-1])
+        return dict(rec, backwards=not rec.get('backwards'), questions=[turn(q) for q in rec['questions']], frameIndices=rec['frameIndices'][::-1])

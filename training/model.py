@@ -532,7 +532,7 @@ class LlavaMini(nn.Module):
         for layer in self.model.layers:
             layer.self_attn.keep_attn = True
         h, _ = self.run_layers(self.model.layers, llm_s, (P + ar).expand(Q, -1), mask, past)
-        # How much of each LLM head's attention, from every question row, falls on the vision tokens.
+        # Kept for train.py's --look-weight: the trained LLM otherwise gives these tokens almost none.
         looks['vision'] = torch.stack([layer.self_attn.attn[..., p:p + vision.shape[1]].sum(-1) for layer in self.model.layers])
         for layer in self.model.layers:
             layer.self_attn.keep_attn, layer.self_attn.attn = False, None

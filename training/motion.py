@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import OPPOSITE, Dataset, load_weights  # noqa: E402
 from model import LlavaMini  # noqa: E402
-from train import batches_by_frames, collate  # noqa: E402
+from train import TYPES, batches_by_frames, collate  # noqa: E402
 
 DIRECTIONS = ('left', 'right', 'up', 'down')
 AXIS = {'left': 'x', 'right': 'x', 'up': 'y', 'down': 'y'}
@@ -32,9 +32,9 @@ AXIS = {'left': 'x', 'right': 'x', 'up': 'y', 'down': 'y'}
 
 @torch.no_grad()
 def motion_answers(model, ds, idxs, frames):
-    """{(record, question): (truth, the model's answer, None where it is no direction)} for every
-    motion question of the clips `idxs`."""
-    px, tokens, plen, _, img, _, asked = collate(ds, idxs, 10 ** 6, random.Random(0), {'moves': 0, 'count': 0})
+    """{(record, question): (truth, answer)} for every motion question of the clips `idxs`; answer is
+    None where the model's is no direction."""
+    px, tokens, plen, _, img, _, asked = collate(ds, idxs, 10 ** 6, random.Random(0), {t: 0 for t in TYPES if t != 'motion'})
     logits = model.forward_train(px, ds.meta['prefix'], tokens, plen, img, frames)[0]
     said = {tuple(t): d for d, t in ds.motion_targets.items()}
     out = {}

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checkpoint import Dataset, load_weights, model_config, save_checkpoint, special_ids  # noqa: E402
 from model import LlavaMini  # noqa: E402
-from where import attend_loss, locate_loss, position_loss, quiet_heads, token_pieces, where_loss  # noqa: E402
+from where import attend_loss, locate_loss, look_loss, position_loss, quiet_heads, token_pieces, where_loss  # noqa: E402
 
 TYPES = ('color', 'shape', 'count', 'exists', 'side', 'vertical', 'scene', 'motion', 'moves')
 
@@ -191,14 +191,6 @@ def aux_loss(model, feats, ds, idxs):
     return total
 
 
-def look_loss(vision, plen, header):
-    """-log of the attention mass each LLM layer's first head puts on the vision tokens, from the row
-    that predicts an answer's first word (after the assistant header, which every target starts with)."""
-    rows = plen - 1 + header
-    mass = vision[:, torch.arange(len(rows)), 0, rows]
-    return -torch.log(mass.float() + 1e-6).mean()
-
-
 def batches_by_frames(ds, idxs, batch):
     """Records grouped so every batch holds clips of one frame count (a step runs T frames per clip)."""
     groups = {}
@@ -254,11 +246,7 @@ def score_all(model, sets, prefix, bf16, followup_records=60):
 def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
     """One batch's loss: the answers, plus the auxiliary losses; also whether each answer was right."""
     if ds.video and a.reverse_clips:
-        ds = copy.copy(ds)
-        ds.records = list(ds.records)
-        for i in idxs:
-            if rng.random() < a.reverse_clips:
-                ds.records[i] = ds.backwards(i)
+        ds = ds.played_backwards(idxs, a.reverse_clips, rng)
     px, tokens, plen, lens, img, _, asked = collate(ds, idxs, qs, rng, a.type_weights, followups)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
         logits, feats, tokens_seen, last_row, looks = model.forward_train(px, prefix, tokens, plen, img, frames)
@@ -308,6 +296,8 @@ def main():
         init_config = json.load(open(os.path.join(a.init, 'config.json')))
         assert all(init_config[k] == config[k] for k in ('hidden_size', 'num_hidden_layers', 'prefusion_layer_num', 'vision_config')), f'{a.init}: another architecture'
         quiet_heads(model)
+    if a.train_only and a.aux_steps:
+        sys.exit('train.py: --train-only with --aux-steps: the vision-only stage trains the vision tower; pass --aux-steps 0')
     if a.train_only:
         prefixes = tuple(x for x in a.train_only.split(',') if x)
         for n, p in model.named_parameters():
@@ -403,11 +393,14 @@ def main():
             kept = per[a.keep_by] if a.keep_by else overall
             if kept > best:
                 best = kept
-                info = {'step': step + 1, 'val_score': overall, 'val_per_type': per, 'minutes': (time.time() - t0) / 60, 'args': vars(a)}
+                # val_score stays the overall score (what recipe.sh compares runs by); kept_by says
+                # when the checkpoint was chosen on something else.
+                info = {'step': step + 1, 'val_score': overall, 'kept_by': a.keep_by or 'overall', 'kept_score': kept, 'val_per_type': per,
+                        'minutes': (time.time() - t0) / 60, 'args': vars(a)}
                 if a.test:
                     best_state = copy.deepcopy(model.state_dict())  # scored on the test set at the end
                 save_checkpoint(model, config, tok_dir, a.out, {'training_state.json': json.dumps(info, indent=2) + '\n'})
-                print(f'saved {a.out} (val {overall:.3f})', flush=True)
+                print(f'saved {a.out} (val {overall:.3f}' + (f', {a.keep_by} {kept:.3f})' if a.keep_by else ')'), flush=True)
     print(f'done in {(time.time() - t0) / 60:.1f} min; best {a.keep_by or "val score"} {best:.3f}', flush=True)
     if a.test:
         model.load_state_dict(best_state)

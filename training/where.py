@@ -194,3 +194,11 @@ def where_loss(model, ds, idxs, tokens_seen, frames=1):
     m = (present * known).unsqueeze(-1)
     mse = ((pos - xy) ** 2 * m).sum() / m.sum().clamp(min=1)
     return bce + 10 * mse
+
+
+def look_loss(vision, plen, header):
+    """-log of the attention mass each LLM layer's first head puts on the vision tokens, from the row
+    that predicts an answer's first word (after the assistant header, which every target starts with)."""
+    rows = plen - 1 + header
+    mass = vision[:, torch.arange(len(rows)), 0, rows]
+    return -torch.log(mass.float() + 1e-6).mean()
