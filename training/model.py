@@ -456,7 +456,7 @@ class LlavaMini(nn.Module):
         return out
 
     # -- training path: one picture prefix shared by many questions
-    def forward_train(self, pixels, prefix, tokens, prompt_len, img_index, frames=1):
+    def forward_train(self, pixels, prefix, tokens, prompt_len, img_index, frames=1, watch=()):
         """
         pixels [B*T,3,S,S]: B pictures (T = frames = 1) or B clips of T frames each, frame-major per clip;
         prefix: the prompt ids every question shares (ends after <image>\\n);
@@ -471,7 +471,8 @@ class LlavaMini(nn.Module):
         [Q*T, heads, patches]), where the first layer's first head looks from every prompt row of each
         question ('words', [Q*T, M, patches]), the projected patches pre-fusion reads ('patches',
         [B*T, patches, h]) and each LLM head's attention mass on the vision tokens from every question
-        row ('vision', [layers, Q, heads, M]).
+        row ('vision', [layers, Q, heads, M]). Attention is kept only where `watch` asks for it
+        ('prefusion': token, question, words; 'llm': vision): the losses that read it train on it.
         """
         T = frames
         feats, zc, g = self.encode(pixels)
@@ -485,7 +486,7 @@ class LlavaMini(nn.Module):
         pos = (valid.long().cumsum(1) - 1).masked_fill(~valid, 1)
         # Where the first and last pre-fusion layers look (none without pre-fusion: the comparison's arms).
         prefusion = self.model.prefusion_layers
-        first_attn, last_attn = (prefusion[0].self_attn, prefusion[-1].self_attn) if len(prefusion) else (None, None)
+        first_attn, last_attn = (prefusion[0].self_attn, prefusion[-1].self_attn) if len(prefusion) and 'prefusion' in watch else (None, None)
 
         def looking(on):
             for m in (first_attn, last_attn) if last_attn else ():
@@ -529,11 +530,13 @@ class LlavaMini(nn.Module):
         h_pre, kv_llm = self.run_layers(self.model.layers, llm_pre, torch.arange(P).unsqueeze(0).expand(B, -1), causal_key_mask(0, ones))
         past = [(k[img_index], v[img_index]) for k, v in kv_llm]
         mask = causal_key_mask(P, torch.cat([ones[img_index], torch.ones(Q, M, dtype=torch.bool)], dim=1))
-        for layer in self.model.layers:
-            layer.self_attn.keep_attn = True
+        llm = [layer.self_attn for layer in self.model.layers] if 'llm' in watch else []
+        for m in llm:
+            m.keep_attn = True
         h, _ = self.run_layers(self.model.layers, llm_s, (P + ar).expand(Q, -1), mask, past)
-        # Kept for train.py's --look-weight: the trained LLM otherwise gives these tokens almost none.
-        looks['vision'] = torch.stack([layer.self_attn.attn[..., p:p + vision.shape[1]].sum(-1) for layer in self.model.layers])
-        for layer in self.model.layers:
-            layer.self_attn.keep_attn, layer.self_attn.attn = False, None
+        # For train.py's --look-weight: the trained LLM otherwise gives these tokens almost none.
+        if llm:
+            looks['vision'] = torch.stack([m.attn[..., p:p + vision.shape[1]].sum(-1) for m in llm])
+        for m in llm:
+            m.keep_attn, m.attn = False, None
         return self.lm_head(self.model.norm(h)), feats, tokens_seen, last_row, looks

@@ -140,7 +140,7 @@ def picture_probe(model, ds, count, pieces):
         for start in range(0, min(count, len(ds.records)), 25):
             idxs = list(range(start, min(start + 25, count, len(ds.records))))
             px, tokens, plen, _, img, _, asked = collate(ds, idxs, 10 ** 6, rng)
-            _, feats, _, last_row, looks = model.forward_train(px, ds.meta['prefix'], tokens, plen, img, 1)
+            _, feats, _, last_row, looks = model.forward_train(px, ds.meta['prefix'], tokens, plen, img, 1, watch={'prefusion'})
             g = looks['patches']
             grid = int(round(g.shape[1] ** 0.5))
             feat_rows += list(feats.reshape(-1, feats.shape[-1]))

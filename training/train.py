@@ -249,7 +249,9 @@ def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
         ds = ds.played_backwards(idxs, a.reverse_clips, rng)
     px, tokens, plen, lens, img, _, asked = collate(ds, idxs, qs, rng, a.type_weights, followups)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
-        logits, feats, tokens_seen, last_row, looks = model.forward_train(px, prefix, tokens, plen, img, frames)
+        watch = {'prefusion'} if a.attend_weight else set()
+        watch |= {'llm'} if a.look_weight and ds.video else set()
+        logits, feats, tokens_seen, last_row, looks = model.forward_train(px, prefix, tokens, plen, img, frames, watch)
     loss, right = lm_loss(logits, tokens, plen, lens)
     total = loss
     if a.aux_weight and not ds.video:

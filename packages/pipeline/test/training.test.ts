@@ -270,7 +270,7 @@ describe.skipIf(!HAVE_TORCH)('training/ (PyTorch)', () => {
       'def mass(d):',
       '    m = LlavaMini(json.load(open(d + "/config.json"))); load_weights(m, d); m.eval()',
       '    px, tokens, plen, _, img, _, asked = collate(ds, idxs, 10 ** 6, random.Random(0))',
-      '    with torch.no_grad(): v = m.forward_train(px, ds.meta["prefix"], tokens, plen, img, T)[4]["vision"]',
+      '    with torch.no_grad(): v = m.forward_train(px, ds.meta["prefix"], tokens, plen, img, T, watch={"llm"})[4]["vision"]',
       // The row measured is the one whose next token is the answer's first.
       '    assert all(tokens[j, n + H].item() == q["target"][H] for j, (n, q) in enumerate(zip(plen.tolist(), asked)))',
       '    return v[:, torch.arange(len(plen)), 0, plen - 1 + H].mean().item()',
