@@ -248,9 +248,9 @@ def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
     if ds.video and a.reverse_clips:
         ds = ds.played_backwards(idxs, a.reverse_clips, rng)
     px, tokens, plen, lens, img, _, asked = collate(ds, idxs, qs, rng, a.type_weights, followups)
+    # Attention is kept only for the losses that read it.
+    watch = ({'prefusion'} if a.attend_weight else set()) | ({'llm'} if a.look_weight and ds.video else set())
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.bf16):
-        watch = {'prefusion'} if a.attend_weight else set()
-        watch |= {'llm'} if a.look_weight and ds.video else set()
         logits, feats, tokens_seen, last_row, looks = model.forward_train(px, prefix, tokens, plen, img, frames, watch)
     loss, right = lm_loss(logits, tokens, plen, lens)
     total = loss
@@ -265,7 +265,7 @@ def step_loss(model, ds, idxs, a, rng, prefix, frames, qs, followups=0.0):
         total = total + a.attend_weight * attend_loss(ds, idxs, img, asked, looks, frames, prompts, token_pieces(a.tokenizer or a.data))
     if a.position_weight:
         total = total + a.position_weight * position_loss(model, looks['patches'])
-    if a.look_weight and ds.video:
+    if 'llm' in watch:
         total = total + a.look_weight * look_loss(looks['vision'], plen, len(ds.meta['header']))
     return total, loss, right
 
